@@ -1,0 +1,190 @@
+"""Aggregation over seeds: the plotted series, the last-cycle summary, wall times, and coverage notes.
+
+Every function takes the frame returned by `loading.load_cycles` (one row per run × cycle).
+Standard deviations are sample standard deviations over seeds (ddof=1); with one seed they are NaN.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from al_runner.figures.labels import PAPER_SAMPLERS, ordered_samplers, sampler_label
+
+EXPERIMENT_KEY = ["task", "model"]  # one figure per task (and per model, if a task was run with several)
+GROUP_KEY = ["task", "model", "sampler"]  # one line / one table row
+
+
+def _series_over_seeds(cycles: pd.DataFrame, column: str) -> pd.DataFrame:
+    rows = cycles.dropna(subset=[column])
+    series = (
+        rows.groupby([*GROUP_KEY, "cycle"], sort=True)
+        .agg(
+            n_labeled=("n_labeled", "mean"),
+            mean=(column, "mean"),
+            std=(column, "std"),
+            n_seeds=("seed", "nunique"),
+        )
+        .reset_index()
+    )
+    return series
+
+
+def metric_series(cycles: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 4/6/7 lines: per task, model, sampler and cycle, the metric's mean and std over the seeds that reached it.
+
+    Columns: task, model, sampler, cycle, n_labeled, mean, std, n_seeds.
+    """
+    return _series_over_seeds(cycles, "value")
+
+
+def ranking_series(cycles: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 5 lines: ranking accuracy per cycle, only for runs that have a loss-prediction module (non-empty column)."""
+    return _series_over_seeds(cycles, "ranking_accuracy")
+
+
+def last_common_cycles(cycles: pd.DataFrame) -> pd.DataFrame:
+    """Per task × model × sampler: the last cycle reached by *all* its seeds, and the last reached by any.
+
+    With a partial sweep, seeds stop at different cycles; comparing a 3-seed mean at one cycle with a
+    1-seed value at a later one would be misleading, so the table uses the last cycle they share.
+    """
+    seeds_in_group = cycles.groupby(GROUP_KEY)["seed"].nunique().rename("n_seeds")
+    seeds_per_cycle = cycles.groupby([*GROUP_KEY, "cycle"])["seed"].nunique().rename("seeds_at_cycle").reset_index()
+    seeds_per_cycle = seeds_per_cycle.merge(seeds_in_group.reset_index(), on=GROUP_KEY)
+    shared = seeds_per_cycle[seeds_per_cycle["seeds_at_cycle"] == seeds_per_cycle["n_seeds"]]
+    result = pd.DataFrame(
+        {
+            "n_seeds": seeds_in_group,
+            "last_cycle": shared.groupby(GROUP_KEY)["cycle"].max(),
+            "max_cycle": cycles.groupby(GROUP_KEY)["cycle"].max(),
+        }
+    ).reset_index()
+    return result
+
+
+def last_cycle_summary(cycles: pd.DataFrame) -> pd.DataFrame:
+    """One row per task × model × sampler at its last common cycle: metric mean ± std, seeds, n_labeled, ranking accuracy.
+
+    Groups whose seeds share no cycle at all are left out (see `coverage_notes`).
+    """
+    last = last_common_cycles(cycles).dropna(subset=["last_cycle"])
+    last["last_cycle"] = last["last_cycle"].astype("int64")
+    at_last = cycles.merge(last[[*GROUP_KEY, "last_cycle"]], left_on=[*GROUP_KEY, "cycle"], right_on=[*GROUP_KEY, "last_cycle"])
+    stats = (
+        at_last.groupby(GROUP_KEY)
+        .agg(
+            metric=("metric", lambda names: " / ".join(sorted(set(names)))),
+            seeds=("seed", lambda seeds: ",".join(str(seed) for seed in sorted(seeds))),
+            n_labeled=("n_labeled", "mean"),
+            mean=("value", "mean"),
+            std=("value", "std"),
+            ranking_accuracy_mean=("ranking_accuracy", "mean"),
+            ranking_accuracy_std=("ranking_accuracy", "std"),
+        )
+        .reset_index()
+    )
+    summary = last.merge(stats, on=GROUP_KEY)
+    summary["partial"] = summary["max_cycle"] > summary["last_cycle"]
+    return _sort_by_task_then_sampler(summary)
+
+
+def _sort_by_task_then_sampler(frame: pd.DataFrame) -> pd.DataFrame:
+    order = {sampler: rank for rank, sampler in enumerate(ordered_samplers(frame["sampler"]))}
+    return (
+        frame.assign(_rank=frame["sampler"].map(order))
+        .sort_values(["task", "model", "_rank"])
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
+
+
+def _select_seconds_that_count(cycles: pd.DataFrame) -> pd.Series:
+    """select_s, without the 0 that a run's final cycle records (nothing left to select): it would dilute the mean."""
+    final_cycle = cycles.groupby([*GROUP_KEY, "seed"])["cycle"].transform("max")
+    no_selection = (cycles["cycle"] == final_cycle) & (cycles["select_s"] == 0)
+    return cycles["select_s"].mask(no_selection)
+
+
+def timing_summary(cycles: pd.DataFrame) -> pd.DataFrame:
+    """Mean seconds per cycle in each phase, per task × model × sampler, over all cycles of all seeds."""
+    timed = cycles.assign(select_s=_select_seconds_that_count(cycles))
+    per_cycle = (
+        timed.groupby(GROUP_KEY)
+        .agg(
+            n_runs=("seed", "nunique"),
+            n_cycles=("cycle", "size"),
+            train_s=("train_s", "mean"),
+            eval_s=("eval_s", "mean"),
+            select_s=("select_s", "mean"),
+        )
+        .reset_index()
+    )
+    per_run_total = (
+        cycles.assign(total_s=cycles[["train_s", "eval_s", "select_s"]].sum(axis=1))
+        .groupby([*GROUP_KEY, "seed"])["total_s"].sum()
+        .groupby(GROUP_KEY).mean()
+        .rename("total_s_per_run")
+        .reset_index()
+    )
+    return _sort_by_task_then_sampler(per_cycle.merge(per_run_total, on=GROUP_KEY))
+
+
+def missing_paper_samplers(cycles: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
+    """Per task × model, the paper's samplers with no run at all."""
+    present = cycles.groupby(EXPERIMENT_KEY)["sampler"].agg(set)
+    return {
+        key: [sampler for sampler in PAPER_SAMPLERS if sampler not in samplers]
+        for key, samplers in present.items()
+    }
+
+
+def short_runs(cycles: pd.DataFrame) -> pd.DataFrame:
+    """Runs that stopped before the furthest run of the same task × model (a sweep still running, or a crash)."""
+    per_run = cycles.groupby([*GROUP_KEY, "seed"], as_index=False).agg(
+        max_cycle=("cycle", "max"), run_dir=("run_dir", "first")
+    )
+    per_run["experiment_max_cycle"] = per_run.groupby(EXPERIMENT_KEY)["max_cycle"].transform("max")
+    return per_run[per_run["max_cycle"] < per_run["experiment_max_cycle"]].reset_index(drop=True)
+
+
+def _experiment_name(task: str, model: str) -> str:
+    return f"{task} ({model})"
+
+
+def coverage_notes(cycles: pd.DataFrame) -> list[str]:
+    """What is missing or partial, in words, for stdout and results.md."""
+    notes = []
+    for (task, model), missing in missing_paper_samplers(cycles).items():
+        if missing:
+            labels = ", ".join(sampler_label(sampler) for sampler in missing)
+            notes.append(f"{_experiment_name(task, model)}: no runs for {labels} (of the paper's five samplers)")
+    for run in short_runs(cycles).itertuples():
+        notes.append(
+            f"{_experiment_name(run.task, run.model)}: {sampler_label(run.sampler)} seed {run.seed} reached cycle "
+            f"{run.max_cycle}, others reached cycle {run.experiment_max_cycle} ({run.run_dir})"
+        )
+    for row in last_common_cycles(cycles).itertuples():
+        if pd.isna(row.last_cycle):
+            notes.append(
+                f"{_experiment_name(row.task, row.model)}: {sampler_label(row.sampler)}: its seeds share no cycle; left out of the table"
+            )
+        elif row.max_cycle > row.last_cycle:
+            notes.append(
+                f"{_experiment_name(row.task, row.model)}: {sampler_label(row.sampler)}: table uses cycle {int(row.last_cycle)}, "
+                f"the last one reached by all {row.n_seeds} seeds (some reached cycle {row.max_cycle})"
+            )
+    notes.extend(_inconsistency_notes(cycles))
+    return notes
+
+
+def _inconsistency_notes(cycles: pd.DataFrame) -> list[str]:
+    """Signs that runs with different settings were mixed into one figure."""
+    notes = []
+    labeled = cycles.groupby([*EXPERIMENT_KEY, "cycle"])["n_labeled"].nunique()
+    for (task, model, cycle), count in labeled[labeled > 1].items():
+        notes.append(f"{_experiment_name(task, model)}: runs disagree on n_labeled at cycle {cycle} (different schedules mixed?)")
+    metrics = cycles.groupby(EXPERIMENT_KEY)["metric"].unique()
+    for (task, model), names in metrics.items():
+        if len(names) > 1:
+            notes.append(f"{_experiment_name(task, model)}: several metric names in one task: {', '.join(sorted(names))}")
+    return notes

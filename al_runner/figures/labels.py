@@ -1,0 +1,70 @@
+"""Display names, order and colours shared by every figure and table."""
+
+from __future__ import annotations
+
+# The paper's five samplers, in the paper's legend order.
+PAPER_SAMPLERS = ("random", "entropy", "coreset", "learning_loss_mse", "learning_loss")
+
+SAMPLER_LABELS = {
+    "random": "random",
+    "entropy": "entropy",
+    "coreset": "core-set",
+    "learning_loss_mse": "learn loss mse",
+    "learning_loss": "learn loss",
+}
+
+# Fixed colours so that a sampler looks the same in every figure.
+SAMPLER_COLORS = {
+    "random": "tab:gray",
+    "entropy": "tab:blue",
+    "coreset": "tab:green",
+    "learning_loss_mse": "tab:purple",
+    "learning_loss": "tab:red",
+}
+_EXTRA_COLORS = ("tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+TASK_LABELS = {"cifar10": "CIFAR-10", "voc": "VOC", "mpii": "MPII"}
+
+# Which paper figure shows each paper task's learning curve.
+PAPER_FIGURE_NUMBER = {"cifar10": 4, "voc": 6, "mpii": 7}
+
+
+def sampler_label(sampler: str) -> str:
+    """Paper legend name; unknown samplers keep their raw name."""
+    return SAMPLER_LABELS.get(sampler, sampler)
+
+
+def sampler_sort_key(sampler: str) -> tuple[int, str]:
+    """Paper order first, then unknown samplers alphabetically."""
+    if sampler in PAPER_SAMPLERS:
+        return (PAPER_SAMPLERS.index(sampler), "")
+    return (len(PAPER_SAMPLERS), sampler)
+
+
+def ordered_samplers(samplers) -> list[str]:
+    return sorted(set(samplers), key=sampler_sort_key)
+
+
+def sampler_colors(samplers) -> dict[str, str]:
+    """Colour per sampler: the fixed one for paper samplers, the next spare one otherwise."""
+    colors, spare = {}, 0
+    for sampler in ordered_samplers(samplers):
+        if sampler in SAMPLER_COLORS:
+            colors[sampler] = SAMPLER_COLORS[sampler]
+        else:
+            colors[sampler] = _EXTRA_COLORS[spare % len(_EXTRA_COLORS)]
+            spare += 1
+    return colors
+
+
+def task_label(task: str) -> str:
+    return TASK_LABELS.get(task, task)
+
+
+def ranking_variant_label(task: str, sampler: str) -> str:
+    """Fig. 5 legend: "CIFAR-10" for learning_loss, "CIFAR-10 mse" for the mse variant."""
+    if sampler == "learning_loss":
+        return task_label(task)
+    if sampler == "learning_loss_mse":
+        return f"{task_label(task)} mse"
+    return f"{task_label(task)} {sampler}"

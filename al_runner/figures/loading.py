@@ -1,0 +1,174 @@
+"""Find run directories and read their CSVs strictly: a bad file is an error that names it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from al_runner.figures.errors import FigureDataError
+
+CYCLES_FILE = "cycles.csv"
+TEST_SCORES_FILE = "test_scores.csv"
+
+CYCLES_COLUMNS = (
+    "task", "model", "sampler", "seed", "cycle", "n_labeled", "metric", "value",
+    "ranking_accuracy", "train_s", "eval_s", "select_s",
+)
+TEST_SCORES_COLUMNS = ("cycle", "test_index", "real_loss", "predicted_loss", "entropy")
+
+# What identifies one run (one line of a sweep).
+RUN_KEY = ["task", "model", "sampler", "seed"]
+
+
+@dataclass
+class LoadedRuns:
+    cycles: pd.DataFrame  # every row of every cycles.csv, typed, plus a `run_dir` column
+    notes: list[str] = field(default_factory=list)  # things the user should know (skipped files, duplicates)
+
+
+def find_cycles_files(run_roots: list[Path]) -> list[Path]:
+    """Every cycles.csv below each root (recursive), each file once even if roots overlap."""
+    found: dict[Path, Path] = {}
+    for root in run_roots:
+        root = Path(root)
+        if not root.is_dir():
+            raise FigureDataError(f"--runs directory does not exist or is not a directory: {root}")
+        files = sorted(root.rglob(CYCLES_FILE))
+        if not files:
+            raise FigureDataError(f"no {CYCLES_FILE} found anywhere under {root}")
+        for path in files:
+            found.setdefault(path.resolve(), path)
+    return list(found.values())
+
+
+def _read_csv_as_text(path: Path, required_columns: tuple[str, ...]) -> pd.DataFrame:
+    """Read every cell as text so that we, not pandas, decide what counts as a bad number."""
+    if path.stat().st_size == 0:
+        raise FigureDataError(f"{path}: empty file (expected a header with columns {', '.join(required_columns)})")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise FigureDataError(f"{path}: not a readable CSV file ({error})") from None
+    table.columns = [str(column).strip() for column in table.columns]
+    missing = [column for column in required_columns if column not in table.columns]
+    if missing:
+        raise FigureDataError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected columns {', '.join(required_columns)}"
+        )
+    return table
+
+
+def _line_number(row_index) -> int:
+    return int(row_index) + 2  # +1 for the header, +1 for 1-based lines
+
+
+def _parse_numbers(table: pd.DataFrame, column: str, path: Path, *, required: bool, integer: bool = False) -> pd.Series:
+    """Column as floats (or ints). Empty cells are NaN where allowed, an error where the value is required."""
+    text = table[column].str.strip()
+    # "nan" in an optional column is how some writers spell "no value"; treat it like an empty cell.
+    is_blank = text.eq("") | (text.str.lower().eq("nan") & (not required))
+    numbers = pd.to_numeric(text.where(~is_blank), errors="coerce")
+    unparsable = ~is_blank & ~np.isfinite(numbers)
+    if unparsable.any():
+        row = unparsable.idxmax()
+        raise FigureDataError(
+            f"{path}: column '{column}', line {_line_number(row)}: unparsable number {text[row]!r}"
+        )
+    if required and is_blank.any():
+        row = is_blank.idxmax()
+        raise FigureDataError(f"{path}: column '{column}', line {_line_number(row)}: value is missing")
+    if integer:
+        fractional = numbers.notna() & (numbers % 1 != 0)
+        if fractional.any():
+            row = fractional.idxmax()
+            raise FigureDataError(
+                f"{path}: column '{column}', line {_line_number(row)}: expected an integer, got {text[row]!r}"
+            )
+        return numbers.astype("int64")
+    return numbers.astype("float64")
+
+
+def _parse_text(table: pd.DataFrame, column: str, path: Path) -> pd.Series:
+    text = table[column].str.strip()
+    if text.eq("").any():
+        row = text.eq("").idxmax()
+        raise FigureDataError(f"{path}: column '{column}', line {_line_number(row)}: value is missing")
+    return text
+
+
+def read_cycles_csv(path: Path) -> pd.DataFrame:
+    """One run's cycles.csv, typed. A header-only file gives an empty frame (a run whose first cycle is still running)."""
+    path = Path(path)
+    table = _read_csv_as_text(path, CYCLES_COLUMNS)
+    cycles = pd.DataFrame(index=table.index)
+    for column in ("task", "model", "sampler", "metric"):
+        cycles[column] = _parse_text(table, column, path)
+    for column in ("seed", "cycle", "n_labeled"):
+        cycles[column] = _parse_numbers(table, column, path, required=True, integer=True)
+    for column in ("value", "train_s", "eval_s", "select_s"):
+        cycles[column] = _parse_numbers(table, column, path, required=True)
+    # Empty for samplers without the loss-prediction module (random, entropy, coreset).
+    cycles["ranking_accuracy"] = _parse_numbers(table, "ranking_accuracy", path, required=False)
+    cycles["run_dir"] = str(path.parent)
+    return cycles[[*CYCLES_COLUMNS, "run_dir"]]
+
+
+def read_test_scores_csv(path: Path) -> pd.DataFrame:
+    """One run's per-test-point scores (Fig. 8), typed; predicted_loss is NaN where the run had no loss module."""
+    path = Path(path)
+    table = _read_csv_as_text(path, TEST_SCORES_COLUMNS)
+    if table.empty:
+        raise FigureDataError(f"{path}: no rows (header only)")
+    scores = pd.DataFrame(index=table.index)
+    scores["cycle"] = _parse_numbers(table, "cycle", path, required=True, integer=True)
+    scores["test_index"] = _parse_numbers(table, "test_index", path, required=True, integer=True)
+    scores["real_loss"] = _parse_numbers(table, "real_loss", path, required=True)
+    scores["predicted_loss"] = _parse_numbers(table, "predicted_loss", path, required=False)
+    scores["entropy"] = _parse_numbers(table, "entropy", path, required=True)
+    return scores
+
+
+def _drop_repeated_cycles(cycles: pd.DataFrame, path: Path, notes: list[str]) -> pd.DataFrame:
+    """A resumed run may have written a cycle twice; the later row is the one that counts."""
+    repeated = cycles.duplicated(subset=[*RUN_KEY, "cycle"], keep="last")
+    if repeated.any():
+        notes.append(f"{path}: cycle(s) {sorted(set(cycles.loc[repeated, 'cycle']))} appear more than once; kept the last row of each")
+    return cycles[~repeated]
+
+
+def _keep_one_dir_per_run(cycles: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """The same (task, model, sampler, seed) in two run dirs would be counted as two seeds; keep the longer run."""
+    per_dir = cycles.groupby([*RUN_KEY, "run_dir"], as_index=False)["cycle"].agg(["count", "max"])
+    kept_dirs = []
+    for key, dirs in per_dir.groupby(RUN_KEY):
+        dirs = dirs.sort_values(["count", "max", "run_dir"], ascending=[False, False, True])
+        kept_dirs.append(dirs.iloc[0][[*RUN_KEY, "run_dir"]])
+        if len(dirs) > 1:
+            task, model, sampler, seed = key
+            notes.append(
+                f"run {task}/{model}/{sampler}/seed {seed} found in {len(dirs)} directories "
+                f"({', '.join(dirs['run_dir'])}); used {dirs.iloc[0]['run_dir']} (most cycles)"
+            )
+    kept = pd.DataFrame(kept_dirs)
+    return cycles.merge(kept, on=[*RUN_KEY, "run_dir"], how="inner")
+
+
+def load_cycles(run_roots: list[Path]) -> LoadedRuns:
+    """All cycles.csv below the roots, as one frame (one row per run × cycle)."""
+    notes: list[str] = []
+    frames = []
+    for path in find_cycles_files(run_roots):
+        cycles = read_cycles_csv(path)
+        if cycles.empty:
+            notes.append(f"{path}: header only, no finished cycle yet; skipped")
+            continue
+        frames.append(_drop_repeated_cycles(cycles, path, notes))
+    if not frames:
+        roots = ", ".join(str(root) for root in run_roots)
+        raise FigureDataError(f"no finished cycle in any {CYCLES_FILE} under {roots}")
+    cycles = _keep_one_dir_per_run(pd.concat(frames, ignore_index=True), notes)
+    cycles = cycles.sort_values([*RUN_KEY, "cycle"], ignore_index=True)
+    return LoadedRuns(cycles=cycles, notes=notes)

@@ -1,0 +1,167 @@
+"""The results table (ours beside the paper's) and the wall-time table, as data frames, CSV and Markdown."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from al_runner.figures.labels import sampler_label
+from al_runner.paper_results import (
+    PAPER_N_LABELED_LAST_CYCLE,
+    PAPER_TASKS,
+    paper_metric,
+    paper_ranking_accuracy,
+)
+
+RESULTS_CSV_COLUMNS = [
+    "task", "model", "paper_task", "sampler", "sampler_label", "metric", "n_seeds", "seeds",
+    "last_cycle", "max_cycle", "n_labeled", "mean", "std", "paper_value", "paper_n_labeled", "diff_vs_paper",
+    "ranking_accuracy_mean", "ranking_accuracy_std", "paper_ranking_accuracy", "paper_ranking_accuracy_approximate",
+    "note",
+]
+TIMING_CSV_COLUMNS = ["task", "model", "sampler", "sampler_label", "n_runs", "n_cycles", "train_s", "eval_s", "select_s", "total_s_per_run"]
+
+
+def paper_task_for(task: str, paper_task_map: dict[str, str]) -> str | None:
+    """The paper task whose numbers apply to this task (`--paper-task imagefolder=cifar10`), or None."""
+    mapped = paper_task_map.get(task, task)
+    return mapped if mapped in PAPER_TASKS else None
+
+
+def _row_note(task: str, sampler: str, paper_task: str | None, has_paper_value: bool, n_labeled: float) -> str:
+    if paper_task is None:
+        return f"no paper value: '{task}' is not a paper task (map it with --paper-task {task}=cifar10|voc|mpii)"
+    if not has_paper_value:
+        return f"no paper value: the paper reports no last-cycle number for {sampler_label(sampler)}"
+    if round(n_labeled) != PAPER_N_LABELED_LAST_CYCLE:
+        return f"paper value is at {PAPER_N_LABELED_LAST_CYCLE:,} labeled points, this row at {n_labeled:,.0f}"
+    return ""
+
+
+def results_table(summary: pd.DataFrame, paper_task_map: dict[str, str]) -> pd.DataFrame:
+    """`aggregate.last_cycle_summary` plus the paper's value beside each row (NaN where the paper has none)."""
+    rows = []
+    for row in summary.to_dict("records"):
+        paper_task = paper_task_for(row["task"], paper_task_map)
+        metric = paper_metric(paper_task, row["sampler"])
+        ranking = paper_ranking_accuracy(paper_task, row["sampler"])
+        rows.append({
+            **row,
+            "paper_task": paper_task or "",
+            "sampler_label": sampler_label(row["sampler"]),
+            "paper_value": metric.value if metric else np.nan,
+            "paper_n_labeled": PAPER_N_LABELED_LAST_CYCLE if metric else np.nan,
+            "diff_vs_paper": row["mean"] - metric.value if metric else np.nan,
+            "paper_ranking_accuracy": ranking.value if ranking else np.nan,
+            "paper_ranking_accuracy_approximate": ranking.approximate if ranking else "",
+            "note": _row_note(row["task"], row["sampler"], paper_task, metric is not None, row["n_labeled"]),
+        })
+    return pd.DataFrame(rows, columns=RESULTS_CSV_COLUMNS)
+
+
+def timing_table(timing: pd.DataFrame) -> pd.DataFrame:
+    return timing.assign(sampler_label=timing["sampler"].map(sampler_label))[TIMING_CSV_COLUMNS]
+
+
+# ---------------------------------------------------------------- Markdown
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency such as tabulate)."""
+    def line(cells):
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+    return "\n".join([line(headers), line(["---"] * len(headers)), *(line(row) for row in rows)])
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def format_mean_std(mean: float, std: float, digits: int = 4) -> str:
+    if _is_missing(mean):
+        return "—"
+    if _is_missing(std):
+        return f"{mean:.{digits}f} (1 seed)"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def format_duration(seconds: float) -> str:
+    if _is_missing(seconds):
+        return "—"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def _task_cell(row: dict) -> str:
+    if row["paper_task"] and row["paper_task"] != row["task"]:
+        return f"{row['task']} (paper: {row['paper_task']})"
+    return row["task"]
+
+
+def _paper_cell(value: float, approximate: bool = False) -> str:
+    if _is_missing(value):
+        return "—"
+    return f"{'≈' if approximate else ''}{value:.4f}"
+
+
+def results_markdown_rows(results: pd.DataFrame) -> list[list[str]]:
+    rows = []
+    for row in results.to_dict("records"):
+        marks = ("*" if row["max_cycle"] > row["last_cycle"] else "") + ("†" if "labeled points" in row["note"] else "")
+        rows.append([
+            _task_cell(row),
+            row["model"],
+            row["sampler_label"],
+            row["metric"],
+            str(row["n_seeds"]),
+            f"{row['last_cycle']}{marks}",
+            f"{row['n_labeled']:,.0f}",
+            format_mean_std(row["mean"], row["std"]),
+            _paper_cell(row["paper_value"]),
+            "—" if _is_missing(row["diff_vs_paper"]) else f"{row['diff_vs_paper']:+.4f}",
+            format_mean_std(row["ranking_accuracy_mean"], row["ranking_accuracy_std"]),
+            _paper_cell(row["paper_ranking_accuracy"], row["paper_ranking_accuracy_approximate"] is True),
+        ])
+    return rows
+
+
+RESULTS_MD_HEADERS = [
+    "task", "model", "sampler", "metric", "seeds", "cycle", "labeled", "ours (mean ± std)", "paper", "Δ vs paper",
+    "ranking acc. (ours)", "ranking acc. (paper)",
+]
+
+
+def results_footnotes(results: pd.DataFrame) -> list[str]:
+    """Why a paper cell is empty, and what the marks in the cycle column mean; one line per distinct reason."""
+    notes = [
+        "Mean ± sample std (ddof=1) over seeds at the last cycle reached by *all* seeds of that row. "
+        f"Paper values are at the paper's last cycle ({PAPER_N_LABELED_LAST_CYCLE:,} labeled points); "
+        "≈ marks values read off the paper's Fig. 5.",
+    ]
+    if (results["max_cycle"] > results["last_cycle"]).any():
+        notes.append("\\* some seeds of this row went further; the row stops at the last cycle all seeds reached.")
+    if results["note"].str.contains("labeled points").any():
+        notes.append(f"† this row is not at {PAPER_N_LABELED_LAST_CYCLE:,} labeled points, so it is not directly comparable with the paper's value.")
+    rows_by_reason: dict[str, list[str]] = {}
+    for row in results.to_dict("records"):
+        if row["note"].startswith("no paper value"):
+            rows_by_reason.setdefault(row["note"], []).append(f"{row['task']} / {row['sampler_label']}")
+    for reason, rows in rows_by_reason.items():
+        notes.append(f"— in the paper column ({', '.join(rows)}): {reason}.")
+    return notes
+
+
+def timing_markdown_rows(timing: pd.DataFrame) -> list[list[str]]:
+    return [
+        [row["task"], row["model"], row["sampler_label"], str(row["n_runs"]), str(row["n_cycles"]),
+         format_duration(row["train_s"]), format_duration(row["eval_s"]), format_duration(row["select_s"]),
+         format_duration(row["total_s_per_run"])]
+        for row in timing.to_dict("records")
+    ]
+
+
+TIMING_MD_HEADERS = ["task", "model", "sampler", "runs", "cycles", "train / cycle", "eval / cycle", "select / cycle", "total / run"]

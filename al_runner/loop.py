@@ -1,0 +1,142 @@
+"""The task-agnostic phases of one active-learning cycle: train, evaluate, select.
+
+Nothing here knows what the inputs, targets or outputs are: the task does.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from al_runner.errors import NonFiniteLossError
+from al_runner.learner import Learner
+from al_runner.losses import ranking_accuracy
+from al_runner.samplers import Candidates, Sampler
+from al_runner.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LossModuleTraining:
+    """How the loss-prediction module joins the target loss: L_target + weight · objective."""
+
+    objective: nn.Module
+    weight: float
+    detach_epoch: int
+
+
+def train_one_epoch(learner: Learner, task: Task, labeled: torch.Tensor, optimizer: torch.optim.Optimizer,
+                    batch_size: int, generator: torch.Generator, module_training: LossModuleTraining | None,
+                    epoch: int, cycle: int) -> float:
+    """One pass over the labeled set; returns the mean joint loss. Raises on a non-finite loss."""
+    learner.train()
+    detach = module_training is not None and epoch >= module_training.detach_epoch
+    total, batches = 0.0, 0
+    for b, (inputs, targets, _) in enumerate(task.labeled_batches(labeled, batch_size, generator, augment=True)):
+        with learner.runtime.autocast():
+            outputs = learner.forward(inputs)
+            per_sample = task.per_sample_loss(outputs, targets)  # [B], from the same forward pass
+            loss = per_sample.mean()
+            if module_training is not None:
+                predicted = learner.predicted_loss(detach_features=detach)
+                loss = loss + module_training.weight * module_training.objective(predicted, per_sample.detach())
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(cycle, epoch, b, checkpoint=None)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+        batches += 1
+    return total / max(batches, 1)
+
+
+def train_cycle(learner: Learner, task: Task, labeled: torch.Tensor, *, epochs: int, batch_size: int,
+                make_optimizer, make_scheduler, generator: torch.Generator,
+                module_training: LossModuleTraining | None, cycle: int, progress: bool | None = None) -> float:
+    """`epochs` epochs with a fresh optimizer and LR schedule; the scheduler steps after the optimizer."""
+    optimizer = make_optimizer(learner.parameters())
+    scheduler = make_scheduler(optimizer) if make_scheduler is not None else None
+    log_every = max(1, epochs // 10)
+    loss = math.nan
+    bar = tqdm(range(epochs), desc=f"cycle {cycle} train", unit="epoch", leave=False, disable=progress is False)
+    for epoch in bar:
+        loss = train_one_epoch(learner, task, labeled, optimizer, batch_size, generator, module_training, epoch, cycle)
+        if scheduler is not None:
+            scheduler.step()
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if (epoch + 1) % log_every == 0 or epoch + 1 == epochs:
+            log.debug("cycle %d epoch %d/%d loss %.4f", cycle, epoch + 1, epochs, loss)
+    return loss
+
+
+@dataclass
+class Evaluation:
+    metric: float
+    real_loss: torch.Tensor
+    entropy: torch.Tensor
+    predicted_loss: torch.Tensor | None
+    ranking_accuracy: float | None
+
+
+@torch.inference_mode()
+def evaluate(learner: Learner, task: Task, batch_size: int) -> Evaluation:
+    """Metric plus, per test point, real loss, entropy and predicted loss in one eval-mode pass."""
+    learner.eval()
+    metric = task.new_metric()
+    real, entropy, predicted = [], [], []
+    for inputs, targets, _ in task.test_batches(batch_size):
+        with learner.runtime.autocast():
+            outputs = learner.forward(inputs)
+            metric.update(outputs, targets)
+            real.append(task.per_sample_loss(outputs, targets).float().cpu())
+            entropy.append(task.uncertainty(outputs).float().cpu())
+            if learner.loss_module is not None:
+                predicted.append(learner.predicted_loss().cpu())
+    real_t, predicted_t = torch.cat(real), torch.cat(predicted) if predicted else None
+    return Evaluation(
+        metric=metric.compute(), real_loss=real_t, entropy=torch.cat(entropy), predicted_loss=predicted_t,
+        ranking_accuracy=None if predicted_t is None else ranking_accuracy(predicted_t, real_t),
+    )
+
+
+@torch.inference_mode()
+def score_inputs(learner: Learner, task: Task, indices: torch.Tensor, batch_size: int, needs: frozenset[str]) -> dict[str, torch.Tensor]:
+    """Eval-mode, un-augmented pass over pool inputs (no labels) collecting what a sampler needs."""
+    learner.eval()
+    collected: dict[str, list[torch.Tensor]] = {name: [] for name in needs}
+    for inputs, _ in task.input_batches(indices, batch_size):
+        with learner.runtime.autocast():
+            outputs = learner.forward(inputs)
+            if "uncertainty" in needs:
+                collected["uncertainty"].append(task.uncertainty(outputs).float())
+            if "predicted_loss" in needs:
+                collected["predicted_loss"].append(learner.predicted_loss())
+            if "embedding" in needs:
+                collected["embedding"].append(learner.embedding())
+    return {name: torch.cat(parts) for name, parts in collected.items()}
+
+
+def draw_subset(unlabeled: torch.Tensor, subset_size: int | None, generator: torch.Generator) -> torch.Tensor:
+    """A random subset S_M of the unlabeled pool (the whole pool when subset_size is None)."""
+    if subset_size is None or subset_size >= unlabeled.numel():
+        return unlabeled
+    return unlabeled[torch.randperm(unlabeled.numel(), generator=generator)[:subset_size]]
+
+
+def select(learner: Learner, task: Task, sampler: Sampler, unlabeled: torch.Tensor, labeled: torch.Tensor,
+           k: int, subset_size: int | None, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Score a random subset of the unlabeled pool and return (pool indices, scores) of the top k."""
+    subset = draw_subset(unlabeled, subset_size, generator)
+    if sampler.needs and learner.loss_module is None and "predicted_loss" in sampler.needs:
+        raise RuntimeError("this sampler needs the loss-prediction module, but none is attached")
+    scored = score_inputs(learner, task, subset, batch_size, sampler.needs) if sampler.needs else {}
+    if sampler.needs_labeled_embedding:
+        scored["labeled_embedding"] = score_inputs(learner, task, labeled, batch_size, frozenset({"embedding"}))["embedding"]
+    candidates = Candidates(indices=subset, **scored)
+    positions, scores = sampler.select(candidates, k, generator)
+    return subset[positions.cpu()], scores.float().cpu()
