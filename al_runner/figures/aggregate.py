@@ -85,6 +85,8 @@ def last_cycle_summary(cycles: pd.DataFrame) -> pd.DataFrame:
     )
     summary = last.merge(stats, on=GROUP_KEY)
     summary["partial"] = summary["max_cycle"] > summary["last_cycle"]
+    if (summary["n_labeled"] % 1 == 0).all():  # the usual case: all seeds agree on the labeled-set size
+        summary["n_labeled"] = summary["n_labeled"].astype("int64")
     return _sort_by_task_then_sampler(summary)
 
 

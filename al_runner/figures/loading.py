@@ -46,11 +46,11 @@ def find_cycles_files(run_roots: list[Path]) -> list[Path]:
 
 def _read_csv_as_text(path: Path, required_columns: tuple[str, ...]) -> pd.DataFrame:
     """Read every cell as text so that we, not pandas, decide what counts as a bad number."""
-    if path.stat().st_size == 0:
-        raise FigureDataError(f"{path}: empty file (expected a header with columns {', '.join(required_columns)})")
     try:
+        if path.stat().st_size == 0:
+            raise FigureDataError(f"{path}: empty file (expected a header with columns {', '.join(required_columns)})")
         table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as error:
         raise FigureDataError(f"{path}: not a readable CSV file ({error})") from None
     table.columns = [str(column).strip() for column in table.columns]
     missing = [column for column in required_columns if column not in table.columns]

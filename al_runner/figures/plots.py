@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from al_runner.figures.labels import (
+    PAPER_SAMPLERS,
     ordered_samplers,
     ranking_variant_label,
     sampler_colors,
@@ -22,6 +24,7 @@ from al_runner.paper_results import PaperValue
 
 BAND_ALPHA = 0.18
 MAX_LABELED_TICKS = 12
+CAPTION_WIDTH = 72  # characters per title line that fit a 6.4-inch figure at font size 10
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -65,13 +68,15 @@ def _plot_mean_with_band(ax, rows: pd.DataFrame, *, label: str, color: str, line
                 markerfacecolor="white", markeredgecolor=color, label="_fewer_seeds")
 
 
-def _seeds_caption(series: pd.DataFrame, label_of) -> str:
-    """"5 seeds per sampler", or the count of each line when they differ."""
-    seeds = series.groupby("line")["n_seeds"].max()
+def _seeds_per_sampler(series: pd.DataFrame) -> str:
+    """"5 seeds per sampler", or each sampler's count (paper order) when they differ."""
+    seeds = series.groupby("sampler")["n_seeds"].max()
     if seeds.nunique() == 1:
         count = int(seeds.iloc[0])
-        return f"{count} seed{'s' if count != 1 else ''} per line"
-    return "seeds: " + ", ".join(f"{label_of(line)} {int(count)}" for line, count in seeds.items())
+        return f"{count} seed{'s' if count != 1 else ''} per sampler"
+    return "seeds per sampler: " + ", ".join(
+        f"{sampler_label(sampler)} {int(seeds[sampler])}" for sampler in ordered_samplers(seeds.index)
+    )
 
 
 def plot_metric_curves(series: pd.DataFrame, *, title: str, metric: str) -> Figure:
@@ -87,10 +92,13 @@ def plot_metric_curves(series: pd.DataFrame, *, title: str, metric: str) -> Figu
     _style_labeled_axis(ax, series["n_labeled"])
     ax.set_ylabel(metric)
     ax.legend(loc="lower right")
-    caption = _seeds_caption(series.assign(line=series["sampler"]), sampler_label) + "; mean ± 1 std"
+    caption = [_seeds_per_sampler(series) + "; mean ± 1 std"]
+    missing = [sampler_label(sampler) for sampler in PAPER_SAMPLERS if sampler not in set(series["sampler"])]
+    if missing:
+        caption.append(f"no runs: {', '.join(missing)}")
     if (series["n_seeds"] < series.groupby("sampler")["n_seeds"].transform("max")).any():
-        caption += "\nhollow markers: averaged over fewer seeds (runs still going or stopped)"
-    ax.set_title(f"{title}\n{caption}", fontsize=10)
+        caption.append("hollow markers: averaged over fewer seeds (runs still going or stopped)")
+    ax.set_title("\n".join([title, *(textwrap.fill(line, CAPTION_WIDTH) for line in caption)]), fontsize=10)
     return figure
 
 
@@ -100,22 +108,23 @@ def plot_ranking_accuracy(series: pd.DataFrame, *, show_model: bool) -> Figure:
     Colour = task, solid = learn loss, dashed = learn loss mse, dotted = any other sampler with a module.
     `series`: `aggregate.ranking_series`.
     """
-    figure = new_figure(6.4, 4.8)
+    figure = new_figure(8.4, 4.8)
     ax = figure.add_subplot()
     experiments = list(dict.fromkeys(zip(series["task"], series["model"])))
     palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
     styles = {"learning_loss": "-", "learning_loss_mse": "--"}
-    labels = {}
     for (task, model, sampler), rows in series.groupby(["task", "model", "sampler"], sort=False):
+        seeds = int(rows["n_seeds"].max())
         label = ranking_variant_label(task, sampler) + (f" ({model})" if show_model else "")
-        labels[(task, model, sampler)] = label
+        label += f", {seeds} seed{'s' if seeds != 1 else ''}"  # lines differ in seeds; the title has no room for all
         color = palette[experiments.index((task, model)) % len(palette)]
         _plot_mean_with_band(ax, rows, label=label, color=color, linestyle=styles.get(sampler, ":"))
     _style_labeled_axis(ax, series["n_labeled"])
     ax.set_ylabel("ranking accuracy")
-    ax.legend(loc="lower right")
-    lines = series.assign(line=list(zip(series["task"], series["model"], series["sampler"])))
-    caption = _seeds_caption(lines, labels.get) + "; mean ± 1 std"
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # outside: lines cross everywhere
+    caption = "mean ± 1 std over seeds"
+    if (series["n_seeds"] < series.groupby(["task", "model", "sampler"])["n_seeds"].transform("max")).any():
+        caption += "; hollow markers: fewer seeds"
     ax.set_title(f"Fig. 5: ranking accuracy of the loss-prediction module\n{caption}", fontsize=10)
     return figure
 

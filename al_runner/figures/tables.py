@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from al_runner.figures.labels import sampler_label
+from al_runner.figures.labels import PAPER_SAMPLERS, sampler_label
 from al_runner.paper_results import (
     PAPER_N_LABELED_LAST_CYCLE,
     PAPER_TASKS,
@@ -33,6 +33,8 @@ def paper_task_for(task: str, paper_task_map: dict[str, str]) -> str | None:
 def _row_note(task: str, sampler: str, paper_task: str | None, has_paper_value: bool, n_labeled: float) -> str:
     if paper_task is None:
         return f"no paper value: '{task}' is not a paper task (map it with --paper-task {task}=cifar10|voc|mpii)"
+    if not has_paper_value and sampler not in PAPER_SAMPLERS:
+        return f"no paper value: {sampler} is not one of the paper's samplers"
     if not has_paper_value:
         return f"no paper value: the paper reports no last-cycle number for {sampler_label(sampler)}"
     if round(n_labeled) != PAPER_N_LABELED_LAST_CYCLE:
@@ -52,13 +54,14 @@ def results_table(summary: pd.DataFrame, paper_task_map: dict[str, str]) -> pd.D
             "paper_task": paper_task or "",
             "sampler_label": sampler_label(row["sampler"]),
             "paper_value": metric.value if metric else np.nan,
-            "paper_n_labeled": PAPER_N_LABELED_LAST_CYCLE if metric else np.nan,
+            "paper_n_labeled": PAPER_N_LABELED_LAST_CYCLE if metric else pd.NA,
             "diff_vs_paper": row["mean"] - metric.value if metric else np.nan,
             "paper_ranking_accuracy": ranking.value if ranking else np.nan,
             "paper_ranking_accuracy_approximate": ranking.approximate if ranking else "",
             "note": _row_note(row["task"], row["sampler"], paper_task, metric is not None, row["n_labeled"]),
         })
-    return pd.DataFrame(rows, columns=RESULTS_CSV_COLUMNS)
+    table = pd.DataFrame(rows, columns=RESULTS_CSV_COLUMNS)
+    return table.astype({"paper_n_labeled": "Int64"})
 
 
 def timing_table(timing: pd.DataFrame) -> pd.DataFrame:
@@ -105,7 +108,9 @@ def _task_cell(row: dict) -> str:
 def _paper_cell(value: float, approximate: bool = False) -> str:
     if _is_missing(value):
         return "—"
-    return f"{'≈' if approximate else ''}{value:.4f}"
+    if approximate:
+        return f"≈{value:.2f}"  # only two digits were read off the plot
+    return f"{value:.4f}"
 
 
 def results_markdown_rows(results: pd.DataFrame) -> list[list[str]]:

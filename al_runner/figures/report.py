@@ -1,0 +1,176 @@
+"""One call that turns the CSVs of one or more sweeps into every figure and table."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from al_runner.figures.aggregate import (
+    coverage_notes,
+    last_cycle_summary,
+    metric_series,
+    ranking_series,
+    timing_summary,
+)
+from al_runner.figures.labels import PAPER_FIGURE_NUMBER, task_label
+from al_runner.figures.loading import TEST_SCORES_FILE, load_cycles
+from al_runner.figures.loss_scatter import Fig8Data, choose_fig8_runs, load_fig8_data
+from al_runner.figures.plots import (
+    experiment_title,
+    plot_loss_scatter,
+    plot_metric_curves,
+    plot_ranking_accuracy,
+    save_figure,
+)
+from al_runner.figures.tables import (
+    RESULTS_MD_HEADERS,
+    TIMING_MD_HEADERS,
+    markdown_table,
+    paper_task_for,
+    results_footnotes,
+    results_markdown_rows,
+    results_table,
+    timing_markdown_rows,
+    timing_table,
+)
+from al_runner.paper_results import PAPER_FIG8_CORRELATION
+
+DEFAULT_FIGURE_NUMBER = 4  # a task that is not one of the paper's gets a Fig. 4-style learning curve
+
+
+@dataclass
+class Report:
+    written: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # missing samplers, short runs, skipped files, ...
+    fig8_sources: list[str] = field(default_factory=list)  # which run each Fig. 8 used
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def _experiment_stem(prefix: str, task: str, model: str, show_model: bool) -> str:
+    return f"{prefix}_{_file_safe(task)}" + (f"_{_file_safe(model)}" if show_model else "")
+
+
+def _tasks_with_several_models(cycles: pd.DataFrame) -> set[str]:
+    models = cycles.groupby("task")["model"].nunique()
+    return set(models[models > 1].index)
+
+
+def write_metric_figures(cycles: pd.DataFrame, out_dir: Path, paper_task_map: dict[str, str]) -> list[Path]:
+    """Fig. 4 / 6 / 7: one learning-curve figure per task (× model)."""
+    series = metric_series(cycles)
+    several_models = _tasks_with_several_models(cycles)
+    written = []
+    for (task, model), rows in series.groupby(["task", "model"]):
+        number = PAPER_FIGURE_NUMBER.get(paper_task_for(task, paper_task_map) or "", DEFAULT_FIGURE_NUMBER)
+        show_model = task in several_models
+        metric = " / ".join(sorted(cycles.loc[(cycles["task"] == task) & (cycles["model"] == model), "metric"].unique()))
+        figure = plot_metric_curves(
+            rows, title=experiment_title(task, model, show_model=show_model, figure_number=number), metric=metric
+        )
+        written += save_figure(figure, out_dir, _experiment_stem(f"fig{number}", task, model, show_model))
+    return written
+
+
+def write_ranking_figure(cycles: pd.DataFrame, out_dir: Path, notes: list[str]) -> list[Path]:
+    """Fig. 5, if any run has a loss-prediction module."""
+    series = ranking_series(cycles)
+    if series.empty:
+        notes.append("no run has a ranking accuracy (no learn-loss runs); no Fig. 5")
+        return []
+    show_model = bool(_tasks_with_several_models(series))
+    return save_figure(plot_ranking_accuracy(series, show_model=show_model), out_dir, "fig5_ranking_accuracy")
+
+
+def _fig8_title(data: Fig8Data) -> str:
+    run = data.run
+    seeds = f"seed {run.seed}"
+    if len(run.seeds_available) > 1:
+        seeds += f" (lowest of seeds {', '.join(map(str, run.seeds_available))})"
+    return (
+        f"Fig. 8: {task_label(run.task)} ({run.model}), learn loss, {seeds}, cycle {data.cycle}: "
+        f"{len(data.points):,} of {data.n_test_points:,} test points"
+    )
+
+
+def _fig8_source(data: Fig8Data) -> str:
+    run = data.run
+    return (
+        f"Fig. 8 {run.task} ({run.model}): {run.run_dir / TEST_SCORES_FILE} (seed {run.seed}, cycle {data.cycle}, "
+        f"{len(data.points):,} of {data.n_test_points:,} points; Pearson r: predicted loss "
+        f"{data.predicted_loss_correlation:.3f}, entropy {data.entropy_correlation:.3f})"
+    )
+
+
+def write_loss_scatter_figures(
+    cycles: pd.DataFrame, out_dir: Path, paper_task_map: dict[str, str], report: Report
+) -> None:
+    """Fig. 8 per task (× model) that has a learn-loss run with test scores."""
+    runs, notes = choose_fig8_runs(cycles)
+    report.notes += notes
+    several_models = _tasks_with_several_models(cycles)
+    for run in runs:
+        data = load_fig8_data(run)
+        paper = PAPER_FIG8_CORRELATION.get(paper_task_for(run.task, paper_task_map) or "")
+        figure = plot_loss_scatter(data, title=_fig8_title(data), paper=paper)
+        stem = _experiment_stem("fig8", run.task, run.model, run.task in several_models)
+        report.written += save_figure(figure, out_dir, stem)
+        report.fig8_sources.append(_fig8_source(data))
+
+
+def _bullets(lines: list[str], empty: str) -> str:
+    return "\n".join(f"- {line}" for line in lines) if lines else f"- {empty}"
+
+
+def results_markdown(
+    results: pd.DataFrame, timing: pd.DataFrame, report: Report, run_roots: list[Path], out_dir: Path
+) -> str:
+    figures = [path.relative_to(out_dir).as_posix() for path in report.written if path.suffix == ".png"]
+    sections = [
+        "# Results: learning loss for active learning",
+        "Generated by `scripts/plot_figures.py` from the cycles.csv files under: "
+        + ", ".join(f"`{root}`" for root in run_roots),
+        "## Last cycle, ours beside the paper (Fig. 4 / 5 / 6 / 7)",
+        markdown_table(RESULTS_MD_HEADERS, results_markdown_rows(results)),
+        "\n".join(f"{note}  " for note in results_footnotes(results)),
+        "## Wall time",
+        "Mean seconds per cycle in each phase over all cycles of all seeds (select excludes the 0 a run's "
+        "final cycle records); total = mean over seeds of one run's summed time.",
+        markdown_table(TIMING_MD_HEADERS, timing_markdown_rows(timing)),
+        "## Missing or partial data",
+        _bullets(report.notes, "none: every task has all five paper samplers and all runs reached the same cycle"),
+        "## Fig. 8 sources",
+        _bullets(report.fig8_sources, "none"),
+        "## Figures",
+        _bullets([f"[{name}]({name})" for name in figures], "none"),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[str, str] | None = None) -> Report:
+    """Read every cycles.csv below `run_roots`; write all figures (PNG + PDF), results.{csv,md} and timing.csv."""
+    paper_task_map = paper_task_map or {}
+    run_roots, out_dir = [Path(root) for root in run_roots], Path(out_dir)
+    loaded = load_cycles(run_roots)
+    cycles = loaded.cycles
+    report = Report(notes=loaded.notes + coverage_notes(cycles))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    report.written += write_metric_figures(cycles, out_dir, paper_task_map)
+    report.written += write_ranking_figure(cycles, out_dir, report.notes)
+    write_loss_scatter_figures(cycles, out_dir, paper_task_map, report)
+
+    results = results_table(last_cycle_summary(cycles), paper_task_map)
+    timing = timing_table(timing_summary(cycles))
+    tables = {"results.csv": results, "timing.csv": timing}
+    for name, table in tables.items():
+        table.to_csv(out_dir / name, index=False)
+    markdown = results_markdown(results, timing, report, run_roots, out_dir)
+    (out_dir / "results.md").write_text(markdown, encoding="utf-8")
+    report.written += [out_dir / name for name in (*tables, "results.md")]
+    return report

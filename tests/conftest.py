@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def compose_config(overrides: list[str] | None = None, return_hydra_config: bool = False):
+    """The real config, composed as `al-run` would, with test overrides."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=overrides or [], return_hydra_config=return_hydra_config)
+
+
+SMOKE = ["task=synthetic", "model=small_cnn", "schedule=smoke", "progress=false", "model.net.width=8"]
+
+
+@pytest.fixture
+def smoke_cfg():
+    def make(*overrides: str):
+        return compose_config(SMOKE + list(overrides))
+
+    return make

@@ -1,0 +1,99 @@
+from pathlib import Path
+
+import pytest
+from hydra.errors import MissingConfigException
+from hydra.utils import instantiate
+
+from al_runner.models import LossPredictionModule
+from al_runner.runner import build_module_training
+from al_runner.samplers import Sampler
+from tests.conftest import CONF_DIR, compose_config
+
+GROUPS = ["task", "model", "sampler", "schedule", "experiment"]
+
+
+def options(group):
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+def test_groups_have_the_required_options():
+    assert {"cifar10", "imagefolder", "mnist5k"} <= set(options("task"))
+    assert {"resnet18_cifar", "small_cnn"} <= set(options("model"))
+    assert set(options("sampler")) == {"random", "entropy", "coreset", "learning_loss", "learning_loss_mse"}
+    assert {"paper_cifar10", "demo", "smoke"} <= set(options("schedule"))
+    assert {"fig4_cifar10", "demo"} <= set(options("experiment"))
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_composes_and_resolves(group):
+    for option in options(group):
+        cfg = compose_config([f"{group}={option}", "task.root=/data/x"] if group == "task" and option == "imagefolder"
+                             else [f"{group}={option}"], return_hydra_config=False)
+        from omegaconf import OmegaConf
+
+        resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        assert resolved["task"]["name"] and resolved["model"]["taps"] and resolved["sampler"]["name"]
+
+
+@pytest.mark.parametrize("sampler", options("sampler"))
+def test_every_sampler_instantiates(sampler):
+    cfg = compose_config([f"sampler={sampler}"])
+    assert isinstance(instantiate(cfg.sampler.strategy), Sampler)
+    training = build_module_training(cfg)
+    assert (training is None) == (sampler in {"random", "entropy", "coreset"})  # baselines: plain target model
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_every_model_builds_and_exposes_its_taps(model):
+    import torch
+
+    from al_runner.models import FeatureTaps
+
+    cfg = compose_config([f"model={model}", "model.net.width=8"])
+    net = instantiate(cfg.model.net)(in_channels=3, num_classes=10)
+    taps = FeatureTaps(net, list(cfg.model.taps) + [cfg.model.embedding_layer])
+    net(torch.randn(2, 3, 32, 32))
+    module = LossPredictionModule(len(cfg.model.taps), cfg.model.loss_module_hidden)
+    assert module(taps.features(list(cfg.model.taps))).shape == (2,)
+
+
+def test_unknown_group_option_lists_the_choices():
+    with pytest.raises(MissingConfigException) as e:
+        compose_config(["sampler=badge"])
+    assert "coreset" in str(e.value) and "learning_loss" in str(e.value)
+
+
+def test_fig4_cifar10_preset_holds_the_papers_numbers():
+    cfg = compose_config(["experiment=fig4_cifar10"], return_hydra_config=True)
+    s = cfg.schedule
+    assert cfg.task.name == "cifar10" and cfg.model.name == "resnet18_cifar"
+    assert cfg.model.net.width == 64 and list(cfg.model.taps) == ["layer1", "layer2", "layer3", "layer4"]
+    assert cfg.model.loss_module_hidden == 128
+    assert (s.cycles, s.initial_size, s.query_size, s.subset_size) == (10, 1000, 1000, 10000)
+    assert (s.epochs, s.batch_size, s.detach_epoch) == (200, 128, 120)
+    assert (s.optimizer.lr, s.optimizer.momentum, s.optimizer.weight_decay) == (0.1, 0.9, 5e-4)
+    assert list(s.lr_scheduler.milestones) == [160] and s.lr_scheduler.gamma == 0.1
+    assert (s.loss_weight, s.loss_weight_mse, s.margin) == (1.0, 0.1, 1.0)
+    assert s.reinit_each_cycle is False
+    aug = cfg.task.build.augmentation
+    assert aug.padding == 4 and aug.hflip is True
+    params = cfg.hydra.sweeper.params
+    assert params.seed == "0,1,2,3,4"
+    assert params.sampler.split(",") == ["random", "entropy", "coreset", "learning_loss_mse", "learning_loss"]
+
+
+def test_paper_numbers_carry_a_section_comment():
+    text = (Path(CONF_DIR) / "schedule" / "paper_cifar10.yaml").read_text()
+    for key in ("cycles", "initial_size", "query_size", "subset_size", "epochs", "batch_size", "lr", "momentum",
+                "weight_decay", "milestones", "detach_epoch", "loss_weight", "margin"):
+        line = next(l for l in text.splitlines() if l.strip().startswith(key + ":"))
+        assert "Sec." in line or "DESIGN" in line, line
+
+
+def test_demo_preset_sweeps_three_seeds_and_five_samplers():
+    cfg = compose_config(["experiment=demo"], return_hydra_config=True)
+    assert cfg.task.name == "mnist5k" and cfg.schedule.name == "demo"
+    assert len(cfg.hydra.sweeper.params.seed.split(",")) == 3
+    assert len(cfg.hydra.sweeper.params.sampler.split(",")) == 5
+    s = cfg.schedule
+    assert s.initial_size + s.query_size * (s.cycles - 1) <= 4000

@@ -1,0 +1,298 @@
+"""Figures and tables from synthetic run CSVs whose means and stds are known by hand."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from al_runner.figures import FigureDataError, generate_report
+from al_runner.figures.aggregate import (
+    coverage_notes,
+    last_cycle_summary,
+    metric_series,
+    missing_paper_samplers,
+    ranking_series,
+    timing_summary,
+)
+from al_runner.figures.cli import main
+from al_runner.figures.loading import CYCLES_COLUMNS, load_cycles, read_cycles_csv
+from al_runner.figures.loss_scatter import choose_fig8_runs, load_fig8_data, top_fraction_mask
+from al_runner.figures.plots import plot_metric_curves, plot_ranking_accuracy
+from al_runner.figures.tables import results_table
+
+MODULE_SAMPLERS = {"learning_loss", "learning_loss_mse"}
+
+
+def write_run(root: Path, task: str, sampler: str, seed: int, values: list[float], *, model: str = "resnet18",
+              ranking: list[float] | None = None, timings: tuple[float, float, float] = (10.0, 2.0, 3.0),
+              metric: str = "accuracy") -> Path:
+    """One run dir with a cycles.csv: cycle c has 1,000·(c+1) labels; the last cycle selects nothing (select_s 0)."""
+    run_dir = root / f"{task}-{sampler}-seed{seed}"
+    run_dir.mkdir(parents=True)
+    if ranking is None and sampler in MODULE_SAMPLERS:
+        ranking = [0.5 + 0.01 * cycle for cycle in range(len(values))]
+    train_s, eval_s, select_s = timings
+    rows = [
+        {
+            "task": task, "model": model, "sampler": sampler, "seed": seed, "cycle": cycle,
+            "n_labeled": 1000 * (cycle + 1), "metric": metric, "value": value,
+            "ranking_accuracy": "" if ranking is None else ranking[cycle],
+            "train_s": train_s, "eval_s": eval_s, "select_s": 0.0 if cycle == len(values) - 1 else select_s,
+        }
+        for cycle, value in enumerate(values)
+    ]
+    pd.DataFrame(rows, columns=list(CYCLES_COLUMNS)).to_csv(run_dir / "cycles.csv", index=False)
+    return run_dir
+
+
+def write_test_scores(run_dir: Path, n_points: int, *, cycle: int = 1, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    real = np.exp(rng.normal(-2, 1.5, n_points))
+    scores = pd.DataFrame({
+        "cycle": cycle,
+        "test_index": np.arange(n_points),
+        "real_loss": real,
+        "predicted_loss": np.log(real) + rng.normal(0, 1, n_points),
+        "entropy": rng.gamma(1.0, 0.3, n_points) + 0.1 * real,
+    })
+    scores.to_csv(run_dir / "test_scores.csv", index=False)
+    return scores
+
+
+def load(root: Path) -> pd.DataFrame:
+    return load_cycles([root]).cycles
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def test_metric_series_is_mean_and_sample_std_over_seeds(tmp_path):
+    for seed, values in enumerate([[0.5, 0.6], [0.6, 0.7], [0.7, 0.8]]):
+        write_run(tmp_path, "cifar10", "random", seed, values)
+    series = metric_series(load(tmp_path)).set_index("cycle")
+    assert series.loc[:, "n_labeled"].tolist() == [1000, 2000]
+    assert series["mean"].tolist() == pytest.approx([0.6, 0.7])
+    assert series["std"].tolist() == pytest.approx([0.1, 0.1])  # sample std (ddof=1) of three values 0.1 apart
+    assert series["n_seeds"].tolist() == [3, 3]
+
+
+def test_fig4_lines_are_the_series_in_paper_legend_order(tmp_path):
+    write_run(tmp_path, "cifar10", "learning_loss", 0, [0.5, 0.9])
+    write_run(tmp_path, "cifar10", "my_sampler", 0, [0.5, 0.7])  # unknown samplers are plotted under their raw name
+    write_run(tmp_path, "cifar10", "coreset", 0, [0.4, 0.8])
+    write_run(tmp_path, "cifar10", "coreset", 1, [0.6, 0.6])
+    series = metric_series(load(tmp_path))
+    figure = plot_metric_curves(series, title="Fig. 4: CIFAR-10", metric="accuracy")
+    ax = figure.axes[0]
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["core-set", "learn loss", "my_sampler"]
+    coreset = next(line for line in ax.lines if line.get_label() == "core-set")
+    assert list(coreset.get_xdata()) == [1000, 2000]
+    assert list(coreset.get_ydata()) == pytest.approx([0.5, 0.7])
+    assert ax.get_ylabel() == "accuracy"
+    assert "seeds per sampler: core-set 2, learn loss 1, my_sampler 1" in ax.get_title().replace("\n", " ")
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]  # ±1 std band of core-set: std = 0.1414 at both cycles
+    assert band.min() == pytest.approx(0.5 - math.sqrt(0.02)) and band.max() == pytest.approx(0.7 + math.sqrt(0.02))
+
+
+def test_ranking_series_only_has_module_runs_and_fig5_labels_variants(tmp_path):
+    write_run(tmp_path, "cifar10", "random", 0, [0.5, 0.6])
+    write_run(tmp_path, "cifar10", "learning_loss", 0, [0.5, 0.6], ranking=[0.6, 0.8])
+    write_run(tmp_path, "cifar10", "learning_loss", 1, [0.5, 0.6], ranking=[0.7, 0.9])
+    write_run(tmp_path, "cifar10", "learning_loss_mse", 0, [0.5, 0.6], ranking=[0.55, 0.65])
+    series = ranking_series(load(tmp_path))
+    assert set(series["sampler"]) == MODULE_SAMPLERS
+    learn_loss = series[series["sampler"] == "learning_loss"]
+    assert learn_loss["mean"].tolist() == pytest.approx([0.65, 0.85])
+    assert learn_loss["std"].tolist() == pytest.approx([math.sqrt(0.005)] * 2)
+    ax = plot_ranking_accuracy(series, show_model=False).axes[0]
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["CIFAR-10, 2 seeds", "CIFAR-10 mse, 1 seed"]
+
+
+def test_results_table_has_mean_std_seeds_and_paper_value(tmp_path):
+    write_run(tmp_path, "cifar10", "learning_loss", 0, [0.5, 0.90], ranking=[0.6, 0.88])
+    write_run(tmp_path, "cifar10", "learning_loss", 1, [0.5, 0.92], ranking=[0.6, 0.92])
+    write_run(tmp_path, "cifar10", "learning_loss_mse", 0, [0.5, 0.89])
+    table = results_table(last_cycle_summary(load(tmp_path)), {}).set_index("sampler")
+    row = table.loc["learning_loss"]
+    assert (row["n_seeds"], row["seeds"], row["last_cycle"], row["n_labeled"]) == (2, "0,1", 1, 2000)
+    assert row["mean"] == pytest.approx(0.91)
+    assert row["std"] == pytest.approx(math.sqrt(0.0002))
+    assert row["paper_value"] == 0.9101
+    assert row["diff_vs_paper"] == pytest.approx(0.91 - 0.9101)
+    assert row["ranking_accuracy_mean"] == pytest.approx(0.90)
+    assert row["paper_ranking_accuracy"] == 0.9074
+    assert "2,000" in row["note"]  # the paper's number is at 10,000 labels, this row is not
+    mse = table.loc["learning_loss_mse"]
+    assert math.isnan(mse["paper_value"]) and math.isnan(mse["std"])
+    assert "no last-cycle number" in mse["note"]
+
+
+def test_last_cycle_is_the_last_one_all_seeds_reached(tmp_path):
+    write_run(tmp_path, "voc", "entropy", 0, [0.1, 0.2, 0.3], metric="mAP")
+    write_run(tmp_path, "voc", "entropy", 1, [0.3, 0.4], metric="mAP")  # still running
+    cycles = load(tmp_path)
+    row = last_cycle_summary(cycles).iloc[0]
+    assert (row["last_cycle"], row["max_cycle"], row["n_seeds"]) == (1, 2, 2)
+    assert row["mean"] == pytest.approx(0.3)
+    notes = "\n".join(coverage_notes(cycles))
+    assert "entropy seed 1 reached cycle 1, others reached cycle 2" in notes
+    assert "table uses cycle 1, the last one reached by all 2 seeds" in notes
+
+
+def test_paper_task_mapping_gives_imagefolder_the_cifar10_column(tmp_path):
+    write_run(tmp_path, "imagefolder", "random", 0, [0.5, 0.8])
+    summary = last_cycle_summary(load(tmp_path))
+    unmapped = results_table(summary, {}).iloc[0]
+    assert math.isnan(unmapped["paper_value"]) and "not a paper task" in unmapped["note"]
+    mapped = results_table(summary, {"imagefolder": "cifar10"}).iloc[0]
+    assert (mapped["paper_task"], mapped["paper_value"]) == ("cifar10", 0.8764)
+
+
+def test_timing_means_leave_out_the_final_cycles_empty_selection(tmp_path):
+    write_run(tmp_path, "cifar10", "random", 0, [0.5, 0.6, 0.7], timings=(10.0, 2.0, 3.0))
+    write_run(tmp_path, "cifar10", "random", 1, [0.5, 0.6, 0.7], timings=(20.0, 4.0, 5.0))
+    row = timing_summary(load(tmp_path)).iloc[0]
+    assert (row["n_runs"], row["n_cycles"]) == (2, 6)
+    assert (row["train_s"], row["eval_s"], row["select_s"]) == pytest.approx((15.0, 3.0, 4.0))
+    assert row["total_s_per_run"] == pytest.approx(((30 + 6 + 6) + (60 + 12 + 10)) / 2)
+
+
+# ---------------------------------------------------------------- coverage and bad input
+
+
+def test_missing_sampler_is_reported_everywhere(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_run(runs, "cifar10", "random", 0, [0.5, 0.6])
+    write_run(runs, "cifar10", "learning_loss", 0, [0.5, 0.7])
+    assert missing_paper_samplers(load(runs)) == {("cifar10", "resnet18"): ["entropy", "coreset", "learning_loss_mse"]}
+    assert main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    expected = "no runs for entropy, core-set, learn loss mse"
+    assert expected in capsys.readouterr().out
+    assert expected in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_header_only_cycles_csv_is_skipped_with_a_note(tmp_path):
+    write_run(tmp_path, "cifar10", "random", 0, [0.5])
+    starting = tmp_path / "just-started"
+    starting.mkdir()
+    (starting / "cycles.csv").write_text(",".join(CYCLES_COLUMNS) + "\n")
+    loaded = load_cycles([tmp_path])
+    assert len(loaded.cycles) == 1
+    assert any("header only" in note and str(starting) in note for note in loaded.notes)
+
+
+def test_same_run_in_two_dirs_is_counted_once(tmp_path):
+    write_run(tmp_path / "a", "cifar10", "random", 0, [0.5])
+    write_run(tmp_path / "b", "cifar10", "random", 0, [0.5, 0.6])
+    loaded = load_cycles([tmp_path])
+    assert loaded.cycles["cycle"].tolist() == [0, 1]
+    assert any("found in 2 directories" in note for note in loaded.notes)
+
+
+GOOD_ROW = "cifar10,resnet18,random,0,0,1000,accuracy,0.5,,1.0,1.0,1.0"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty file"),
+        ("task,model,sampler\ncifar10,resnet18,random\n", "missing column(s) seed"),
+        (",".join(CYCLES_COLUMNS) + "\n" + GOOD_ROW + "\n" + GOOD_ROW.replace("0.5", "oops") + "\n",
+         "column 'value', line 3: unparsable number 'oops'"),
+        (",".join(CYCLES_COLUMNS) + "\n" + GOOD_ROW.replace(",0,0,", ",0,,") + "\n", "column 'cycle', line 2: value is missing"),
+        (",".join(CYCLES_COLUMNS) + "\n" + GOOD_ROW.replace(",0,0,", ",0,1.5,") + "\n", "expected an integer"),
+    ],
+    ids=["empty", "missing-column", "unparsable", "blank-required", "fractional-cycle"],
+)
+def test_malformed_cycles_csv_names_the_file(tmp_path, capsys, content, message):
+    path = tmp_path / "run" / "cycles.csv"
+    path.parent.mkdir()
+    path.write_text(content)
+    with pytest.raises(FigureDataError) as error:
+        read_cycles_csv(path)
+    assert str(path) in str(error.value) and message in str(error.value)
+    assert main(["--runs", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    stderr = capsys.readouterr().err
+    assert str(path) in stderr and "Traceback" not in stderr
+
+
+def test_no_cycles_csv_names_the_directory(tmp_path, capsys):
+    (tmp_path / "sweep" / "job0").mkdir(parents=True)
+    with pytest.raises(FigureDataError, match="no cycles.csv found anywhere under .*sweep"):
+        load_cycles([tmp_path / "sweep"])
+    assert main(["--runs", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 2
+    assert str(tmp_path / "sweep") in capsys.readouterr().err
+
+
+def test_malformed_test_scores_names_the_file(tmp_path):
+    run_dir = write_run(tmp_path, "mpii", "learning_loss", 0, [0.5, 0.6])
+    (run_dir / "test_scores.csv").write_text("cycle,test_index,real_loss,predicted_loss,entropy\n1,0,x,0.1,0.2\n")
+    runs, _ = choose_fig8_runs(load(tmp_path))
+    with pytest.raises(FigureDataError, match=r"test_scores\.csv: column 'real_loss', line 2"):
+        load_fig8_data(runs[0])
+
+
+# ---------------------------------------------------------------- Fig. 8
+
+
+def test_fig8_uses_lowest_seed_2000_points_and_numpy_correlation(tmp_path):
+    for seed in (3, 1):
+        run_dir = write_run(tmp_path, "mpii", "learning_loss", seed, [0.5, 0.6], metric="PCKh@0.5")
+        write_test_scores(run_dir, 3000, seed=seed)
+    write_run(tmp_path, "mpii", "random", 0, [0.5, 0.6])  # no loss module: not a Fig. 8 candidate
+    runs, _ = choose_fig8_runs(load(tmp_path))
+    assert [(run.seed, run.seeds_available) for run in runs] == [(1, [1, 3])]
+    data = load_fig8_data(runs[0])
+    points = data.points
+    assert len(points) == 2000 and points["test_index"].is_unique
+    original = write_test_scores(tmp_path, 3000, seed=1).set_index("test_index")  # seed 1's file, rebuilt
+    assert np.allclose(points["real_loss"], original.loc[points["test_index"], "real_loss"])
+    expected = np.corrcoef(points["predicted_loss"], points["real_loss"])[0, 1]
+    assert data.predicted_loss_correlation == pytest.approx(expected)
+    assert data.entropy_correlation == pytest.approx(np.corrcoef(points["entropy"], points["real_loss"])[0, 1])
+    assert data.predicted_loss_top.sum() == 400
+    assert points["predicted_loss"][data.predicted_loss_top].min() >= points["predicted_loss"][~data.predicted_loss_top].max()
+    assert load_fig8_data(runs[0]).points["test_index"].tolist() == points["test_index"].tolist()  # fixed sampling seed
+
+
+def test_top_fraction_mask_marks_the_highest_fifth():
+    assert top_fraction_mask(np.array([5.0, 1.0, 4.0, 2.0, 3.0])).tolist() == [True, False, False, False, False]
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_report_writes_every_figure_and_table(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_run(runs, "cifar10", "random", 0, [0.5, 0.6])
+    write_run(runs, "cifar10", "random", 1, [0.52, 0.62])
+    write_run(runs, "cifar10", "learning_loss", 0, [0.5, 0.7])
+    write_test_scores(write_run(runs, "cifar10", "learning_loss", 1, [0.5, 0.7]), 500)
+    write_run(runs, "imagefolder", "entropy", 0, [0.4, 0.5])
+    out = tmp_path / "out"
+    report = generate_report([runs], out, {"imagefolder": "cifar10"})
+    expected = {
+        f"{stem}.{suffix}"
+        for stem in ("fig4_cifar10", "fig4_imagefolder", "fig5_ranking_accuracy", "fig8_cifar10")
+        for suffix in ("png", "pdf")
+    } | {"results.md", "results.csv", "timing.csv"}
+    assert {path.name for path in report.written} == expected
+    assert {path.name for path in out.iterdir()} == expected
+    assert all((out / name).stat().st_size > 0 for name in expected)
+    assert (out / "fig4_cifar10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "fig8_cifar10.pdf").read_bytes()[:5] == b"%PDF-"
+    assert any("learning_loss-seed1" in source and "500 of 500" in source for source in report.fig8_sources)
+    results = pd.read_csv(out / "results.csv")
+    assert results["sampler"].tolist() == ["random", "learning_loss", "entropy"]
+    assert results["paper_value"].tolist() == [0.8764, 0.9101, 0.9059]  # imagefolder gets cifar10's via the mapping
+    assert "imagefolder (paper: cifar10)" in (out / "results.md").read_text()
+    assert main(["--runs", str(runs), "--out", str(out), "--paper-task", "imagefolder=cifar10"]) == 0
+    assert str(out / "fig5_ranking_accuracy.png") in capsys.readouterr().out

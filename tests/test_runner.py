@@ -1,0 +1,207 @@
+import csv
+
+import pytest
+import torch
+
+import al_runner.loop as loop_mod
+import al_runner.runner as runner_mod
+from al_runner.errors import ConfigError, NonFiniteLossError
+from al_runner.loop import select
+from al_runner.outputs import TIMING_COLUMNS
+from al_runner.runner import ActiveLearningRun, run_experiment
+from al_runner.samplers import RandomSampler
+
+SAMPLERS = ["random", "entropy", "coreset", "learning_loss_mse", "learning_loss"]
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def without_timing(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_two_cycle_run_per_sampler_writes_all_outputs(smoke_cfg, tmp_path, sampler):
+    cfg = smoke_cfg(f"sampler={sampler}")
+    run_experiment(cfg, tmp_path)
+    rows = read_csv(tmp_path / "cycles.csv")
+    assert [int(r["cycle"]) for r in rows] == [0, 1]
+    assert [int(r["n_labeled"]) for r in rows] == [20, 30]
+    assert all(r["task"] == "synthetic" and r["sampler"] == sampler and r["metric"] == "accuracy" for r in rows)
+    assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
+    has_module = sampler.startswith("learning_loss")
+    assert all((r["ranking_accuracy"] != "") == has_module for r in rows)
+    selected = read_csv(tmp_path / "selected.csv")
+    assert sum(r["cycle"] == "0" for r in selected) == 20 and sum(r["cycle"] == "1" for r in selected) == 10
+    assert len({r["pool_index"] for r in selected}) == 30
+    scores = read_csv(tmp_path / "test_scores.csv")
+    assert len(scores) == 100 and all(r["cycle"] == "1" for r in scores)
+    assert all((r["predicted_loss"] != "") == has_module and float(r["real_loss"]) >= 0 for r in scores)
+    assert (tmp_path / "checkpoint.pt").is_file()
+
+
+def test_same_seed_same_initial_set_and_weights_across_samplers(smoke_cfg, tmp_path):
+    initial, weights = [], []
+    for sampler in SAMPLERS:
+        run = ActiveLearningRun(smoke_cfg(f"sampler={sampler}", "schedule.cycles=1"), tmp_path / sampler)
+        run.run()
+        initial.append(sorted(int(r["pool_index"]) for r in read_csv(tmp_path / sampler / "selected.csv")))
+        weights.append(ActiveLearningRun(smoke_cfg(f"sampler={sampler}"), tmp_path / "x").learner.model.block1[0].weight)
+    assert all(s == initial[0] for s in initial)
+    assert all(torch.equal(w, weights[0]) for w in weights)
+    other_seed = ActiveLearningRun(smoke_cfg("seed=1", "schedule.cycles=1"), tmp_path / "seed1")
+    other_seed.run()
+    assert sorted(int(r["pool_index"]) for r in read_csv(tmp_path / "seed1" / "selected.csv")) != initial[0]
+
+
+def test_reruns_give_identical_csvs(smoke_cfg, tmp_path):
+    for d in ("a", "b"):
+        run_experiment(smoke_cfg("sampler=learning_loss"), tmp_path / d)
+    assert without_timing(read_csv(tmp_path / "a" / "cycles.csv")) == without_timing(read_csv(tmp_path / "b" / "cycles.csv"))
+    for name in ("selected.csv", "test_scores.csv"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+
+
+@pytest.mark.parametrize("sampler", ["learning_loss", "coreset"])
+def test_killed_then_resumed_run_equals_uninterrupted(smoke_cfg, tmp_path, monkeypatch, sampler):
+    overrides = (f"sampler={sampler}", "schedule.cycles=4")
+    run_experiment(smoke_cfg(*overrides), tmp_path / "full")
+
+    real_evaluate = runner_mod.evaluate
+    calls = {"n": 0}
+
+    def dying_evaluate(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # dies inside cycle 2, after cycles 0 and 1 were checkpointed
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(runner_mod, "evaluate", dying_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(smoke_cfg(*overrides), tmp_path / "killed")
+    assert len(read_csv(tmp_path / "killed" / "cycles.csv")) == 2
+    monkeypatch.setattr(runner_mod, "evaluate", real_evaluate)
+    run_experiment(smoke_cfg(*overrides), tmp_path / "killed")
+
+    full, resumed = read_csv(tmp_path / "full" / "cycles.csv"), read_csv(tmp_path / "killed" / "cycles.csv")
+    assert [r["cycle"] for r in resumed] == ["0", "1", "2", "3"]  # no duplicated rows
+    assert without_timing(full) == without_timing(resumed)
+    assert (tmp_path / "full" / "selected.csv").read_text() == (tmp_path / "killed" / "selected.csv").read_text()
+
+
+def test_finished_run_is_not_redone(smoke_cfg, tmp_path, monkeypatch):
+    run_experiment(smoke_cfg(), tmp_path)
+    before = (tmp_path / "cycles.csv").read_text()
+    monkeypatch.setattr(runner_mod, "train_cycle", lambda *a, **k: pytest.fail("a finished run trained again"))
+    run_experiment(smoke_cfg(), tmp_path)
+    assert (tmp_path / "cycles.csv").read_text() == before
+
+
+def test_resume_with_a_different_config_is_refused(smoke_cfg, tmp_path):
+    run_experiment(smoke_cfg("schedule.cycles=1"), tmp_path)
+    with pytest.raises(ConfigError, match="schedule.epochs"):
+        run_experiment(smoke_cfg("schedule.cycles=1", "schedule.epochs=3"), tmp_path)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["schedule.initial_size=150", "schedule.query_size=30", "schedule.cycles=3"], "only 200"),
+    (["schedule.subset_size=5"], "subset_size"),
+    (["schedule.batch_size=7", "sampler=learning_loss"], "odd"),
+    (["model.taps=[block1,blok2]"], "blok2.*block2"),
+    (["schedule.cycles=0"], "cycles"),
+])
+def test_bad_input_fails_before_any_training(smoke_cfg, tmp_path, monkeypatch, overrides, message):
+    monkeypatch.setattr(runner_mod, "train_cycle", lambda *a, **k: pytest.fail("trained despite bad input"))
+    with pytest.raises(ConfigError, match=message):
+        run_experiment(smoke_cfg(*overrides), tmp_path)
+
+
+def test_odd_batch_size_is_fine_for_baselines(smoke_cfg, tmp_path):
+    run_experiment(smoke_cfg("schedule.batch_size=7", "sampler=entropy"), tmp_path)
+    assert len(read_csv(tmp_path / "cycles.csv")) == 2
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(smoke_cfg, tmp_path, monkeypatch):
+    cfg = smoke_cfg("schedule.cycles=3")
+    run = ActiveLearningRun(cfg, tmp_path)
+    real_loss = run.task.per_sample_loss
+    state = {"cycle1": False}
+    real_train_cycle = runner_mod.train_cycle
+
+    def train_cycle_marking(*args, **kwargs):
+        state["cycle1"] = kwargs["cycle"] == 1
+        return real_train_cycle(*args, **kwargs)
+
+    def poisoned(outputs, targets):
+        loss = real_loss(outputs, targets)
+        return loss * float("nan") if state["cycle1"] else loss
+
+    monkeypatch.setattr(runner_mod, "train_cycle", train_cycle_marking)
+    run.task.per_sample_loss = poisoned
+    with pytest.raises(NonFiniteLossError) as e:
+        run.run()
+    assert e.value.cycle == 1 and e.value.epoch == 0
+    assert "checkpoint.pt" in str(e.value)
+    assert [r["cycle"] for r in read_csv(tmp_path / "cycles.csv")] == ["0"]
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["next_cycle"] == 1
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_selection_ignores_labels_of_unlabeled_points(smoke_cfg, tmp_path, sampler):
+    run = ActiveLearningRun(smoke_cfg(f"sampler={sampler}", "schedule.cycles=1"), tmp_path)
+    run.run()
+    labeled, unlabeled = run.pool.labeled_indices, run.pool.unlabeled_indices
+
+    def pick():
+        return select(run.learner, run.task, run.sampler, unlabeled, labeled, 10, 40, 64, torch.Generator().manual_seed(5))
+
+    before_idx, before_scores = pick()
+    labels = run.task.data.train_labels
+    perm = unlabeled[torch.randperm(unlabeled.numel(), generator=torch.Generator().manual_seed(0))]
+    labels[unlabeled] = labels[perm]
+    labels[unlabeled] = (labels[unlabeled] + 1) % 4  # and make sure they really changed
+    after_idx, after_scores = pick()
+    assert torch.equal(before_idx, after_idx) and torch.allclose(before_scores, after_scores)
+
+
+def test_samplers_receive_no_labels(smoke_cfg, tmp_path, monkeypatch):
+    """By construction: scoring reads inputs only; the label tensor is never indexed while selecting."""
+    run = ActiveLearningRun(smoke_cfg("sampler=entropy", "schedule.cycles=1"), tmp_path)
+    run.run()
+
+    class Exploding:
+        def __getitem__(self, _):
+            raise AssertionError("a label was read during selection")
+
+    run.task.data.train_labels = Exploding()
+    select(run.learner, run.task, run.sampler, run.pool.unlabeled_indices, run.pool.labeled_indices, 10, None, 64,
+           torch.Generator())
+
+
+def test_reinit_each_cycle_restarts_from_the_initial_weights(smoke_cfg, tmp_path, monkeypatch):
+    seen = []
+    real_train_cycle = runner_mod.train_cycle
+
+    def recording(learner, *args, **kwargs):
+        seen.append(learner.model.block1[0].weight.detach().clone())
+        return real_train_cycle(learner, *args, **kwargs)
+
+    monkeypatch.setattr(runner_mod, "train_cycle", recording)
+    run_experiment(smoke_cfg("schedule.reinit_each_cycle=true"), tmp_path / "reinit")
+    assert torch.equal(seen[0], seen[1])
+    seen.clear()
+    run_experiment(smoke_cfg(), tmp_path / "continue")
+    assert not torch.equal(seen[0], seen[1])
+
+
+def test_random_subset_limits_candidates():
+    g = torch.Generator().manual_seed(0)
+    unlabeled = torch.arange(100, 200)
+    subset = loop_mod.draw_subset(unlabeled, 30, g)
+    assert subset.numel() == 30 and set(subset.tolist()) <= set(unlabeled.tolist())
+    assert torch.equal(loop_mod.draw_subset(unlabeled, None, g), unlabeled)
+    picks, _ = RandomSampler().select(loop_mod.Candidates(subset), 10, g)
+    assert picks.max() < 30
