@@ -92,7 +92,8 @@ def plot_metric_curves(series: pd.DataFrame, *, title: str, metric: str) -> Figu
     _style_labeled_axis(ax, series["n_labeled"])
     ax.set_ylabel(metric)
     ax.legend(loc="lower right")
-    caption = [_seeds_per_sampler(series) + "; mean ± 1 std"]
+    one_seed_only = (series["n_seeds"] == 1).all()
+    caption = [_seeds_per_sampler(series) + ("; no std band" if one_seed_only else "; mean ± 1 std")]
     missing = [sampler_label(sampler) for sampler in PAPER_SAMPLERS if sampler not in set(series["sampler"])]
     if missing:
         caption.append(f"no runs: {', '.join(missing)}")

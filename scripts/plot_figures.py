@@ -1,0 +1,14 @@
+#!/usr/bin/env python
+"""Regenerate the paper's Fig. 4-8 and the results tables from sweep CSVs. Run with --help for usage."""
+
+import sys
+from pathlib import Path
+
+try:
+    from al_runner.figures.cli import main
+except ModuleNotFoundError:  # run from a checkout without installing the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from al_runner.figures.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
