@@ -63,7 +63,9 @@ def train_cycle(learner: Learner, task: Task, labeled: torch.Tensor, *, epochs: 
     scheduler = make_scheduler(optimizer) if make_scheduler is not None else None
     log_every = max(1, epochs // 10)
     loss = math.nan
-    bar = tqdm(range(epochs), desc=f"cycle {cycle} train", unit="epoch", leave=False, disable=progress is False)
+    # progress None: a bar only on a terminal (tqdm's own check); True/False force it on/off
+    bar = tqdm(range(epochs), desc=f"cycle {cycle} train", unit="epoch", leave=False,
+               disable=None if progress is None else not progress)
     for epoch in bar:
         loss = train_one_epoch(learner, task, labeled, optimizer, batch_size, generator, module_training, epoch, cycle)
         if scheduler is not None:
@@ -132,7 +134,7 @@ def select(learner: Learner, task: Task, sampler: Sampler, unlabeled: torch.Tens
            k: int, subset_size: int | None, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Score a random subset of the unlabeled pool and return (pool indices, scores) of the top k."""
     subset = draw_subset(unlabeled, subset_size, generator)
-    if sampler.needs and learner.loss_module is None and "predicted_loss" in sampler.needs:
+    if "predicted_loss" in sampler.needs and learner.loss_module is None:
         raise RuntimeError("this sampler needs the loss-prediction module, but none is attached")
     scored = score_inputs(learner, task, subset, batch_size, sampler.needs) if sampler.needs else {}
     if sampler.needs_labeled_embedding:

@@ -71,3 +71,14 @@ def test_demo_experiment_multirun_uses_its_sweep(tmp_path):
                     f"paths.output={tmp_path}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list(tmp_path.glob("demo/*/cycles.csv"))) == 15
+
+
+@pytest.mark.slow
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    # batch 7 is refused for the ranking loss but fine for random: the sweep finishes random's job
+    result = al_run("-m", *SMOKE, "schedule.batch_size=7", "sampler=learning_loss,random", f"paths.output={tmp_path}",
+                    "name=sweep", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "1 job(s) failed" in result.stderr and "odd" in result.stderr and "Traceback" not in result.stderr
+    assert len(list(tmp_path.glob("sweep/*sampler=random*/cycles.csv"))) == 1
+    assert len(list(tmp_path.glob("sweep/*sampler=learning_loss*/error.txt"))) == 1
