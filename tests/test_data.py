@@ -139,3 +139,16 @@ def test_augmentation_fits_statistics_when_not_given():
     x = aug.eval(images)
     assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
     assert torch.allclose(x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
+
+
+def test_cifar10_download_failure_offline_is_a_clear_error(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets.cifar as cifar_mod
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(cifar_mod, "download_and_extract_archive", offline)
+    with pytest.raises(DataError, match="could not download CIFAR-10.*no network"):
+        load_cifar10(str(tmp_path), download=True)
