@@ -18,6 +18,7 @@ class Runtime:
     device: torch.device
     amp: bool = False  # bf16 autocast; only on CUDA, CPU numerics stay fp32
     channels_last: bool = False
+    compile: bool = False  # torch.compile the target model's forward (runtime.compile; off by default)
 
     def autocast(self):
         if self.amp and self.device.type == "cuda":
@@ -39,6 +40,8 @@ class Learner:
         self.tap_names, self.embedding_layer = list(tap_names), embedding_layer
         self.taps = FeatureTaps(model, self.tap_names + [embedding_layer])
         self.to_runtime()
+        # The compiled wrapper shares parameters and hooks with `model`; state dicts stay `model`'s.
+        self._forward_model = torch.compile(model) if runtime.compile else model
 
     def to_runtime(self) -> None:
         fmt = torch.channels_last if self.runtime.channels_last else torch.preserve_format
@@ -64,7 +67,7 @@ class Learner:
 
     def forward(self, inputs):
         self.taps.clear()
-        return self.model(self.runtime.prepare(inputs))
+        return self._forward_model(self.runtime.prepare(inputs))
 
     def predicted_loss(self, detach_features: bool = False) -> torch.Tensor:
         features = self.taps.features(self.tap_names)

@@ -45,7 +45,8 @@ def _auto_flag(value, device: torch.device) -> bool:
 def make_runtime(cfg: DictConfig) -> Runtime:
     device = resolve_device(str(cfg.device))
     return Runtime(device=device, amp=_auto_flag(cfg.runtime.amp, device),
-                   channels_last=_auto_flag(cfg.runtime.channels_last, device))
+                   channels_last=_auto_flag(cfg.runtime.channels_last, device),
+                   compile=bool(cfg.runtime.get("compile", False)))
 
 
 def validate_schedule(cfg: DictConfig, pool_size: int) -> None:

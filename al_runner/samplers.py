@@ -79,15 +79,30 @@ class CoreSetSampler(Sampler):
         raise NotImplementedError("core-set scores are defined by the greedy order; use select")
 
 
+# Elements of the one distance block (16 MiB in fp32): big enough for an efficient matmul, and a
+# bound on the extra memory whatever N (never an N×N matrix).
+DISTANCE_BLOCK_ELEMENTS = 1 << 22
+
+
 def min_sq_distances(points: torch.Tensor, centers: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
-    """min_j ||p_i - c_j||² for each point, chunked over centers so no N×N matrix is held."""
+    """min_j ||p_i - c_j||² for each point, in blocks (`chunk_size` centers at a time) so no N×N matrix is held.
+
+    Per block one fused matmul gives ||c_j||² - 2 p_i·c_j; ||p_i||² is constant along the row, so it is
+    added after the min. Rows are blocked too: at most DISTANCE_BLOCK_ELEMENTS distances exist at once.
+    """
     best = torch.full((points.shape[0],), float("inf"), device=points.device, dtype=points.dtype)
-    p_sq = (points * points).sum(1)
-    for start in range(0, centers.shape[0], chunk_size):
-        c = centers[start : start + chunk_size]
-        d = p_sq[:, None] - 2.0 * points @ c.T + (c * c).sum(1)[None, :]
-        best = torch.minimum(best, d.min(dim=1).values)
-    return best.clamp_min_(0)
+    c_sq = (centers * centers).sum(1)
+    cols = max(1, min(chunk_size, centers.shape[0]))
+    rows = max(1, DISTANCE_BLOCK_ELEMENTS // cols)
+    buffer = points.new_empty(min(rows, points.shape[0]) * cols)  # one block, reused (no allocator churn)
+    for r in range(0, points.shape[0], rows):
+        p, row_best = points[r : r + rows], best[r : r + rows]
+        for start in range(0, centers.shape[0], chunk_size):
+            c = centers[start : start + chunk_size]
+            block = buffer[: p.shape[0] * c.shape[0]].view(p.shape[0], c.shape[0])
+            torch.addmm(c_sq[None, start : start + chunk_size], p, c.T, alpha=-2.0, out=block)
+            torch.minimum(row_best, block.amin(dim=1), out=row_best)
+    return best.add_((points * points).sum(1)).clamp_min_(0)
 
 
 def k_center_greedy(points: torch.Tensor, centers: torch.Tensor | None, k: int, chunk_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,10 +121,10 @@ def k_center_greedy(points: torch.Tensor, centers: torch.Tensor | None, k: int, 
     p_sq = (points * points).sum(1)
     picks = torch.empty(k, dtype=torch.long, device=points.device)
     dists = torch.empty(k, dtype=points.dtype, device=points.device)
-    for i in range(k):
+    for i in range(k):  # no host sync inside: j stays a device tensor
         j = torch.argmax(min_dist)
         picks[i], dists[i] = j, min_dist[j]
-        new = (p_sq - 2.0 * (points @ points[j]) + p_sq[j]).clamp_min_(0)
-        min_dist = torch.minimum(min_dist, new)
+        new = torch.addmv(p_sq + p_sq[j], points, points[j], alpha=-2.0).clamp_min_(0)  # ||p - p_j||², one pass
+        torch.minimum(min_dist, new, out=min_dist)
         min_dist[j] = -1.0  # never pick the same point twice
     return picks.cpu(), dists.sqrt().cpu()
