@@ -13,7 +13,7 @@ def test_resnet18_cifar_stem_and_stage_shapes():
     assert not any(isinstance(m, nn.MaxPool2d) for m in net.modules())
     taps = FeatureTaps(net, ["layer1", "layer2", "layer3", "layer4"])
     out = net(torch.randn(2, 3, 32, 32))
-    shapes = [tuple(f.shape) for f in taps.features(taps.names)]
+    shapes = [tuple(f.shape) for f in taps.features(taps.taps)]
     assert out.shape == (2, 10)
     assert shapes == [(2, 8, 32, 32), (2, 16, 16, 16), (2, 32, 8, 8), (2, 64, 4, 4)]
 
