@@ -1,0 +1,8 @@
+"""Object detection (PASCAL VOC, SSD): paper Sec. 4.2, Fig. 6."""
+from al_runner.tasks.detection.models import SSDHeadOutputs, ssd300_vgg16, ssdlite320_mobilenet_v3_large
+from al_runner.tasks.detection.multibox import MultiBoxLoss, SSDPostprocess, detection_entropy
+from al_runner.tasks.detection.task import VOCDetectionTask
+from al_runner.tasks.detection.voc_eval import VOC07MeanAP, voc07_average_precision
+
+__all__ = ["SSDHeadOutputs", "ssd300_vgg16", "ssdlite320_mobilenet_v3_large", "MultiBoxLoss", "SSDPostprocess",
+           "detection_entropy", "VOCDetectionTask", "VOC07MeanAP", "voc07_average_precision"]

@@ -1,0 +1,99 @@
+"""Object detection on PASCAL VOC (paper Sec. 4.2): the Task the cycle loop drives."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from al_runner.tasks.base import Metric, Task
+from al_runner.tasks.detection import samples
+from al_runner.tasks.detection.multibox import MultiBoxLoss, SSDPostprocess, detection_entropy
+from al_runner.tasks.detection.voc_data import VOCSplit, read_voc_split
+from al_runner.tasks.detection.voc_eval import VOC07MeanAP
+
+SEED_RANGE = 2**62
+
+
+class VOCDetectionTask(Task):
+    metric_name = "mAP@0.5"
+    uncertainty_name = "detection_entropy"
+
+    def __init__(self, name: str, root: str, classes: list[str], pool_sets: list, test_sets: list,
+                 image_size: int = 300, num_workers: int = 0, download: bool = False,
+                 augmentation: dict | None = None, loss: dict | None = None, detection: dict | None = None,
+                 uncertainty: dict | None = None):
+        self.name, self.classes, self.image_size = name, list(classes), int(image_size)
+        self.num_workers = int(num_workers)
+        self.pool = read_voc_split(root, pool_sets, self.classes, download)
+        self.test = read_voc_split(root, test_sets, self.classes, download)
+        train_transform = samples.ssd_train_transform(self.image_size, **(augmentation or {}))
+        self._pool_with_targets = samples.VOCSamples(self.pool, self.image_size, train_transform, with_targets=True)
+        self._pool_inputs = samples.VOCSamples(self.pool, self.image_size, None, with_targets=False)
+        self._test = samples.VOCSamples(self.test, self.image_size, None, with_targets=True)
+        self.loss = MultiBoxLoss(**(loss or {}))
+        self.postprocess = SSDPostprocess(**(detection or {}))
+        self.uncertainty_settings = {"score_thresh": 0.01, "top_k": 200, **(uncertainty or {})}
+        self.device = torch.device("cpu")
+
+    @property
+    def pool_size(self) -> int:
+        return len(self.pool)
+
+    @property
+    def test_size(self) -> int:
+        return len(self.test)
+
+    def to(self, device: torch.device) -> "VOCDetectionTask":
+        self.device = torch.device(device)
+        return self
+
+    def model_kwargs(self) -> dict:
+        return {"num_classes": len(self.classes) + 1}  # torchvision's count includes the background
+
+    def fingerprint(self) -> dict[str, str]:
+        return {"pool": self.pool.fingerprint(), "test": self.test.fingerprint()}
+
+    # --- batches -------------------------------------------------------------------------------------
+    def labeled_batches(self, indices, batch_size, generator, augment=True) -> Iterator:
+        order = indices[torch.randperm(len(indices), generator=generator)]
+        seeds = torch.randint(SEED_RANGE, (len(order),), generator=generator) if augment else None
+        items = list(zip(order.tolist(), seeds.tolist() if augment else [None] * len(order)))
+        for images, targets, idx in self._batches(self._pool_with_targets, items, batch_size):
+            yield images, [self._target_to_device(t) for t in targets], idx
+
+    def input_batches(self, indices, batch_size) -> Iterator:
+        items = [(i, None) for i in indices.tolist()]
+        for images, _, idx in self._batches(self._pool_inputs, items, batch_size):
+            yield images, idx
+
+    def test_batches(self, batch_size) -> Iterator:
+        items = [(i, None) for i in range(self.test_size)]
+        for images, targets, idx in self._batches(self._test, items, batch_size):
+            yield images, [self._target_to_device(t) for t in targets], idx
+
+    def _batches(self, dataset, items, batch_size):
+        pin = self.device.type == "cuda"
+        for images, targets, idx in samples.batches(dataset, items, batch_size, self.num_workers, pin):
+            yield images.to(self.device, non_blocking=pin), targets, idx
+
+    def _target_to_device(self, target: dict) -> dict:
+        return {key: value.to(self.device, non_blocking=True) for key, value in target.items()}
+
+    # --- losses, uncertainty, metric -----------------------------------------------------------------
+    def per_sample_loss(self, outputs, targets) -> torch.Tensor:
+        return self.loss(outputs, targets)[0]
+
+    def training_losses(self, outputs, targets) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loss(outputs, targets)
+
+    def uncertainty(self, outputs) -> torch.Tensor:
+        return detection_entropy(outputs["cls_logits"], **self.uncertainty_settings)
+
+    def detect(self, outputs) -> list[dict[str, torch.Tensor]]:
+        return self.postprocess(outputs, (self.image_size, self.image_size))
+
+    def new_metric(self) -> Metric:
+        return VOC07MeanAP(self.classes, self.detect)
+
+
+__all__ = ["VOCDetectionTask", "VOCSplit"]
