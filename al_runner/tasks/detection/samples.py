@@ -15,8 +15,9 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_image, read_file
+from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from al_runner.errors import DataError
 from al_runner.tasks.detection.voc_data import VOCSplit
@@ -63,9 +64,10 @@ class VOCSamples(Dataset):
 
     def _decode(self, index: int) -> tv_tensors.Image:
         path = self.split.images[index]
-        try:
-            image = decode_image(read_file(path), mode=ImageReadMode.RGB)
-        except (RuntimeError, OSError) as error:
+        try:  # PIL, as torchvision's VOCDetection (torchvision.io decoding is deprecated since 0.29)
+            with Image.open(path) as pil:
+                image = TF.pil_to_tensor(pil.convert("RGB"))
+        except (UnidentifiedImageError, OSError, ValueError) as error:
             raise DataError(f"cannot decode image {path}: {error}") from None
         if self.with_targets:
             a = self.split.annotations[index]
@@ -105,6 +107,7 @@ def batches(dataset: VOCSamples, items: list[tuple[int, int | None]], batch_size
             pin_memory: bool) -> Iterator[tuple[torch.Tensor, list, torch.Tensor]]:
     """(images [B, 3, S, S] float in [0, 1], targets or Nones, indices), in the order of `items`."""
     chunks = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
+    # Own generator: the DataLoader draws its (unused) worker base seed from it, not from the global RNG.
     loader = DataLoader(dataset, batch_sampler=chunks, num_workers=num_workers, collate_fn=collate,
-                        pin_memory=pin_memory)
+                        pin_memory=pin_memory, generator=torch.Generator().manual_seed(0))
     yield from loader
