@@ -186,3 +186,12 @@ def test_the_learner_builds_its_own_module_from_the_taps():
     learner = make_learner(amp=False)
     assert isinstance(learner.loss_module, LossPredictionModule) and len(learner.loss_module.branches) == 3
     assert [b[0].in_features for b in learner.loss_module.branches] == [8, 16, 32]
+
+
+def test_the_csv_schema_and_figure_loading_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, al_runner.schema, al_runner.figures.loading; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
