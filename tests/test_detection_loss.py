@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from al_runner.losses import MarginRankingLoss
-from al_runner.models import LossPredictionModule
+from al_runner.learning_loss import LossPredictionModule, MarginRankingLoss
 from al_runner.models.taps import FeatureTaps
 from al_runner.tasks.detection import VOCDetectionTask, detection_entropy, ssdlite320_mobilenet_v3_large
 from al_runner.tasks.detection.generate import CLASSES, generate_vocdevkit
