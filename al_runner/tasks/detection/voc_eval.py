@@ -28,50 +28,65 @@ def voc07_average_precision(detections: list[dict], ground_truths: list[dict], n
                             iou_thresh: float = 0.5) -> list[float]:
     """AP of classes 1..num_classes. detections[i]: boxes, scores, labels; ground_truths[i]: boxes, labels,
     difficult (bool), for the same image i. Returns a list of num_classes APs (NaN: no ground truth)."""
-    return [_class_ap(detections, ground_truths, c, iou_thresh) for c in range(1, num_classes + 1)]
+    matches = _best_matches(detections, ground_truths)
+    return [_class_ap(matches, c, iou_thresh) for c in range(1, num_classes + 1)]
 
 
-def _class_ap(detections, ground_truths, label: int, iou_thresh: float) -> float:
-    num_positive = sum(int((~gt["difficult"][gt["labels"] == label]).sum()) for gt in ground_truths)
+def _best_matches(detections: list[dict], ground_truths: list[dict]) -> dict[str, np.ndarray]:
+    """Per detection: label, score, and its best same-class ground truth in its image (IoU, global index;
+    -1 when the image has none). One IoU matrix per image, all classes at once."""
+    labels, scores, best_iou, best_gt, gt_labels, gt_difficult = [], [], [], [], [], []
+    offset = 0
+    for det, gt in zip(detections, ground_truths):
+        n, m = len(det["labels"]), len(gt["labels"])
+        if n:
+            iou, index = np.zeros(n), np.full(n, -1)
+            if m:
+                same_class = det["labels"][:, None] == gt["labels"][None, :]
+                overlap = box_iou(det["boxes"].double(), gt["boxes"].double()).masked_fill(~same_class, -1.0)
+                value, where = overlap.max(dim=1)
+                has_gt = same_class.any(dim=1).numpy()
+                iou[has_gt], index[has_gt] = value.numpy()[has_gt], where.numpy()[has_gt] + offset
+            labels.append(det["labels"].numpy())
+            scores.append(det["scores"].double().numpy())
+            best_iou.append(iou)
+            best_gt.append(index)
+        gt_labels.append(gt["labels"].numpy())
+        gt_difficult.append(gt["difficult"].numpy())
+        offset += m
+
+    def cat(parts, dtype):
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+    return {"labels": cat(labels, np.int64), "scores": cat(scores, np.float64), "best_iou": cat(best_iou, np.float64),
+            "best_gt": cat(best_gt, np.int64), "gt_labels": cat(gt_labels, np.int64),
+            "gt_difficult": cat(gt_difficult, bool)}
+
+
+def _class_ap(matches: dict[str, np.ndarray], label: int, iou_thresh: float) -> float:
+    num_positive = int(((matches["gt_labels"] == label) & ~matches["gt_difficult"]).sum())
     if num_positive == 0:
         return math.nan
-    scores, images, best_gt, best_iou = [], [], [], []
-    difficult_of_image = []
-    for image, (det, gt) in enumerate(zip(detections, ground_truths)):
-        d = det["labels"] == label
-        g = gt["labels"] == label
-        difficult_of_image.append(gt["difficult"][g].numpy())
-        if not bool(d.any()):
-            continue
-        n = int(d.sum())
-        scores.append(det["scores"][d].double().numpy())
-        images.append(np.full(n, image))
-        if bool(g.any()):
-            iou, index = box_iou(det["boxes"][d].double(), gt["boxes"][g].double()).max(dim=1)
-            best_iou.append(iou.numpy())
-            best_gt.append(index.numpy())
-        else:
-            best_iou.append(np.zeros(n))
-            best_gt.append(np.full(n, -1))
-    if not scores:
+    mine = np.flatnonzero(matches["labels"] == label)
+    if mine.size == 0:
         return 0.0
-    scores, images = np.concatenate(scores), np.concatenate(images)
-    best_gt, best_iou = np.concatenate(best_gt), np.concatenate(best_iou)
-    order = np.argsort(-scores, kind="stable")
-    tp, fp = _greedy_match(images[order], best_gt[order], best_iou[order], difficult_of_image, iou_thresh)
+    order = mine[np.argsort(-matches["scores"][mine], kind="stable")]
+    tp, fp = _greedy_match(matches["best_gt"][order], matches["best_iou"][order], matches["gt_difficult"], iou_thresh)
     return _eleven_point_ap(tp, fp, num_positive)
 
 
-def _greedy_match(images, best_gt, best_iou, difficult_of_image, iou_thresh):
-    tp, fp = np.zeros(len(images)), np.zeros(len(images))
-    claimed = [np.zeros(len(d), dtype=bool) for d in difficult_of_image]
-    for k, (image, gt, iou) in enumerate(zip(images.tolist(), best_gt.tolist(), best_iou.tolist())):
-        if iou < iou_thresh:
+def _greedy_match(best_gt: np.ndarray, best_iou: np.ndarray, gt_difficult: np.ndarray, iou_thresh: float):
+    """Detections in score order claim their best ground truth (the devkit's sequential loop)."""
+    tp, fp = np.zeros(len(best_gt)), np.zeros(len(best_gt))
+    claimed = [False] * len(gt_difficult)
+    difficult = gt_difficult.tolist()
+    for k, (gt, iou) in enumerate(zip(best_gt.tolist(), best_iou.tolist())):
+        if gt < 0 or iou < iou_thresh:
             fp[k] = 1
-        elif difficult_of_image[image][gt]:
+        elif difficult[gt]:
             continue  # matched a difficult object: ignored
-        elif not claimed[image][gt]:
-            tp[k], claimed[image][gt] = 1, True
+        elif not claimed[gt]:
+            tp[k], claimed[gt] = 1, True
         else:
             fp[k] = 1  # duplicate detection
     return tp, fp
