@@ -169,3 +169,21 @@ def test_changing_unlabeled_annotations_changes_no_sampler_input(tree):
         assert not torch.equal(changed.pool.annotations[i].labels, original.pool.annotations[i].labels)
         assert not torch.equal(changed.pool.annotations[i].boxes, original.pool.annotations[i].boxes)
     assert torch.equal(scores(changed), before)
+
+
+def test_backbone_weights_from_a_file_or_a_clear_error(tmp_path, caplog):
+    torch.manual_seed(0)
+    with caplog.at_level(logging.WARNING):
+        source = ssdlite320_mobilenet_v3_large(num_classes=3)
+    assert "starting from random initialisation" in caplog.text
+    torch.save(source.backbone.state_dict(), tmp_path / "backbone.pt")
+    torch.manual_seed(1)
+    loaded = ssdlite320_mobilenet_v3_large(num_classes=3, weights_backbone=str(tmp_path / "backbone.pt"))
+    assert all(torch.equal(a, b) for a, b in zip(source.backbone.state_dict().values(), loaded.backbone.state_dict().values()))
+    with pytest.raises(ConfigError, match="file not found"):
+        ssdlite320_mobilenet_v3_large(num_classes=3, weights_backbone=str(tmp_path / "missing.pt"))
+    with pytest.raises(ConfigError, match="neither a file nor a torchvision weights name"):
+        ssdlite320_mobilenet_v3_large(num_classes=3, weights_backbone="ImageNetPlease")
+    torch.save({"wrong": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="not a state dict of this SSD backbone"):
+        ssdlite320_mobilenet_v3_large(num_classes=3, weights_backbone=str(tmp_path / "other.pt"))
