@@ -16,7 +16,6 @@ import torch
 from PIL import Image as PILImage
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as F
 
 from al_runner.errors import ConfigError, DataError
@@ -46,8 +45,9 @@ class PersonCrops(Dataset):
         aug = Augment() if seed == NO_AUGMENT else Augment.draw(torch.Generator().manual_seed(seed), **self.augmentation)
         path = self.image_folder / self.people.images[index]
         try:
-            image = tv_tensors.Image(decode_image(str(path), mode=ImageReadMode.RGB))
-        except (RuntimeError, OSError) as e:
+            with PILImage.open(path) as im:  # Pillow: torchvision's own decoders are deprecated in 0.29
+                image = tv_tensors.Image(F.pil_to_tensor(im.convert("RGB")))
+        except OSError as e:
             raise DataError(f"{self.people.entries[index]}: cannot read image {path}: {e}") from None
         cx, cy, side = self.crop.box(self.people.centers[index], float(self.people.scales[index]))
         box = square_crop_box(cx, cy, side * aug.scale)
