@@ -99,6 +99,15 @@ def test_rows_resume_and_summary(pilot, tree, tmp_path):
     assert png.stat().st_size > 10_000
 
 
+def test_rerun_gives_identical_rows(pilot, tree, tmp_path):
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    run(pilot, tree, first)
+    run(pilot, tree, second)
+    timing = {"seconds", "load_1min"}
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
+    assert strip(read(first)) == strip(read(second))
+
+
 def test_summary_refuses_an_empty_csv(pilot, tmp_path):
     with pytest.raises(ConfigError, match="no pilot rows"):
         pilot.summarise(tmp_path / "missing.csv")
