@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from al_runner import rundir, schema
-from al_runner.build import (apply_threads, build_learner, build_method, build_sampler, build_task, make_runtime,
-                             make_scheduler_factory, validate_schedule)
+from al_runner.build import (apply_threads, build_learner, build_method, build_sampler, build_task, instantiate,
+                             make_runtime, make_scheduler_factory, validate_schedule)
 from al_runner.errors import ConfigError, NonFiniteLossError
 from al_runner.loop import evaluate, select, train_cycle
 from al_runner.pool import Pool

@@ -195,3 +195,12 @@ def test_the_csv_schema_and_figure_loading_import_without_torch():
     code = ("import sys, al_runner.schema, al_runner.figures.loading; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_data_errors_inside_instantiate_come_out_unwrapped(smoke_cfg):
+    from al_runner.build import build_task, make_runtime
+    from al_runner.errors import DataError
+
+    cfg = smoke_cfg("task=imagefolder", "task.root=/nonexistent/images")
+    with pytest.raises(DataError, match="image folder root not found: /nonexistent/images"):
+        build_task(cfg, make_runtime(cfg))
