@@ -148,12 +148,12 @@ def run_benchmarks(args: argparse.Namespace) -> Results:
 def main(argv: list[str] | None = None) -> Results:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.kcenter_child or args.malloc_child:
         run_child(args)
         return Results()
     tuned = tune_glibc_malloc() if args.malloc == "no-mmap" else False
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     info = machine_info(args.device)
     info["malloc"] = args.malloc + ("" if args.malloc == "default" or tuned else " (mallopt unavailable: default)")
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)

@@ -65,8 +65,10 @@ def kcenter_child(impl: str, n: int, m: int, d: int, k: int, device_name: str) -
 
 
 def run_child(flag: str, spec: list) -> dict:
-    """`python -m benchmarks <flag> <spec>` in a fresh process (repository root as cwd); its last stdout line."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", flag, json.dumps(spec)], cwd=REPO,
+    """`python -m benchmarks <flag> <spec>` in a fresh process (repository root as cwd, this process's torch
+    threads); its result is the last stdout line."""
+    cmd = [sys.executable, "-m", "benchmarks", "--threads", str(torch.get_num_threads()), flag, json.dumps(spec)]
+    proc = subprocess.run(cmd, cwd=REPO,
                           capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
