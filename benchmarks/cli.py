@@ -49,6 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--step-repeats-full", type=int, default=8)
     p.add_argument("--step-warmup", type=int, default=3)
     p.add_argument("--step-repeats", type=int, default=20)
+    p.add_argument("--gap-ablation", action="store_true",
+                   help="bench 1: also time the loss module with its earlier pooling (autograd mean, NCHW gradient)")
     p.add_argument("--compile", action="store_true", help="also time runtime.compile=true (torch.compile) in bench 1 and 3")
     p.add_argument("--cl-for-compile", action="store_true", help="compile comparison in channels_last even where it is not the default")
     p.add_argument("--epoch-images", type=int, default=1000)

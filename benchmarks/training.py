@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -23,14 +24,38 @@ def one_step(side: Side, task: BenchTask, batch: int):
     return lambda: train_one_epoch(side.learner, task, torch.arange(batch), side.optimizer, batch, torch.Generator(), 0, 0)
 
 
-def step_sides(args, width: int, task: BenchTask, **runtime) -> dict[str, tuple[Side, str, bool]]:
-    """name -> (side, format label, with loss module), for every format of the device."""
+@contextlib.contextmanager
+def autograd_mean_gap():
+    """The module's pooling as it was before the channels_last backward (commit 408f17d): autograd's mean,
+    whose gradient is NCHW whatever the feature map's format. For `--gap-ablation` only."""
+    import al_runner.learning_loss as learning_loss
+
+    saved = learning_loss.global_average_pool
+    learning_loss.global_average_pool = lambda f: f.flatten(2).mean(dim=2) if f.dim() > 2 else f.reshape(f.shape[0], -1)
+    try:
+        yield
+    finally:
+        learning_loss.global_average_pool = saved
+
+
+def with_autograd_mean_gap(step):
+    def run():
+        with autograd_mean_gap():
+            return step()
+
+    return run
+
+
+def step_sides(args, width: int, task: BenchTask) -> dict[str, tuple[Side, str, bool]]:
+    """name -> (side, format label, with loss module), for every format of the device (+ the old-GAP ablation)."""
     sides = {}
     for label, cl in formats(args):
         for with_module in (False, True):
             cfg = compose_config(task_overrides(args, False, args.batch, 2)
-                                 + side_overrides(args, width, loss_module=with_module, channels_last=cl, **runtime))
+                                 + side_overrides(args, width, loss_module=with_module, channels_last=cl))
             sides[f"{'loss module' if with_module else 'plain'} {label}"] = (build_side(cfg, task), label, with_module)
+            if with_module and args.gap_ablation:
+                sides[f"loss module {label} old GAP"] = (build_side(cfg, task), label, with_module)
     return sides
 
 
@@ -59,12 +84,15 @@ def bench_train_step(args, res: Results) -> None:
         gflop = flops_per_image(args, width, task)
         print(f"\n[1] training step, ResNet-18 width {width}, batch {batch}, {device.type}: "
               f"{warmup} warm-up + {repeats} timed steps per case, interleaved", flush=True)
-        t = interleaved({name: one_step(side, task, batch) for name, (side, _, _) in sides.items()}, repeats, warmup, device)
+        cases = {name: one_step(side, task, batch) for name, (side, _, _) in sides.items()}
+        cases = {name: with_autograd_mean_gap(step) if name.endswith("old GAP") else step for name, step in cases.items()}
+        t = interleaved(cases, repeats, warmup, device)
         b = f"1 train step w{width}"
         for name, (_, label, with_module) in sides.items():
             ips = batch / median(t[name])
-            res.add(b, f"w{width} train {name}", ips, "img/s")
-            res.facts[f"train_ips/w{width}/{label}/{'ll' if with_module else 'plain'}"] = ips
+            res.add(b, f"w{width} train {name}", ips, "img/s", note="autograd-mean GAP (before 408f17d)" if "old" in name else "")
+            if not name.endswith("old GAP"):
+                res.facts[f"train_ips/w{width}/{label}/{'ll' if with_module else 'plain'}"] = ips
         for label, _ in fmts:
             ll, plain = t[f"loss module {label}"], t[f"plain {label}"]
             ratio = paired_ratio(ll, plain)
@@ -72,6 +100,13 @@ def bench_train_step(args, res: Results) -> None:
             res.add(b, f"w{width} loss-module step time / plain ({label})", ratio, "x", "<= 1.03",
                     f"overhead {100 * (ratio - 1):+.1f} % (repeats {100 * (lo - 1):+.1f} … {100 * (hi - 1):+.1f} %)",
                     met=ratio <= 1.03)
+            if args.gap_ablation:
+                old = t[f"loss module {label} old GAP"]
+                ratio, (lo, hi) = paired_ratio(old, plain), paired_spread(old, plain)
+                res.add(b, f"w{width} loss-module step time / plain ({label}), autograd-mean GAP", ratio, "x",
+                        note=f"overhead {100 * (ratio - 1):+.1f} % (repeats {100 * (lo - 1):+.1f} … {100 * (hi - 1):+.1f} %)")
+                res.add(b, f"w{width} GAP with channels_last backward: speed-up of the loss-module step ({label})",
+                        paired_ratio(old, ll), "x")
         res.add(b, f"w{width} channels_last speed-up (plain, NCHW time / CL time)",
                 paired_ratio(t["plain NCHW"], t["plain channels_last"]), "x")
         res.add(b, f"w{width} channels_last speed-up (loss module)",

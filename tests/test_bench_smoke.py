@@ -41,9 +41,10 @@ def toy_args(tmp_path, *extra):
 
 
 def test_benchmarks_run_at_toy_sizes_and_write_csv(tmp_path):
-    args = toy_args(tmp_path, "--only", "1,2,3,5,6")
+    args = toy_args(tmp_path, "--only", "1,2,3,5,6", "--gap-ablation")
     res = cli.run_benchmarks(args)
     names = {r["name"] for r in res.rows}
+    assert "w2 loss-module step time / plain (channels_last), autograd-mean GAP" in names
     assert "w2 loss-module step time / plain (NCHW)" in names
     assert "w2 loss-module step time / plain (channels_last)" in names
     assert "w2 epoch throughput runner NCHW / reference" in names
@@ -100,6 +101,31 @@ def test_main_entry_point_runs_and_spawns_children(tmp_path):
     text = out.read_text()
     assert "picks identical to the naive implementation,1," in text
     assert out.with_suffix(".md").read_text().startswith("# al_runner benchmark")
+
+
+def test_gap_ablation_restores_the_nchw_gradient_and_then_the_pooling():
+    """--gap-ablation reproduces the pooling before 408f17d (NCHW gradient into channels_last maps), temporarily."""
+    import al_runner.learning_loss as learning_loss
+    from benchmarks.training import autograd_mean_gap
+
+    def grad_of_pool(pool):
+        # the gradient arriving at a non-leaf channels_last map (a leaf's .grad is re-laid out by AccumulateGrad)
+        x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)).requires_grad_()
+        feature, seen = (2 * x).contiguous(memory_format=torch.channels_last), {}
+        feature.register_hook(lambda g: seen.setdefault("grad", g))
+        out = pool(feature)
+        out.sum().backward()
+        return out.detach(), seen["grad"]
+
+    current = learning_loss.global_average_pool
+    new_out, new_grad = grad_of_pool(learning_loss.global_average_pool)
+    with autograd_mean_gap():
+        assert learning_loss.global_average_pool is not current
+        old_out, old_grad = grad_of_pool(learning_loss.global_average_pool)
+    assert learning_loss.global_average_pool is current
+    assert torch.allclose(new_out, old_out) and torch.allclose(new_grad, old_grad)
+    assert new_grad.is_contiguous(memory_format=torch.channels_last)
+    assert not old_grad.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_interleaved_alternates_order():
