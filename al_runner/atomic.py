@@ -1,0 +1,71 @@
+"""Crash-safe file writes for the run directory.
+
+A file is written to a temporary name beside the target, flushed to disk, then renamed over the
+target (`os.replace` is atomic on POSIX): a process killed at any moment, SIGKILL included, leaves
+either the old file or the new one, never a torn one. The temporary name carries the writer's pid,
+so two writers never share a temporary file.
+
+`AL_RUNNER_STALL_WRITE=<file name>` is a test hook: a write of that file stops half-way (after
+creating `<file>.stalled` as a signal) and sleeps, so a test can SIGKILL the process in the middle
+of a checkpoint or CSV write.
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+
+STALL_ENV = "AL_RUNNER_STALL_WRITE"
+TMP_MARK = ".tmp."
+
+
+def temp_name(path: Path) -> Path:
+    return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+
+
+def _stall_if_requested(path: Path) -> None:
+    if os.environ.get(STALL_ENV) == path.name:
+        path.with_name(path.name + ".stalled").touch()
+        while True:  # the test kills us here
+            time.sleep(1)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            half = len(data) // 2
+            f.write(data[:half])
+            f.flush()
+            _stall_if_requested(path)
+            f.write(data[half:])
+            f.flush()
+            os.fsync(f.fileno())  # the rename must never publish a file whose bytes are still in flight
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(path: Path, obj) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Temporary files left by a writer that was killed; call only while holding the run lock."""
+    removed = []
+    for tmp in Path(directory).glob(f"*{TMP_MARK}*"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
