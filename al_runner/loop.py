@@ -9,55 +9,47 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from al_runner.errors import NonFiniteLossError
 from al_runner.learner import Learner
-from al_runner.losses import ranking_accuracy
+from al_runner.metrics import ranking_accuracy
 from al_runner.samplers import Candidates, Sampler
 from al_runner.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class LossModuleTraining:
-    """How the loss-prediction module joins the target loss: L_target + weight · objective."""
-
-    objective: nn.Module
-    weight: float
-    detach_epoch: int
-
-
 def train_one_epoch(learner: Learner, task: Task, labeled: torch.Tensor, optimizer: torch.optim.Optimizer,
-                    batch_size: int, generator: torch.Generator, module_training: LossModuleTraining | None,
-                    epoch: int, cycle: int) -> float:
-    """One pass over the labeled set; returns the mean joint loss. Raises on a non-finite loss."""
+                    batch_size: int, generator: torch.Generator, epoch: int, cycle: int) -> float:
+    """One pass over the labeled set; returns the mean training loss. Raises on a non-finite loss.
+
+    The loss sum and the first non-finite batch stay on the device and are read once, at the end of the
+    epoch (one host sync per epoch, not per step).
+    """
     learner.train()
-    detach = module_training is not None and epoch >= module_training.detach_epoch
-    total, batches = 0.0, 0
+    device = learner.runtime.device
+    total = torch.zeros((), device=device)
+    first_bad = torch.full((), -1.0, device=device)
+    batches = 0
     for b, (inputs, targets, _) in enumerate(task.labeled_batches(labeled, batch_size, generator, augment=True)):
-        with learner.runtime.autocast():
-            outputs = learner.forward(inputs)
-            per_sample = task.per_sample_loss(outputs, targets)  # [B], from the same forward pass
-            loss = per_sample.mean()
-            if module_training is not None:
-                predicted = learner.predicted_loss(detach_features=detach)
-                loss = loss + module_training.weight * module_training.objective(predicted, per_sample.detach())
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(cycle, epoch, b, checkpoint=None)
+        loss = learner.training_loss(task, inputs, targets, epoch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += float(loss.detach())
+        loss = loss.detach().float()
+        total += loss
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), float(b), first_bad)
         batches += 1
-    return total / max(batches, 1)
+    loss_sum, bad = torch.stack([total, first_bad]).tolist()
+    if bad >= 0:
+        raise NonFiniteLossError(cycle, epoch, int(bad), checkpoint=None)
+    return loss_sum / max(batches, 1)
 
 
 def train_cycle(learner: Learner, task: Task, labeled: torch.Tensor, *, epochs: int, batch_size: int,
-                make_optimizer, make_scheduler, generator: torch.Generator,
-                module_training: LossModuleTraining | None, cycle: int, progress: bool | None = None) -> float:
+                make_optimizer, make_scheduler, generator: torch.Generator, cycle: int,
+                progress: bool | None = None) -> float:
     """`epochs` epochs with a fresh optimizer and LR schedule; the scheduler steps after the optimizer."""
     optimizer = make_optimizer(learner.parameters())
     scheduler = make_scheduler(optimizer) if make_scheduler is not None else None
@@ -67,7 +59,7 @@ def train_cycle(learner: Learner, task: Task, labeled: torch.Tensor, *, epochs: 
     bar = tqdm(range(epochs), desc=f"cycle {cycle} train", unit="epoch", leave=False,
                disable=None if progress is None else not progress)
     for epoch in bar:
-        loss = train_one_epoch(learner, task, labeled, optimizer, batch_size, generator, module_training, epoch, cycle)
+        loss = train_one_epoch(learner, task, labeled, optimizer, batch_size, generator, epoch, cycle)
         if scheduler is not None:
             scheduler.step()
         bar.set_postfix(loss=f"{loss:.4f}")
@@ -79,29 +71,30 @@ def train_cycle(learner: Learner, task: Task, labeled: torch.Tensor, *, epochs: 
 @dataclass
 class Evaluation:
     metric: float
+    details: dict[str, float]  # the metric's named sub-results (per-class AP, per-joint PCKh)
     real_loss: torch.Tensor
-    entropy: torch.Tensor
+    uncertainty: torch.Tensor
     predicted_loss: torch.Tensor | None
     ranking_accuracy: float | None
 
 
 @torch.inference_mode()
 def evaluate(learner: Learner, task: Task, batch_size: int) -> Evaluation:
-    """Metric plus, per test point, real loss, entropy and predicted loss in one eval-mode pass."""
+    """Metric plus, per test point, real loss, uncertainty and predicted loss in one eval-mode pass."""
     learner.eval()
     metric = task.new_metric()
-    real, entropy, predicted = [], [], []
+    real, uncertainty, predicted = [], [], []
     for inputs, targets, _ in task.test_batches(batch_size):
-        with learner.runtime.autocast():
-            outputs = learner.forward(inputs)
-            metric.update(outputs, targets)
-            real.append(task.per_sample_loss(outputs, targets).float().cpu())
-            entropy.append(task.uncertainty(outputs).float().cpu())
-            if learner.loss_module is not None:
-                predicted.append(learner.predicted_loss().cpu())
+        outputs = learner.forward(inputs)
+        metric.update(outputs, targets)
+        real.append(task.per_sample_loss(outputs, targets).float().cpu())
+        uncertainty.append(task.uncertainty(outputs).float().cpu())
+        if learner.loss_module is not None:
+            predicted.append(learner.predicted_loss().cpu())
     real_t, predicted_t = torch.cat(real), torch.cat(predicted) if predicted else None
     return Evaluation(
-        metric=metric.compute(), real_loss=real_t, entropy=torch.cat(entropy), predicted_loss=predicted_t,
+        metric=metric.compute(), details=metric.details(), real_loss=real_t, uncertainty=torch.cat(uncertainty),
+        predicted_loss=predicted_t,
         ranking_accuracy=None if predicted_t is None else ranking_accuracy(predicted_t, real_t),
     )
 
@@ -112,14 +105,8 @@ def score_inputs(learner: Learner, task: Task, indices: torch.Tensor, batch_size
     learner.eval()
     collected: dict[str, list[torch.Tensor]] = {name: [] for name in needs}
     for inputs, _ in task.input_batches(indices, batch_size):
-        with learner.runtime.autocast():
-            outputs = learner.forward(inputs)
-            if "uncertainty" in needs:
-                collected["uncertainty"].append(task.uncertainty(outputs).float())
-            if "predicted_loss" in needs:
-                collected["predicted_loss"].append(learner.predicted_loss())
-            if "embedding" in needs:
-                collected["embedding"].append(learner.embedding())
+        for name, values in learner.score(task, inputs, needs).items():
+            collected[name].append(values)
     return {name: torch.cat(parts) for name, parts in collected.items()}
 
 

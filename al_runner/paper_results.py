@@ -60,7 +60,7 @@ PAPER_RANKING_ACCURACY: dict[str, PaperValue] = {
 PAPER_FIG8_CORRELATION: dict[str, dict[str, PaperValue]] = {
     "mpii": {
         "predicted_loss": PaperValue(0.68, "Fig. 8"),
-        "entropy": PaperValue(0.45, "Fig. 8"),
+        "uncertainty": PaperValue(0.45, "Fig. 8"),  # the entropy of the joint heatmaps' softmax (Sec. 4.3)
     },
 }
 

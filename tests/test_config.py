@@ -4,8 +4,8 @@ import pytest
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
-from al_runner.models import LossPredictionModule
-from al_runner.runner import build_module_training
+from al_runner.build import build_method, lr_milestone_epochs
+from al_runner.learning_loss import LossPredictionModule
 from al_runner.samplers import Sampler
 from tests.conftest import CONF_DIR, compose_config
 
@@ -39,7 +39,7 @@ def test_every_option_composes_and_resolves(group):
 def test_every_sampler_instantiates(sampler):
     cfg = compose_config([f"sampler={sampler}"])
     assert isinstance(instantiate(cfg.sampler.strategy), Sampler)
-    training = build_module_training(cfg)
+    training = build_method(cfg)
     assert (training is None) == (sampler in {"random", "entropy", "coreset"})  # baselines: plain target model
 
 
@@ -51,10 +51,11 @@ def test_every_model_builds_and_exposes_its_taps(model):
 
     cfg = compose_config([f"model={model}", "model.net.width=8"])
     net = instantiate(cfg.model.net)(in_channels=3, num_classes=10)
-    taps = FeatureTaps(net, list(cfg.model.taps) + [cfg.model.embedding_layer])
+    taps = FeatureTaps(net, list(cfg.model.taps) + [cfg.model.embedding.layer])
     net(torch.randn(2, 3, 32, 32))
-    module = LossPredictionModule(len(cfg.model.taps), cfg.model.loss_module_hidden)
+    module = LossPredictionModule(len(cfg.model.taps), cfg.schedule.learning_loss.hidden)
     assert module(taps.features(list(cfg.model.taps))).shape == (2,)
+    assert instantiate(cfg.model.embedding.reduce)(taps.features([cfg.model.embedding.layer])[0]).dim() == 2
 
 
 def test_unknown_group_option_lists_the_choices():
@@ -68,12 +69,14 @@ def test_fig4_cifar10_preset_holds_the_papers_numbers():
     s = cfg.schedule
     assert cfg.task.name == "cifar10" and cfg.model.name == "resnet18_cifar"
     assert cfg.model.net.width == 64 and list(cfg.model.taps) == ["layer1", "layer2", "layer3", "layer4"]
-    assert cfg.model.loss_module_hidden == 128
+    ll = s.learning_loss
+    assert ll.hidden == 128
     assert (s.cycles, s.initial_size, s.query_size, s.subset_size) == (10, 1000, 1000, 10000)
-    assert (s.epochs, s.batch_size, s.detach_epoch) == (200, 128, 120)
+    assert (s.epochs, s.batch_size) == (200, 128)
+    assert build_method(compose_config(["experiment=fig4_cifar10"])).detach_epoch == 120
     assert (s.optimizer.lr, s.optimizer.momentum, s.optimizer.weight_decay) == (0.1, 0.9, 5e-4)
-    assert list(s.lr_scheduler.milestones) == [160] and s.lr_scheduler.gamma == 0.1
-    assert (s.loss_weight, s.loss_weight_mse, s.margin) == (1.0, 0.1, 1.0)
+    assert lr_milestone_epochs(s) == [160] and s.lr_scheduler.gamma == 0.1
+    assert (ll.weight, ll.weight_mse, ll.margin) == (1.0, 0.1, 1.0)
     assert s.reinit_each_cycle is False
     aug = cfg.task.build.augmentation
     assert aug.padding == 4 and aug.hflip is True
@@ -85,7 +88,7 @@ def test_fig4_cifar10_preset_holds_the_papers_numbers():
 def test_paper_numbers_carry_a_section_comment():
     text = (Path(CONF_DIR) / "schedule" / "paper_cifar10.yaml").read_text()
     for key in ("cycles", "initial_size", "query_size", "subset_size", "epochs", "batch_size", "lr", "momentum",
-                "weight_decay", "milestones", "detach_epoch", "loss_weight", "margin"):
+                "weight_decay", "gamma", "lr_milestones", "hidden", "margin", "weight", "weight_mse", "detach_at"):
         line = next(l for l in text.splitlines() if l.strip().startswith(key + ":"))
         assert "Sec." in line or "DESIGN" in line, line
 

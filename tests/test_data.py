@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from al_runner.data import CropFlipNormalize
-from al_runner.data.cifar10 import load_cifar10
-from al_runner.data.imagefolder import load_imagefolder
-from al_runner.data.mnist5k import load_mnist5k
+from al_runner.tasks.classification import CropFlipNormalize
+from al_runner.tasks.classification.cifar10 import load_cifar10
+from al_runner.tasks.classification.imagefolder import load_imagefolder
+from al_runner.tasks.classification.mnist5k import load_mnist5k
 from al_runner.errors import DataError
 
 
@@ -38,7 +38,7 @@ def test_imagefolder_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     first = load_imagefolder(str(root), cache_dir=str(cache))
     assert len(list(cache.glob("imagefolder-*.pt"))) == 1
-    import al_runner.data.imagefolder as mod
+    import al_runner.tasks.classification.imagefolder as mod
 
     monkeypatch.setattr(mod, "decode_images", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded again")))
     second = load_imagefolder(str(root), cache_dir=str(cache))

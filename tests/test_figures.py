@@ -43,7 +43,7 @@ def write_run(root: Path, task: str, sampler: str, seed: int, values: list[float
     rows = [
         {
             "task": task, "model": model, "sampler": sampler, "seed": seed, "cycle": cycle,
-            "n_labeled": 1000 * (cycle + 1), "metric": metric, "value": value,
+            "n_labeled": 1000 * (cycle + 1), "metric": metric, "value": value, "uncertainty": "softmax_entropy",
             "ranking_accuracy": "" if ranking is None else ranking[cycle],
             "train_s": train_s, "eval_s": eval_s, "select_s": 0.0 if cycle == len(values) - 1 else select_s,
         }
@@ -61,7 +61,7 @@ def write_test_scores(run_dir: Path, n_points: int, *, cycle: int = 1, seed: int
         "test_index": np.arange(n_points),
         "real_loss": real,
         "predicted_loss": np.log(real) + rng.normal(0, 1, n_points),
-        "entropy": rng.gamma(1.0, 0.3, n_points) + 0.1 * real,
+        "uncertainty": rng.gamma(1.0, 0.3, n_points) + 0.1 * real,
     })
     scores.to_csv(run_dir / "test_scores.csv", index=False)
     return scores
@@ -197,7 +197,7 @@ def test_same_run_in_two_dirs_is_counted_once(tmp_path):
     assert any("found in 2 directories" in note for note in loaded.notes)
 
 
-GOOD_ROW = "cifar10,resnet18,random,0,0,1000,accuracy,0.5,,1.0,1.0,1.0"
+GOOD_ROW = "cifar10,resnet18,random,0,0,1000,accuracy,0.5,softmax_entropy,,1.0,1.0,1.0"
 
 
 @pytest.mark.parametrize(
@@ -234,7 +234,7 @@ def test_no_cycles_csv_names_the_directory(tmp_path, capsys):
 
 def test_malformed_test_scores_names_the_file(tmp_path):
     run_dir = write_run(tmp_path, "mpii", "learning_loss", 0, [0.5, 0.6])
-    (run_dir / "test_scores.csv").write_text("cycle,test_index,real_loss,predicted_loss,entropy\n1,0,x,0.1,0.2\n")
+    (run_dir / "test_scores.csv").write_text("cycle,test_index,real_loss,predicted_loss,uncertainty\n1,0,x,0.1,0.2\n")
     runs, _ = choose_fig8_runs(load(tmp_path))
     with pytest.raises(FigureDataError, match=r"test_scores\.csv: column 'real_loss', line 2"):
         load_fig8_data(runs[0])
@@ -257,7 +257,7 @@ def test_fig8_uses_lowest_seed_2000_points_and_numpy_correlation(tmp_path):
     assert np.allclose(points["real_loss"], original.loc[points["test_index"], "real_loss"])
     expected = np.corrcoef(points["predicted_loss"], points["real_loss"])[0, 1]
     assert data.predicted_loss_correlation == pytest.approx(expected)
-    assert data.entropy_correlation == pytest.approx(np.corrcoef(points["entropy"], points["real_loss"])[0, 1])
+    assert data.uncertainty_correlation == pytest.approx(np.corrcoef(points["uncertainty"], points["real_loss"])[0, 1])
     assert data.predicted_loss_top.sum() == 400
     assert points["predicted_loss"][data.predicted_loss_top].min() >= points["predicted_loss"][~data.predicted_loss_top].max()
     assert load_fig8_data(runs[0]).points["test_index"].tolist() == points["test_index"].tolist()  # fixed sampling seed

@@ -4,7 +4,8 @@ from torch import nn
 
 from al_runner.errors import ConfigError
 from al_runner.learner import Learner, Runtime
-from al_runner.models import FeatureTaps, LossPredictionModule, SmallCNN, resnet18_cifar
+from al_runner.learning_loss import LearningLoss, LossPredictionModule, MarginRankingLoss
+from al_runner.models import FeatureTaps, SmallCNN, resnet18_cifar
 
 
 def test_resnet18_cifar_stem_and_stage_shapes():
@@ -48,7 +49,8 @@ def test_taps_work_on_nested_module_names_of_any_model():
 def make_learner():
     torch.manual_seed(0)
     model = SmallCNN(in_channels=1, num_classes=3, width=4)
-    learner = Learner(model, ["block1", "block2", "block3"], "block3", LossPredictionModule(3, 8), Runtime(torch.device("cpu")))
+    method = LearningLoss(MarginRankingLoss(1.0), weight=1.0, detach_epoch=5, hidden=8)
+    learner = Learner(model, ["block1", "block2", "block3"], "block3", Runtime(torch.device("cpu")), method)
     learner.materialize(torch.randn(2, 1, 12, 12))
     return learner
 
@@ -61,9 +63,11 @@ def test_detached_features_stop_the_module_gradient_into_the_target():
         learner.model.zero_grad()
         learner.loss_module.zero_grad()
         out = learner.forward(x)
-        loss = out.logsumexp(1).mean()
-        if with_module:
-            loss = loss + 100.0 * learner.predicted_loss(detach_features=detach).pow(2).mean()
+        per_sample = out.logsumexp(1)
+        loss = per_sample.mean()
+        if with_module:  # epoch 5 = detach_epoch: detached; epoch 4: attached
+            features = learner.taps.features(learner.tap_names)
+            loss = loss + 100.0 * learner.learning_loss.loss(learner.loss_module, features, per_sample, 5 if detach else 4)
         loss.backward()
         return [p.grad.clone() for p in learner.model.parameters()]
 

@@ -7,7 +7,7 @@ import al_runner.loop as loop_mod
 import al_runner.runner as runner_mod
 from al_runner.errors import ConfigError, NonFiniteLossError
 from al_runner.loop import select
-from al_runner.outputs import TIMING_COLUMNS
+from al_runner.schema import TIMING_COLUMNS
 from al_runner.runner import ActiveLearningRun, run_experiment
 from al_runner.samplers import RandomSampler
 
@@ -31,6 +31,7 @@ def test_two_cycle_run_per_sampler_writes_all_outputs(smoke_cfg, tmp_path, sampl
     assert [int(r["cycle"]) for r in rows] == [0, 1]
     assert [int(r["n_labeled"]) for r in rows] == [20, 30]
     assert all(r["task"] == "synthetic" and r["sampler"] == sampler and r["metric"] == "accuracy" for r in rows)
+    assert all(r["uncertainty"] == "softmax_entropy" for r in rows)
     assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
     has_module = sampler.startswith("learning_loss")
     assert all((r["ranking_accuracy"] != "") == has_module for r in rows)
@@ -40,6 +41,7 @@ def test_two_cycle_run_per_sampler_writes_all_outputs(smoke_cfg, tmp_path, sampl
     scores = read_csv(tmp_path / "test_scores.csv")
     assert len(scores) == 100 and all(r["cycle"] == "1" for r in scores)
     assert all((r["predicted_loss"] != "") == has_module and float(r["real_loss"]) >= 0 for r in scores)
+    assert all(float(r["uncertainty"]) >= 0 for r in scores)
     assert (tmp_path / "checkpoint.pt").is_file()
 
 

@@ -16,7 +16,7 @@ the CSVs of your sweeps. Every cycles.csv found (recursively) below each --runs 
 run; runs are grouped by task, model and sampler, and averaged over seeds.
 
 Writes into --out: fig4_<task>, fig6_voc, fig7_mpii (learning curves, one per task),
-fig5_ranking_accuracy, fig8_<task> (predicted loss / entropy vs real loss), each as .png and
+fig5_ranking_accuracy, fig8_<task> (predicted loss / uncertainty vs real loss), each as .png and
 .pdf, plus results.md / results.csv (last-cycle mean ± std beside the paper's numbers) and
 timing.csv (wall time per phase). Partial sweeps are fine: what is missing is reported.
 """

@@ -9,15 +9,10 @@ import numpy as np
 import pandas as pd
 
 from al_runner.figures.errors import FigureDataError
-
-CYCLES_FILE = "cycles.csv"
-TEST_SCORES_FILE = "test_scores.csv"
-
-CYCLES_COLUMNS = (
-    "task", "model", "sampler", "seed", "cycle", "n_labeled", "metric", "value",
-    "ranking_accuracy", "train_s", "eval_s", "select_s",
-)
-TEST_SCORES_COLUMNS = ("cycle", "test_index", "real_loss", "predicted_loss", "entropy")
+from al_runner.schema import CYCLE_COLUMNS as CYCLES_COLUMNS
+from al_runner.schema import CYCLES_CSV as CYCLES_FILE
+from al_runner.schema import TEST_SCORE_COLUMNS as TEST_SCORES_COLUMNS
+from al_runner.schema import TEST_SCORES_CSV as TEST_SCORES_FILE
 
 # What identifies one run (one line of a sweep).
 RUN_KEY = ["task", "model", "sampler", "seed"]
@@ -109,7 +104,7 @@ def read_cycles_csv(path: Path) -> pd.DataFrame:
     path = Path(path)
     table = _read_csv_as_text(path, CYCLES_COLUMNS)
     cycles = pd.DataFrame(index=table.index)
-    for column in ("task", "model", "sampler", "metric"):
+    for column in ("task", "model", "sampler", "metric", "uncertainty"):
         cycles[column] = _parse_text(table, column, path)
     for column in ("seed", "cycle", "n_labeled"):
         cycles[column] = _parse_numbers(table, column, path, required=True, integer=True)
@@ -132,7 +127,7 @@ def read_test_scores_csv(path: Path) -> pd.DataFrame:
     scores["test_index"] = _parse_numbers(table, "test_index", path, required=True, integer=True)
     scores["real_loss"] = _parse_numbers(table, "real_loss", path, required=True)
     scores["predicted_loss"] = _parse_numbers(table, "predicted_loss", path, required=False)
-    scores["entropy"] = _parse_numbers(table, "entropy", path, required=True)
+    scores["uncertainty"] = _parse_numbers(table, "uncertainty", path, required=True)
     return scores
 
 

@@ -24,6 +24,7 @@ class Fig8Run:
     seed: int
     seeds_available: list[int]  # seeds of this task/model's learn-loss runs
     run_dir: Path
+    uncertainty_name: str = "uncertainty"  # what the task's uncertainty measures (cycles.csv), the right panel's label
 
 
 @dataclass
@@ -33,9 +34,9 @@ class Fig8Data:
     n_test_points: int  # in the file's last cycle
     points: pd.DataFrame  # the sampled points
     predicted_loss_top: np.ndarray  # bool mask over `points`: top fraction by predicted loss
-    entropy_top: np.ndarray  # bool mask over `points`: top fraction by entropy
+    uncertainty_top: np.ndarray  # bool mask over `points`: top fraction by the task's uncertainty
     predicted_loss_correlation: float
-    entropy_correlation: float
+    uncertainty_correlation: float
 
 
 def choose_fig8_runs(cycles: pd.DataFrame) -> tuple[list[Fig8Run], list[str]]:
@@ -51,7 +52,8 @@ def choose_fig8_runs(cycles: pd.DataFrame) -> tuple[list[Fig8Run], list[str]]:
         if with_scores[0] != run_dirs.index[0]:
             notes.append(f"{task} ({model}): learn-loss seed {run_dirs.index[0]} has no {TEST_SCORES_FILE}; Fig. 8 uses seed {with_scores[0]}")
         seed = int(with_scores[0])
-        runs.append(Fig8Run(task, model, seed, [int(s) for s in run_dirs.index], Path(run_dirs[seed])))
+        name = rows.loc[rows["seed"] == seed, "uncertainty"].iloc[0]
+        runs.append(Fig8Run(task, model, seed, [int(s) for s in run_dirs.index], Path(run_dirs[seed]), name))
     for (task, model) in cycles[["task", "model"]].drop_duplicates().itertuples(index=False):
         if learn_loss[(learn_loss["task"] == task) & (learn_loss["model"] == model)].empty:
             notes.append(f"{task} ({model}): no learn-loss run; no Fig. 8")
@@ -98,7 +100,7 @@ def load_fig8_data(run: Fig8Run) -> Fig8Data:
         n_test_points=len(scores),
         points=points,
         predicted_loss_top=top_fraction_mask(points["predicted_loss"].to_numpy()),
-        entropy_top=top_fraction_mask(points["entropy"].to_numpy()),
+        uncertainty_top=top_fraction_mask(points["uncertainty"].to_numpy()),
         predicted_loss_correlation=pearson_correlation(points["predicted_loss"].to_numpy(), real),
-        entropy_correlation=pearson_correlation(points["entropy"].to_numpy(), real),
+        uncertainty_correlation=pearson_correlation(points["uncertainty"].to_numpy(), real),
     )

@@ -159,7 +159,7 @@ def _scatter_panel(ax, real_loss, score, top, *, score_name: str, correlation: f
 
 
 def plot_loss_scatter(data: Fig8Data, *, title: str, paper: dict[str, PaperValue] | None = None) -> Figure:
-    """Fig. 8: predicted loss vs real loss, and entropy vs real loss, top fraction by score highlighted."""
+    """Fig. 8: predicted loss vs real loss, and the task's uncertainty vs real loss, top fraction by score highlighted."""
     paper = paper or {}
     figure = new_figure(11, 4.6)
     left, right = figure.subplots(1, 2)
@@ -169,7 +169,7 @@ def plot_loss_scatter(data: Fig8Data, *, title: str, paper: dict[str, PaperValue
         x_label += f"; {moved} value(s) ≤ 0 drawn at {floor:.1e}"
     for ax, column, name, top, correlation in (
         (left, "predicted_loss", "predicted loss", data.predicted_loss_top, data.predicted_loss_correlation),
-        (right, "entropy", "entropy", data.entropy_top, data.entropy_correlation),
+        (right, "uncertainty", data.run.uncertainty_name.replace("_", " "), data.uncertainty_top, data.uncertainty_correlation),
     ):
         _scatter_panel(ax, real_loss, data.points[column].to_numpy(), top,
                        score_name=name, correlation=correlation, paper=paper.get(column))

@@ -3,33 +3,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import hashlib
+
 import torch
 from torch.nn import functional as F
 
-from al_runner.data.augment import CropFlipNormalize
-from al_runner.data.splits import ImageSplits
+from al_runner.metrics import Accuracy
 from al_runner.tasks.base import Metric, Task
-
-
-class Accuracy(Metric):
-    def __init__(self):
-        self.correct, self.total = 0, 0
-
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        self.correct += int((outputs.argmax(dim=1) == targets).sum())
-        self.total += int(targets.numel())
-
-    def compute(self) -> float:
-        return self.correct / max(self.total, 1)
+from al_runner.tasks.classification.augment import CropFlipNormalize
+from al_runner.tasks.classification.splits import ImageSplits
 
 
 def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
-    log_p = F.log_softmax(logits.float(), dim=1)
+    log_p = F.log_softmax(logits, dim=1)
     return -(log_p.exp() * log_p).sum(dim=1)
 
 
 class ClassificationTask(Task):
     metric_name = "accuracy"
+    uncertainty_name = "softmax_entropy"  # entropy of the class softmax (the paper's entropy baseline)
 
     def __init__(self, name: str, data: ImageSplits | Callable[[], ImageSplits], augmentation: CropFlipNormalize):
         self.name = name
@@ -38,6 +30,16 @@ class ClassificationTask(Task):
         if augmentation.mean is None:
             augmentation.fit_statistics(self.data.train_images)
         self.device = torch.device("cpu")
+
+    def fingerprint(self) -> dict[str, str]:
+        """Content hashes of the decoded images and labels: any added, removed or changed image shows."""
+        def digest(images: torch.Tensor, labels: torch.Tensor) -> str:
+            h = hashlib.sha1(images.cpu().contiguous().numpy().tobytes())
+            h.update(labels.cpu().numpy().tobytes())
+            return f"{images.shape[0]} images, sha1 {h.hexdigest()[:16]}"
+
+        return {"pool": digest(self.data.train_images, self.data.train_labels),
+                "test": digest(self.data.test_images, self.data.test_labels)}
 
     def model_kwargs(self) -> dict:
         return {"in_channels": self.data.channels, "num_classes": self.data.num_classes}
@@ -78,7 +80,7 @@ class ClassificationTask(Task):
             yield self.augmentation.eval(self.data.test_images[idx_dev]), self.data.test_labels[idx_dev], idx
 
     def per_sample_loss(self, outputs, targets) -> torch.Tensor:
-        return F.cross_entropy(outputs.float(), targets, reduction="none")
+        return F.cross_entropy(outputs, targets, reduction="none")
 
     def uncertainty(self, outputs) -> torch.Tensor:
         return softmax_entropy(outputs)

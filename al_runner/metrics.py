@@ -1,47 +1,23 @@
-"""Loss-prediction objectives (DESIGN §1, paper Sec. 3.3)."""
+"""Task-independent metrics: ranking accuracy of predicted losses (paper Fig. 5) and classification accuracy."""
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from al_runner.tasks.base import Metric
 
 
-def split_into_pairs(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Disjoint pairs (i, n-1-i) for i < n//2; with odd n the middle sample is left unpaired."""
-    first = torch.arange(n // 2)
-    return first, n - 1 - first
+class Accuracy(Metric):
+    """Top-1 accuracy of class logits [B, C] against labels [B]."""
 
+    def __init__(self):
+        self.correct, self.total = 0, 0
 
-class MarginRankingLoss(nn.Module):
-    """(2/B) Σ_pairs max(0, -s·(l̂_i - l̂_j) + ξ), s = +1 if l_i > l_j else -1.
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.correct += int((outputs.argmax(dim=1) == targets).sum())
+        self.total += int(targets.numel())
 
-    The batch is split into B/2 disjoint pairs; predictions and targets are paired with the *same*
-    indices (a public reimplementation permuted only one of them). `target_loss` must be the
-    per-sample target loss; it is detached here so the module's loss never reaches the target
-    through its label. An odd batch leaves its middle sample unpaired (it still trains the target).
-    """
-
-    def __init__(self, margin: float = 1.0):
-        super().__init__()
-        self.margin = margin
-
-    def forward(self, predicted_loss: torch.Tensor, target_loss: torch.Tensor) -> torch.Tensor:
-        predicted_loss, target_loss = predicted_loss.flatten(), target_loss.detach().flatten()
-        if predicted_loss.shape != target_loss.shape:
-            raise ValueError(f"shape mismatch: predicted {tuple(predicted_loss.shape)} vs target {tuple(target_loss.shape)}")
-        if predicted_loss.numel() < 2:
-            return predicted_loss.sum() * 0.0
-        i, j = split_into_pairs(predicted_loss.numel())
-        i, j = i.to(predicted_loss.device), j.to(predicted_loss.device)
-        sign = torch.where(target_loss[i] > target_loss[j], 1.0, -1.0).to(predicted_loss.dtype)
-        hinge = torch.clamp(-sign * (predicted_loss[i] - predicted_loss[j]) + self.margin, min=0)
-        return hinge.mean()  # mean over B/2 pairs == (2/B) Σ
-
-
-class LossMSE(nn.Module):
-    """The paper's "learn loss mse" variant: mean (l̂ - l)²."""
-
-    def forward(self, predicted_loss: torch.Tensor, target_loss: torch.Tensor) -> torch.Tensor:
-        return torch.mean((predicted_loss.flatten() - target_loss.detach().flatten()) ** 2)
+    def compute(self) -> float:
+        return self.correct / max(self.total, 1)
 
 
 def ranking_accuracy(predicted: torch.Tensor, real: torch.Tensor, chunk: int = 2048) -> float:

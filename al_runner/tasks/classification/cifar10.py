@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from al_runner.data.splits import ImageSplits
+from al_runner.tasks.classification.splits import ImageSplits
 from al_runner.errors import DataError
 
 

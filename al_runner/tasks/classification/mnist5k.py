@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from al_runner.data.splits import ImageSplits
+from al_runner.tasks.classification.splits import ImageSplits
 from al_runner.errors import DataError
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from al_runner.data.splits import ImageSplits
+from al_runner.tasks.classification.splits import ImageSplits
 from al_runner.errors import DataError
 
 log = logging.getLogger(__name__)

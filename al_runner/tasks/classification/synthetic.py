@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from al_runner.data.splits import ImageSplits
+from al_runner.tasks.classification.splits import ImageSplits
 
 
 def make_synthetic_splits(n_train: int = 200, n_test: int = 100, channels: int = 3, size: int = 16,

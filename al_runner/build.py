@@ -1,0 +1,117 @@
+"""Building one run from the composed config: runtime, task, sampler, learning loss, learner, optimizer.
+
+Everything is refused here, before any training, when the config cannot work.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from al_runner.errors import ConfigError
+from al_runner.learner import Learner, Runtime
+from al_runner.learning_loss import LearningLoss, build_learning_loss, fraction_to_epoch
+from al_runner.samplers import Sampler
+from al_runner.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name} not supported, choose from auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but CUDA is not available here; use device=auto or device=cpu")
+    return device
+
+
+def _auto_flag(value, device: torch.device) -> bool:
+    return device.type == "cuda" if value in (None, "auto") else bool(value)
+
+
+def make_runtime(cfg: DictConfig) -> Runtime:
+    device = resolve_device(str(cfg.device))
+    return Runtime(device=device, amp=_auto_flag(cfg.runtime.amp, device),
+                   channels_last=_auto_flag(cfg.runtime.channels_last, device),
+                   compile=bool(cfg.runtime.get("compile", False)))
+
+
+def apply_threads(cfg: DictConfig) -> None:
+    """torch's CPU threads from `runtime.threads` (null: torch's default, all cores for one run).
+
+    A parallel launcher gives each of its N jobs cores / N, so that two runs never slow each other tenfold.
+    """
+    threads = cfg.runtime.get("threads")
+    if threads is None:
+        return
+    if int(threads) < 1:
+        raise ConfigError(f"runtime.threads must be >= 1 or null (all cores), got {threads}")
+    torch.set_num_threads(int(threads))
+
+
+def validate_schedule(cfg: DictConfig, pool_size: int) -> None:
+    """Refuse impossible schedules before any data is touched by training."""
+    s = cfg.schedule
+    for key in ("cycles", "initial_size", "batch_size", "eval_batch_size"):
+        if int(s[key]) < 1:
+            raise ConfigError(f"schedule.{key} must be >= 1, got {s[key]}")
+    if int(s.epochs) < 0:
+        raise ConfigError(f"schedule.epochs must be >= 0, got {s.epochs}")
+    if int(s.cycles) > 1 and int(s.query_size) < 1:
+        raise ConfigError(f"schedule.query_size must be >= 1 with {s.cycles} cycles")
+    needed = int(s.initial_size) + int(s.query_size) * (int(s.cycles) - 1)
+    if needed > pool_size:
+        raise ConfigError(
+            f"the schedule labels {needed} points (initial_size {s.initial_size} + query_size {s.query_size} × "
+            f"{int(s.cycles) - 1} cycles) but the pool of task {cfg.task.name} has only {pool_size}"
+        )
+    if s.subset_size is not None and int(s.subset_size) < int(s.query_size):
+        raise ConfigError(f"schedule.subset_size (M={s.subset_size}) must be >= query_size (K={s.query_size})")
+    lr_milestone_epochs(s)  # fractions in [0, 1]
+
+
+def lr_milestone_epochs(schedule: DictConfig) -> list[int]:
+    """`schedule.lr_milestones` are fractions of the epochs (0.8 of 200 -> 160), so an epochs override keeps
+    the paper's shape instead of silently dropping the LR step."""
+    return [fraction_to_epoch(f, int(schedule.epochs), "schedule.lr_milestones") for f in schedule.get("lr_milestones") or []]
+
+
+def make_scheduler_factory(schedule: DictConfig):
+    """The LR scheduler partial, with milestones in epochs when the schedule gives milestone fractions."""
+    make = instantiate(schedule.lr_scheduler)
+    if make is None or schedule.get("lr_milestones") is None:
+        return make
+    return functools.partial(make, milestones=lr_milestone_epochs(schedule))
+
+
+def build_task(cfg: DictConfig, runtime: Runtime) -> Task:
+    return instantiate(cfg.task.build).to(runtime.device)
+
+
+def build_sampler(cfg: DictConfig) -> Sampler:
+    return instantiate(cfg.sampler.strategy)
+
+
+def build_method(cfg: DictConfig) -> LearningLoss | None:
+    """The learning-loss hook for learning-loss samplers; None for baselines (they train the plain model)."""
+    s = cfg.schedule
+    return build_learning_loss(cfg.sampler.get("loss_objective"), s.learning_loss, int(s.epochs), int(s.batch_size))
+
+
+def build_learner(cfg: DictConfig, task: Task, runtime: Runtime, learning_loss: LearningLoss | None) -> Learner:
+    """Same seed → same initial weights for every sampler (forked RNG, nothing global leaks)."""
+    embedding = cfg.model.embedding
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg.seed))
+        model = instantiate(cfg.model.net)(**task.model_kwargs())
+        learner = Learner(model, list(cfg.model.taps), str(embedding.layer), runtime, learning_loss,
+                          embedding_reduce=instantiate(embedding.reduce))
+        learner.materialize(task.example_inputs())
+    return learner

@@ -1,0 +1,78 @@
+"""The run directory: CSVs rewritten atomically from the run state, the checkpoint, and which config a
+checkpoint belongs to (file names and columns: `al_runner.schema`)."""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from al_runner.schema import TEST_SCORE_COLUMNS
+
+# Top-level keys that cannot change a number: where files go, how progress shows, what the sweep is called.
+# `device` is replaced by the resolved device *type* (cpu vs cuda changes numbers, cuda:0 vs cuda:1 does not),
+# and `runtime` by its resolved values (amp, channels_last and compile change fp rounding); runtime.threads is
+# left out so that a sweep run with 1 thread per job and a single run with all cores share one run.
+IGNORED_KEYS = ("progress", "paths", "name", "hydra", "device", "runtime")
+
+
+def comparable_config(cfg: DictConfig, resolved_runtime: dict) -> dict:
+    """The resolved config that changes results: what a run directory and its checkpoint belong to."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    comparable = {k: v for k, v in container.items() if k not in IGNORED_KEYS}
+    comparable["runtime"] = dict(resolved_runtime)
+    return comparable
+
+
+def config_differences(a, b, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        diffs = []
+        for key in sorted(set(a) | set(b)):
+            diffs += config_differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return diffs
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # full precision, so reruns compare exactly
+    return str(value)
+
+
+def write_csv(path: Path, columns, rows: list[dict]) -> None:
+    """Write-then-rename: a crash mid-write leaves the previous file intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_fmt(row.get(c)) for c in columns])
+    os.replace(tmp, path)
+
+
+def write_test_scores(path: Path, cycle: int, real_loss: torch.Tensor, uncertainty: torch.Tensor,
+                      predicted_loss: torch.Tensor | None) -> None:
+    predicted = [None] * real_loss.numel() if predicted_loss is None else predicted_loss.tolist()
+    rows = [
+        {"cycle": cycle, "test_index": i, "real_loss": r, "predicted_loss": p, "uncertainty": u}
+        for i, (r, p, u) in enumerate(zip(real_loss.tolist(), predicted, uncertainty.tolist()))
+    ]
+    write_csv(path, TEST_SCORE_COLUMNS, rows)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write-then-rename: a crash mid-write leaves the previous checkpoint intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)

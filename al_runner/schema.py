@@ -1,0 +1,21 @@
+"""The run directory's CSV files: names and columns, defined once (imported by the runner and the
+figure scripts; no torch import, so plotting needs only pandas and matplotlib)."""
+
+CYCLES_CSV = "cycles.csv"
+SELECTED_CSV = "selected.csv"
+TEST_SCORES_CSV = "test_scores.csv"
+METRIC_DETAILS_CSV = "metric_details.csv"
+CHECKPOINT = "checkpoint.pt"
+
+# One row per cycle. `metric` names the task's metric (accuracy, mAP@0.5, PCKh@0.5) and `value` holds it;
+# `uncertainty` names what the task's uncertainty measures (softmax_entropy, ...), the right panel of Fig. 8.
+CYCLE_COLUMNS = ("task", "model", "sampler", "seed", "cycle", "n_labeled", "metric", "value", "uncertainty",
+                 "ranking_accuracy", "train_s", "eval_s", "select_s")
+TIMING_COLUMNS = ("train_s", "eval_s", "select_s")  # wall-clock: the only columns that differ between reruns
+# Pool indices labeled in each cycle (cycle 0: the random initial set, no score) with their sampler scores.
+SELECTED_COLUMNS = ("cycle", "pool_index", "score")
+# Per test point of the last finished cycle (Fig. 8): real loss, predicted loss (learning-loss samplers only)
+# and the task's uncertainty.
+TEST_SCORE_COLUMNS = ("cycle", "test_index", "real_loss", "predicted_loss", "uncertainty")
+# Named sub-results of the metric per cycle (per-class AP, per-joint PCKh); absent when the task has none.
+METRIC_DETAIL_COLUMNS = ("cycle", "name", "value")
