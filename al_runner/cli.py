@@ -62,11 +62,9 @@ def _job_record(hydra_cfg, run_dir: Path, status: str, error: str = "") -> JobRe
 
 def execute(cfg: DictConfig, run_dir: Path) -> str:
     """Run, resume or skip one run; returns its outcome (finished / resumed / skipped)."""
-    from al_runner.runner import ActiveLearningRun  # torch import after Hydra has parsed the command line
+    from al_runner.runner import run_locked  # torch import after Hydra has parsed the command line
 
-    run = ActiveLearningRun(cfg, run_dir)
-    run.run()
-    return run.outcome
+    return run_locked(cfg, run_dir).outcome
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
