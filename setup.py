@@ -12,7 +12,8 @@ conf_packages = ["al_runner.conf"] + [
     "al_runner.conf." + ".".join(d.relative_to(CONF).parts) for d in sorted(CONF.rglob("*")) if d.is_dir()
 ]
 setup(
-    packages=find_packages(include=["al_runner*"]) + conf_packages,
+    # hydra_plugins.al_runner_config registers the typed schema and the run-id resolver with Hydra
+    packages=find_packages(include=["al_runner*", "hydra_plugins*"]) + conf_packages,
     package_dir={"al_runner.conf": "conf"},
     package_data={name: ["*.yaml"] for name in conf_packages},
 )

@@ -121,7 +121,8 @@ def main() -> None:
         raise
     failed = SweepState.failed()
     if failed:
-        sys.exit(f"al-run: {len(failed)} job(s) failed (see above and sweep.csv; rerun the same command to resume)")
+        errors = "".join(f"\n  #{r.job} {r.run_dir}: {r.error}" for r in failed)
+        sys.exit(f"al-run: {len(failed)} job(s) failed (sweep.csv has them all; rerun the same command to resume):{errors}")
 
 
 if __name__ == "__main__":
