@@ -5,9 +5,10 @@ target (`os.replace` is atomic on POSIX): a process killed at any moment, SIGKIL
 either the old file or the new one, never a torn one. The temporary name carries the writer's pid,
 so two writers never share a temporary file.
 
-`AL_RUNNER_STALL_WRITE=<file name>` is a test hook: a write of that file stops half-way (after
-creating `<file>.stalled` as a signal) and sleeps, so a test can SIGKILL the process in the middle
-of a checkpoint or CSV write.
+`AL_RUNNER_STALL_WRITE=<file name>[:<n>]` is a test hook: the n-th write (default: the first) of that
+file in this process stops half-way, creates `<file>.stalled` as a signal, and sleeps
+(`AL_RUNNER_STALL_SECONDS`, default: until killed), so a test can SIGKILL the process in the middle
+of a checkpoint or CSV write, or start a second process while the first is busy.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import os
 import time
 from pathlib import Path
 
-STALL_ENV = "AL_RUNNER_STALL_WRITE"
+STALL_ENV, STALL_SECONDS_ENV = "AL_RUNNER_STALL_WRITE", "AL_RUNNER_STALL_SECONDS"
 TMP_MARK = ".tmp."
+_writes_seen: dict[str, int] = {}
 
 
 def temp_name(path: Path) -> Path:
@@ -25,10 +27,17 @@ def temp_name(path: Path) -> Path:
 
 
 def _stall_if_requested(path: Path) -> None:
-    if os.environ.get(STALL_ENV) == path.name:
-        path.with_name(path.name + ".stalled").touch()
-        while True:  # the test kills us here
-            time.sleep(1)
+    request = os.environ.get(STALL_ENV)
+    if not request:
+        return
+    name, _, nth = request.partition(":")
+    if name != path.name:
+        return
+    _writes_seen[name] = _writes_seen.get(name, 0) + 1
+    if _writes_seen[name] != int(nth or 1):
+        return
+    path.with_name(path.name + ".stalled").touch()
+    time.sleep(float(os.environ.get(STALL_SECONDS_ENV) or 10**9))  # the test kills us here (or lets us go on)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

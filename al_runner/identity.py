@@ -18,8 +18,19 @@ RESOLVER = "al_run_id"
 HASH_DIGITS = 10
 
 
+def _canonical(value):
+    """Values the resume check calls equal hash equally: 1 and 1.0 (`weight=1` vs `weight=1.0`)."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def config_hash(comparable: dict) -> str:
-    text = json.dumps(comparable, sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(_canonical(comparable), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_DIGITS]
 
 
