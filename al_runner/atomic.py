@@ -6,9 +6,10 @@ either the old file or the new one, never a torn one. The temporary name carries
 so two writers never share a temporary file.
 
 `AL_RUNNER_STALL_WRITE=<file name>[:<n>]` is a test hook: the n-th write (default: the first) of that
-file in this process stops half-way, creates `<file>.stalled` as a signal, and sleeps
-(`AL_RUNNER_STALL_SECONDS`, default: until killed), so a test can SIGKILL the process in the middle
-of a checkpoint or CSV write, or start a second process while the first is busy.
+file in this process stops half-way, creates `<file>.stalled` as a signal, and waits until
+`<file>.release` exists (or `AL_RUNNER_STALL_SECONDS` pass; default: until killed), so a test can
+SIGKILL the process in the middle of a checkpoint or CSV write, or start a second process while the
+first is busy.
 """
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ def _stall_if_requested(path: Path) -> None:
     if _writes_seen[name] != int(nth or 1):
         return
     path.with_name(path.name + ".stalled").touch()
-    time.sleep(float(os.environ.get(STALL_SECONDS_ENV) or 10**9))  # the test kills us here (or lets us go on)
+    release, deadline = path.with_name(path.name + ".release"), time.time() + float(os.environ.get(STALL_SECONDS_ENV) or 10**9)
+    while not release.exists() and time.time() < deadline:  # the test kills us here, or lets us go on
+        time.sleep(0.05)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
