@@ -8,16 +8,31 @@ import functools
 import logging
 
 import torch
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig
 
-from al_runner.errors import ConfigError
+from al_runner.errors import ALRunnerError, ConfigError
 from al_runner.learner import Learner, Runtime
 from al_runner.learning_loss import LearningLoss, build_learning_loss, fraction_to_epoch
 from al_runner.samplers import Sampler
 from al_runner.tasks.base import Task
 
 log = logging.getLogger(__name__)
+
+
+def instantiate(node, *args, **kwargs):
+    """hydra.utils.instantiate, but our own errors (missing data, bad values) come out as themselves, not
+    wrapped in Hydra's InstantiationException, so the CLI prints them as one clear line."""
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while isinstance(cause, InstantiationException):
+            cause = cause.__cause__
+        if isinstance(cause, ALRunnerError):
+            raise cause from None
+        raise
 
 
 def resolve_device(name: str) -> torch.device:

@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from al_runner import rundir, schema
 from al_runner.atomic import remove_stale_temp_files
+from al_runner.build import (apply_threads, build_learner, build_method, build_sampler, build_task, instantiate,
+                             make_runtime, make_scheduler_factory, validate_schedule)
 from al_runner.determinism import apply_determinism
-from al_runner.build import (apply_threads, build_learner, build_method, build_sampler, build_task, make_runtime,
-                             make_scheduler_factory, validate_schedule)
 from al_runner.errors import ConfigError, DataError, NonFiniteLossError
 from al_runner.loop import evaluate, select, train_cycle
 from al_runner.pool import Pool

@@ -186,3 +186,21 @@ def test_the_learner_builds_its_own_module_from_the_taps():
     learner = make_learner(amp=False)
     assert isinstance(learner.loss_module, LossPredictionModule) and len(learner.loss_module.branches) == 3
     assert [b[0].in_features for b in learner.loss_module.branches] == [8, 16, 32]
+
+
+def test_the_csv_schema_and_figure_loading_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, al_runner.schema, al_runner.figures.loading; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_data_errors_inside_instantiate_come_out_unwrapped(smoke_cfg):
+    from al_runner.build import build_task, make_runtime
+    from al_runner.errors import DataError
+
+    cfg = smoke_cfg("task=imagefolder", "task.root=/nonexistent/images")
+    with pytest.raises(DataError, match="image folder root not found: /nonexistent/images"):
+        build_task(cfg, make_runtime(cfg))
