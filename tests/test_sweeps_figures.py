@@ -13,7 +13,8 @@ def write_run(root: Path, name: str, sampler: str, seed: int, values: list[float
     run_dir = root / name
     run_dir.mkdir(parents=True)
     rows = [{"task": "synthetic", "model": "small_cnn", "sampler": sampler, "seed": seed, "cycle": c,
-             "n_labeled": 10 * (c + 1), "metric": "accuracy", "value": v, "ranking_accuracy": "",
+             "n_labeled": 10 * (c + 1), "metric": "accuracy", "value": v, "uncertainty": "softmax_entropy",
+             "ranking_accuracy": "",
              "train_s": 1.0, "eval_s": 1.0, "select_s": 1.0} for c, v in enumerate(values)]
     pd.DataFrame(rows, columns=list(CYCLES_COLUMNS)).to_csv(run_dir / "cycles.csv", index=False)
     if config is not None:
