@@ -82,6 +82,9 @@ def test_a_wheel_installed_into_a_fresh_venv_runs_the_demo(tmp_path):
     version = subprocess.run(al_run_script + ["--version"], cwd=outside, capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": ""})
     assert version.stdout.strip() == "al-run (al_runner) 0.1.0"
+    plot_help = subprocess.run([str(venv / "bin" / "al-plot"), "--help"], cwd=outside, capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": ""})
+    assert plot_help.returncode == 0 and "--runs" in plot_help.stdout
     # the demo's first job (seed 0, random), shortened to one epoch of one cycle
     demo = subprocess.run(al_run_script + ["experiment=demo", "seed=0", "sampler=random", "schedule.cycles=1",
                                            "schedule.epochs=1", "progress=false", f"paths.output={outside / 'out'}"],

@@ -115,3 +115,19 @@ def test_bad_values_are_one_line_errors_naming_key_and_choices(arg, message):
 def test_good_values_pass():
     check_overrides(["seed=3", "seed=0,1,2", "device=cuda:1", "progress=null", "progress=true", "runtime.threads=2",
                      "sampler=random,entropy", "seed=range(3)", "seed=${oc.env:SEED}", "-m"])
+
+
+def test_parallel_jobs_share_the_cores_and_slurm_jobs_use_their_cpus(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from al_runner.cli import threads_for_launcher
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    assert threads_for_launcher(OmegaConf.create({"_target_": joblib, "n_jobs": 4})) == 4
+    assert threads_for_launcher(OmegaConf.create({"_target_": joblib, "n_jobs": -1})) == 1
+    assert threads_for_launcher(OmegaConf.create({"_target_": joblib, "n_jobs": 32})) == 1
+    slurm = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert threads_for_launcher(OmegaConf.create({"_target_": slurm, "cpus_per_task": 8})) == 8
+    basic = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+    assert threads_for_launcher(OmegaConf.create({"_target_": basic})) is None
