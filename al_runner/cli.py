@@ -1,8 +1,16 @@
-"""`al-run` / `python -m al_runner`: one Hydra entry point for runs and multirun sweeps."""
+"""`al-run` / `python -m al_runner`: one Hydra entry point for runs and multirun sweeps.
+
+Under any launcher (basic, joblib, submitit) each job records its outcome in the sweep directory
+(`al_runner.sweep`); the launching process prints the sweep summary, writes `sweep.csv`, and
+exits non-zero if any job failed.
+"""
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
@@ -10,40 +18,111 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+import al_runner
+from al_runner import config_schema, identity
 from al_runner.errors import ALRunnerError
+from al_runner.sweep import JobRecord, SweepState, finish_sweep, write_job_record
 
 log = logging.getLogger("al_runner")
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-ERROR_FILE = "error.txt"
+EXIT_INTERRUPTED = 130
 
-# Jobs of this process's multirun that failed; a sweep goes on past a failed job and reports at the end.
-_failed_jobs: list[tuple[str, str]] = []
+
+def find_config_dir() -> str:
+    """The repository's top-level conf/ in a source checkout, else the copy shipped inside the package."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package.parent / "conf", package / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise SystemExit(f"al-run: error: no conf/config.yaml beside or inside {package}; reinstall al_runner")
+
+
+CONFIG_DIR = find_config_dir()
+config_schema.register()
+identity.register_resolver()
+
+
+def threads_for_launcher(launcher: DictConfig) -> int | None:
+    """runtime.threads=null: one run uses all cores; N parallel jobs share them (cores // N each)."""
+    target = str(launcher.get("_target_", ""))
+    if "Joblib" in target:
+        n_jobs = int(launcher.n_jobs)
+        cores = os.cpu_count() or 1
+        jobs = cores if n_jobs < 0 else n_jobs  # joblib: -1 = one job per core
+        return max(1, cores // max(1, jobs))
+    if "submitit" in target and launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)  # the cores SLURM (or the local executor) gives this job
+    return None
+
+
+def _job_record(hydra_cfg, run_dir: Path, status: str, error: str = "") -> JobRecord:
+    log_file = run_dir / f"{hydra_cfg.job.name}.log"
+    return JobRecord(job=int(hydra_cfg.job.num), status=status, run_dir=str(run_dir),
+                     overrides=" ".join(hydra_cfg.overrides.task), error=error, log=str(log_file))
+
+
+def execute(cfg: DictConfig, run_dir: Path) -> str:
+    """Run, resume or skip one run; returns its outcome (finished / resumed / skipped)."""
+    from al_runner.runner import run_locked  # torch import after Hydra has parsed the command line
+
+    return run_locked(cfg, run_dir).outcome
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def run_job(cfg: DictConfig) -> None:
-    from al_runner.runner import run_experiment  # torch import after Hydra has parsed the command line
-
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if cfg.runtime.get("threads") is None:
+        cfg.runtime.threads = threads_for_launcher(hydra_cfg.launcher)
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    if multirun:
+        write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "running"))
     try:
-        run_experiment(cfg, run_dir)
-        (run_dir / ERROR_FILE).unlink(missing_ok=True)
+        outcome = execute(cfg, run_dir)
     except ALRunnerError as e:
+        if not multirun:
+            # SystemExit passes Hydra's exception reporting: one clear message, no traceback.
+            raise SystemExit(f"al-run: error: {e}") from None
         log.error("%s", e)
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            (run_dir / ERROR_FILE).write_text(f"{e}\n")
-            _failed_jobs.append((str(run_dir), str(e)))
-            return
-        # SystemExit passes Hydra's exception reporting: one clear message, no traceback.
-        raise SystemExit(f"al-run: error: {e}") from None
+        write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "failed", str(e)))
+        return
+    except Exception as e:  # a bug: keep its traceback in the job's log, let the sweep go on
+        if not multirun:
+            raise
+        log.error("job failed:\n%s", traceback.format_exc())
+        write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "failed", f"{type(e).__name__}: {e}"))
+        return
+    if multirun:
+        write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, outcome))
+
+
+def _command_line() -> str:
+    return " ".join(["al-run", *map(shlex.quote, sys.argv[1:])])
 
 
 def main() -> None:
-    run_job()
-    if _failed_jobs:
-        lines = "\n".join(f"  {d}: {msg}" for d, msg in _failed_jobs)
-        sys.exit(f"al-run: {len(_failed_jobs)} job(s) failed (rerun the same command to resume):\n{lines}")
+    if "--version" in sys.argv[1:]:
+        print(f"al-run (al_runner) {al_runner.__version__}")
+        return
+    try:
+        config_schema.check_overrides(sys.argv[1:])
+    except ALRunnerError as e:
+        sys.exit(f"al-run: error: {e}")
+    SweepState.sweep_dir = SweepState.records = None
+    try:
+        run_job()
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\nal-run: interrupted; finished cycles are saved, run the same command to resume: "
+                         f"{_command_line()}\n")
+        sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as e:
+        if e.code not in (0, None) and SweepState.sweep_dir is not None and SweepState.records is None:
+            finish_sweep(SweepState.sweep_dir)  # the launcher itself failed (e.g. a worker was killed)
+        raise
+    failed = SweepState.failed()
+    if failed:
+        errors = "".join(f"\n  #{r.job} {r.run_dir}: {r.error}" for r in failed)
+        sys.exit(f"al-run: {len(failed)} job(s) failed (sweep.csv has them all; rerun the same command to resume):{errors}")
 
 
 if __name__ == "__main__":

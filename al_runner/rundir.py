@@ -3,13 +3,16 @@ checkpoint belongs to (file names and columns: `al_runner.schema`)."""
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from al_runner.atomic import atomic_torch_save, atomic_write_text
 from al_runner.schema import TEST_SCORE_COLUMNS
+
+CONFIG_FILE = "config.yaml"  # the run's composed config (interpolations kept), read by the figure script
 
 # Top-level keys that cannot change a number: where files go, how progress shows, what the sweep is called.
 # `device` is replaced by the resolved device *type* (cpu vs cuda changes numbers, cuda:0 vs cuda:1 does not),
@@ -23,6 +26,8 @@ def comparable_config(cfg: DictConfig, resolved_runtime: dict) -> dict:
     container = OmegaConf.to_container(cfg, resolve=True)
     comparable = {k: v for k, v in container.items() if k not in IGNORED_KEYS}
     comparable["runtime"] = dict(resolved_runtime)
+    if cfg.get("runtime", {}).get("deterministic", False):  # other kernels on GPU; absent when off (same hash as before)
+        comparable["runtime"]["deterministic"] = True
     return comparable
 
 
@@ -44,15 +49,24 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def data_changes(recorded: dict, current: dict) -> list[str]:
+    """What differs between the data fingerprints of a checkpoint and of the data found now."""
+    return [f"{part}: {recorded.get(part, 'absent')} then, {current.get(part, 'absent')} now"
+            for part in sorted(set(recorded) | set(current)) if recorded.get(part) != current.get(part)]
+
+
+def save_config(path: Path, cfg: DictConfig) -> None:
+    atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=False))
+
+
 def write_csv(path: Path, columns, rows: list[dict]) -> None:
-    """Write-then-rename: a crash mid-write leaves the previous file intact."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_fmt(row.get(c)) for c in columns])
-    os.replace(tmp, path)
+    """Write-then-rename (`al_runner.atomic`): a crash, SIGKILL included, leaves the previous file intact."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_fmt(row.get(c)) for c in columns])
+    atomic_write_text(path, out.getvalue())
 
 
 def write_test_scores(path: Path, cycle: int, real_loss: torch.Tensor, uncertainty: torch.Tensor,
@@ -66,10 +80,8 @@ def write_test_scores(path: Path, cycle: int, real_loss: torch.Tensor, uncertain
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write-then-rename: a crash mid-write leaves the previous checkpoint intact."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write-then-rename: a crash mid-write, SIGKILL included, leaves the previous checkpoint intact."""
+    atomic_torch_save(path, state)
 
 
 def load_checkpoint(path: Path) -> dict | None:

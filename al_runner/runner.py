@@ -14,15 +14,18 @@ import torch
 from omegaconf import DictConfig
 
 from al_runner import rundir, schema
+from al_runner.atomic import remove_stale_temp_files
 from al_runner.build import (apply_threads, build_learner, build_method, build_sampler, build_task, instantiate,
                              make_runtime, make_scheduler_factory, validate_schedule)
-from al_runner.errors import ConfigError, NonFiniteLossError
+from al_runner.determinism import apply_determinism
+from al_runner.errors import ConfigError, DataError, NonFiniteLossError
 from al_runner.loop import evaluate, select, train_cycle
 from al_runner.pool import Pool
+from al_runner.runlock import RunLock
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3  # 3: records the data fingerprint
 # Offsets that give each random stream of a run its own generator, derived from the seed alone.
 TRAIN_STREAM, SELECT_STREAM = 1_000_003, 2_000_003
 
@@ -41,6 +44,7 @@ class ActiveLearningRun:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.checkpoint_path = self.run_dir / schema.CHECKPOINT
         apply_threads(cfg)
+        apply_determinism(cfg)
         self.runtime = make_runtime(cfg)
         self.task = build_task(cfg, self.runtime)
         validate_schedule(cfg, self.task.pool_size)
@@ -55,6 +59,7 @@ class ActiveLearningRun:
         self.train_generator = torch.Generator().manual_seed(seed + TRAIN_STREAM)
         self.select_generator = torch.Generator().manual_seed(seed + SELECT_STREAM)
         self.state = RunState()
+        self.outcome = "finished"  # or "resumed" / "skipped" (the sweep summary's words)
 
     # --- persistence -------------------------------------------------------------------------
     def comparable_config(self) -> dict:
@@ -62,7 +67,7 @@ class ActiveLearningRun:
 
     def _checkpoint(self) -> dict:
         return {
-            "format": CHECKPOINT_FORMAT, "config": self.comparable_config(),
+            "format": CHECKPOINT_FORMAT, "config": self.comparable_config(), "data": self.task.fingerprint(),
             "next_cycle": self.state.next_cycle, "finished": self.state.finished,
             "rows": self.state.rows, "selected": self.state.selected, "details": self.state.details,
             "learner": self.learner.state_dict(), "pool": self.pool.state_dict(),
@@ -78,6 +83,13 @@ class ActiveLearningRun:
                 f"{self.run_dir} holds a run with a different config (differs in: {', '.join(diffs[:8])}). "
                 f"Use another output directory (e.g. name=<new>) or delete that one to start over"
             )
+        changed = rundir.data_changes(ckpt["data"], self.task.fingerprint())
+        if changed:
+            raise DataError(
+                f"{self.run_dir}: the data changed since this run's checkpoint ({'; '.join(changed)}), so its labeled "
+                f"pool indices would point at other images. Restore that data, or start over in another directory "
+                f"(e.g. name=<new>) or after deleting this one"
+            )
         self.state = RunState(ckpt["next_cycle"], ckpt["finished"], ckpt["rows"], ckpt["selected"], ckpt["details"])
         self.learner.load_state_dict(ckpt["learner"])
         self.pool.load_state_dict(ckpt["pool"])
@@ -92,14 +104,20 @@ class ActiveLearningRun:
 
     # --- the cycle loop ----------------------------------------------------------------------
     def run(self) -> list[dict]:
+        """Call with the run directory's lock held (`run_locked`)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(self.run_dir)  # of a writer killed mid-write
         ckpt = rundir.load_checkpoint(self.checkpoint_path)
         if ckpt is not None:
-            self._restore(ckpt)
+            self._restore(ckpt)  # a refused resume raises here, before anything is written
+        rundir.save_config(self.run_dir / rundir.CONFIG_FILE, self.cfg)
+        if ckpt is not None:
+            self._write_csvs()  # a kill between the checkpoint and the CSVs left them one cycle behind
             if self.state.finished:
+                self.outcome = "skipped"
                 log.info("run in %s already finished (%d cycles); nothing to do", self.run_dir, len(self.state.rows))
-                self._write_csvs()
                 return self.state.rows
+            self.outcome = "resumed"
             log.info("resuming %s after cycle %d", self.run_dir, self.state.next_cycle - 1)
         else:
             picks = self.pool.label_initial(int(self.cfg.schedule.initial_size), self.init_generator)
@@ -159,6 +177,14 @@ class ActiveLearningRun:
                  row["value"], rank, row["train_s"], row["eval_s"], row["select_s"])
 
 
+def run_locked(cfg: DictConfig, run_dir: str | Path) -> ActiveLearningRun:
+    """Lock the run directory first (a second process refuses at once, touching nothing), then build and run."""
+    with RunLock(Path(run_dir)):
+        run = ActiveLearningRun(cfg, Path(run_dir))
+        run.run()
+    return run
+
+
 def run_experiment(cfg: DictConfig, run_dir: str | Path) -> list[dict]:
     """Run (or resume, or skip if finished) one (task, model, sampler, seed) into run_dir."""
-    return ActiveLearningRun(cfg, Path(run_dir)).run()
+    return run_locked(cfg, run_dir).state.rows

@@ -154,9 +154,15 @@ def test_settings_that_cannot_change_a_number_may_differ_on_resume(smoke_cfg, tm
 
 
 def test_run_directory_names_include_result_changing_runtime_settings():
-    excluded = compose_config([], return_hydra_config=True).hydra.job.config.override_dirname.exclude_keys
-    assert not {"runtime.amp", "runtime.compile", "runtime.channels_last"} & set(excluded)
-    assert {"progress", "paths.output"} <= set(excluded)
+    from omegaconf import OmegaConf
+
+    def run_name(*overrides):  # the last part of hydra.run.dir: <task>-<model>-<sampler>-seed<seed>-<config hash>
+        return OmegaConf.select(compose_config(list(overrides), return_hydra_config=True), "hydra.run.dir").rsplit("/", 1)[-1]
+
+    base = run_name()
+    assert len({base, run_name("runtime.amp=true"), run_name("runtime.compile=true"),
+                run_name("runtime.channels_last=false")}) == 4
+    assert run_name("progress=true", "paths.output=/elsewhere", "runtime.threads=1") == base
 
 
 # ------------------------------------------------------------------ outputs the widened contract adds

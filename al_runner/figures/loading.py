@@ -17,6 +17,11 @@ from al_runner.schema import TEST_SCORES_CSV as TEST_SCORES_FILE
 # What identifies one run (one line of a sweep).
 RUN_KEY = ["task", "model", "sampler", "seed"]
 
+# The run's composed config, saved by the runner (config.yaml) or, for older runs, by Hydra (.hydra/).
+CONFIG_FILES = ("config.yaml", ".hydra/config.yaml")
+# Keys that never make two arms: the seed (averaged over), where files go, how the run was executed.
+NOT_AN_ARM = ("seed", "name", "paths", "progress", "device", "hydra", "runtime.threads")
+
 
 @dataclass
 class LoadedRuns:
@@ -151,6 +156,58 @@ def _keep_one_dir_per_run(cycles: pd.DataFrame, notes: list[str]) -> pd.DataFram
     return cycles.merge(kept, on=[*RUN_KEY, "run_dir"], how="inner")
 
 
+def _flatten(node, prefix: str = "") -> dict[str, str]:
+    if isinstance(node, dict):
+        flat = {}
+        for key, value in node.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): str(node)}
+
+
+def read_run_config(run_dir: Path) -> dict[str, str] | None:
+    """The run's config as dotted key -> text (interpolations as written, so `${seed}` never differs)."""
+    from omegaconf import OmegaConf  # only needed for sweeps that saved their config
+
+    for name in CONFIG_FILES:
+        path = Path(run_dir) / name
+        if path.is_file():
+            try:
+                return _flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=False))
+            except Exception as error:  # noqa: BLE001 - any unreadable YAML is the same user problem
+                raise FigureDataError(f"{path}: not a readable config file ({error})") from None
+    return None
+
+
+def _is_arm_key(key: str) -> bool:
+    return not any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_AN_ARM)
+
+
+def split_arms(cycles: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Runs of one task × model × sampler whose configs differ (e.g. a sweep over the loss weight) are
+    separate arms: each gets the differing keys in its sampler label, so no arm is averaged into
+    another or dropped as a duplicate."""
+    configs = {run_dir: read_run_config(Path(run_dir)) for run_dir in cycles["run_dir"].unique()}
+    labels: dict[str, str] = {}
+    for (task, model, sampler), rows in cycles.groupby(["task", "model", "sampler"]):
+        run_dirs = list(rows["run_dir"].unique())
+        known = {d: configs[d] for d in run_dirs if configs[d] is not None}
+        if len(known) < len(run_dirs) and known:
+            notes.append(f"{task}/{model}/{sampler}: {len(run_dirs) - len(known)} run(s) have no saved config; "
+                         f"they cannot be told apart from the other arms")
+        keys = sorted({key for config in known.values() for key in config if _is_arm_key(key)})
+        differing = [k for k in keys if len({config.get(k, "<unset>") for config in known.values()}) > 1]
+        for run_dir, config in known.items():
+            if differing:
+                arm = ", ".join(f"{k}={config.get(k, '<unset>')}" for k in differing)
+                labels[run_dir] = f"{sampler} [{arm}]"
+        if differing:
+            notes.append(f"{task}/{model}/{sampler}: runs differ in {', '.join(differing)}; plotted as separate arms")
+    if not labels:
+        return cycles
+    return cycles.assign(sampler=[labels.get(d, s) for d, s in zip(cycles["run_dir"], cycles["sampler"])])
+
+
 def load_cycles(run_roots: list[Path]) -> LoadedRuns:
     """All cycles.csv below the roots, as one frame (one row per run × cycle)."""
     notes: list[str] = []
@@ -164,6 +221,7 @@ def load_cycles(run_roots: list[Path]) -> LoadedRuns:
     if not frames:
         roots = ", ".join(str(root) for root in run_roots)
         raise FigureDataError(f"no finished cycle in any {CYCLES_FILE} under {roots}")
-    cycles = _keep_one_dir_per_run(pd.concat(frames, ignore_index=True), notes)
+    cycles = split_arms(pd.concat(frames, ignore_index=True), notes)
+    cycles = _keep_one_dir_per_run(cycles, notes)
     cycles = cycles.sort_values([*RUN_KEY, "cycle"], ignore_index=True)
     return LoadedRuns(cycles=cycles, notes=notes)

@@ -1,0 +1,58 @@
+"""Run identity: a run directory is named by the resolved config that changes results.
+
+`${al_run_id:}` (used in `hydra.run.dir` and `hydra.sweep.subdir`) gives
+`<task>-<model>-<sampler>-seed<seed>-<hash>`: a readable part plus the first 10 hex digits of the
+SHA-256 of the comparable config (the same dict the checkpoint records and a resume compares). So
+spelling out a default, reordering overrides, or sweeping vs a single run all land in the same
+directory, and a path given as an override never nests folders.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from omegaconf import DictConfig, OmegaConf
+
+RESOLVER = "al_run_id"
+HASH_DIGITS = 10
+
+
+def _canonical(value):
+    """Values the resume check calls equal hash equally: 1 and 1.0 (`weight=1` vs `weight=1.0`)."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def config_hash(comparable: dict) -> str:
+    text = json.dumps(_canonical(comparable), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_DIGITS]
+
+
+def _safe(text) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", str(text)).strip("._") or "_"
+
+
+def run_id(cfg: DictConfig) -> str:
+    # torch is imported only when a run directory is named, i.e. in the process that runs the job
+    from al_runner.build import make_runtime
+    from al_runner.rundir import comparable_config
+
+    readable = "-".join([_safe(cfg.task.name), _safe(cfg.model.name), _safe(cfg.sampler.name), f"seed{_safe(cfg.seed)}"])
+    return f"{readable}-{config_hash(comparable_config(cfg, make_runtime(cfg).resolved()))}"
+
+
+def _run_id_resolver(*, _root_: DictConfig) -> str:
+    # the hydra node is where this interpolation lives: leave it out (and out of the hash)
+    job_cfg = OmegaConf.masked_copy(_root_, [key for key in _root_ if key != "hydra"])
+    return run_id(job_cfg)
+
+
+def register_resolver() -> None:
+    if not OmegaConf.has_resolver(RESOLVER):
+        OmegaConf.register_new_resolver(RESOLVER, _run_id_resolver)

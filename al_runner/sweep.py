@@ -1,0 +1,110 @@
+"""What happened to each job of a multirun, under any launcher.
+
+Jobs may run in this process (basic launcher), in joblib worker processes or as SLURM jobs on
+other hosts, so nothing is kept in memory: each job writes `<sweep dir>/.jobs/<job number>.json`
+when it starts ("running") and when it ends (finished / resumed / skipped / failed). After the
+sweep, the launching process (a Hydra callback, then `al-run`'s exit code) reads them all, prints
+one line per job and writes `<sweep dir>/sweep.csv`. A job that is still "running" afterwards died
+without reporting (SIGKILL, out of memory, node failure) and counts as failed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from al_runner.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+JOBS_DIR = ".jobs"
+SWEEP_CSV = "sweep.csv"
+OUTCOMES = ("finished", "resumed", "skipped", "failed")
+SUMMARY_COLUMNS = ["job", "status", "run_dir", "overrides", "error", "log"]
+
+
+@dataclass
+class JobRecord:
+    job: int
+    status: str  # running | finished | resumed | skipped | failed
+    run_dir: str
+    overrides: str
+    error: str = ""
+    log: str = ""
+
+
+def write_job_record(sweep_dir: Path, record: JobRecord) -> None:
+    jobs = Path(sweep_dir) / JOBS_DIR
+    jobs.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(jobs / f"{record.job}.json", json.dumps(asdict(record)))
+
+
+def read_job_records(sweep_dir: Path) -> list[JobRecord]:
+    records = []
+    for path in (Path(sweep_dir) / JOBS_DIR).glob("*.json"):
+        record = JobRecord(**json.loads(path.read_text()))
+        if record.status not in OUTCOMES:
+            record.status, record.error = "failed", "the job ended without reporting (killed, out of memory or node lost)"
+        records.append(record)
+    return sorted(records, key=lambda r: r.job)
+
+
+def summary_lines(records: list[JobRecord]) -> list[str]:
+    lines = []
+    for r in records:
+        line = f"  #{r.job} {r.status:<8} {r.run_dir}"
+        if r.status == "failed":
+            line += f"\n      error: {r.error}\n      log: {r.log}"
+        lines.append(line)
+    counts = {o: sum(r.status == o for r in records) for o in OUTCOMES}
+    lines.insert(0, f"sweep: {len(records)} job(s): " + ", ".join(f"{n} {o}" for o, n in counts.items() if n))
+    return lines
+
+
+def write_sweep_csv(sweep_dir: Path, records: list[JobRecord]) -> Path:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, SUMMARY_COLUMNS)
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in records)
+    path = Path(sweep_dir) / SWEEP_CSV
+    atomic_write_text(path, out.getvalue())
+    return path
+
+
+class SweepState:
+    """What the launching process learned, for `al-run`'s exit code."""
+
+    sweep_dir: Path | None = None
+    records: list[JobRecord] | None = None
+
+    @classmethod
+    def failed(cls) -> list[JobRecord]:
+        return [r for r in cls.records or [] if r.status == "failed"]
+
+
+def finish_sweep(sweep_dir: Path) -> list[JobRecord]:
+    records = read_job_records(sweep_dir)
+    SweepState.records = records
+    path = write_sweep_csv(sweep_dir, records)
+    print("\n".join(summary_lines(records)) + f"\n  (written to {path})", flush=True)
+    return records
+
+
+class SweepSummary(Callback):
+    """Hydra callback (conf/config.yaml `hydra.callbacks`): runs in the launching process only."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        SweepState.sweep_dir, SweepState.records = sweep_dir, None
+        for stale in (sweep_dir / JOBS_DIR).glob("*.json"):  # records of an earlier launch of this sweep
+            stale.unlink(missing_ok=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        finish_sweep(Path(str(config.hydra.sweep.dir)))
