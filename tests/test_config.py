@@ -43,19 +43,36 @@ def test_every_sampler_instantiates(sampler):
     assert (training is None) == (sampler in {"random", "entropy", "coreset"})  # baselines: plain target model
 
 
+# What each model family gets from its task (`Task.model_kwargs`), a small input, and shrinking overrides.
+MODEL_FAMILIES = {
+    "resnet18_cifar": ({"in_channels": 3, "num_classes": 10}, (2, 3, 32, 32), ["model.net.width=8"]),
+    "small_cnn": ({"in_channels": 3, "num_classes": 10}, (2, 3, 32, 32), ["model.net.width=8"]),
+    "hourglass": ({"num_joints": 16}, (2, 3, 64, 64), ["model.net.features=16", "model.net.depth=2"]),
+    "hourglass_small": ({"num_joints": 16}, (2, 3, 64, 64), ["model.net.features=16", "model.net.depth=2"]),
+    "ssd300_vgg16": ({"num_classes": 5}, (2, 3, 300, 300), []),
+    "ssdlite320_mobilenet_v3": ({"num_classes": 5}, (2, 3, 128, 128), []),
+}
+
+
+def test_every_model_option_has_a_build_case():
+    assert set(options("model")) == set(MODEL_FAMILIES)
+
+
 @pytest.mark.parametrize("model", options("model"))
 def test_every_model_builds_and_exposes_its_taps(model):
     import torch
 
     from al_runner.models import FeatureTaps
 
-    cfg = compose_config([f"model={model}", "model.net.width=8"])
-    net = instantiate(cfg.model.net)(in_channels=3, num_classes=10)
+    kwargs, shape, shrink = MODEL_FAMILIES[model]
+    cfg = compose_config([f"model={model}", *shrink])
+    net = instantiate(cfg.model.net)(**kwargs).eval()
     taps = FeatureTaps(net, list(cfg.model.taps) + [cfg.model.embedding.layer])
-    net(torch.randn(2, 3, 32, 32))
-    module = LossPredictionModule(len(cfg.model.taps), cfg.schedule.learning_loss.hidden)
-    assert module(taps.features(list(cfg.model.taps))).shape == (2,)
-    assert instantiate(cfg.model.embedding.reduce)(taps.features([cfg.model.embedding.layer])[0]).dim() == 2
+    with torch.no_grad():
+        net(torch.randn(*shape))
+        module = LossPredictionModule(len(cfg.model.taps), cfg.schedule.learning_loss.hidden)
+        assert module(taps.features(list(cfg.model.taps))).shape == (2,)
+        assert instantiate(cfg.model.embedding.reduce)(taps.features([cfg.model.embedding.layer])[0]).dim() == 2
 
 
 def test_unknown_group_option_lists_the_choices():
