@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from al_runner.tasks.classification.splits import ImageSplits
+from al_runner.atomic import atomic_torch_save
 from al_runner.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,8 @@ def load_imagefolder(root: str, channels: int = 3, image_size: int | None = None
     )
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(".tmp")
-        torch.save({k: getattr(splits, k) for k in ("train_images", "train_labels", "test_images", "test_labels")}, tmp)
-        os.replace(tmp, cache_path)
+        # pid-named temporary file: two parallel jobs decoding the same tree never share one
+        atomic_torch_save(cache_path,
+                          {k: getattr(splits, k) for k in ("train_images", "train_labels", "test_images", "test_labels")})
         log.info("cached decoded images at %s", cache_path)
     return splits
