@@ -117,3 +117,25 @@ def test_demo_preset_sweeps_three_seeds_and_five_samplers():
     assert len(cfg.hydra.sweeper.params.sampler.split(",")) == 5
     s = cfg.schedule
     assert s.initial_size + s.query_size * (s.cycles - 1) <= 4000
+
+
+def test_cifar10_cpu_preset_keeps_the_papers_structure_and_names_its_reductions():
+    # issue 11: only the protocol's scale changes; every changed number says it is a reduction and why
+    cpu = compose_config(["experiment=cifar10_cpu"], return_hydra_config=True)
+    paper = compose_config(["experiment=fig4_cifar10"], return_hydra_config=True)
+    s, p = cpu.schedule, paper.schedule
+    for key in ("initial_size", "subset_size", "epochs", "batch_size", "lr_milestones", "reinit_each_cycle"):
+        assert s[key] == p[key], key
+    assert s.optimizer == p.optimizer and s.lr_scheduler == p.lr_scheduler and s.learning_loss == p.learning_loss
+    assert build_method(compose_config(["experiment=cifar10_cpu"])).detach_epoch == 120
+    assert cpu.task.build.augmentation.padding == 4 and list(cpu.model.taps) == list(paper.model.taps)
+    params = cpu.hydra.sweeper.params
+    assert params.seed == "0,1,2,3,4" and params.sampler == paper.hydra.sweeper.params.sampler
+    text = (Path(CONF_DIR) / "schedule" / "cifar10_cpu.yaml").read_text()
+    for key in ("cycles", "query_size"):
+        assert s[key] != p[key]
+        line = next(l for l in text.splitlines() if l.strip().startswith(key + ":"))
+        assert "reduction" in line and "Sec." in line, line
+    width = next(l for l in (Path(CONF_DIR) / "experiment" / "cifar10_cpu.yaml").read_text().splitlines()
+                 if l.strip().startswith("width:"))
+    assert "reduction" in width and "pilot" in width
