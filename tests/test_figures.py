@@ -16,9 +16,11 @@ import pytest
 from al_runner.figures import FigureDataError, generate_report
 from al_runner.figures.aggregate import (
     coverage_notes,
+    cycle_leaders,
     last_cycle_summary,
     metric_series,
     missing_paper_samplers,
+    paired_differences,
     ranking_series,
     timing_summary,
 )
@@ -82,6 +84,39 @@ def test_metric_series_is_mean_and_sample_std_over_seeds(tmp_path):
     assert series["mean"].tolist() == pytest.approx([0.6, 0.7])
     assert series["std"].tolist() == pytest.approx([0.1, 0.1])  # sample std (ddof=1) of three values 0.1 apart
     assert series["n_seeds"].tolist() == [3, 3]
+
+
+def test_cycle_leaders_name_the_leader_its_lead_and_the_seed_spread(tmp_path):
+    # cycle 0: entropy 0.60 vs random 0.55 with stds 0.1 -> within spread; cycle 1: LL 0.90 vs entropy 0.70, stds <= 0.1
+    for seed, (r, e, ll) in enumerate([([0.5, 0.6], [0.5, 0.6], [0.4, 0.9]), ([0.6, 0.7], [0.7, 0.8], [0.6, 0.9])]):
+        write_run(tmp_path, "cifar10", "random", seed, r)
+        write_run(tmp_path, "cifar10", "entropy", seed, e)
+        write_run(tmp_path, "cifar10", "learning_loss", seed, ll)
+    leaders = cycle_leaders(load(tmp_path)).set_index("cycle")
+    assert leaders.loc[0, "leader"] == "entropy" and leaders.loc[0, "runner_up"] in {"random", "learning_loss"}
+    assert leaders.loc[0, "lead"] == pytest.approx(0.05)
+    assert leaders.loc[0, "spread"] == pytest.approx(np.std([0.4, 0.6], ddof=1))
+    assert bool(leaders.loc[0, "lead_within_spread"]) is True
+    assert leaders.loc[1, "leader"] == "learning_loss" and leaders.loc[1, "runner_up"] == "entropy"
+    assert leaders.loc[1, "lead"] == pytest.approx(0.2)
+    assert bool(leaders.loc[1, "lead_within_spread"]) is False
+    assert leaders["min_seeds"].tolist() == [2, 2]
+
+
+def test_paired_differences_pair_samplers_with_random_on_the_same_seed(tmp_path):
+    # seed offsets of 0.3 cancel in the paired difference: entropy is +0.02 on every seed
+    for seed, offset in enumerate([0.0, 0.3, 0.1]):
+        write_run(tmp_path, "cifar10", "random", seed, [0.5 + offset, 0.6 + offset])
+        write_run(tmp_path, "cifar10", "entropy", seed, [0.5 + offset, 0.62 + offset])
+    write_run(tmp_path, "cifar10", "learning_loss", 1, [0.4, 0.5])  # seed 1 only: pairs with random seed 1
+    paired = paired_differences(load(tmp_path))
+    entropy = paired[paired["sampler"] == "entropy"].set_index("cycle")
+    assert entropy["mean"].tolist() == pytest.approx([0.0, 0.02])
+    assert entropy["std"].tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert entropy["n_seeds"].tolist() == [3, 3]
+    ll = paired[paired["sampler"] == "learning_loss"].set_index("cycle")
+    assert ll["mean"].tolist() == pytest.approx([0.4 - 0.8, 0.5 - 0.9]) and ll["n_seeds"].tolist() == [1, 1]
+    assert "random" not in set(paired["sampler"])
 
 
 def test_fig4_lines_are_the_series_in_paper_legend_order(tmp_path):
@@ -283,7 +318,8 @@ def test_report_writes_every_figure_and_table(tmp_path, capsys):
         f"{stem}.{suffix}"
         for stem in ("fig4_cifar10", "fig4_imagefolder", "fig5_ranking_accuracy", "fig8_cifar10")
         for suffix in ("png", "pdf")
-    } | {"results.md", "results.csv", "timing.csv"}
+    } | {"results.md", "results.csv", "timing.csv", "per_cycle_leaders.csv", "per_cycle_vs_random.csv",
+         "per_cycle_ranking_accuracy.csv"}
     assert {path.name for path in report.written} == expected
     assert {path.name for path in out.iterdir()} == expected
     assert all((out / name).stat().st_size > 0 for name in expected)

@@ -190,3 +190,56 @@ def _inconsistency_notes(cycles: pd.DataFrame) -> list[str]:
         if len(names) > 1:
             notes.append(f"{_experiment_name(task, model)}: several metric names in one task: {', '.join(sorted(names))}")
     return notes
+
+
+def cycle_leaders(cycles: pd.DataFrame) -> pd.DataFrame:
+    """Per task × model × cycle: which sampler led, by how much over the runner-up, against the seed spread.
+
+    Every metric here (accuracy, mAP, PCKh) is higher-is-better. `spread` is the largest sample std over
+    seeds among the samplers at that cycle; `lead_within_spread` is True when the lead is smaller than it,
+    i.e. one seed-to-seed std could reorder the two. Cycles with fewer than two samplers are left out.
+    """
+    series = metric_series(cycles)
+    rows = []
+    for (task, model, cycle), group in series.groupby([*EXPERIMENT_KEY, "cycle"], sort=True):
+        if len(group) < 2:
+            continue
+        ranked = group.sort_values("mean", ascending=False)
+        first, second = ranked.iloc[0], ranked.iloc[1]
+        lead = float(first["mean"] - second["mean"])
+        spread = float(group["std"].max())  # NaN when every sampler has one seed
+        rows.append({
+            "task": task, "model": model, "cycle": int(cycle), "n_labeled": float(group["n_labeled"].mean()),
+            "min_seeds": int(group["n_seeds"].min()), "max_seeds": int(group["n_seeds"].max()),
+            "leader": first["sampler"], "leader_mean": float(first["mean"]),
+            "runner_up": second["sampler"], "runner_up_mean": float(second["mean"]),
+            "lead": lead, "spread": spread, "lead_within_spread": bool(lead < spread) if spread == spread else pd.NA,
+        })
+    return pd.DataFrame(rows, columns=[
+        "task", "model", "cycle", "n_labeled", "min_seeds", "max_seeds", "leader", "leader_mean",
+        "runner_up", "runner_up_mean", "lead", "spread", "lead_within_spread",
+    ])
+
+
+def paired_differences(cycles: pd.DataFrame, reference: str = "random") -> pd.DataFrame:
+    """Per task × model × sampler × cycle: mean ± std over seeds of (sampler − reference) on the same seed.
+
+    The same seed gives every sampler the same initial labeled set and initial weights, so the paired
+    difference removes that shared seed-to-seed variation. Only seeds present for both at that cycle count.
+    """
+    key = [*EXPERIMENT_KEY, "seed", "cycle"]
+    ref = cycles[cycles["sampler"] == reference][[*key, "value"]].rename(columns={"value": "reference_value"})
+    others = cycles[cycles["sampler"] != reference][[*key, "sampler", "n_labeled", "value"]]
+    paired = others.merge(ref, on=key)
+    paired = paired.assign(difference=paired["value"] - paired["reference_value"])
+    columns = ["task", "model", "sampler", "cycle", "n_labeled", "n_seeds", "mean", "std"]
+    if paired.empty:
+        return pd.DataFrame(columns=columns)
+    table = (
+        paired.groupby([*GROUP_KEY, "cycle"])
+        .agg(n_labeled=("n_labeled", "mean"), n_seeds=("seed", "nunique"), mean=("difference", "mean"), std=("difference", "std"))
+        .reset_index()
+    )
+    order = {sampler: rank for rank, sampler in enumerate(ordered_samplers(table["sampler"]))}
+    table = table.assign(_rank=table["sampler"].map(order)).sort_values(["task", "model", "_rank", "cycle"])
+    return table.drop(columns="_rank").reset_index(drop=True)[columns]

@@ -10,8 +10,10 @@ import pandas as pd
 
 from al_runner.figures.aggregate import (
     coverage_notes,
+    cycle_leaders,
     last_cycle_summary,
     metric_series,
+    paired_differences,
     ranking_series,
     timing_summary,
 )
@@ -26,10 +28,16 @@ from al_runner.figures.plots import (
     save_figure,
 )
 from al_runner.figures.tables import (
+    LEADERS_MD_HEADERS,
+    PAIRED_MD_HEADERS,
+    RANKING_MD_HEADERS,
     RESULTS_MD_HEADERS,
     TIMING_MD_HEADERS,
+    leaders_markdown_rows,
     markdown_table,
+    paired_markdown_rows,
     paper_task_for,
+    ranking_markdown_rows,
     results_footnotes,
     results_markdown_rows,
     results_table,
@@ -127,8 +135,33 @@ def _bullets(lines: list[str], empty: str) -> str:
     return "\n".join(f"- {line}" for line in lines) if lines else f"- {empty}"
 
 
+@dataclass
+class PerCycleTables:
+    leaders: pd.DataFrame  # aggregate.cycle_leaders
+    paired: pd.DataFrame  # aggregate.paired_differences (vs random)
+    ranking: pd.DataFrame  # aggregate.ranking_series
+
+
+def per_cycle_sections(tables: PerCycleTables) -> list[str]:
+    return [
+        "## Per cycle: which sampler led",
+        "Mean over the seeds present at that cycle; lead = leader − runner-up; largest seed std = the largest "
+        "sample std over seeds among the samplers at that cycle. A lead within one std could be reordered by "
+        "another seed. Cycle 0 has had no selection yet (the same random initial set for every sampler): a "
+        "difference there comes only from training with or without the loss-prediction module.",
+        markdown_table(LEADERS_MD_HEADERS, leaders_markdown_rows(tables.leaders)),
+        "## Per cycle: each sampler against random on the same seed",
+        "Same seed = same initial labeled set and initial weights, so the paired difference removes their "
+        "shared variation; mean ± sample std over the seeds both reached.",
+        markdown_table(PAIRED_MD_HEADERS, paired_markdown_rows(tables.paired)),
+        "## Per cycle: loss-prediction module ranking accuracy (Fig. 5)",
+        markdown_table(RANKING_MD_HEADERS, ranking_markdown_rows(tables.ranking)),
+    ]
+
+
 def results_markdown(
-    results: pd.DataFrame, timing: pd.DataFrame, report: Report, run_roots: list[Path], out_dir: Path
+    results: pd.DataFrame, timing: pd.DataFrame, report: Report, run_roots: list[Path], out_dir: Path,
+    per_cycle: PerCycleTables | None = None,
 ) -> str:
     figures = [path.relative_to(out_dir).as_posix() for path in report.written if path.suffix == ".png"]
     sections = [
@@ -142,6 +175,7 @@ def results_markdown(
         "Mean seconds per cycle in each phase over all cycles of all seeds (select excludes the 0 a run's "
         "final cycle records); total = mean over seeds of one run's summed time.",
         markdown_table(TIMING_MD_HEADERS, timing_markdown_rows(timing)),
+        *(per_cycle_sections(per_cycle) if per_cycle is not None else []),
         "## Missing or partial data",
         _bullets(report.notes, "none: every task has all five paper samplers and all runs reached the same cycle"),
         "## Fig. 8 sources",
@@ -167,10 +201,14 @@ def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[s
 
     results = results_table(last_cycle_summary(cycles), paper_task_map)
     timing = timing_table(timing_summary(cycles))
-    tables = {"results.csv": results, "timing.csv": timing}
+    per_cycle = PerCycleTables(cycle_leaders(cycles), paired_differences(cycles), ranking_series(cycles))
+    tables = {
+        "results.csv": results, "timing.csv": timing, "per_cycle_leaders.csv": per_cycle.leaders,
+        "per_cycle_vs_random.csv": per_cycle.paired, "per_cycle_ranking_accuracy.csv": per_cycle.ranking,
+    }
     for name, table in tables.items():
         table.to_csv(out_dir / name, index=False)
-    markdown = results_markdown(results, timing, report, run_roots, out_dir)
+    markdown = results_markdown(results, timing, report, run_roots, out_dir, per_cycle)
     (out_dir / "results.md").write_text(markdown, encoding="utf-8")
     report.written += [out_dir / name for name in (*tables, "results.md")]
     return report

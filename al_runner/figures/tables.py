@@ -170,3 +170,53 @@ def timing_markdown_rows(timing: pd.DataFrame) -> list[list[str]]:
 
 
 TIMING_MD_HEADERS = ["task", "model", "sampler", "runs", "cycles", "train / cycle", "eval / cycle", "select / cycle", "total / run"]
+
+
+def _seeds_cell(low: int, high: int) -> str:
+    return str(low) if low == high else f"{low}–{high}"
+
+
+def leaders_markdown_rows(leaders: pd.DataFrame) -> list[list[str]]:
+    rows = []
+    for row in leaders.to_dict("records"):
+        within = row["lead_within_spread"]
+        verdict = "—" if within is pd.NA else ("within one std" if within else "larger than any std")
+        rows.append([
+            row["task"], row["model"], str(row["cycle"]), f"{row['n_labeled']:,.0f}",
+            _seeds_cell(row["min_seeds"], row["max_seeds"]),
+            f"{sampler_label(row['leader'])} {row['leader_mean']:.4f}",
+            f"{sampler_label(row['runner_up'])} {row['runner_up_mean']:.4f}",
+            f"{row['lead']:+.4f}", "—" if _is_missing(row["spread"]) else f"{row['spread']:.4f}", verdict,
+        ])
+    return rows
+
+
+LEADERS_MD_HEADERS = ["task", "model", "cycle", "labeled", "seeds", "leader (mean)", "runner-up (mean)", "lead", "largest seed std", "lead vs spread"]
+
+
+def _signed_mean_std(mean: float, std: float) -> str:
+    if _is_missing(std):
+        return f"{mean:+.4f} (1 seed)"
+    return f"{mean:+.4f} ± {std:.4f}"
+
+
+def paired_markdown_rows(paired: pd.DataFrame) -> list[list[str]]:
+    return [
+        [row["task"], row["model"], sampler_label(row["sampler"]), str(row["cycle"]), f"{row['n_labeled']:,.0f}",
+         str(row["n_seeds"]), _signed_mean_std(row["mean"], row["std"])]
+        for row in paired.to_dict("records")
+    ]
+
+
+PAIRED_MD_HEADERS = ["task", "model", "sampler", "cycle", "labeled", "seeds", "sampler − random, same seed (mean ± std)"]
+
+
+def ranking_markdown_rows(series: pd.DataFrame) -> list[list[str]]:
+    return [
+        [row["task"], row["model"], sampler_label(row["sampler"]), str(row["cycle"]), f"{row['n_labeled']:,.0f}",
+         str(row["n_seeds"]), format_mean_std(row["mean"], row["std"], digits=3)]
+        for row in series.to_dict("records")
+    ]
+
+
+RANKING_MD_HEADERS = ["task", "model", "sampler", "cycle", "labeled", "seeds", "module ranking accuracy (mean ± std)"]
