@@ -1,0 +1,58 @@
+"""Copy a sweep's small result files into outputs/reference/<name>/ (committed), leaving checkpoints behind.
+
+    python scripts/collect_reference.py outputs/cifar10_cpu outputs/reference/cifar10_cpu
+
+Copied per run directory: config.yaml, cycles.csv, selected.csv, metric_details.csv, and test_scores.csv for
+the samplers named by --test-scores (Fig. 8 reads the learning-loss run; the other test_scores files are
+large and not needed for any figure). Runs without a cycles.csv yet (still in cycle 0) are skipped.
+Re-running refreshes the copies, so a partial sweep can be collected again as it goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+ALWAYS = ("config.yaml", "cycles.csv", "selected.csv", "metric_details.csv")
+
+
+def run_sampler(run_dir: Path) -> str | None:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else None
+    return (config or {}).get("sampler", {}).get("name")
+
+
+def collect(sweep: Path, dest: Path, test_score_samplers: set[str]) -> list[Path]:
+    if not sweep.is_dir():
+        raise SystemExit(f"{sweep}: no such sweep directory")
+    copied = []
+    for run_dir in sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "cycles.csv").is_file()):
+        names = list(ALWAYS) + (["test_scores.csv"] if run_sampler(run_dir) in test_score_samplers else [])
+        for name in names:
+            if (run_dir / name).is_file():
+                (dest / run_dir.name).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(run_dir / name, dest / run_dir.name / name)
+                copied.append(dest / run_dir.name / name)
+    if (sweep / "sweep.csv").is_file():
+        shutil.copy2(sweep / "sweep.csv", dest / "sweep.csv")
+        copied.append(dest / "sweep.csv")
+    return copied
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", type=Path, help="sweep directory, e.g. outputs/cifar10_cpu")
+    parser.add_argument("dest", type=Path, help="e.g. outputs/reference/cifar10_cpu")
+    parser.add_argument("--test-scores", nargs="*", default=["learning_loss"], help="samplers whose test_scores.csv is kept")
+    args = parser.parse_args(argv)
+    copied = collect(args.sweep, args.dest, set(args.test_scores))
+    runs = {path.parent for path in copied if path.name == "cycles.csv"}
+    print(f"copied {len(copied)} files from {len(runs)} runs into {args.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

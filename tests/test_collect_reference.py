@@ -1,0 +1,44 @@
+"""scripts/collect_reference.py: the committed copy of a sweep keeps results, never checkpoints."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "collect_reference.py"
+spec = importlib.util.spec_from_file_location("collect_reference", SCRIPT)
+collect_reference = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(collect_reference)
+
+
+def fake_run(sweep: Path, name: str, sampler: str, *, finished_cycle: bool = True) -> Path:
+    run = sweep / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"sampler:\n  name: {sampler}\nseed: 0\n")
+    (run / "checkpoint.pt").write_bytes(b"weights")
+    (run / "run.lock").write_text("")
+    if finished_cycle:
+        for file in ("cycles.csv", "selected.csv", "test_scores.csv"):
+            (run / file).write_text(f"{file}\n")
+    return run
+
+
+def test_copies_results_and_learning_loss_test_scores_only(tmp_path):
+    sweep, dest = tmp_path / "sweep", tmp_path / "reference"
+    fake_run(sweep, "ll", "learning_loss")
+    fake_run(sweep, "rnd", "random")
+    fake_run(sweep, "running", "entropy", finished_cycle=False)
+    (sweep / "sweep.csv").write_text("job\n")
+    assert collect_reference.main([str(sweep), str(dest)]) == 0
+    assert sorted(p.name for p in (dest / "ll").iterdir()) == ["config.yaml", "cycles.csv", "selected.csv", "test_scores.csv"]
+    assert sorted(p.name for p in (dest / "rnd").iterdir()) == ["config.yaml", "cycles.csv", "selected.csv"]
+    assert not (dest / "running").exists()  # no cycle finished yet: nothing to publish
+    assert (dest / "sweep.csv").is_file()
+    (sweep / "ll" / "cycles.csv").write_text("cycles.csv\nnew row\n")  # re-running refreshes a partial copy
+    collect_reference.main([str(sweep), str(dest)])
+    assert (dest / "ll" / "cycles.csv").read_text().endswith("new row\n")
+
+
+def test_missing_sweep_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no such sweep directory"):
+        collect_reference.main([str(tmp_path / "nope"), str(tmp_path / "dest")])
