@@ -298,6 +298,21 @@ def test_fig8_uses_lowest_seed_2000_points_and_numpy_correlation(tmp_path):
     assert load_fig8_data(runs[0]).points["test_index"].tolist() == points["test_index"].tolist()  # fixed sampling seed
 
 
+def test_fig8_ranking_accuracy_counts_every_test_point_of_the_last_cycle(tmp_path):
+    run_dir = write_run(tmp_path, "cifar10", "learning_loss", 0, [0.5, 0.6])
+    real = np.arange(1.0, 3001.0)
+    pd.DataFrame({
+        "cycle": 1, "test_index": np.arange(3000), "real_loss": real,
+        "predicted_loss": np.where(np.arange(3000) < 1500, real, -real),  # right order within each half only
+        "uncertainty": -real,  # exactly the wrong order
+    }).to_csv(run_dir / "test_scores.csv", index=False)
+    data = load_fig8_data(choose_fig8_runs(load(tmp_path))[0][0])
+    pairs = 3000 * 2999 / 2
+    # matching pairs: both in the first half, or both in the second half ordered -real (never), or across: never
+    assert data.predicted_loss_ranking_accuracy == pytest.approx((1500 * 1499 / 2) / pairs)
+    assert data.uncertainty_ranking_accuracy == 0.0
+
+
 def test_top_fraction_mask_marks_the_highest_fifth():
     assert top_fraction_mask(np.array([5.0, 1.0, 4.0, 2.0, 3.0])).tolist() == [True, False, False, False, False]
 

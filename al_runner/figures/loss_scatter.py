@@ -37,6 +37,10 @@ class Fig8Data:
     uncertainty_top: np.ndarray  # bool mask over `points`: top fraction by the task's uncertainty
     predicted_loss_correlation: float
     uncertainty_correlation: float
+    # Fig. 5's pair measure over *all* test points of the cycle (not the sample): does the module rank the real
+    # losses better than the task's own uncertainty does? NaN when undefined.
+    predicted_loss_ranking_accuracy: float = float("nan")
+    uncertainty_ranking_accuracy: float = float("nan")
 
 
 def choose_fig8_runs(cycles: pd.DataFrame) -> tuple[list[Fig8Run], list[str]]:
@@ -84,6 +88,16 @@ def pearson_correlation(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def ranking_accuracy_of(scores: np.ndarray, real_loss: np.ndarray) -> float:
+    """The exact pair count of `al_runner.metrics.ranking_accuracy` (torch, imported only here)."""
+    import torch
+
+    from al_runner.metrics import ranking_accuracy
+
+    as_tensor = lambda values: torch.tensor(np.array(values, dtype=np.float64))  # a copy: pandas may hand out read-only views
+    return ranking_accuracy(as_tensor(scores), as_tensor(real_loss))
+
+
 def load_fig8_data(run: Fig8Run) -> Fig8Data:
     """Read the run's test scores, keep its last cycle, sample points, and compute masks and correlations."""
     path = run.run_dir / TEST_SCORES_FILE
@@ -103,4 +117,6 @@ def load_fig8_data(run: Fig8Run) -> Fig8Data:
         uncertainty_top=top_fraction_mask(points["uncertainty"].to_numpy()),
         predicted_loss_correlation=pearson_correlation(points["predicted_loss"].to_numpy(), real),
         uncertainty_correlation=pearson_correlation(points["uncertainty"].to_numpy(), real),
+        predicted_loss_ranking_accuracy=ranking_accuracy_of(scores["predicted_loss"], scores["real_loss"]),
+        uncertainty_ranking_accuracy=ranking_accuracy_of(scores["uncertainty"], scores["real_loss"]),
     )

@@ -111,7 +111,9 @@ def _fig8_source(data: Fig8Data) -> str:
     return (
         f"Fig. 8 {run.task} ({run.model}): {run.run_dir / TEST_SCORES_FILE} (seed {run.seed}, cycle {data.cycle}, "
         f"{len(data.points):,} of {data.n_test_points:,} points; Pearson r: predicted loss "
-        f"{data.predicted_loss_correlation:.3f}, {data.run.uncertainty_name} {data.uncertainty_correlation:.3f})"
+        f"{data.predicted_loss_correlation:.3f}, {data.run.uncertainty_name} {data.uncertainty_correlation:.3f}; "
+        f"ranking accuracy over all {data.n_test_points:,} points: predicted loss {data.predicted_loss_ranking_accuracy:.3f}, "
+        f"{data.run.uncertainty_name} {data.uncertainty_ranking_accuracy:.3f})"
     )
 
 
