@@ -64,7 +64,9 @@ def train_cycle(learner: Learner, task: Task, labeled: torch.Tensor, *, epochs: 
             scheduler.step()
         bar.set_postfix(loss=f"{loss:.4f}")
         if (epoch + 1) % log_every == 0 or epoch + 1 == epochs:
-            log.debug("cycle %d epoch %d/%d loss %.4f", cycle, epoch + 1, epochs, loss)
+            # without a bar (a background or launcher job), progress goes to the run's log every 10 % of epochs
+            log.log(logging.DEBUG if not bar.disable else logging.INFO,
+                    "cycle %d epoch %d/%d loss %.4f", cycle, epoch + 1, epochs, loss)
     return loss
 
 

@@ -207,3 +207,15 @@ def test_random_subset_limits_candidates():
     assert torch.equal(loop_mod.draw_subset(unlabeled, None, g), unlabeled)
     picks, _ = RandomSampler().select(loop_mod.Candidates(subset), 10, g)
     assert picks.max() < 30
+
+
+def test_background_run_logs_training_progress(smoke_cfg, tmp_path, caplog):
+    # no progress bar (progress=false, as in a launcher job): every 10 % of the epochs reaches the run's log
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="al_runner.loop"):
+        run_experiment(smoke_cfg("schedule.cycles=1", "progress=false"), tmp_path)
+    lines = [r.getMessage() for r in caplog.records if r.name == "al_runner.loop" and r.levelno == logging.INFO]
+    assert lines and lines[-1].startswith("cycle 0 epoch ") and "loss" in lines[-1]
+    epochs = int(lines[-1].split()[3].split("/")[1])
+    assert lines[-1].split()[3] == f"{epochs}/{epochs}"
