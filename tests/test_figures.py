@@ -103,6 +103,20 @@ def test_cycle_leaders_name_the_leader_its_lead_and_the_seed_spread(tmp_path):
     assert leaders["min_seeds"].tolist() == [2, 2]
 
 
+def test_cycle_leaders_show_ties_and_no_verdict_from_one_seed(tmp_path):
+    from al_runner.figures.tables import leaders_markdown_rows
+
+    write_run(tmp_path, "cifar10", "random", 0, [0.5, 0.6])
+    write_run(tmp_path, "cifar10", "entropy", 0, [0.5, 0.7])
+    write_run(tmp_path, "cifar10", "learning_loss", 0, [0.45, 0.65])
+    leaders = cycle_leaders(load(tmp_path)).set_index("cycle")
+    assert leaders.loc[0, "leader"] == "random=entropy" and leaders.loc[0, "runner_up"] == "learning_loss"
+    assert leaders.loc[0, "lead"] == pytest.approx(0.05)
+    rows = leaders_markdown_rows(leaders.reset_index())
+    assert rows[0][5] == "random = entropy 0.5000" and rows[0][-1] == "—"  # one seed: no spread, no verdict
+    assert rows[1][5] == "entropy 0.7000" and rows[1][-1] == "—"
+
+
 def test_paired_differences_pair_samplers_with_random_on_the_same_seed(tmp_path):
     # seed offsets of 0.3 cancel in the paired difference: entropy is +0.02 on every seed
     for seed, offset in enumerate([0.0, 0.3, 0.1]):

@@ -197,21 +197,25 @@ def cycle_leaders(cycles: pd.DataFrame) -> pd.DataFrame:
 
     Every metric here (accuracy, mAP, PCKh) is higher-is-better. `spread` is the largest sample std over
     seeds among the samplers at that cycle; `lead_within_spread` is True when the lead is smaller than it,
-    i.e. one seed-to-seed std could reorder the two. Cycles with fewer than two samplers are left out.
+    i.e. one seed-to-seed std could reorder the two. Samplers tied for the lead are joined by "=" in `leader`
+    (then `runner_up` is the best of the others). Cycles with fewer than two samplers are left out.
     """
     series = metric_series(cycles)
     rows = []
     for (task, model, cycle), group in series.groupby([*EXPERIMENT_KEY, "cycle"], sort=True):
         if len(group) < 2:
             continue
-        ranked = group.sort_values("mean", ascending=False)
-        first, second = ranked.iloc[0], ranked.iloc[1]
-        lead = float(first["mean"] - second["mean"])
+        best = group["mean"].max()
+        tied = group[group["mean"] == best]  # e.g. cycle 0, where every sampler without the module trained identically
+        rest = group[group["mean"] < best]
+        first = tied.iloc[0]
+        second = rest.sort_values("mean", ascending=False).iloc[0] if len(rest) else tied.iloc[1]
+        lead = float(best - second["mean"])
         spread = float(group["std"].max())  # NaN when every sampler has one seed
         rows.append({
             "task": task, "model": model, "cycle": int(cycle), "n_labeled": float(group["n_labeled"].mean()),
             "min_seeds": int(group["n_seeds"].min()), "max_seeds": int(group["n_seeds"].max()),
-            "leader": first["sampler"], "leader_mean": float(first["mean"]),
+            "leader": "=".join(ordered_samplers(tied["sampler"])), "leader_mean": float(best),
             "runner_up": second["sampler"], "runner_up_mean": float(second["mean"]),
             "lead": lead, "spread": spread, "lead_within_spread": bool(lead < spread) if spread == spread else pd.NA,
         })

@@ -180,11 +180,12 @@ def leaders_markdown_rows(leaders: pd.DataFrame) -> list[list[str]]:
     rows = []
     for row in leaders.to_dict("records"):
         within = row["lead_within_spread"]
-        verdict = "—" if within is pd.NA else ("within one std" if within else "larger than any std")
+        verdict = "—" if within is None or within is pd.NA or _is_missing(within) else (
+            "within one std" if within else "larger than any std")
         rows.append([
             row["task"], row["model"], str(row["cycle"]), f"{row['n_labeled']:,.0f}",
             _seeds_cell(row["min_seeds"], row["max_seeds"]),
-            f"{sampler_label(row['leader'])} {row['leader_mean']:.4f}",
+            f"{' = '.join(sampler_label(name) for name in row['leader'].split('='))} {row['leader_mean']:.4f}",
             f"{sampler_label(row['runner_up'])} {row['runner_up_mean']:.4f}",
             f"{row['lead']:+.4f}", "—" if _is_missing(row["spread"]) else f"{row['spread']:.4f}", verdict,
         ])
