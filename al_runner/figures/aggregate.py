@@ -198,7 +198,7 @@ def cycle_leaders(cycles: pd.DataFrame) -> pd.DataFrame:
     Every metric here (accuracy, mAP, PCKh) is higher-is-better. `spread` is the largest sample std over
     seeds among the samplers at that cycle; `lead_within_spread` is True when the lead is smaller than it,
     i.e. one seed-to-seed std could reorder the two. Samplers tied for the lead are joined by "=" in `leader`
-    (then `runner_up` is the best of the others). Cycles with fewer than two samplers are left out.
+    (then `runner_up` names the best of the others, ties joined the same way). Cycles with fewer than two samplers are left out.
     """
     series = metric_series(cycles)
     rows = []
@@ -208,15 +208,15 @@ def cycle_leaders(cycles: pd.DataFrame) -> pd.DataFrame:
         best = group["mean"].max()
         tied = group[group["mean"] == best]  # e.g. cycle 0, where every sampler without the module trained identically
         rest = group[group["mean"] < best]
-        first = tied.iloc[0]
-        second = rest.sort_values("mean", ascending=False).iloc[0] if len(rest) else tied.iloc[1]
-        lead = float(best - second["mean"])
+        second_best = rest["mean"].max() if len(rest) else best
+        runners_up = rest[rest["mean"] == second_best] if len(rest) else tied.iloc[1:]
+        lead = float(best - second_best)
         spread = float(group["std"].max())  # NaN when every sampler has one seed
         rows.append({
             "task": task, "model": model, "cycle": int(cycle), "n_labeled": float(group["n_labeled"].mean()),
             "min_seeds": int(group["n_seeds"].min()), "max_seeds": int(group["n_seeds"].max()),
             "leader": "=".join(ordered_samplers(tied["sampler"])), "leader_mean": float(best),
-            "runner_up": second["sampler"], "runner_up_mean": float(second["mean"]),
+            "runner_up": "=".join(ordered_samplers(runners_up["sampler"])), "runner_up_mean": float(second_best),
             "lead": lead, "spread": spread, "lead_within_spread": bool(lead < spread) if spread == spread else pd.NA,
         })
     return pd.DataFrame(rows, columns=[

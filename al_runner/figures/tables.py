@@ -186,7 +186,7 @@ def leaders_markdown_rows(leaders: pd.DataFrame) -> list[list[str]]:
             row["task"], row["model"], str(row["cycle"]), f"{row['n_labeled']:,.0f}",
             _seeds_cell(row["min_seeds"], row["max_seeds"]),
             f"{' = '.join(sampler_label(name) for name in row['leader'].split('='))} {row['leader_mean']:.4f}",
-            f"{sampler_label(row['runner_up'])} {row['runner_up_mean']:.4f}",
+            f"{' = '.join(sampler_label(name) for name in row['runner_up'].split('='))} {row['runner_up_mean']:.4f}",
             f"{row['lead']:+.4f}", "—" if _is_missing(row["spread"]) else f"{row['spread']:.4f}", verdict,
         ])
     return rows
