@@ -100,7 +100,9 @@ def test_cycle_leaders_name_the_leader_its_lead_and_the_seed_spread(tmp_path):
     assert leaders.loc[1, "leader"] == "learning_loss" and leaders.loc[1, "runner_up"] == "entropy"
     assert leaders.loc[1, "lead"] == pytest.approx(0.2)
     assert bool(leaders.loc[1, "lead_within_spread"]) is False
-    assert leaders["min_seeds"].tolist() == [2, 2]
+    assert leaders["n_seeds"].tolist() == [2, 2]
+    write_run(tmp_path, "cifar10", "random", 2, [0.9, 0.9])  # a seed the others have not reached is left out
+    assert cycle_leaders(load(tmp_path))["leader_mean"].tolist() == pytest.approx([0.6, 0.9])
 
 
 def test_cycle_leaders_show_ties_and_no_verdict_from_one_seed(tmp_path):

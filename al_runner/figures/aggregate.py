@@ -195,34 +195,44 @@ def _inconsistency_notes(cycles: pd.DataFrame) -> list[str]:
 def cycle_leaders(cycles: pd.DataFrame) -> pd.DataFrame:
     """Per task × model × cycle: which sampler led, by how much over the runner-up, against the seed spread.
 
-    Every metric here (accuracy, mAP, PCKh) is higher-is-better. `spread` is the largest sample std over
-    seeds among the samplers at that cycle; `lead_within_spread` is True when the lead is smaller than it,
-    i.e. one seed-to-seed std could reorder the two. Samplers tied for the lead are joined by "=" in `leader`
-    (then `runner_up` names the best of the others, ties joined the same way). Cycles with fewer than two samplers are left out.
+    Only the seeds that *every* sampler at that cycle reached are used (a partial sweep must not compare a
+    one-seed mean with a five-seed mean). Every metric here (accuracy, mAP, PCKh) is higher-is-better.
+    `spread` is the largest sample std over those seeds among the samplers; `lead_within_spread` is True when
+    the lead is smaller than it, i.e. one seed-to-seed std could reorder the two (NA with one seed).
+    Samplers tied for the lead are joined by "=" in `leader` (then `runner_up` names the best of the others,
+    ties joined the same way). Cycles with fewer than two samplers or no shared seed are left out.
     """
-    series = metric_series(cycles)
+    columns = [
+        "task", "model", "cycle", "n_labeled", "n_seeds", "seeds", "leader", "leader_mean",
+        "runner_up", "runner_up_mean", "lead", "spread", "lead_within_spread",
+    ]
     rows = []
-    for (task, model, cycle), group in series.groupby([*EXPERIMENT_KEY, "cycle"], sort=True):
-        if len(group) < 2:
+    for (task, model, cycle), at_cycle in cycles.groupby([*EXPERIMENT_KEY, "cycle"], sort=True):
+        seed_sets = at_cycle.groupby("sampler")["seed"].agg(set)
+        shared = set.intersection(*seed_sets) if len(seed_sets) else set()
+        if len(seed_sets) < 2 or not shared:
             continue
+        group = (
+            at_cycle[at_cycle["seed"].isin(shared)]
+            .groupby("sampler")
+            .agg(mean=("value", "mean"), std=("value", "std"), n_labeled=("n_labeled", "mean"))
+            .reset_index()
+        )
         best = group["mean"].max()
         tied = group[group["mean"] == best]  # e.g. cycle 0, where every sampler without the module trained identically
         rest = group[group["mean"] < best]
         second_best = rest["mean"].max() if len(rest) else best
         runners_up = rest[rest["mean"] == second_best] if len(rest) else tied.iloc[1:]
         lead = float(best - second_best)
-        spread = float(group["std"].max())  # NaN when every sampler has one seed
+        spread = float(group["std"].max()) if len(shared) > 1 else float("nan")
         rows.append({
             "task": task, "model": model, "cycle": int(cycle), "n_labeled": float(group["n_labeled"].mean()),
-            "min_seeds": int(group["n_seeds"].min()), "max_seeds": int(group["n_seeds"].max()),
+            "n_seeds": len(shared), "seeds": ",".join(str(seed) for seed in sorted(shared)),
             "leader": "=".join(ordered_samplers(tied["sampler"])), "leader_mean": float(best),
             "runner_up": "=".join(ordered_samplers(runners_up["sampler"])), "runner_up_mean": float(second_best),
             "lead": lead, "spread": spread, "lead_within_spread": bool(lead < spread) if spread == spread else pd.NA,
         })
-    return pd.DataFrame(rows, columns=[
-        "task", "model", "cycle", "n_labeled", "min_seeds", "max_seeds", "leader", "leader_mean",
-        "runner_up", "runner_up_mean", "lead", "spread", "lead_within_spread",
-    ])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def paired_differences(cycles: pd.DataFrame, reference: str = "random") -> pd.DataFrame:

@@ -147,7 +147,8 @@ class PerCycleTables:
 def per_cycle_sections(tables: PerCycleTables) -> list[str]:
     return [
         "## Per cycle: which sampler led",
-        "Mean over the seeds present at that cycle; lead = leader − runner-up; largest seed std = the largest "
+        "Mean over the seeds that every sampler reached at that cycle (a partial sweep's extra seeds are left "
+        "out here); lead = leader − runner-up; largest seed std = the largest "
         "sample std over seeds among the samplers at that cycle. A lead within one std could be reordered by "
         "another seed. Cycle 0 has had no selection yet (the same random initial set for every sampler): a "
         "difference there comes only from training with or without the loss-prediction module.",

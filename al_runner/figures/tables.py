@@ -172,10 +172,6 @@ def timing_markdown_rows(timing: pd.DataFrame) -> list[list[str]]:
 TIMING_MD_HEADERS = ["task", "model", "sampler", "runs", "cycles", "train / cycle", "eval / cycle", "select / cycle", "total / run"]
 
 
-def _seeds_cell(low: int, high: int) -> str:
-    return str(low) if low == high else f"{low}–{high}"
-
-
 def leaders_markdown_rows(leaders: pd.DataFrame) -> list[list[str]]:
     rows = []
     for row in leaders.to_dict("records"):
@@ -184,7 +180,7 @@ def leaders_markdown_rows(leaders: pd.DataFrame) -> list[list[str]]:
             "within one std" if within else "larger than any std")
         rows.append([
             row["task"], row["model"], str(row["cycle"]), f"{row['n_labeled']:,.0f}",
-            _seeds_cell(row["min_seeds"], row["max_seeds"]),
+            f"{row['n_seeds']} ({row['seeds']})",
             f"{' = '.join(sampler_label(name) for name in row['leader'].split('='))} {row['leader_mean']:.4f}",
             f"{' = '.join(sampler_label(name) for name in row['runner_up'].split('='))} {row['runner_up_mean']:.4f}",
             f"{row['lead']:+.4f}", "—" if _is_missing(row["spread"]) else f"{row['spread']:.4f}", verdict,
@@ -192,7 +188,7 @@ def leaders_markdown_rows(leaders: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
-LEADERS_MD_HEADERS = ["task", "model", "cycle", "labeled", "seeds", "leader (mean)", "runner-up (mean)", "lead", "largest seed std", "lead vs spread"]
+LEADERS_MD_HEADERS = ["task", "model", "cycle", "labeled", "seeds shared by all samplers", "leader (mean)", "runner-up (mean)", "lead", "largest seed std", "lead vs spread"]
 
 
 def _signed_mean_std(mean: float, std: float) -> str:
