@@ -254,6 +254,4 @@ def paired_differences(cycles: pd.DataFrame, reference: str = "random") -> pd.Da
         .agg(n_labeled=("n_labeled", "mean"), n_seeds=("seed", "nunique"), mean=("difference", "mean"), std=("difference", "std"))
         .reset_index()
     )
-    order = {sampler: rank for rank, sampler in enumerate(ordered_samplers(table["sampler"]))}
-    table = table.assign(_rank=table["sampler"].map(order)).sort_values(["task", "model", "_rank", "cycle"])
-    return table.drop(columns="_rank").reset_index(drop=True)[columns]
+    return _sort_by_task_then_sampler(table)[columns]  # a multi-column sort is stable: cycles stay in order

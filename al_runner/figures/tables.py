@@ -172,17 +172,20 @@ def timing_markdown_rows(timing: pd.DataFrame) -> list[list[str]]:
 TIMING_MD_HEADERS = ["task", "model", "sampler", "runs", "cycles", "train / cycle", "eval / cycle", "select / cycle", "total / run"]
 
 
+def _tied_samplers_label(names: str) -> str:
+    return " = ".join(sampler_label(name) for name in names.split("="))  # "random=entropy" -> "random = entropy"
+
+
 def leaders_markdown_rows(leaders: pd.DataFrame) -> list[list[str]]:
     rows = []
     for row in leaders.to_dict("records"):
         within = row["lead_within_spread"]
-        verdict = "—" if within is None or within is pd.NA or _is_missing(within) else (
-            "within one std" if within else "larger than any std")
+        verdict = "—" if pd.isna(within) else ("within one std" if within else "larger than any std")
         rows.append([
             row["task"], row["model"], str(row["cycle"]), f"{row['n_labeled']:,.0f}",
             f"{row['n_seeds']} ({row['seeds']})",
-            f"{' = '.join(sampler_label(name) for name in row['leader'].split('='))} {row['leader_mean']:.4f}",
-            f"{' = '.join(sampler_label(name) for name in row['runner_up'].split('='))} {row['runner_up_mean']:.4f}",
+            f"{_tied_samplers_label(row['leader'])} {row['leader_mean']:.4f}",
+            f"{_tied_samplers_label(row['runner_up'])} {row['runner_up_mean']:.4f}",
             f"{row['lead']:+.4f}", "—" if _is_missing(row["spread"]) else f"{row['spread']:.4f}", verdict,
         ])
     return rows
