@@ -15,30 +15,32 @@ import shutil
 import sys
 from pathlib import Path
 
-import yaml
+from al_runner.figures.loading import CONFIG_FILES, read_run_config
+from al_runner.figures.loss_scatter import FIG8_SAMPLER
+from al_runner.schema import CYCLES_CSV, METRIC_DETAILS_CSV, SELECTED_CSV, TEST_SCORES_CSV
+from al_runner.sweep import SWEEP_CSV
 
-ALWAYS = ("config.yaml", "cycles.csv", "selected.csv", "metric_details.csv")
+ALWAYS = (CONFIG_FILES[0], CYCLES_CSV, SELECTED_CSV, METRIC_DETAILS_CSV)
 
 
 def run_sampler(run_dir: Path) -> str | None:
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else None
-    return (config or {}).get("sampler", {}).get("name")
+    return (read_run_config(run_dir) or {}).get("sampler.name")
 
 
 def collect(sweep: Path, dest: Path, test_score_samplers: set[str]) -> list[Path]:
     if not sweep.is_dir():
         raise SystemExit(f"{sweep}: no such sweep directory")
     copied = []
-    for run_dir in sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "cycles.csv").is_file()):
-        names = list(ALWAYS) + (["test_scores.csv"] if run_sampler(run_dir) in test_score_samplers else [])
+    for run_dir in sorted(p for p in sweep.iterdir() if p.is_dir() and (p / CYCLES_CSV).is_file()):
+        names = list(ALWAYS) + ([TEST_SCORES_CSV] if run_sampler(run_dir) in test_score_samplers else [])
         for name in names:
             if (run_dir / name).is_file():
                 (dest / run_dir.name).mkdir(parents=True, exist_ok=True)
                 shutil.copy2(run_dir / name, dest / run_dir.name / name)
                 copied.append(dest / run_dir.name / name)
-    if (sweep / "sweep.csv").is_file():
-        shutil.copy2(sweep / "sweep.csv", dest / "sweep.csv")
-        copied.append(dest / "sweep.csv")
+    if (sweep / SWEEP_CSV).is_file():
+        shutil.copy2(sweep / SWEEP_CSV, dest / SWEEP_CSV)
+        copied.append(dest / SWEEP_CSV)
     return copied
 
 
@@ -46,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep", type=Path, help="sweep directory, e.g. outputs/cifar10_cpu")
     parser.add_argument("dest", type=Path, help="e.g. outputs/reference/cifar10_cpu")
-    parser.add_argument("--test-scores", nargs="*", default=["learning_loss"], help="samplers whose test_scores.csv is kept")
+    parser.add_argument("--test-scores", nargs="*", default=[FIG8_SAMPLER], help="samplers whose test_scores.csv is kept")
     args = parser.parse_args(argv)
     copied = collect(args.sweep, args.dest, set(args.test_scores))
-    runs = {path.parent for path in copied if path.name == "cycles.csv"}
+    runs = {path.parent for path in copied if path.name == CYCLES_CSV}
     print(f"copied {len(copied)} files from {len(runs)} runs into {args.dest}")
     return 0
 
