@@ -4,19 +4,23 @@
 
 Copied per run directory: config.yaml, cycles.csv, selected.csv, metric_details.csv, and test_scores.csv for
 the samplers named by --test-scores (Fig. 8 reads the learning-loss run; the other test_scores files are
-large and not needed for any figure). Runs without a cycles.csv yet (still in cycle 0) are skipped.
+large and not needed for any figure); per sweep: sweep.csv and multirun.yaml (its plan, from which al-plot names
+the runs a partial sweep is missing). Runs without a cycles.csv yet (still in cycle 0), and runs with fewer
+cycles than their config's schedule.cycles (still going; --include-unfinished copies them), are skipped.
 Re-running refreshes the copies, so a partial sweep can be collected again as it goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import shutil
 import sys
 from pathlib import Path
 
 from al_runner.figures.loading import CONFIG_FILES, read_run_config
 from al_runner.figures.loss_scatter import FIG8_SAMPLER
+from al_runner.figures.sweep_plan import MULTIRUN_FILE
 from al_runner.schema import CYCLES_CSV, METRIC_DETAILS_CSV, SELECTED_CSV, TEST_SCORES_CSV
 from al_runner.sweep import SWEEP_CSV
 
@@ -27,20 +31,35 @@ def run_sampler(run_dir: Path) -> str | None:
     return (read_run_config(run_dir) or {}).get("sampler.name")
 
 
-def collect(sweep: Path, dest: Path, test_score_samplers: set[str]) -> list[Path]:
+def is_unfinished(run_dir: Path) -> bool:
+    """Fewer cycles in cycles.csv than the run's config asked for (unknown counts as finished)."""
+    planned = (read_run_config(run_dir) or {}).get("schedule.cycles")
+    if planned is None or not str(planned).isdigit():
+        return False
+    with open(run_dir / CYCLES_CSV, newline="", encoding="utf-8") as file:
+        reached = {row.get("cycle") for row in csv.DictReader(file)}
+    return len(reached) < int(planned)
+
+
+def collect(sweep: Path, dest: Path, test_score_samplers: set[str], include_unfinished: bool = False) -> list[Path]:
     if not sweep.is_dir():
         raise SystemExit(f"{sweep}: no such sweep directory")
     copied = []
     for run_dir in sorted(p for p in sweep.iterdir() if p.is_dir() and (p / CYCLES_CSV).is_file()):
+        if not include_unfinished and is_unfinished(run_dir):
+            print(f"skipped (not finished yet; --include-unfinished copies it): {run_dir}")
+            continue
         names = list(ALWAYS) + ([TEST_SCORES_CSV] if run_sampler(run_dir) in test_score_samplers else [])
         for name in names:
             if (run_dir / name).is_file():
                 (dest / run_dir.name).mkdir(parents=True, exist_ok=True)
                 shutil.copy2(run_dir / name, dest / run_dir.name / name)
                 copied.append(dest / run_dir.name / name)
-    if (sweep / SWEEP_CSV).is_file():
-        shutil.copy2(sweep / SWEEP_CSV, dest / SWEEP_CSV)
-        copied.append(dest / SWEEP_CSV)
+    for name in (SWEEP_CSV, MULTIRUN_FILE):  # the sweep's outcome and its plan (al-plot names missing runs from it)
+        if (sweep / name).is_file():
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(sweep / name, dest / name)
+            copied.append(dest / name)
     return copied
 
 
@@ -49,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep", type=Path, help="sweep directory, e.g. outputs/cifar10_cpu")
     parser.add_argument("dest", type=Path, help="e.g. outputs/reference/cifar10_cpu")
     parser.add_argument("--test-scores", nargs="*", default=[FIG8_SAMPLER], help="samplers whose test_scores.csv is kept")
+    parser.add_argument(
+        "--include-unfinished", action="store_true",
+        help="also copy runs that have fewer cycles than their config's schedule.cycles (a run still going)",
+    )
     args = parser.parse_args(argv)
-    copied = collect(args.sweep, args.dest, set(args.test_scores))
+    copied = collect(args.sweep, args.dest, set(args.test_scores), args.include_unfinished)
     runs = {path.parent for path in copied if path.name == CYCLES_CSV}
     print(f"copied {len(copied)} files from {len(runs)} runs into {args.dest}")
     return 0

@@ -29,11 +29,12 @@ def test_copies_results_and_learning_loss_test_scores_only(tmp_path):
     fake_run(sweep, "rnd", "random")
     fake_run(sweep, "running", "entropy", finished_cycle=False)
     (sweep / "sweep.csv").write_text("job\n")
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
     assert collect_reference.main([str(sweep), str(dest)]) == 0
     assert sorted(p.name for p in (dest / "ll").iterdir()) == ["config.yaml", "cycles.csv", "selected.csv", "test_scores.csv"]
     assert sorted(p.name for p in (dest / "rnd").iterdir()) == ["config.yaml", "cycles.csv", "selected.csv"]
     assert not (dest / "running").exists()  # no cycle finished yet: nothing to publish
-    assert (dest / "sweep.csv").is_file()
+    assert (dest / "sweep.csv").is_file() and (dest / "multirun.yaml").is_file()  # the sweep's outcome and plan
     (sweep / "ll" / "cycles.csv").write_text("cycles.csv\nnew row\n")  # re-running refreshes a partial copy
     collect_reference.main([str(sweep), str(dest)])
     assert (dest / "ll" / "cycles.csv").read_text().endswith("new row\n")
@@ -42,3 +43,15 @@ def test_copies_results_and_learning_loss_test_scores_only(tmp_path):
 def test_missing_sweep_dir_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no such sweep directory"):
         collect_reference.main([str(tmp_path / "nope"), str(tmp_path / "dest")])
+
+
+def test_unfinished_runs_are_left_out_unless_asked_for(tmp_path):
+    sweep, dest = tmp_path / "sweep", tmp_path / "reference"
+    for name, n_cycles in (("done", 2), ("going", 1)):
+        run = fake_run(sweep, name, "random")
+        (run / "config.yaml").write_text("sampler:\n  name: random\nschedule:\n  cycles: 2\n")
+        (run / "cycles.csv").write_text("cycle,value\n" + "".join(f"{c},0.5\n" for c in range(n_cycles)))
+    collect_reference.main([str(sweep), str(dest)])
+    assert (dest / "done" / "cycles.csv").is_file() and not (dest / "going").exists()
+    collect_reference.main([str(sweep), str(dest), "--include-unfinished"])
+    assert (dest / "going" / "cycles.csv").is_file()

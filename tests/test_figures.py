@@ -363,3 +363,61 @@ def test_report_writes_every_figure_and_table(tmp_path, capsys):
     assert "imagefolder (paper: cifar10)" in (out / "results.md").read_text()
     assert main(["--runs", str(runs), "--out", str(out), "--paper-task", "imagefolder=cifar10"]) == 0
     assert str(out / "fig5_ranking_accuracy.png") in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- a partial sweep against its plan
+
+
+def write_multirun_yaml(sweep: Path, params: dict[str, str], command_line: list[str] = ()) -> None:
+    """The two places Hydra's multirun.yaml keeps what was swept: the preset's sweeper params and the command line."""
+    lines = ["hydra:", "  sweeper:", "    params:"] + [f"      {key}: {value}" for key, value in params.items()]
+    lines += ["  overrides:", "    task:"] + [f"    - {text}" for text in command_line]
+    if not command_line:
+        lines[-1] = "    task: []"
+    (sweep / "multirun.yaml").write_text("\n".join(lines) + "\n")
+
+
+def test_partial_sweep_names_the_planned_runs_that_have_no_results(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    write_multirun_yaml(sweep, {"seed": "0,1,2", "sampler": "random,entropy"})
+    write_run(sweep, "cifar10", "random", 0, [0.5, 0.6])
+    write_run(sweep, "cifar10", "entropy", 0, [0.5, 0.6])
+    write_run(sweep, "cifar10", "random", 1, [0.5, 0.6])
+    report = generate_report([sweep], tmp_path / "out")
+    expected = "3 of 6 planned runs (2 samplers × 3 seeds, from multirun.yaml) have results; none yet for seed 1 (entropy); seed 2 (all samplers)"
+    assert any(expected in note for note in report.notes), report.notes
+    assert expected in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_command_line_sweep_replaces_the_presets_and_ranges_count(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    write_multirun_yaml(sweep, {"seed": "0,1,2,3,4", "sampler": "random,entropy"}, ["seed=range(0,2)", "sampler=random"])
+    write_run(sweep, "cifar10", "random", 0, [0.5, 0.6])
+    notes = generate_report([sweep], tmp_path / "out").notes
+    assert any("1 of 2 planned runs (1 sampler × 2 seeds" in note and "seed 1 (random)" in note for note in notes), notes
+    write_run(sweep, "cifar10", "random", 1, [0.5, 0.6])
+    assert not any("planned runs" in note for note in generate_report([sweep], tmp_path / "out").notes)
+
+
+def test_a_sweep_over_other_keys_is_not_checked_against_a_sampler_seed_grid(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    write_multirun_yaml(sweep, {"seed": "0,1", "model.width": "16,32"})
+    write_run(sweep, "cifar10", "random", 0, [0.5, 0.6])
+    assert not any("planned runs" in note for note in generate_report([sweep], tmp_path / "out").notes)
+
+
+def test_run_short_of_its_configured_cycles_is_reported(tmp_path):
+    run = write_run(tmp_path, "cifar10", "learning_loss", 3, [0.5])
+    (run / "config.yaml").write_text("schedule:\n  cycles: 3\nsampler:\n  name: learning_loss\n")
+    notes = generate_report([tmp_path], tmp_path / "out").notes
+    assert any("learn loss seed 3: 1 of 3 planned cycles so far" in note for note in notes), notes
+
+
+def test_unreadable_multirun_yaml_names_the_file(tmp_path):
+    write_run(tmp_path, "cifar10", "random", 0, [0.5])
+    (tmp_path / "multirun.yaml").write_text("hydra: [unclosed\n")
+    with pytest.raises(FigureDataError, match="multirun.yaml: not a readable Hydra multirun.yaml"):
+        generate_report([tmp_path], tmp_path / "out")

@@ -27,6 +27,7 @@ from al_runner.figures.plots import (
     plot_ranking_accuracy,
     save_figure,
 )
+from al_runner.figures.sweep_plan import planned_run_notes, unfinished_run_notes
 from al_runner.figures.tables import (
     LEADERS_MD_HEADERS,
     PAIRED_MD_HEADERS,
@@ -195,7 +196,9 @@ def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[s
     run_roots, out_dir = [Path(root) for root in run_roots], Path(out_dir)
     loaded = load_cycles(run_roots)
     cycles = loaded.cycles
-    report = Report(notes=loaded.notes + coverage_notes(cycles))
+    report = Report(
+        notes=loaded.notes + planned_run_notes(cycles, run_roots) + unfinished_run_notes(cycles) + coverage_notes(cycles)
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
 
     report.written += write_metric_figures(cycles, out_dir, paper_task_map)

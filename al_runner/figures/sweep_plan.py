@@ -1,0 +1,112 @@
+"""What a sweep was asked to run, so the report of a partial sweep says what is not there yet.
+
+Hydra writes `<sweep dir>/multirun.yaml` when a multirun starts: the sweep's seeds and samplers are in
+`hydra.sweeper.params` (an experiment preset) and/or `hydra.overrides.task` (the command line, which wins).
+Each run's own `config.yaml` says how many cycles it was asked for (`schedule.cycles`). Both are read with
+Hydra's / OmegaConf's own parsers, so `seed=range(0,5)` or `sampler=choice(random,entropy)` count too.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+from pathlib import Path
+
+import pandas as pd
+
+from al_runner.figures.errors import FigureDataError
+from al_runner.figures.labels import sampler_label
+from al_runner.figures.loading import read_run_config
+
+MULTIRUN_FILE = "multirun.yaml"
+PLANNED_KEYS = ("sampler", "seed")  # what identifies a run of one experiment; other swept keys make arms
+
+
+def _values(override) -> list[str]:
+    if override.is_sweep_override():
+        return [str(value) for value in override.sweep_string_iterator()]
+    return [str(override.value())]
+
+
+def planned_grid(multirun_yaml: Path) -> dict[str, list[str]] | None:
+    """{'sampler': [...], 'seed': [...]} as the sweep asked for them (only the keys it set); None when the
+    sweep also varied other keys (then runs are not identified by sampler × seed alone)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    try:
+        config = OmegaConf.load(multirun_yaml)
+        params = OmegaConf.to_container(OmegaConf.select(config, "hydra.sweeper.params") or {}, resolve=False)
+        command_line = list(OmegaConf.select(config, "hydra.overrides.task") or [])
+        texts = [f"{key}={value}" for key, value in (params or {}).items()] + [str(text) for text in command_line]
+        overrides = OverridesParser.create().parse_overrides(texts)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
+        raise FigureDataError(f"{multirun_yaml}: not a readable Hydra multirun.yaml ({error})") from None
+    grid: dict[str, list[str]] = {}
+    for override in overrides:  # later entries (the command line) replace earlier ones (the preset), as in Hydra
+        key = override.get_key_element()
+        if key in PLANNED_KEYS:
+            grid[key] = _values(override)
+        elif override.is_sweep_override():
+            return None
+    return grid
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _under(run_dir: str, sweep_dir: Path) -> bool:
+    return Path(run_dir).resolve().is_relative_to(sweep_dir.resolve())
+
+
+def _missing_runs_text(missing: list[tuple[str, str]], all_samplers: list[str]) -> str:
+    by_seed: dict[str, list[str]] = {}
+    for sampler, seed in missing:
+        by_seed.setdefault(seed, []).append(sampler)
+    parts = []
+    for seed, samplers in by_seed.items():
+        which = "all samplers" if set(samplers) == set(all_samplers) and len(all_samplers) > 1 else ", ".join(
+            sampler_label(sampler) for sampler in samplers
+        )
+        parts.append(f"seed {seed} ({which})")
+    return "; ".join(parts)
+
+
+def planned_run_notes(cycles: pd.DataFrame, run_roots: list[Path]) -> list[str]:
+    """One note per sweep (a multirun.yaml under a --runs root) that has fewer runs with results than planned."""
+    notes = []
+    sweep_files = sorted({path.resolve(): path for root in run_roots for path in Path(root).rglob(MULTIRUN_FILE)}.values())
+    for path in sweep_files:
+        grid = planned_grid(path)
+        if grid is None:
+            continue
+        rows = cycles[[_under(run_dir, path.parent) for run_dir in cycles["run_dir"]]]
+        present = {(str(sampler), str(seed)) for sampler, seed in zip(rows["sampler"], rows["seed"])}
+        samplers = grid.get("sampler") or sorted({sampler for sampler, _ in present})
+        seeds = grid.get("seed") or sorted({seed for _, seed in present}, key=int)
+        planned = list(product(samplers, seeds))
+        missing = sorted((run for run in planned if run not in present), key=lambda run: (int(run[1]), samplers.index(run[0])))
+        if missing:
+            notes.append(
+                f"{path.parent}: partial sweep: {len(planned) - len(missing)} of {len(planned)} planned runs "
+                f"({_count(len(samplers), 'sampler')} × {_count(len(seeds), 'seed')}, from {MULTIRUN_FILE}) have results; "
+                f"none yet for {_missing_runs_text(missing, samplers)}"
+            )
+    return notes
+
+
+def unfinished_run_notes(cycles: pd.DataFrame) -> list[str]:
+    """Runs that stopped (or are still going) before the number of cycles their config asked for."""
+    notes = []
+    for run_dir, rows in cycles.groupby("run_dir", sort=True):
+        planned = (read_run_config(Path(run_dir)) or {}).get("schedule.cycles")
+        if planned is None or not str(planned).isdigit():
+            continue
+        reached = int(rows["cycle"].max()) + 1
+        if reached < int(planned):
+            first = rows.iloc[0]
+            notes.append(
+                f"{sampler_label(first['sampler'])} seed {first['seed']}: {reached} of {planned} planned cycles so far "
+                f"(still running or stopped; its sweep command resumes it) ({run_dir})"
+            )
+    return notes
