@@ -20,7 +20,7 @@ from pathlib import Path
 
 from al_runner.figures.loading import CONFIG_FILES, read_run_config
 from al_runner.figures.loss_scatter import FIG8_SAMPLER
-from al_runner.figures.sweep_plan import MULTIRUN_FILE
+from al_runner.figures.sweep_plan import MULTIRUN_FILE, planned_cycles
 from al_runner.schema import CYCLES_CSV, METRIC_DETAILS_CSV, SELECTED_CSV, TEST_SCORES_CSV
 from al_runner.sweep import SWEEP_CSV
 
@@ -33,12 +33,12 @@ def run_sampler(run_dir: Path) -> str | None:
 
 def is_unfinished(run_dir: Path) -> bool:
     """Fewer cycles in cycles.csv than the run's config asked for (unknown counts as finished)."""
-    planned = (read_run_config(run_dir) or {}).get("schedule.cycles")
-    if planned is None or not str(planned).isdigit():
+    planned = planned_cycles(run_dir)
+    if planned is None:
         return False
     with open(run_dir / CYCLES_CSV, newline="", encoding="utf-8") as file:
         reached = {row.get("cycle") for row in csv.DictReader(file)}
-    return len(reached) < int(planned)
+    return len(reached) < planned
 
 
 def collect(sweep: Path, dest: Path, test_score_samplers: set[str], include_unfinished: bool = False) -> list[Path]:

@@ -95,15 +95,19 @@ def planned_run_notes(cycles: pd.DataFrame, run_roots: list[Path]) -> list[str]:
     return notes
 
 
+def planned_cycles(run_dir: Path) -> int | None:
+    """How many cycles the run's config.yaml asked for (None when it has no config or says it another way)."""
+    planned = (read_run_config(Path(run_dir)) or {}).get("schedule.cycles")
+    return int(planned) if planned is not None and str(planned).isdigit() else None
+
+
 def unfinished_run_notes(cycles: pd.DataFrame) -> list[str]:
     """Runs that stopped (or are still going) before the number of cycles their config asked for."""
     notes = []
     for run_dir, rows in cycles.groupby("run_dir", sort=True):
-        planned = (read_run_config(Path(run_dir)) or {}).get("schedule.cycles")
-        if planned is None or not str(planned).isdigit():
-            continue
+        planned = planned_cycles(Path(run_dir))
         reached = int(rows["cycle"].max()) + 1
-        if reached < int(planned):
+        if planned is not None and reached < planned:
             first = rows.iloc[0]
             notes.append(
                 f"{sampler_label(first['sampler'])} seed {first['seed']}: {reached} of {planned} planned cycles so far "
