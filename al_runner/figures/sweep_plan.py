@@ -80,7 +80,8 @@ def planned_run_notes(cycles: pd.DataFrame, run_roots: list[Path]) -> list[str]:
         grid = planned_grid(path)
         if grid is None:
             continue
-        rows = cycles[[_under(run_dir, path.parent) for run_dir in cycles["run_dir"]]]
+        in_sweep = {run_dir for run_dir in cycles["run_dir"].unique() if _under(run_dir, path.parent)}
+        rows = cycles[cycles["run_dir"].isin(in_sweep)]
         present = {(str(sampler), str(seed)) for sampler, seed in zip(rows["sampler"], rows["seed"])}
         samplers = grid.get("sampler") or sorted({sampler for sampler, _ in present})
         seeds = grid.get("seed") or sorted({seed for _, seed in present}, key=int)
