@@ -19,7 +19,7 @@ def options(group):
 def test_groups_have_the_required_options():
     assert {"cifar10", "imagefolder", "mnist5k"} <= set(options("task"))
     assert {"resnet18_cifar", "small_cnn"} <= set(options("model"))
-    assert set(options("sampler")) == {"random", "entropy", "coreset", "learning_loss", "learning_loss_mse"}
+    assert set(options("sampler")) == {"random", "entropy", "coreset", "learning_loss", "learning_loss_mse", "random_with_module"}
     assert {"paper_cifar10", "demo", "smoke"} <= set(options("schedule"))
     assert {"fig4_cifar10", "demo"} <= set(options("experiment"))
 

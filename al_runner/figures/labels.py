@@ -11,6 +11,7 @@ SAMPLER_LABELS = {
     "coreset": "core-set",
     "learning_loss_mse": "learn loss mse",
     "learning_loss": "learn loss",
+    "random_with_module": "random + module (control)",  # not a paper sampler: conf/sampler/random_with_module.yaml
 }
 
 # Fixed colours so that a sampler looks the same in every figure.
