@@ -22,6 +22,7 @@ from al_runner.figures.aggregate import (
     missing_paper_samplers,
     paired_differences,
     ranking_series,
+    selection_gain_over_control,
     timing_summary,
 )
 from al_runner.figures.cli import main
@@ -133,6 +134,34 @@ def test_paired_differences_pair_samplers_with_random_on_the_same_seed(tmp_path)
     ll = paired[paired["sampler"] == "learning_loss"].set_index("cycle")
     assert ll["mean"].tolist() == pytest.approx([0.4 - 0.8, 0.5 - 0.9]) and ll["n_seeds"].tolist() == [1, 1]
     assert "random" not in set(paired["sampler"])
+
+
+def test_learn_loss_is_paired_with_the_control_on_the_same_seed(tmp_path):
+    # control − random is the module's cost (−0.05 on every seed); learn loss − control what selection adds
+    for seed, offset in enumerate([0.0, 0.2]):
+        write_run(tmp_path, "cifar10", "random", seed, [0.5 + offset, 0.6 + offset])
+        write_run(tmp_path, "cifar10", "random_with_module", seed, [0.45 + offset, 0.55 + offset], ranking=[0.6, 0.7])
+        write_run(tmp_path, "cifar10", "learning_loss", seed, [0.45 + offset, 0.58 + offset + 0.02 * seed])
+        write_run(tmp_path, "cifar10", "learning_loss_mse", seed, [0.4 + offset, 0.5 + offset])
+    cycles = load(tmp_path)
+    gain = selection_gain_over_control(cycles).set_index("cycle")
+    assert set(gain["sampler"]) == {"learning_loss"}  # mse trains another objective: not paired with the control
+    assert gain["mean"].tolist() == pytest.approx([0.0, 0.04]) and gain["n_seeds"].tolist() == [2, 2]
+    assert gain.loc[1, "std"] == pytest.approx(np.std([0.03, 0.05], ddof=1))
+    cost = paired_differences(cycles).set_index(["sampler", "cycle"]).loc["random_with_module", "mean"]
+    assert cost.tolist() == pytest.approx([-0.05, -0.05])
+    generate_report([tmp_path], tmp_path / "figs")
+    assert "## Per cycle: learn loss against the control" in (tmp_path / "figs" / "results.md").read_text()
+    assert pd.read_csv(tmp_path / "figs" / "per_cycle_vs_control.csv")["mean"].tolist() == pytest.approx([0.0, 0.04])
+    assert selection_gain_over_control(cycles[cycles["sampler"] != "random_with_module"]).empty
+
+
+def test_no_control_section_without_the_control(tmp_path):
+    for sampler in ("random", "learning_loss"):
+        write_run(tmp_path, "cifar10", sampler, 0, [0.5, 0.6])
+    generate_report([tmp_path], tmp_path / "figs")
+    assert "learn loss against the control" not in (tmp_path / "figs" / "results.md").read_text()
+    assert not (tmp_path / "figs" / "per_cycle_vs_control.csv").exists()
 
 
 def test_fig4_lines_are_the_series_in_paper_legend_order(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from al_runner.figures.labels import PAPER_SAMPLERS, ordered_samplers, sampler_label
+from al_runner.figures.labels import CONTROL_SAMPLER, PAPER_SAMPLERS, ordered_samplers, sampler_label
 
 EXPERIMENT_KEY = ["task", "model"]  # one figure per task (and per model, if a task was run with several)
 GROUP_KEY = ["task", "model", "sampler"]  # one line / one table row
@@ -255,3 +255,14 @@ def paired_differences(cycles: pd.DataFrame, reference: str = "random") -> pd.Da
         .reset_index()
     )
     return _sort_by_task_then_sampler(table)[columns]  # a multi-column sort is stable: cycles stay in order
+
+
+def selection_gain_over_control(cycles: pd.DataFrame) -> pd.DataFrame:
+    """learning_loss − random_with_module on the same seed, per cycle (empty when either is missing).
+
+    Both train the same module the same way; only the selections differ (the control labels what random
+    labels), so this isolates what the module's selections add. learning_loss_mse trains with another
+    objective and is left out.
+    """
+    pair = cycles[cycles["sampler"].isin(["learning_loss", CONTROL_SAMPLER])]
+    return paired_differences(pair, reference=CONTROL_SAMPLER)

@@ -14,6 +14,9 @@ SAMPLER_LABELS = {
     "random_with_module": "random + module (control)",  # not a paper sampler: conf/sampler/random_with_module.yaml
 }
 
+# The control that trains the module like learning_loss but selects like random (conf/sampler/random_with_module.yaml).
+CONTROL_SAMPLER = "random_with_module"
+
 # Fixed colours so that a sampler looks the same in every figure.
 SAMPLER_COLORS = {
     "random": "tab:gray",
