@@ -5,17 +5,17 @@ from __future__ import annotations
 # The paper's five samplers, in the paper's legend order.
 PAPER_SAMPLERS = ("random", "entropy", "coreset", "learning_loss_mse", "learning_loss")
 
+# Not a paper sampler: trains the module like learning_loss, selects like random (conf/sampler/random_with_module.yaml).
+CONTROL_SAMPLER = "random_with_module"
+
 SAMPLER_LABELS = {
     "random": "random",
     "entropy": "entropy",
     "coreset": "core-set",
     "learning_loss_mse": "learn loss mse",
     "learning_loss": "learn loss",
-    "random_with_module": "random + module (control)",  # not a paper sampler: conf/sampler/random_with_module.yaml
+    CONTROL_SAMPLER: "random + module (control)",
 }
-
-# The control that trains the module like learning_loss but selects like random (conf/sampler/random_with_module.yaml).
-CONTROL_SAMPLER = "random_with_module"
 
 # Fixed colours so that a sampler looks the same in every figure.
 SAMPLER_COLORS = {

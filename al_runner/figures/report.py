@@ -144,7 +144,7 @@ class PerCycleTables:
     leaders: pd.DataFrame  # aggregate.cycle_leaders
     paired: pd.DataFrame  # aggregate.paired_differences (vs random)
     ranking: pd.DataFrame  # aggregate.ranking_series
-    vs_control: pd.DataFrame | None = None  # aggregate.selection_gain_over_control (empty without the control)
+    vs_control: pd.DataFrame  # aggregate.selection_gain_over_control (empty without the control)
 
 
 def per_cycle_sections(tables: PerCycleTables) -> list[str]:
@@ -162,7 +162,7 @@ def per_cycle_sections(tables: PerCycleTables) -> list[str]:
         markdown_table(PAIRED_MD_HEADERS, paired_markdown_rows(tables.paired)),
         "## Per cycle: loss-prediction module ranking accuracy (Fig. 5)",
         markdown_table(RANKING_MD_HEADERS, ranking_markdown_rows(tables.ranking)),
-        *(control_section(tables.vs_control) if tables.vs_control is not None and len(tables.vs_control) else []),
+        *(control_section(tables.vs_control) if len(tables.vs_control) else []),
     ]
 
 
