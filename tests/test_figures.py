@@ -30,6 +30,7 @@ from al_runner.figures.loading import CYCLES_COLUMNS, load_cycles, read_cycles_c
 from al_runner.figures.loss_scatter import choose_fig8_runs, load_fig8_data, top_fraction_mask
 from al_runner.figures.plots import plot_metric_curves, plot_ranking_accuracy
 from al_runner.figures.tables import results_table
+from al_runner.figures.labels import CONTROL_SAMPLER
 
 MODULE_SAMPLERS = {"learning_loss", "learning_loss_mse"}
 
@@ -104,6 +105,11 @@ def test_cycle_leaders_name_the_leader_its_lead_and_the_seed_spread(tmp_path):
     assert leaders["n_seeds"].tolist() == [2, 2]
     write_run(tmp_path, "cifar10", "random", 2, [0.9, 0.9])  # a seed the others have not reached is left out
     assert cycle_leaders(load(tmp_path))["leader_mean"].tolist() == pytest.approx([0.6, 0.9])
+    # the control neither leads nor shrinks the shared seeds, even when it has only one seed and beats everyone
+    write_run(tmp_path, "cifar10", CONTROL_SAMPLER, 0, [0.99, 0.99])
+    with_control = cycle_leaders(load(tmp_path))
+    assert with_control["leader_mean"].tolist() == pytest.approx([0.6, 0.9])
+    assert with_control["n_seeds"].tolist() == [2, 2]
 
 
 def test_cycle_leaders_show_ties_and_no_verdict_from_one_seed(tmp_path):

@@ -201,13 +201,16 @@ def cycle_leaders(cycles: pd.DataFrame) -> pd.DataFrame:
     the lead is smaller than it, i.e. one seed-to-seed std could reorder the two (NA with one seed).
     Samplers tied for the lead are joined by "=" in `leader` (then `runner_up` names the best of the others,
     ties joined the same way). Cycles with fewer than two samplers or no shared seed are left out.
+    The control sampler is left out: it is a diagnostic, not a contender, and its sweep (often run later, so
+    partial) must not shrink the seeds the contenders are compared on; `selection_gain_over_control` covers it.
     """
     columns = [
         "task", "model", "cycle", "n_labeled", "n_seeds", "seeds", "leader", "leader_mean",
         "runner_up", "runner_up_mean", "lead", "spread", "lead_within_spread",
     ]
     rows = []
-    for (task, model, cycle), at_cycle in cycles.groupby([*EXPERIMENT_KEY, "cycle"], sort=True):
+    contenders = cycles[cycles["sampler"] != CONTROL_SAMPLER]
+    for (task, model, cycle), at_cycle in contenders.groupby([*EXPERIMENT_KEY, "cycle"], sort=True):
         seed_sets = at_cycle.groupby("sampler")["seed"].agg(set)
         shared = set.intersection(*seed_sets) if len(seed_sets) else set()
         if len(seed_sets) < 2 or not shared:
