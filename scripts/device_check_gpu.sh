@@ -6,7 +6,7 @@
 #   3. benchmark 1 (training step with vs without the loss module) on CUDA.
 # The GPU machine has torch/torchvision/pandas but no Hydra and no network, so it reads a prepared, git-ignored
 # folder .gpu/ beside this repo's root:
-#   mkdir -p .gpu/site && cp -r .venv/lib/python3.11/site-packages/{hydra,hydra_plugins,omegaconf,antlr4,submitit,mlxtend} .gpu/site/
+#   mkdir -p .gpu/site && cp -r .venv/lib/python3.11/site-packages/{hydra,omegaconf,antlr4,submitit,mlxtend}* .gpu/site/
 #   (cd ../shared/data && tar czf - cifar10-jpg) > .gpu/cifar10-jpg.tgz      # 20 MB
 #   cp scripts/device_check_gpu.sh .gpu/run.sh     # then, on the GPU machine: bash .gpu/run.sh  (writes to $OUT)
 # Results of 2026-11-26: outputs/reference/gpu_h100/README.md.
@@ -30,11 +30,13 @@ print("cycles value+ranking identical:", ca[["value", "ranking_accuracy"]].equal
 print("selected.csv identical:", open(a + "selected.csv").read() == open(b + "selected.csv").read())
 PY
 C="experiment=cifar10_cpu name=gpu_fig4 model.net.width=64 schedule=paper_cifar10 device=cuda task.root=/tmp/data/cifar10-jpg paths.output=/tmp/o runtime.threads=2"
-timeout 280 $AL $C sampler=learning_loss seed=0 > /tmp/ll0.log 2>&1 &
+END=$(( $(date +%s) + 280 ))   # every run stops at the same moment
+timeout $((END - $(date +%s))) $AL $C sampler=learning_loss seed=0 > /tmp/ll0.log 2>&1 &
+# the first run decodes and caches the images; the others start once the cache exists
 for i in $(seq 60); do ls /tmp/cache/*.pt >/dev/null 2>&1 && break; sleep 2; done; sleep 3; el cache ready
 for s in 0 1 2; do for sm in random learning_loss; do
   [ "$s$sm" = 0learning_loss ] && continue
-  timeout $((275 - $(date +%s) + T0 + 60)) $AL $C sampler=$sm seed=$s > /tmp/$sm$s.log 2>&1 &
+  timeout $((END - $(date +%s))) $AL $C sampler=$sm seed=$s > /tmp/$sm$s.log 2>&1 &
 done; done
 sleep 20; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
 wait; el runs done

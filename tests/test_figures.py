@@ -26,11 +26,11 @@ from al_runner.figures.aggregate import (
     timing_summary,
 )
 from al_runner.figures.cli import main
+from al_runner.figures.labels import CONTROL_SAMPLER
 from al_runner.figures.loading import CYCLES_COLUMNS, load_cycles, read_cycles_csv
 from al_runner.figures.loss_scatter import choose_fig8_runs, load_fig8_data, top_fraction_mask
 from al_runner.figures.plots import plot_metric_curves, plot_ranking_accuracy
 from al_runner.figures.tables import results_table
-from al_runner.figures.labels import CONTROL_SAMPLER
 
 MODULE_SAMPLERS = {"learning_loss", "learning_loss_mse"}
 
