@@ -58,17 +58,28 @@ def make_runtime(cfg: DictConfig) -> Runtime:
                    compile=bool(cfg.runtime.get("compile", False)))
 
 
-def apply_threads(cfg: DictConfig) -> None:
-    """torch's CPU threads from `runtime.threads` (null: torch's default, all cores for one run).
+# torch's own CPU thread count in this process, read before any run sets it: what `runtime.threads=null` means
+# for a single run (a parallel launcher's jobs get their share instead: `al_runner.identity.launcher_threads`).
+DEFAULT_THREADS = torch.get_num_threads()
 
-    A parallel launcher gives each of its N jobs cores / N, so that two runs never slow each other tenfold.
+
+def resolve_threads(cfg: DictConfig) -> int:
+    """The CPU thread count a run uses: `runtime.threads`, or torch's default when null.
+
+    On CPU the thread count changes the numbers (reduction order), so it is part of the run's identity there.
     """
     threads = cfg.runtime.get("threads")
     if threads is None:
-        return
+        return DEFAULT_THREADS
     if int(threads) < 1:
         raise ConfigError(f"runtime.threads must be >= 1 or null (all cores), got {threads}")
-    torch.set_num_threads(int(threads))
+    return int(threads)
+
+
+def apply_threads(cfg: DictConfig) -> None:
+    """torch's CPU threads, always set explicitly, so that the count a run records is the count it used
+    (a job never inherits what an earlier job in the same process set)."""
+    torch.set_num_threads(resolve_threads(cfg))
 
 
 def validate_schedule(cfg: DictConfig, pool_size: int) -> None:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 import al_runner
 from al_runner import config_schema, identity
 from al_runner.errors import ALRunnerError
+from al_runner.identity import threads_for_launcher  # noqa: F401 - part of the CLI's public surface
 from al_runner.sweep import JobRecord, SweepState, finish_sweep, write_job_record
 
 log = logging.getLogger("al_runner")
@@ -41,19 +42,6 @@ config_schema.register()
 identity.register_resolver()
 
 
-def threads_for_launcher(launcher: DictConfig) -> int | None:
-    """runtime.threads=null: one run uses all cores; N parallel jobs share them (cores // N each)."""
-    target = str(launcher.get("_target_", ""))
-    if "Joblib" in target:
-        n_jobs = int(launcher.n_jobs)
-        cores = os.cpu_count() or 1
-        jobs = cores if n_jobs < 0 else n_jobs  # joblib: -1 = one job per core
-        return max(1, cores // max(1, jobs))
-    if "submitit" in target and launcher.get("cpus_per_task"):
-        return int(launcher.cpus_per_task)  # the cores SLURM (or the local executor) gives this job
-    return None
-
-
 def _job_record(hydra_cfg, run_dir: Path, status: str, error: str = "") -> JobRecord:
     log_file = run_dir / f"{hydra_cfg.job.name}.log"
     return JobRecord(job=int(hydra_cfg.job.num), status=status, run_dir=str(run_dir),
@@ -72,8 +60,7 @@ def run_job(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    if cfg.runtime.get("threads") is None:
-        cfg.runtime.threads = threads_for_launcher(hydra_cfg.launcher)
+    identity.launcher_threads(cfg, hydra_cfg)  # the count `${al_run_id:}` named this run directory with
     sweep_dir = Path(hydra_cfg.sweep.dir)
     if multirun:
         write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "running"))

@@ -5,11 +5,15 @@
 SHA-256 of the comparable config (the same dict the checkpoint records and a resume compares). So
 spelling out a default, reordering overrides, or sweeping vs a single run all land in the same
 directory, and a path given as an override never nests folders.
+
+On CPU the resolved thread count is part of it (it changes the numbers): the resolver fills `runtime.threads`
+exactly as the job will (`launcher_threads`), so a sweep job's directory names the count that job applies.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 
 from omegaconf import DictConfig, OmegaConf
@@ -47,9 +51,32 @@ def run_id(cfg: DictConfig) -> str:
     return f"{readable}-{config_hash(comparable_config(cfg, make_runtime(cfg).resolved()))}"
 
 
+def threads_for_launcher(launcher: DictConfig | None) -> int | None:
+    """runtime.threads=null: one run uses all cores; N parallel jobs share them (cores // N each)."""
+    if launcher is None:
+        return None
+    target = str(launcher.get("_target_", ""))
+    if "Joblib" in target:
+        n_jobs = int(launcher.n_jobs)
+        cores = os.cpu_count() or 1
+        jobs = cores if n_jobs < 0 else n_jobs  # joblib: -1 = one job per core
+        return max(1, cores // max(1, jobs))
+    if "submitit" in target and launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)  # the cores SLURM (or the local executor) gives this job
+    return None
+
+
+def launcher_threads(job_cfg: DictConfig, hydra_node: DictConfig | None) -> None:
+    """Fill a null `runtime.threads` with the launcher's share, in place. Called by the job before it runs and
+    by the run-directory resolver, so both see the one count the job applies."""
+    if job_cfg.runtime.get("threads") is None and hydra_node is not None:
+        job_cfg.runtime.threads = threads_for_launcher(hydra_node.get("launcher"))
+
+
 def _run_id_resolver(*, _root_: DictConfig) -> str:
     # the hydra node is where this interpolation lives: leave it out (and out of the hash)
     job_cfg = OmegaConf.masked_copy(_root_, [key for key in _root_ if key != "hydra"])
+    launcher_threads(job_cfg, _root_.get("hydra"))
     return run_id(job_cfg)
 
 

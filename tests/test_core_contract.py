@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import al_runner.runner as runner_mod
-from al_runner.build import apply_threads, build_method, lr_milestone_epochs, make_scheduler_factory
+from al_runner.build import DEFAULT_THREADS, apply_threads, build_method, lr_milestone_epochs, make_scheduler_factory
 from al_runner.errors import ConfigError
 from al_runner.learner import Learner, Runtime, to_float32
 from al_runner.learning_loss import LearningLoss, LossPredictionModule, MarginRankingLoss
@@ -149,8 +149,9 @@ def test_a_run_does_not_resume_under_result_changing_runtime_settings(smoke_cfg,
 
 def test_settings_that_cannot_change_a_number_may_differ_on_resume(smoke_cfg, tmp_path):
     run_experiment(smoke_cfg("schedule.cycles=1"), tmp_path)
-    run_experiment(smoke_cfg("schedule.cycles=1", "progress=true", "runtime.threads=1", "paths.cache=/tmp/elsewhere",
-                             "device=cpu"), tmp_path)
+    # runtime.threads spelled as what null resolves to (torch's default): the same run
+    run_experiment(smoke_cfg("schedule.cycles=1", "progress=true", f"runtime.threads={DEFAULT_THREADS}",
+                             "paths.cache=/tmp/elsewhere", "device=cpu"), tmp_path)
 
 
 def test_run_directory_names_include_result_changing_runtime_settings():
@@ -162,7 +163,7 @@ def test_run_directory_names_include_result_changing_runtime_settings():
     base = run_name()
     assert len({base, run_name("runtime.amp=true"), run_name("runtime.compile=true"),
                 run_name("runtime.channels_last=false")}) == 4
-    assert run_name("progress=true", "paths.output=/elsewhere", "runtime.threads=1") == base
+    assert run_name("progress=true", "paths.output=/elsewhere", f"runtime.threads={DEFAULT_THREADS}") == base
 
 
 # ------------------------------------------------------------------ outputs the widened contract adds

@@ -8,6 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
+from al_runner.build import DEFAULT_THREADS
 from al_runner.errors import ConfigError, DataError
 from al_runner.identity import run_id
 from al_runner.runner import run_experiment
@@ -26,7 +27,7 @@ def test_spellings_of_one_config_share_a_directory_and_real_differences_do_not()
         run_dir_for("sampler=learning_loss", "seed=0"),
         run_dir_for("schedule.epochs=2"),             # the smoke schedule's own value
         run_dir_for("schedule.learning_loss.weight=1"),  # int vs float spelling of the same number
-        run_dir_for("runtime.threads=1", "progress=true", "device=auto"),  # how, not what
+        run_dir_for(f"runtime.threads={DEFAULT_THREADS}", "progress=true", "device=auto"),  # how, not what
         run_dir_for("paths.cache=/tmp/a/b/c", "paths.data=/x/y"),
     ]
     assert same == [base] * len(same)
