@@ -1,66 +1,14 @@
-"""Selection strategies: each computes scores for candidates; ranking is shared (`top_k`).
+"""Diversity sampling: core-set by K-Center-Greedy, and BADGE (k-means++ seeding on gradient embeddings).
 
-Samplers receive model outputs for unlabeled *inputs* only (a `Candidates` record): by
-construction they never see a label of an unlabeled point.
+Neither ever holds an N x N distance matrix: K-Center-Greedy works in distance blocks with a running
+min-distance vector; BADGE's gradient embeddings stay factored (`GradientEmbedding`), so a distance to
+the newest center costs O(N (C + d)).
 """
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-
 import torch
 
-
-@dataclass
-class Candidates:
-    indices: torch.Tensor  # pool indices of the scored subset
-    uncertainty: torch.Tensor | None = None
-    predicted_loss: torch.Tensor | None = None
-    embedding: torch.Tensor | None = None
-    labeled_embedding: torch.Tensor | None = None  # core-set centers
-
-    def __len__(self) -> int:
-        return self.indices.numel()
-
-
-def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Positions of the k highest scores; ties keep candidate order (stable) for reproducibility."""
-    return torch.argsort(scores, descending=True, stable=True)[:k]
-
-
-class Sampler(ABC):
-    needs: frozenset[str] = frozenset()  # which of uncertainty / predicted_loss / embedding to compute
-    needs_labeled_embedding: bool = False
-
-    def select(self, candidates: Candidates, k: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(positions into candidates, their scores), best first."""
-        scores = self.score(candidates, generator)
-        picks = top_k(scores, k)
-        return picks, scores[picks]
-
-    @abstractmethod
-    def score(self, candidates: Candidates, generator: torch.Generator) -> torch.Tensor: ...
-
-
-class RandomSampler(Sampler):
-    def score(self, candidates, generator):
-        return torch.rand(len(candidates), generator=generator)
-
-
-class EntropySampler(Sampler):
-    needs = frozenset({"uncertainty"})
-
-    def score(self, candidates, generator):
-        return candidates.uncertainty
-
-
-class PredictedLossSampler(Sampler):
-    """Learning loss (both the ranking and the MSE variant): highest predicted loss first."""
-
-    needs = frozenset({"predicted_loss"})
-
-    def score(self, candidates, generator):
-        return candidates.predicted_loss
+from al_runner.samplers.base import GradientEmbedding, Sampler
 
 
 class CoreSetSampler(Sampler):
@@ -128,3 +76,61 @@ def k_center_greedy(points: torch.Tensor, centers: torch.Tensor | None, k: int, 
         torch.minimum(min_dist, new, out=min_dist)
         min_dist[j] = -1.0  # never pick the same point twice
     return picks.cpu(), dists.sqrt().cpu()
+
+
+def kmeans_pp_seeding(gradients: GradientEmbedding, k: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """BADGE's k-means++ seeding: the largest gradient first, then each next point drawn with probability
+    proportional to its squared distance to the nearest point picked so far.
+
+    As in BADGE's reference code (`init_centers`, JordanAsh/badge): first pick argmax ||g||, then D²
+    sampling without replacement. Returns (positions, distance of each pick to its nearest earlier pick;
+    the first pick's own norm). All k uniforms are drawn at once from `generator` (CPU), so the loop has
+    no host sync and the picks are the same on CPU and CUDA up to floating-point ties.
+    """
+    n = len(gradients)
+    if k > n:
+        raise ValueError(f"cannot pick {k} of {n} points")
+    g = GradientEmbedding(gradients.loss_gradient.float(), gradients.features.float())
+    device = g.features.device
+    sq = g.sq_norms()
+    uniforms = torch.rand(k, generator=generator, dtype=torch.float64).to(device)
+    picks = torch.empty(k, dtype=torch.long, device=device)
+    dists = torch.empty(k, dtype=torch.float32, device=device)
+    unpicked = torch.ones(n, dtype=torch.bool, device=device)
+    j = torch.argmax(sq)
+    picks[0], dists[0] = j, sq[j].sqrt()
+    min_d2 = torch.full((n,), float("inf"), device=device)
+    for i in range(1, k):
+        unpicked[j] = False
+        torch.minimum(min_d2, (sq + sq[j] - 2.0 * g.dots_with(j)).clamp_min_(0), out=min_d2)
+        weights = torch.where(unpicked, min_d2, torch.zeros_like(min_d2)).double()
+        cumulative = weights.cumsum(0)
+        # all remaining points coincide with picks (zero weights): draw uniformly among the unpicked instead
+        cumulative = torch.where(cumulative[-1] > 0, cumulative, unpicked.double().cumsum(0))
+        j = torch.searchsorted(cumulative, uniforms[i] * cumulative[-1], right=True).clamp_max_(n - 1)
+        picks[i], dists[i] = j, min_d2[j].sqrt()
+    return picks.cpu(), dists.cpu()
+
+
+class BadgeSampler(Sampler):
+    """BADGE (Ash et al., "Deep Batch Active Learning by Diverse, Uncertain Gradient Lower Bounds", ICLR 2020):
+    k-means++ seeding on the last layer's gradient embedding under the model's own predicted label.
+
+    The gradient embedding is (p - onehot(ŷ)) ⊗ h for the input h of `last_layer` (the classifier), as in
+    the reference code (bias gradient left out, as there); large when the model is unsure (uncertainty) and
+    spread over directions (diversity)."""
+
+    needs = frozenset({"gradient_embedding"})
+
+    def __init__(self, last_layer: str = "fc"):
+        self.last_layer = str(last_layer)
+
+    @property
+    def need_options(self) -> dict:
+        return {"last_layer": self.last_layer}
+
+    def select(self, candidates, k, generator):
+        return kmeans_pp_seeding(candidates.gradient_embedding, k, generator)
+
+    def score(self, candidates, generator):  # pragma: no cover - select is overridden
+        raise NotImplementedError("BADGE's picks are defined by the seeding order; use select")
