@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import warnings
+import logging
 from pathlib import Path
 
 import pytest
@@ -41,17 +41,20 @@ def test_both_formats_agree_on_the_shared_person():
     candidates = [k for k, im in enumerate(hourglass.images) if im == "005808361.jpg"]
     k = next(k for k in candidates if hourglass.centers[k].tolist() == mmpose.centers[in_mmpose].tolist())
     torch.testing.assert_close(hourglass.joints[k], mmpose.joints[in_mmpose], atol=1e-3, rtol=0)
+    assert torch.equal(hourglass.annotated[k], mmpose.annotated[in_mmpose])
     assert torch.equal(hourglass.visible[k], mmpose.visible[in_mmpose])
     assert abs(float(hourglass.scales[k]) - float(mmpose.scales[in_mmpose])) < 1e-3
 
 
 @needs_sample
-def test_real_sample_builds_a_task_and_skips_missing_images_when_asked():
+def test_real_sample_builds_a_task_and_skips_missing_images_when_asked(caplog):
     with pytest.raises(DataError, match="image file not found"):
         MPIITask(root=str(SAMPLE), annotation_file="mpii_annotations_sample.json", image_folder=".")
-    with pytest.warns(UserWarning, match="whose image is missing"):
+    with caplog.at_level(logging.WARNING, logger="al_runner.tasks.pose"):
         task = MPIITask(root=str(SAMPLE), annotation_file="mpii_annotations_sample.json", image_folder=".",
                         test_annotation_file="test_mpii.json", missing_images="skip", input_size=64, heatmap_size=16)
+    # a log line, not a Python warning with a source line (issue 19)
+    assert any("whose image is missing" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
     entries = json.loads((SAMPLE / "mpii_annotations_sample.json").read_text())
     present = [e for e in entries if (SAMPLE / e["img_paths"]).is_file()]
     assert 2 <= len(present) < len(entries)  # at least 005808361.jpg's two people
@@ -65,6 +68,9 @@ def test_generated_formats_agree(generated):
     train, valid = parse(generated / "mmpose_train.json"), parse(generated / "mmpose_valid.json")
     assert len(train) + len(valid) == len(hourglass) == 12
     torch.testing.assert_close(torch.cat([train.joints, valid.joints]), hourglass.joints)
+    # the generator leaves some joints unannotated and some occluded: both formats agree on "annotated"
+    assert torch.equal(torch.cat([train.annotated, valid.annotated]), hourglass.annotated)
+    assert not hourglass.annotated.all() and (hourglass.annotated & ~hourglass.visible).any()
     assert torch.isfinite(valid.headboxes).all() and torch.isnan(hourglass.headboxes).all()
 
 
@@ -110,17 +116,20 @@ def test_joint_just_outside_the_image_is_kept(generated, tmp_path):
     assert small_task(root).pool_size == 9
 
 
-def test_person_without_visible_joints_is_skipped_and_losses_stay_finite(generated, tmp_path):
-    def hide(entries):
+def test_person_without_annotated_joints_is_skipped_and_losses_stay_finite(generated, tmp_path, caplog):
+    def remove(entries):
         for j in entries[0]["joint_self"]:
-            j[2] = 0.0
-    root = _edited(generated, tmp_path, hide)
-    with pytest.warns(UserWarning, match="skipped 1 person"):
+            j[:] = [0.0, 0.0, 0.0]  # the converter's placeholder for "not annotated"
+        for j in entries[1]["joint_self"]:
+            j[2] = 0.0  # all occluded but annotated: kept
+    root = _edited(generated, tmp_path, remove)
+    with caplog.at_level(logging.WARNING, logger="al_runner.tasks.pose"):
         task = small_task(root)
-    assert task.pool_size == 8
-    # a crop whose joints all fall outside (here: a batch with everything marked invisible) gives loss 0, not NaN
+    assert any("skipped 1 person(s) with no annotated joint" in r.getMessage() for r in caplog.records)
+    assert task.pool_size == 8 and task.pool_people.annotated[0].all() and not task.pool_people.visible[0].any()
+    # a crop whose joints all fall outside (here: a batch with every weight 0) gives loss 0, not NaN
     inputs, targets, _ = next(iter(task.labeled_batches(torch.arange(4), 4, torch.Generator().manual_seed(0))))
-    targets["visible"].zero_()
+    targets["weight"].zero_()
     loss = task.per_sample_loss([torch.randn(4, 16, 16, 16)], targets)
     assert torch.isfinite(loss).all() and (loss == 0).all()
 
@@ -136,10 +145,10 @@ def test_heatmap_peaks_decode_to_the_joints():
     assert error_at_heatmap_scale.max() <= 0.5  # within a pixel (half a pixel with the quarter shift)
 
 
-def test_invisible_joints_get_empty_heatmaps():
-    visible = torch.ones(1, 16, dtype=torch.bool)
-    visible[0, 3] = False
-    maps = render_heatmaps(torch.full((1, 16, 2), 100.0), visible, 256, 64)
+def test_unannotated_joints_get_empty_heatmaps():
+    annotated = torch.ones(1, 16, dtype=torch.bool)
+    annotated[0, 3] = False
+    maps = render_heatmaps(torch.full((1, 16, 2), 100.0), annotated, 256, 64)
     assert maps[0, 3].abs().sum() == 0 and maps[0, 2].max() > 0.5
 
 
@@ -199,7 +208,5 @@ def test_augmentation_is_deterministic_from_the_generator(generated):
 def test_fingerprint_changes_with_the_annotation_file(generated, tmp_path):
     fp = small_task(generated).fingerprint()
     root = _edited(generated, tmp_path, lambda e: e[0].update(scale_provided=0.61))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        other = small_task(root).fingerprint()
+    other = small_task(root).fingerprint()
     assert fp["pool"] != other["pool"] and set(fp) == {"pool", "test"}

@@ -6,8 +6,10 @@ in both formats.
 Writes `<out>/images/*.jpg`, `<out>/hourglass.json` (hourglass_json: train and validation people,
 `isValidation`) and `<out>/mmpose_train.json`, `<out>/mmpose_valid.json` (mmpose_json, with a
 `headbox` whose 0.6 x diagonal equals the head segment, so both PCKh head-size conventions agree).
-Right limbs are drawn red, left limbs blue, so left and right are learnable. Some joints are marked
-not visible (occluded); some figures are truncated by the image border.
+Right limbs are drawn red, left limbs blue, so left and right are learnable. As in real MPII, some
+joints are occluded (flag 0 but coordinates, ~8 %) and some are not annotated at all (~4 %: `0, 0, 0`
+in hourglass_json, `-1, -1` with `joints_vis` 0 in mmpose_json); some figures are truncated by the
+image border.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ LIMBS = [  # (joint a, joint b, colour)
     (13, 7, (60, 200, 120)), (7, 8, (200, 200, 40)), (8, 9, (240, 220, 60)),
 ]
 IMAGE_SIZE = (192, 160)  # width, height
+MISSING, OCCLUDED = 0.04, 0.12  # per-joint draw u: u < MISSING not annotated, u < OCCLUDED occluded, else visible
 
 
 def _figure(rng: torch.Generator, width: int, height: int) -> tuple[list[list[float]], list[float], float]:
@@ -84,17 +87,21 @@ def generate(out_dir: str | Path, people: int = 64, validation_fraction: float =
         _draw(rng, joints, width, height, scale).save(out / "images" / image_name, quality=90)
         # 1-based pixel indices, as MPII files store them (continuous u -> a = u + 0.5)
         ann = [[round(x + 0.5, 3), round(y + 0.5, 3)] for x, y in joints]
-        visible = [0 if float(torch.rand((), generator=rng)) < 0.08 else 1 for _ in range(16)]
-        visible[8] = visible[9] = 1  # the head segment is always annotated (PCKh's head size)
+        state = [float(torch.rand((), generator=rng)) for _ in range(16)]
+        state[8] = state[9] = 1.0  # the head segment is always annotated and visible (PCKh's head size)
+        annotated = [u >= MISSING for u in state]
+        visible = [1 if u >= OCCLUDED else 0 for u in state]
         objpos = [round(centre[0] + 0.5, 3), round(centre[1] + 0.5, 3)]
         is_valid = k >= people - n_valid
         hourglass.append({
             "dataset": "synthetic", "isValidation": float(is_valid), "img_paths": image_name,
             "img_width": float(width), "img_height": float(height), "objpos": objpos,
-            "joint_self": [[x, y, float(v)] for (x, y), v in zip(ann, visible)], "scale_provided": round(scale, 4),
+            "joint_self": [[x, y, float(v)] if a else [0.0, 0.0, 0.0] for (x, y), v, a in zip(ann, visible, annotated)],
+            "scale_provided": round(scale, 4),
         })
         (mmpose_valid if is_valid else mmpose_train).append({
-            "image": image_name, "joints": ann, "joints_vis": visible, "center": objpos, "scale": round(scale, 4),
+            "image": image_name, "joints": [p if a else [-1.0, -1.0] for p, a in zip(ann, annotated)],
+            "joints_vis": [int(a) for a in annotated], "center": objpos, "scale": round(scale, 4),
             "headbox": [round(v, 3) for v in headbox_for_segment(ann[8], ann[9])],
         })
     for name, entries in (("hourglass.json", hourglass), ("mmpose_train.json", mmpose_train),

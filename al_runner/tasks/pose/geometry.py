@@ -37,6 +37,20 @@ class CropSpec:
         return cx, cy + self.center_shift * scale, self.pixels_per_scale * scale * self.scale_pad
 
 
+def clamped_gaussian(generator: torch.Generator, factor: float, clamp: float) -> float:
+    """bearpaw/pytorch-pose's draw: factor * N(0, 1), clamped to [-clamp, clamp]."""
+    return float((torch.randn((), generator=generator, dtype=torch.float64) * factor).clamp(-clamp, clamp))
+
+
+def uniform(generator: torch.Generator, factor: float, clamp: float) -> float:
+    """U(-factor, factor) (`clamp` unused): this runner's draw before it followed bearpaw."""
+    return factor * (2 * float(torch.rand((), generator=generator, dtype=torch.float64)) - 1)
+
+
+# How the scale and rotation offsets are drawn (task.augmentation.draw).
+DRAWS = {"clamped_gaussian": clamped_gaussian, "uniform": uniform}
+
+
 @dataclass(frozen=True)
 class Augment:
     """One sample's augmentation draw (identity = eval)."""
@@ -47,14 +61,20 @@ class Augment:
     gains: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     @staticmethod
-    def draw(generator: torch.Generator, scale_range: float, rotation_deg: float, rotation_prob: float,
-             flip_prob: float, color_gain: float) -> "Augment":
-        u = torch.rand(7, generator=generator, dtype=torch.float64).tolist()
+    def draw(generator: torch.Generator, draw: str, scale_factor: float, rotation_factor: float,
+             rotation_prob: float, flip_prob: float, color_gain: float) -> "Augment":
+        """bearpaw Mpii.__getitem__ with draw=clamped_gaussian: scale x clamp(1 + sf N(0,1), 1 - sf, 1 + sf);
+        rotation clamp(rf N(0,1), -2 rf, 2 rf) degrees on `rotation_prob` of the samples; flip; each RGB
+        channel x U(1 - gain, 1 + gain). Every number comes from `generator`, in a fixed order."""
+        offset = DRAWS[draw]
+        scale = 1.0 + offset(generator, scale_factor, scale_factor)
+        rotation = offset(generator, rotation_factor, 2 * rotation_factor)
+        u = torch.rand(5, generator=generator, dtype=torch.float64).tolist()
         return Augment(
-            scale=1.0 + scale_range * (2 * u[0] - 1),
-            rotation=rotation_deg * (2 * u[1] - 1) if u[2] < rotation_prob else 0.0,
-            flip=u[3] < flip_prob,
-            gains=tuple(1.0 + color_gain * (2 * g - 1) for g in u[4:7]),
+            scale=scale,
+            rotation=rotation if u[0] < rotation_prob else 0.0,
+            flip=u[1] < flip_prob,
+            gains=tuple(1.0 + color_gain * (2 * g - 1) for g in u[2:5]),
         )
 
 
@@ -93,29 +113,37 @@ def swap_left_right(values: torch.Tensor) -> torch.Tensor:
     return values.index_select(dim, torch.tensor(order, device=values.device))
 
 
-def flip_person(image: tv_tensors.Image, points: tv_tensors.KeyPoints, visible: torch.Tensor):
-    """Mirror image and joints, then swap left/right so "left wrist" stays the person's left wrist."""
+def flip_person(image: tv_tensors.Image, points: tv_tensors.KeyPoints, flags: torch.Tensor):
+    """Mirror image and joints, then swap left/right so "left wrist" stays the person's left wrist.
+    `flags` [16] (or [F, 16]): per-joint flags that move with their joints."""
     width = points.canvas_size[1]
     flipped = F.horizontal_flip(points).as_subclass(torch.Tensor)
     flipped = flipped + torch.tensor([1.0, 0.0], dtype=flipped.dtype)  # W-1-x (pixel centres) -> W-x (continuous)
     flipped = tv_tensors.KeyPoints(swap_left_right(flipped), canvas_size=(points.canvas_size[0], width))
-    return F.horizontal_flip(image), flipped, swap_left_right(visible)
+    return F.horizontal_flip(image), flipped, swap_left_right(flags)
 
 
-def inside(points: torch.Tensor, size: int) -> torch.Tensor:
-    return (points >= 0).all(-1) & (points < size).all(-1)
+def gaussian_in_heatmap(points: torch.Tensor, input_size: int, heatmap_size: int, sigma: float = 1.0) -> torch.Tensor:
+    """[B, J] bool: the joint's +-3 sigma Gaussian window overlaps the heatmap. bearpaw's `draw_labelmap`
+    returns vis = 0 (no target, weight 0) when it does not: a joint far outside the crop."""
+    mu = points * (heatmap_size / input_size)
+    return ((mu > -3 * sigma) & (mu < heatmap_size + 3 * sigma)).all(-1)
 
 
-def render_heatmaps(points: torch.Tensor, visible: torch.Tensor, input_size: int, heatmap_size: int,
+def render_heatmaps(points: torch.Tensor, annotated: torch.Tensor, input_size: int, heatmap_size: int,
                     sigma: float = 1.0) -> torch.Tensor:
     """[B, J, 2] input-scale continuous points -> [B, J, H, H] Gaussians (peak 1, sigma in heatmap px);
-    zero maps for invisible joints."""
+    zero maps for joints without coordinates.
+
+    Hand-written (no library draws keypoint heatmaps). Differences from bearpaw's `draw_labelmap`, both
+    small: the Gaussian is centred at the sub-pixel joint position (bearpaw rounds it to a heatmap pixel)
+    and is not cut off at +-3 sigma (bearpaw pastes a 7x7 patch for sigma 1; the tail it drops is < 0.012)."""
     mu = points.float() * (heatmap_size / input_size)                       # continuous heatmap coords
     centres = torch.arange(heatmap_size, dtype=torch.float32, device=points.device) + 0.5
     gx = torch.exp(-((centres - mu[..., 0:1]) ** 2) / (2 * sigma ** 2))     # [B, J, W]
     gy = torch.exp(-((centres - mu[..., 1:2]) ** 2) / (2 * sigma ** 2))     # [B, J, H]
     maps = gy.unsqueeze(-1) * gx.unsqueeze(-2)
-    return maps * visible.to(maps.dtype)[..., None, None]
+    return maps * annotated.to(maps.dtype)[..., None, None]
 
 
 def decode_heatmaps(heatmaps: torch.Tensor, input_size: int) -> torch.Tensor:
