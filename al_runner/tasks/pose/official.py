@@ -63,10 +63,10 @@ def load_official_truth(path: str | Path) -> OfficialTruth:
     from scipy.io import loadmat  # scipy is needed only when an official file is given
 
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"official MPII ground-truth file not found: {path} (task.official_gt_file)")
     try:
         mat = loadmat(path)
-    except FileNotFoundError:
-        raise DataError(f"official MPII ground-truth file not found: {path}") from None
     except (ValueError, TypeError, OSError) as e:
         raise DataError(f"{path} is not a readable .mat file: {e}") from None
     missing = [key for key in REQUIRED if key not in mat]
