@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Regenerate the paper's Fig. 4-8 and the results tables from sweep CSVs. Run with --help for usage."""
+"""The same command as `al-plot`, for a checkout without an install: regenerate Fig. 4-8 and the results
+tables from sweep CSVs. Run with --help for usage."""
 
 import sys
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""Command line for regenerating the paper's figures and tables (used by scripts/plot_figures.py)."""
+"""`al-plot`: regenerate the paper's figures and tables from run CSVs (`scripts/plot_figures.py` is the same
+command for a checkout without an install)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ Regenerate the figures of "Learning Loss for Active Learning" (Fig. 4-8) and a r
 the CSVs of your sweeps. Every cycles.csv found (recursively) below each --runs directory is one
 run; runs are grouped by task, model and sampler, and averaged over seeds.
 
-Writes into --out: fig4_<task>, fig6_voc, fig7_mpii (learning curves, one per task),
-fig5_ranking_accuracy, fig8_<task> (predicted loss / uncertainty vs real loss), each as .png and
-.pdf, plus results.md / results.csv (last-cycle mean ± std beside the paper's numbers) and
-timing.csv (wall time per phase). Partial sweeps are fine: what is missing is reported.
+Writes into --out: fig4_<task>, fig6_<task>, fig7_<task> (learning curves, one per task: 4 for
+accuracy, 6 for mAP, 7 for PCKh), fig5_ranking_accuracy, fig8_<task> (predicted loss / uncertainty
+vs real loss), each as .png and .pdf, plus results.md / results.csv (last-cycle mean ± std, beside
+the paper's numbers only for runs on the paper's datasets) and timing.csv (wall time per phase).
+Partial sweeps, sweeps from plain overrides and single runs are fine: what is missing is reported.
 """
 
 EPILOG = """\
 example:
-  python scripts/plot_figures.py --runs outputs/cifar10_sweep --runs outputs/cifar10_extra \\
+  al-plot --runs outputs/cifar10_sweep --runs outputs/cifar10_extra \\
       --out figures/ --paper-task imagefolder=cifar10
 
 exit codes: 0 done, 2 bad input (no runs found, empty or malformed CSV; the message names the file).
@@ -42,7 +44,7 @@ def parse_paper_task(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="plot_figures.py",
+        prog="al-plot",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -31,6 +31,14 @@ TASK_LABELS = {"cifar10": "CIFAR-10", "voc": "VOC", "mpii": "MPII"}
 
 # Which paper figure shows each paper task's learning curve.
 PAPER_FIGURE_NUMBER = {"cifar10": 4, "voc": 6, "mpii": 7}
+# The same figure number for a task that is not the paper's dataset, by the kind of its metric (the file name
+# says "a detection curve" as fig6_<task>); its title then names no paper figure.
+METRIC_FIGURE_NUMBER = {"accuracy": 4, "mAP@0.5": 6, "PCKh@0.5": 7}
+
+
+def figure_number(paper_task: str | None, metric: str) -> int:
+    """The paper figure this learning curve corresponds to: the paper task's, else the one for its metric's kind."""
+    return PAPER_FIGURE_NUMBER.get(paper_task or "") or METRIC_FIGURE_NUMBER.get(metric, PAPER_FIGURE_NUMBER["cifar10"])
 
 
 def sampler_label(sampler: str) -> str:
@@ -65,10 +73,7 @@ def task_label(task: str) -> str:
     return TASK_LABELS.get(task, task)
 
 
-def ranking_variant_label(task: str, sampler: str) -> str:
-    """Fig. 5 legend: "CIFAR-10" for learning_loss, "CIFAR-10 mse" for the mse variant."""
-    if sampler == "learning_loss":
-        return task_label(task)
-    if sampler == "learning_loss_mse":
-        return f"{task_label(task)} mse"
-    return f"{task_label(task)} {sampler}"
+def ranking_variant_label(task: str, sampler: str, *, show_task: bool) -> str:
+    """Fig. 5 legend: the sampler whose module ranks ("learn loss", "learn loss mse"), prefixed with the task
+    when the figure holds several ("CIFAR-10: learn loss")."""
+    return f"{task_label(task)}: {sampler_label(sampler)}" if show_task else sampler_label(sampler)

@@ -208,6 +208,33 @@ def split_arms(cycles: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     return cycles.assign(sampler=[labels.get(d, s) for d, s in zip(cycles["run_dir"], cycles["sampler"])])
 
 
+# Config keys whose value (when not null) means a run's data were generated rather than read from the dataset
+# its task is named after (`mpii_cpu` writes stick figures for task=mpii). Such runs are never set against
+# the paper's numbers for that dataset.
+GENERATED_DATA_KEYS = ("task.generate_people",)
+NOT_A_PAPER_TASK = "generated data"  # what such a task maps to: no paper task has this name
+
+
+def _generated_by(config: dict[str, str] | None) -> str | None:
+    for key in GENERATED_DATA_KEYS:
+        value = (config or {}).get(key)
+        if value not in (None, "None", "null", "", "false", "False", "0"):
+            return f"{key}={value}"
+    return None
+
+
+def without_generated_data(cycles: pd.DataFrame, paper_task_map: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The paper-task mapping with every task that has a run on generated data taken out, plus one note each."""
+    mapping, notes = dict(paper_task_map), []
+    for task, run_dirs in cycles.groupby("task")["run_dir"]:
+        marks = sorted({mark for d in run_dirs.unique() if (mark := _generated_by(read_run_config(Path(d))))})
+        if marks:
+            mapping[task] = NOT_A_PAPER_TASK
+            notes.append(f"{task}: runs on generated data ({', '.join(marks)}), so they are not compared with the "
+                         f"paper's numbers for that dataset")
+    return mapping, notes
+
+
 def load_cycles(run_roots: list[Path]) -> LoadedRuns:
     """All cycles.csv below the roots, as one frame (one row per run × cycle)."""
     notes: list[str] = []

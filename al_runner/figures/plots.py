@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
 from al_runner.figures.labels import (
     PAPER_SAMPLERS,
@@ -25,6 +25,12 @@ from al_runner.paper_results import PaperValue
 BAND_ALPHA = 0.18
 MAX_LABELED_TICKS = 12
 CAPTION_WIDTH = 72  # characters per title line that fit a 6.4-inch figure at font size 10
+# Legends sit outside the axes (right of them, or below): inside, they hid the last points of a curve.
+LEGEND_RIGHT = dict(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+LEGEND_BELOW = dict(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
+# A log axis spanning at most this many decades is ticked at 1-2-5 steps with plain numbers: matplotlib's
+# default labels minor ticks there, and their "2×10⁻¹"-style labels overlap.
+NARROW_LOG_DECADES = 2.0
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -60,7 +66,8 @@ def _plot_mean_with_band(ax, rows: pd.DataFrame, *, label: str, color: str, line
     rows = rows.sort_values("n_labeled")
     x, mean = rows["n_labeled"].to_numpy(), rows["mean"].to_numpy()
     std = rows["std"].fillna(0.0).to_numpy()  # one seed: no band
-    ax.fill_between(x, mean - std, mean + std, color=color, alpha=BAND_ALPHA, linewidth=0)
+    if (rows["n_seeds"] > 1).any():
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=BAND_ALPHA, linewidth=0)
     ax.plot(x, mean, color=color, linestyle=linestyle, marker="o", markersize=3.5, label=label)
     fewer = (rows["n_seeds"] < rows["n_seeds"].max()).to_numpy()
     if fewer.any():
@@ -91,9 +98,8 @@ def plot_metric_curves(series: pd.DataFrame, *, title: str, metric: str) -> Figu
         _plot_mean_with_band(ax, series[series["sampler"] == sampler], label=sampler_label(sampler), color=colors[sampler])
     _style_labeled_axis(ax, series["n_labeled"])
     ax.set_ylabel(metric)
-    ax.legend(loc="lower right")
-    one_seed_only = (series["n_seeds"] == 1).all()
-    caption = [_seeds_per_sampler(series) + ("; no std band" if one_seed_only else "; mean ± 1 std")]
+    ax.legend(**LEGEND_RIGHT)
+    caption = [_seeds_per_sampler(series) + _band_caption(series)]
     missing = [sampler_label(sampler) for sampler in PAPER_SAMPLERS if sampler not in set(series["sampler"])]
     if missing:
         caption.append(f"no runs: {', '.join(missing)}")
@@ -103,27 +109,38 @@ def plot_metric_curves(series: pd.DataFrame, *, title: str, metric: str) -> Figu
     return figure
 
 
-def plot_ranking_accuracy(series: pd.DataFrame, *, show_model: bool) -> Figure:
-    """Fig. 5: ranking accuracy of the loss-prediction module per cycle; one line per task (× model) and variant.
+def _band_caption(series: pd.DataFrame) -> str:
+    """What the shaded band is: ±1 std over seeds, only where some line has two seeds or more."""
+    if (series["n_seeds"] <= 1).all():
+        return "; one seed: no std band"
+    if (series["n_seeds"] <= 1).any():
+        return "; mean ± 1 std over seeds (no band where one seed)"
+    return "; mean ± 1 std over seeds"
 
-    Colour = task, solid = learn loss, dashed = learn loss mse, dotted = any other sampler with a module.
+
+def plot_ranking_accuracy(series: pd.DataFrame, *, show_model: bool) -> Figure:
+    """Fig. 5: ranking accuracy of the loss-prediction module per cycle; one line per sampler with a module
+    (× task × model). Colour = task, solid = learn loss, dashed = learn loss mse, dotted = any other sampler.
     `series`: `aggregate.ranking_series`.
     """
     figure = new_figure(8.4, 4.8)
     ax = figure.add_subplot()
     experiments = list(dict.fromkeys(zip(series["task"], series["model"])))
+    show_task = len({task for task, _ in experiments}) > 1
     palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
     styles = {"learning_loss": "-", "learning_loss_mse": "--"}
     for (task, model, sampler), rows in series.groupby(["task", "model", "sampler"], sort=False):
         seeds = int(rows["n_seeds"].max())
-        label = ranking_variant_label(task, sampler) + (f" ({model})" if show_model else "")
+        label = ranking_variant_label(task, sampler, show_task=show_task) + (f" ({model})" if show_model else "")
         label += f", {seeds} seed{'s' if seeds != 1 else ''}"  # lines differ in seeds; the title has no room for all
         color = palette[experiments.index((task, model)) % len(palette)]
         _plot_mean_with_band(ax, rows, label=label, color=color, linestyle=styles.get(sampler, ":"))
     _style_labeled_axis(ax, series["n_labeled"])
     ax.set_ylabel("ranking accuracy")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # outside: lines cross everywhere
-    caption = "mean ± 1 std over seeds"
+    ax.legend(**LEGEND_RIGHT)  # outside: lines cross everywhere
+    caption = _band_caption(series).removeprefix("; ")
+    if not show_task:
+        caption = f"{task_label(experiments[0][0])}; {caption}"
     if (series["n_seeds"] < series.groupby(["task", "model", "sampler"])["n_seeds"].transform("max")).any():
         caption += "; hollow markers: fewer seeds"
     ax.set_title(f"Fig. 5: ranking accuracy of the loss-prediction module\n{caption}", fontsize=10)
@@ -138,6 +155,28 @@ def _log_safe(values: np.ndarray) -> tuple[np.ndarray, int, float]:
     return np.where(values > 0, values, floor), moved, floor
 
 
+def narrow_log_ticks(low: float, high: float) -> list[float]:
+    """Ticks for a log axis over [low, high] spanning few decades: 1-2-5 steps, or, when fewer than two of those
+    fall inside (e.g. 0.9-1.1), up to five evenly spaced round numbers."""
+    exponents = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    ticks = [m * 10.0**e for e in exponents for m in (1, 2, 5) if low <= m * 10.0**e <= high]
+    if len(ticks) >= 2:
+        return ticks
+    return [float(t) for t in MaxNLocator(nbins=5, steps=[1, 2, 5, 10]).tick_values(low, high) if low <= t <= high and t > 0]
+
+
+def _style_log_axis(ax, values: np.ndarray) -> None:
+    """Log x axis whose tick labels never overlap. matplotlib labels minor ticks ("2×10⁻²", "3×10⁻²", ...)
+    over ranges of one or two decades, and they overlap: there, fixed 1-2-5 ticks as plain numbers instead;
+    over wider ranges, its decade ticks, minor ones unlabelled."""
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    positive = values[values > 0]
+    if positive.size and np.log10(positive.max() / positive.min()) <= NARROW_LOG_DECADES:
+        ax.xaxis.set_major_locator(FixedLocator(narrow_log_ticks(float(positive.min()), float(positive.max()))))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}"))
+
+
 def _format_r(value: float) -> str:
     return "n/a" if np.isnan(value) else f"{value:.2f}"
 
@@ -147,15 +186,14 @@ def _scatter_panel(ax, real_loss, score, top, *, score_name: str, correlation: f
     ax.scatter(real_loss[~top], score[~top], s=6, color="tab:blue", alpha=0.45, linewidths=0, label="other points")
     ax.scatter(real_loss[top], score[top], s=6, color="tab:red", alpha=0.7, linewidths=0,
                label=f"top {percent} % by {score_name}")
-    ax.set_xscale("log")
+    _style_log_axis(ax, real_loss)
     ax.set_ylabel(score_name)
     ax.grid(alpha=0.3)
     text = f"Pearson r = {_format_r(correlation)}"
     if paper is not None:
-        text += f"\n(paper, MPII: {paper.value:.2f})"
-    ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", ha="left",
-            bbox=dict(boxstyle="round", facecolor="white", alpha=0.85, edgecolor="0.7"))
-    ax.legend(loc="lower right", markerscale=2.5, fontsize=8)
+        text += f" (paper, MPII: {paper.value:.2f})"
+    ax.set_title(text, fontsize=9)  # above the panel, not over its points
+    ax.legend(markerscale=2.5, fontsize=8, **LEGEND_BELOW)
 
 
 def plot_loss_scatter(data: Fig8Data, *, title: str, paper: dict[str, PaperValue] | None = None) -> Figure:
@@ -179,6 +217,9 @@ def plot_loss_scatter(data: Fig8Data, *, title: str, paper: dict[str, PaperValue
 
 
 def experiment_title(task: str, model: str, *, show_model: bool, figure_number: int | None) -> str:
-    name = task_label(task) + (f" ({model})" if show_model else "")
-    prefix = f"Fig. {figure_number}" if figure_number else "Learning curve"
-    return f"{prefix}: {name}"
+    """"Fig. 6: VOC" when the runs are on the paper's dataset (figure_number given), else "Learning curve:
+    voc_synth": a curve on other data does not claim to be the paper's figure."""
+    model_part = f" ({model})" if show_model else ""
+    if figure_number:
+        return f"Fig. {figure_number}: {task_label(task)}{model_part}"
+    return f"Learning curve: {task}{model_part}"

@@ -27,6 +27,15 @@ def _values(override) -> list[str]:
     return [str(override.value())]
 
 
+def _sweeper_params(config) -> dict:
+    """The preset's `hydra.sweeper.params` as a plain dict; {} for a sweep made from command-line overrides
+    alone (the node is then null)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    return OmegaConf.to_container(params, resolve=False) if isinstance(params, DictConfig) else {}
+
+
 def planned_grid(multirun_yaml: Path) -> dict[str, list[str]] | None:
     """{'sampler': [...], 'seed': [...]} as the sweep asked for them (only the keys it set); None when the
     sweep also varied other keys (then runs are not identified by sampler × seed alone)."""
@@ -35,9 +44,9 @@ def planned_grid(multirun_yaml: Path) -> dict[str, list[str]] | None:
 
     try:
         config = OmegaConf.load(multirun_yaml)
-        params = OmegaConf.to_container(OmegaConf.select(config, "hydra.sweeper.params") or {}, resolve=False)
+        params = _sweeper_params(config)
         command_line = list(OmegaConf.select(config, "hydra.overrides.task") or [])
-        texts = [f"{key}={value}" for key, value in (params or {}).items()] + [str(text) for text in command_line]
+        texts = [f"{key}={value}" for key, value in params.items()] + [str(text) for text in command_line]
         overrides = OverridesParser.create().parse_overrides(texts)
     except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
         raise FigureDataError(f"{multirun_yaml}: not a readable Hydra multirun.yaml ({error})") from None
