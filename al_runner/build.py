@@ -13,7 +13,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig
 
 from al_runner.errors import ALRunnerError, ConfigError
-from al_runner.learner import Learner, Runtime
+from al_runner.learner import NEEDS, Learner, Runtime
 from al_runner.learning_loss import LearningLoss, build_learning_loss, fraction_to_epoch
 from al_runner.samplers import Sampler
 from al_runner.tasks.base import Task
@@ -131,11 +131,37 @@ def build_method(cfg: DictConfig) -> LearningLoss | None:
     return build_learning_loss(cfg.sampler.get("loss_objective"), s.learning_loss, int(s.epochs), int(s.batch_size))
 
 
+def seed_for(cfg: DictConfig, part: str) -> int:
+    """The seed of one source of randomness: `seed_data` (initial labeled set) or `seed_model` (initial
+    weights) when set, else `seed`. Both change rankings of methods, so each can be varied alone."""
+    value = cfg.get(f"seed_{part}")
+    return int(cfg.seed) if value is None else int(value)
+
+
+ORACLE_PREFIX = "oracle_"
+
+
+def check_sampler(cfg: DictConfig, sampler: Sampler, learner: Learner, task: Task) -> None:
+    """Refuse, before training, a sampler whose needs this task and learner cannot give, and a sampler that
+    reads labels (an oracle) unless its name says so."""
+    name = str(cfg.sampler.name)
+    label_needs = sorted(n for n in sampler.needs if n in NEEDS and NEEDS[n].reads_labels)
+    if label_needs and not sampler.reads_labels:
+        raise ConfigError(f"sampler {name} needs {', '.join(label_needs)}, which reads labels: only an oracle may")
+    if sampler.reads_labels and not name.startswith(ORACLE_PREFIX):
+        raise ConfigError(f"sampler {name} reads the candidates' labels (an oracle, a diagnostic): its name must "
+                          f"start with {ORACLE_PREFIX} so that no table or figure mistakes it for a method")
+    unmet = learner.unmet_needs(task, sampler.needs, sampler.need_options)
+    if unmet:
+        raise ConfigError(f"sampler {name} cannot run on task {task.name}: {'; '.join(unmet)}")
+
+
 def build_learner(cfg: DictConfig, task: Task, runtime: Runtime, learning_loss: LearningLoss | None) -> Learner:
-    """Same seed → same initial weights for every sampler (forked RNG, nothing global leaks)."""
+    """Same seed (`seed_model`, else `seed`) → same initial weights for every sampler (forked RNG, nothing
+    global leaks)."""
     embedding = cfg.model.embedding
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(cfg.seed))
+        torch.manual_seed(seed_for(cfg, "model"))
         model = instantiate(cfg.model.net)(**task.model_kwargs())
         learner = Learner(model, list(cfg.model.taps), str(embedding.layer), runtime, learning_loss,
                           embedding_reduce=instantiate(embedding.reduce))

@@ -46,6 +46,8 @@ class RootSchema:
     schedule: Any = None
     name: str = "default"
     seed: int = 0
+    seed_data: Optional[int] = None   # initial labeled set; None = seed
+    seed_model: Optional[int] = None  # initial weights; None = seed
     device: str = "auto"
     progress: Optional[bool] = None
     runtime: RuntimeSchema = field(default_factory=RuntimeSchema)
@@ -65,6 +67,8 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 # key -> (accepts value?, what it accepts)
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (_is_int, "an integer (e.g. seed=0, or a sweep seed=0,1,2)"),
+    "seed_data": (lambda v: v is None or _is_int(v), "an integer, or null (= seed)"),
+    "seed_model": (lambda v: v is None or _is_int(v), "an integer, or null (= seed)"),
     "device": (lambda v: isinstance(v, str) and bool(_DEVICE.match(v)), "one of auto, cpu, cuda, cuda:N, mps"),
     "progress": (lambda v: v is None or isinstance(v, bool), "one of true, false, null (null: bars only on a terminal)"),
     "name": (lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a folder name"),

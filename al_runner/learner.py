@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from al_runner.errors import ConfigError
 from al_runner.learning_loss import LearningLoss
 from al_runner.models.taps import FeatureTaps, global_average_pool
+from al_runner.samplers.base import GradientEmbedding
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Learner:
         self.model, self.runtime, self.learning_loss = model, runtime, learning_loss
         self.tap_names, self.embedding_layer, self.embedding_reduce = list(taps), embedding_layer, embedding_reduce
         self.taps = FeatureTaps(model, self.tap_names + [embedding_layer])
+        self._layer_inputs: dict[str, torch.Tensor | None] = {}  # inputs of watched layers (`watch_input`)
         self.loss_module = learning_loss.new_module(len(self.tap_names)) if learning_loss is not None else None
         self.to_runtime()
         # The compiled wrapper shares parameters and hooks with `model`; state dicts stay `model`'s.
@@ -114,17 +117,47 @@ class Learner:
         with torch.autocast(feature.device.type, enabled=False):
             return self.embedding_reduce(feature.float())
 
-    def score(self, task, inputs, needs: frozenset[str]) -> dict[str, torch.Tensor]:
-        """What a sampler needs (uncertainty / predicted_loss / embedding) from one forward pass over inputs."""
+    def score(self, task, inputs, needs: frozenset[str], options: dict | None = None,
+              generator: torch.Generator | None = None) -> dict:
+        """What a sampler needs (names of `NEEDS`) from one forward pass over unlabeled inputs.
+
+        `options` are the sampler's `need_options` (e.g. the last layer's name, the number of MC passes);
+        `generator` drives the stochastic passes. Needs that read labels (oracles) are not computed here.
+        """
+        options = options or {}
+        if "last_layer" in options:
+            self.watch_input(options["last_layer"])
         outputs = self.forward(inputs)
-        scored = {}
-        if "uncertainty" in needs:
-            scored["uncertainty"] = task.uncertainty(outputs).float()
-        if "predicted_loss" in needs:
-            scored["predicted_loss"] = self.predicted_loss()
-        if "embedding" in needs:
-            scored["embedding"] = self.embedding()
-        return scored
+        return {name: NEEDS[name].compute(self, task, outputs, options, generator)
+                for name in needs if not NEEDS[name].reads_labels}
+
+    def watch_input(self, layer: str) -> None:
+        """Keep the input of a named layer from every forward pass (a pre-hook registered once)."""
+        if layer in self._layer_inputs:
+            return
+        modules = dict(self.model.named_modules())
+        if layer not in modules:
+            raise ConfigError(f"layer '{layer}' not found in {type(self.model).__name__}")
+
+        def store(_module, args):
+            self._layer_inputs[layer] = args[0]
+
+        modules[layer].register_forward_pre_hook(store)
+        self._layer_inputs[layer] = None
+
+    def layer_input(self, layer: str) -> torch.Tensor:
+        """The input of `layer` in the last forward pass (after `watch_input`), fp32."""
+        return self._layer_inputs[layer].float()
+
+    def unmet_needs(self, task, needs, options: dict | None = None) -> list[str]:
+        """Why this learner and task cannot give each of `needs` (empty: all can be given)."""
+        reasons = []
+        for name in sorted(needs):
+            if name not in NEEDS:
+                reasons.append(f"'{name}' is not a known need (known: {', '.join(NEEDS)})")
+            elif (why := NEEDS[name].missing(self, task, options or {})) is not None:
+                reasons.append(f"{name}: {why}")
+        return reasons
 
     @torch.no_grad()
     def materialize(self, example_inputs) -> None:
@@ -146,3 +179,74 @@ class Learner:
         self.model.load_state_dict(state["model"])
         if self.loss_module is not None:
             self.loss_module.load_state_dict(state["loss_module"])
+
+
+# --- what a sampler may need: one table ----------------------------------------------------------------
+# A task gives class probabilities if it defines `class_probabilities(outputs) -> [B, C]` (classification
+# does; detection and pose do not). Samplers name what they need (`Sampler.needs`); a need the learner or
+# the task cannot give is refused at build time (`unmet_needs`, called by `al_runner.build`), before training.
+
+@dataclass(frozen=True)
+class Need:
+    """How the learner computes one need from a forward pass, and why it might be unable to."""
+
+    compute: Callable | None  # (learner, task, outputs, options, generator) -> tensor [B, ...] or GradientEmbedding
+    missing: Callable = lambda learner, task, options: None  # (learner, task, options) -> reason, or None
+    reads_labels: bool = False  # oracles: computed through the task's labeled path (`loop.score_with_labels`)
+
+
+def _no_class_probabilities(learner, task, options) -> str | None:
+    if callable(getattr(task, "class_probabilities", None)):
+        return None
+    return f"task {task.name} gives no class probabilities (classification tasks do)"
+
+
+def _no_last_layer(learner, task, options) -> str | None:
+    layer = options.get("last_layer")
+    if layer in dict(learner.model.named_modules()) and isinstance(learner.model.get_submodule(layer), nn.Linear):
+        return _no_class_probabilities(learner, task, options)
+    return (f"{type(learner.model).__name__} has no linear layer '{layer}' "
+            f"(sampler.strategy.last_layer must name the classifier, e.g. fc)")
+
+
+def _no_loss_module(learner, task, options) -> str | None:
+    if learner.loss_module is not None:
+        return None
+    return "the loss-prediction module is not trained: set sampler.loss_objective (e.g. margin_ranking)"
+
+
+def _mc_probabilities(learner, task, outputs, options, generator) -> torch.Tensor:
+    """[B, C, T]: T passes of the last layer on its input with dropout (MC dropout on the classifier input).
+
+    The backbone ran once; only the last layer is re-run, on T dropout masks drawn from `generator` on the
+    CPU (the same masks on any device)."""
+    if generator is None:
+        raise ValueError("stochastic passes need a generator")
+    layer = learner.model.get_submodule(options["last_layer"])
+    features = learner.layer_input(options["last_layer"])
+    passes, p = int(options["mc_passes"]), float(options["mc_dropout"])
+    keep = torch.bernoulli(torch.full((passes, *features.shape), 1.0 - p), generator=generator)
+    with torch.autocast(features.device.type, enabled=False):
+        logits = layer(features.unsqueeze(0) * keep.to(features.device) / (1.0 - p))  # [T, B, C]
+    probabilities = task.class_probabilities(logits.flatten(0, 1)).float()
+    return probabilities.view(passes, features.shape[0], -1).permute(1, 2, 0)
+
+
+def _gradient_embedding(learner, task, outputs, options, generator) -> GradientEmbedding:
+    """BADGE: the cross-entropy gradient at the predicted label w.r.t. the last layer's weight, factored as
+    (p - onehot(ŷ)) ⊗ h (h = that layer's input; the outputs are that layer's logits)."""
+    probabilities = task.class_probabilities(outputs).float()
+    predicted = nn.functional.one_hot(probabilities.argmax(1), probabilities.shape[1]).float()
+    return GradientEmbedding(probabilities - predicted, learner.layer_input(options["last_layer"]))
+
+
+NEEDS: dict[str, Need] = {
+    "uncertainty": Need(lambda learner, task, outputs, options, g: task.uncertainty(outputs).float()),
+    "probabilities": Need(lambda learner, task, outputs, options, g: task.class_probabilities(outputs).float(),
+                          _no_class_probabilities),
+    "mc_probabilities": Need(_mc_probabilities, _no_last_layer),
+    "gradient_embedding": Need(_gradient_embedding, _no_last_layer),
+    "predicted_loss": Need(lambda learner, task, outputs, options, g: learner.predicted_loss(), _no_loss_module),
+    "embedding": Need(lambda learner, task, outputs, options, g: learner.embedding()),
+    "true_loss": Need(None, reads_labels=True),  # the real loss: labels, read through the task's labeled path
+}

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from al_runner.errors import NonFiniteLossError
-from al_runner.learner import Learner
+from al_runner.learner import NEEDS, Learner
 from al_runner.metrics import ranking_accuracy
 from al_runner.samplers import Candidates, Sampler
 from al_runner.tasks.base import Task
@@ -102,14 +102,39 @@ def evaluate(learner: Learner, task: Task, batch_size: int) -> Evaluation:
 
 
 @torch.inference_mode()
-def score_inputs(learner: Learner, task: Task, indices: torch.Tensor, batch_size: int, needs: frozenset[str]) -> dict[str, torch.Tensor]:
+def score_inputs(learner: Learner, task: Task, indices: torch.Tensor, batch_size: int, needs: frozenset[str],
+                 options: dict | None = None, generator: torch.Generator | None = None) -> dict:
     """Eval-mode, un-augmented pass over pool inputs (no labels) collecting what a sampler needs."""
     learner.eval()
-    collected: dict[str, list[torch.Tensor]] = {name: [] for name in needs}
+    collected: dict[str, list] = {}
     for inputs, _ in task.input_batches(indices, batch_size):
-        for name, values in learner.score(task, inputs, needs).items():
-            collected[name].append(values)
-    return {name: torch.cat(parts) for name, parts in collected.items()}
+        for name, values in learner.score(task, inputs, needs, options, generator).items():
+            collected.setdefault(name, []).append(values)
+    return {name: _concatenate(parts) for name, parts in collected.items()}
+
+
+def _concatenate(parts: list):
+    """Batches of one need, joined: tensors by torch.cat, structured needs (GradientEmbedding) by their `cat`."""
+    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else type(parts[0]).cat(parts)
+
+
+@torch.inference_mode()
+def score_with_labels(learner: Learner, task: Task, indices: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+    """ORACLES ONLY: the real loss of each candidate, in the order of `indices`.
+
+    Reads labels on purpose, through the task's labeled path (`Task.labeled_batches`, un-augmented, eval
+    mode) and nowhere else; only a sampler with `reads_labels` (named oracle_* in config) gets here.
+    """
+    learner.eval()
+    order = torch.Generator().manual_seed(0)  # labeled_batches shuffles; the order is undone below
+    losses, seen = [], []
+    for inputs, targets, pool_indices in task.labeled_batches(indices, batch_size, order, augment=False):
+        losses.append(task.per_sample_loss(learner.forward(inputs), targets).float().cpu())
+        seen.append(pool_indices.cpu())
+    by_index = torch.cat(losses)[torch.argsort(torch.cat(seen))]  # ascending pool index
+    in_order = torch.empty_like(by_index)
+    in_order[torch.argsort(indices.cpu())] = by_index
+    return {"true_loss": in_order}
 
 
 def draw_subset(unlabeled: torch.Tensor, subset_size: int | None, generator: torch.Generator) -> torch.Tensor:
@@ -123,9 +148,13 @@ def select(learner: Learner, task: Task, sampler: Sampler, unlabeled: torch.Tens
            k: int, subset_size: int | None, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Score a random subset of the unlabeled pool and return (pool indices, scores) of the top k."""
     subset = draw_subset(unlabeled, subset_size, generator)
-    if "predicted_loss" in sampler.needs and learner.loss_module is None:
-        raise RuntimeError("this sampler needs the loss-prediction module, but none is attached")
-    scored = score_inputs(learner, task, subset, batch_size, sampler.needs) if sampler.needs else {}
+    unmet = learner.unmet_needs(task, sampler.needs, sampler.need_options)
+    if unmet:  # normally refused at build time (build.check_sampler); this guards direct calls
+        raise RuntimeError(f"{type(sampler).__name__} cannot be given what it needs: {'; '.join(unmet)}")
+    input_needs = frozenset(name for name in sampler.needs if not NEEDS[name].reads_labels)
+    scored = score_inputs(learner, task, subset, batch_size, input_needs, sampler.need_options, generator) if input_needs else {}
+    if input_needs != sampler.needs:  # an oracle (build.check_sampler made sure it is one and is named so)
+        scored.update(score_with_labels(learner, task, subset, batch_size))
     if sampler.needs_labeled_embedding:
         scored["labeled_embedding"] = score_inputs(learner, task, labeled, batch_size, frozenset({"embedding"}))["embedding"]
     candidates = Candidates(indices=subset, **scored)

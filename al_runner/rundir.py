@@ -28,6 +28,9 @@ def comparable_config(cfg: DictConfig, resolved_runtime: dict) -> dict:
 
     container = OmegaConf.to_container(cfg, resolve=True)
     comparable = {k: v for k, v in container.items() if k not in IGNORED_KEYS}
+    for key in ("seed_data", "seed_model"):  # null = `seed`: left out, so runs that do not set them keep their hash
+        if comparable.get(key) is None:
+            comparable.pop(key, None)
     comparable["runtime"] = dict(resolved_runtime)
     if resolved_runtime.get("device_type") == "cpu":
         comparable["runtime"]["threads"] = resolve_threads(cfg)

@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 
 from al_runner import rundir, schema
 from al_runner.atomic import remove_stale_temp_files
-from al_runner.build import (apply_threads, build_learner, build_method, build_sampler, build_task, instantiate,
-                             make_runtime, make_scheduler_factory, validate_schedule)
+from al_runner.build import (apply_threads, build_learner, build_method, build_sampler, build_task, check_sampler,
+                             instantiate, make_runtime, make_scheduler_factory, seed_for, validate_schedule)
 from al_runner.determinism import apply_determinism
 from al_runner.errors import ConfigError, DataError, NonFiniteLossError
 from al_runner.loop import evaluate, select, train_cycle
@@ -50,12 +50,12 @@ class ActiveLearningRun:
         validate_schedule(cfg, self.task.pool_size)
         self.learning_loss = build_method(cfg)
         self.sampler = build_sampler(cfg)
-        if "predicted_loss" in self.sampler.needs and self.learning_loss is None:
-            raise ConfigError(f"sampler {cfg.sampler.name} ranks by predicted loss but sets no loss_objective")
         self.learner = build_learner(cfg, self.task, self.runtime, self.learning_loss)
+        check_sampler(cfg, self.sampler, self.learner, self.task)  # what it needs, refused before any training
         self.pool = Pool(self.task.pool_size)
         seed = int(cfg.seed)
-        self.init_generator = torch.Generator().manual_seed(seed)  # initial set: seed only, never the sampler
+        # initial set: seed_data (default: seed) only, never the sampler
+        self.init_generator = torch.Generator().manual_seed(seed_for(cfg, "data"))
         self.train_generator = torch.Generator().manual_seed(seed + TRAIN_STREAM)
         self.select_generator = torch.Generator().manual_seed(seed + SELECT_STREAM)
         self.state = RunState()

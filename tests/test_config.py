@@ -19,7 +19,9 @@ def options(group):
 def test_groups_have_the_required_options():
     assert {"cifar10", "imagefolder", "mnist5k"} <= set(options("task"))
     assert {"resnet18_cifar", "small_cnn"} <= set(options("model"))
-    assert set(options("sampler")) == {"random", "entropy", "coreset", "learning_loss", "learning_loss_mse", "random_with_module"}
+    assert set(options("sampler")) == {"random", "entropy", "coreset", "learning_loss", "learning_loss_mse", "random_with_module",
+                                       "margin", "least_confidence", "bald", "badge", "hybrid", "entropy_with_module",
+                                       "oracle_true_loss"}
     assert {"paper_cifar10", "demo", "smoke"} <= set(options("schedule"))
     assert {"fig4_cifar10", "demo"} <= set(options("experiment"))
 
@@ -40,7 +42,8 @@ def test_every_sampler_instantiates(sampler):
     cfg = compose_config([f"sampler={sampler}"])
     assert isinstance(instantiate(cfg.sampler.strategy), Sampler)
     training = build_method(cfg)
-    assert (training is None) == (sampler in {"random", "entropy", "coreset"})  # baselines: plain target model
+    # baselines: plain target model
+    assert (training is None) == (sampler in {"random", "entropy", "coreset", "margin", "least_confidence", "bald", "badge"})
 
 
 # What each model family gets from its task (`Task.model_kwargs`), a small input, and shrinking overrides.
@@ -77,7 +80,7 @@ def test_every_model_builds_and_exposes_its_taps(model):
 
 def test_unknown_group_option_lists_the_choices():
     with pytest.raises(MissingConfigException) as e:
-        compose_config(["sampler=badge"])
+        compose_config(["sampler=no_such_sampler"])
     assert "coreset" in str(e.value) and "learning_loss" in str(e.value)
 
 

@@ -85,5 +85,9 @@ class ClassificationTask(Task):
     def uncertainty(self, outputs) -> torch.Tensor:
         return softmax_entropy(outputs)
 
+    def class_probabilities(self, outputs) -> torch.Tensor:
+        """[B, C] softmax of the logits: what margin, least confidence, BALD and BADGE rank by."""
+        return F.softmax(outputs.float(), dim=1)
+
     def new_metric(self) -> Metric:
         return Accuracy()

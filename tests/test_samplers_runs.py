@@ -1,0 +1,184 @@
+"""The sampler family inside real (tiny) runs: the learner's table of needs, build-time refusals, no label
+leaks, the oracle's one door to labels, and independent seeds for the initial set and the weights."""
+import pytest
+import torch
+from torch.nn import functional as F
+
+import al_runner.runner as runner_mod
+from al_runner.errors import ConfigError
+from al_runner.identity import config_hash
+from al_runner.learner import NEEDS
+from al_runner.loop import score_inputs, score_with_labels, select
+from al_runner.runner import ActiveLearningRun
+from al_runner.tasks.classification.task import ClassificationTask
+
+# every sampler that must never read a label of an unlabeled point
+METHODS = ["random", "entropy", "coreset", "learning_loss", "learning_loss_mse", "random_with_module", "margin",
+           "least_confidence", "bald", "badge", "hybrid", "entropy_with_module"]
+
+
+def trained_run(smoke_cfg, tmp_path, sampler, *overrides):
+    run = ActiveLearningRun(smoke_cfg(f"sampler={sampler}", "schedule.cycles=1", *overrides), tmp_path)
+    run.run()
+    return run
+
+
+def pick(run, generator_seed=5, subset=40):
+    return select(run.learner, run.task, run.sampler, run.pool.unlabeled_indices, run.pool.labeled_indices, 10, subset,
+                  64, torch.Generator().manual_seed(generator_seed))
+
+
+def shuffle_unlabeled_labels(run):
+    labels, unlabeled = run.task.data.train_labels, run.pool.unlabeled_indices
+    perm = unlabeled[torch.randperm(unlabeled.numel(), generator=torch.Generator().manual_seed(0))]
+    labels[unlabeled] = (labels[perm] + 1) % 4
+
+
+@pytest.mark.parametrize("sampler", METHODS)
+def test_no_sampler_reads_labels_of_unlabeled_points(smoke_cfg, tmp_path, sampler):
+    run = trained_run(smoke_cfg, tmp_path, sampler)
+    before = pick(run)
+    shuffle_unlabeled_labels(run)
+    after = pick(run)
+    assert torch.equal(before[0], after[0]) and torch.allclose(before[1], after[1])
+
+
+def test_the_oracle_reads_labels_only_through_the_labeled_path(smoke_cfg, tmp_path):
+    run = trained_run(smoke_cfg, tmp_path, "oracle_true_loss")
+    doors = []
+    labeled_batches = run.task.labeled_batches
+
+    def recording(indices, *args, **kwargs):
+        doors.append(indices.clone())
+        return labeled_batches(indices, *args, **kwargs)
+
+    run.task.labeled_batches = recording
+    picked, _ = pick(run)
+    assert len(doors) == 1 and set(picked.tolist()) <= set(doors[0].tolist())  # the candidates, explicitly
+    shuffle_unlabeled_labels(run)
+    assert not torch.equal(pick(run)[0], picked)  # it does read them: an oracle, by design
+
+
+def test_score_with_labels_returns_the_real_loss_in_candidate_order(smoke_cfg, tmp_path):
+    run = trained_run(smoke_cfg, tmp_path, "oracle_true_loss")
+    candidates = run.pool.unlabeled_indices[torch.tensor([7, 3, 30, 0, 12])]
+    losses = score_with_labels(run.learner, run.task, candidates, batch_size=2)["true_loss"]
+    run.learner.eval()
+    with torch.no_grad():
+        inputs = run.task.augmentation.eval(run.task.data.train_images[candidates])
+        expected = F.cross_entropy(run.learner.forward(inputs), run.task.data.train_labels[candidates], reduction="none")
+    assert torch.allclose(losses, expected, atol=1e-5)
+
+
+def test_gradient_embedding_is_the_cross_entropy_gradient_of_the_last_layer(smoke_cfg, tmp_path):
+    run = trained_run(smoke_cfg, tmp_path, "badge")
+    idx = run.pool.unlabeled_indices[:6]
+    grads = score_inputs(run.learner, run.task, idx, 4, frozenset({"gradient_embedding"}), {"last_layer": "fc"})
+    dense = grads["gradient_embedding"].dense()
+    model = run.learner.model
+    inputs = run.task.augmentation.eval(run.task.data.train_images[idx])
+    for i in range(len(idx)):  # autograd, one point at a time, at the model's own predicted label
+        model.zero_grad()
+        logits = model(inputs[i : i + 1])
+        F.cross_entropy(logits, logits.argmax(1)).backward()
+        assert torch.allclose(dense[i], model.fc.weight.grad.flatten(), atol=1e-5)
+
+
+def test_mc_probabilities_are_seeded_and_reduce_to_the_probabilities_without_dropout(smoke_cfg, tmp_path):
+    run = trained_run(smoke_cfg, tmp_path, "bald")
+    idx = run.pool.unlabeled_indices[:8]
+    options = {"last_layer": "fc", "mc_passes": 5, "mc_dropout": 0.5}
+
+    def passes(seed, **change):
+        got = score_inputs(run.learner, run.task, idx, 3, frozenset({"mc_probabilities", "probabilities"}),
+                           {**options, **change}, torch.Generator().manual_seed(seed))
+        return got["mc_probabilities"], got["probabilities"]
+
+    mc, probabilities = passes(0)
+    assert mc.shape == (8, 4, 5) and torch.allclose(mc.sum(1), torch.ones(8, 5))
+    assert torch.equal(mc, passes(0)[0]) and not torch.equal(mc, passes(1)[0])
+    assert not torch.allclose(mc[..., 0], mc[..., 1])  # the passes differ
+    kept, _ = passes(0, mc_dropout=1e-9)  # dropout that drops nothing: every pass is the deterministic model
+    assert torch.allclose(kept, probabilities[..., None].expand_as(kept), atol=1e-6)
+
+
+def refuse_training(monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(runner_mod, "train_cycle", no_training)
+
+
+@pytest.mark.parametrize("sampler, overrides, message", [
+    ("margin", [], "gives no class probabilities"),
+    ("bald", [], "gives no class probabilities"),
+    ("badge", [], "gives no class probabilities"),
+])
+def test_a_need_the_task_cannot_give_is_refused_before_training(smoke_cfg, tmp_path, monkeypatch, sampler, overrides,
+                                                                 message):
+    refuse_training(monkeypatch)
+    monkeypatch.delattr(ClassificationTask, "class_probabilities")  # as a detection or pose task
+    with pytest.raises(ConfigError, match=message) as error:
+        ActiveLearningRun(smoke_cfg(f"sampler={sampler}", *overrides), tmp_path).run()
+    assert "\n" not in str(error.value) and f"sampler {sampler} cannot run on task synthetic" in str(error.value)
+
+
+@pytest.mark.parametrize("sampler, overrides, message", [
+    ("bald", ["sampler.strategy.last_layer=block3"], "has no linear layer 'block3'"),
+    ("badge", ["sampler.strategy.last_layer=nope"], "has no linear layer 'nope'"),
+    ("hybrid", ["sampler.loss_objective=null"], "predicted_loss: the loss-prediction module is not trained"),
+    ("learning_loss", ["sampler.loss_objective=null"], "set sampler.loss_objective"),
+    ("oracle_true_loss", ["sampler.name=true_loss"], "must start with oracle_"),
+])
+def test_bad_sampler_settings_are_refused_before_training(smoke_cfg, tmp_path, monkeypatch, sampler, overrides, message):
+    refuse_training(monkeypatch)
+    with pytest.raises(ConfigError, match=message) as error:
+        ActiveLearningRun(smoke_cfg(f"sampler={sampler}", *overrides), tmp_path).run()
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "cycles.csv").exists()
+
+
+def test_every_sampler_need_is_in_the_learners_table():
+    from tests.test_config import options
+    from tests.conftest import compose_config
+    from hydra.utils import instantiate
+
+    for name in options("sampler"):
+        sampler = instantiate(compose_config([f"sampler={name}"]).sampler.strategy)
+        assert set(sampler.needs) <= set(NEEDS), name
+        assert sampler.reads_labels == name.startswith("oracle_"), name
+
+
+# --- independent seeds --------------------------------------------------------------------------------
+def initial_set_and_weights(smoke_cfg, tmp_path, *overrides):
+    run = ActiveLearningRun(smoke_cfg(*overrides), tmp_path)
+    initial = sorted(run.pool.label_initial(20, run.init_generator).tolist())
+    return initial, run.learner.model.block1[0].weight.detach().clone(), run
+
+
+def test_seed_data_and_seed_model_each_move_one_source_only(smoke_cfg, tmp_path):
+    set0, weights0, _ = initial_set_and_weights(smoke_cfg, tmp_path / "a", "seed=0")
+    set1, weights1, _ = initial_set_and_weights(smoke_cfg, tmp_path / "b", "seed=1")
+    assert set0 != set1 and not torch.equal(weights0, weights1)
+    mixed_set, mixed_weights, run = initial_set_and_weights(smoke_cfg, tmp_path / "c", "seed=1", "seed_data=0")
+    assert mixed_set == set0 and torch.equal(mixed_weights, weights1)  # the initial set of seed 0, the weights of seed 1
+    mixed_set, mixed_weights, _ = initial_set_and_weights(smoke_cfg, tmp_path / "d", "seed=0", "seed_model=1")
+    assert mixed_set == set0 and torch.equal(mixed_weights, weights1)
+    # training order and selection follow `seed`: the seed=1 seed_data=0 run's streams are seed 1's
+    assert torch.equal(run.train_generator.get_state(), initial_set_and_weights(smoke_cfg, tmp_path / "e", "seed=1")[2]
+                       .train_generator.get_state())
+
+
+def test_unset_independent_seeds_leave_the_run_identity_unchanged(smoke_cfg, tmp_path):
+    default = ActiveLearningRun(smoke_cfg(), tmp_path / "a").comparable_config()
+    assert "seed_data" not in default and "seed_model" not in default
+    # the hash a config had before the keys existed: drop them from the composed config and compare
+    from omegaconf import OmegaConf
+
+    cfg = smoke_cfg()
+    container = OmegaConf.to_container(cfg)
+    del container["seed_data"], container["seed_model"]
+    legacy = ActiveLearningRun(OmegaConf.create(container), tmp_path / "b").comparable_config()
+    assert config_hash(default) == config_hash(legacy)
+    pinned = ActiveLearningRun(smoke_cfg("seed_data=0"), tmp_path / "c").comparable_config()
+    assert pinned["seed_data"] == 0 and config_hash(pinned) != config_hash(default)
