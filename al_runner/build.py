@@ -55,7 +55,9 @@ def make_runtime(cfg: DictConfig) -> Runtime:
     device = resolve_device(str(cfg.device))
     return Runtime(device=device, amp=_auto_flag(cfg.runtime.amp, device),
                    channels_last=_auto_flag(cfg.runtime.channels_last, device),
-                   compile=bool(cfg.runtime.get("compile", False)))
+                   compile=bool(cfg.runtime.get("compile", False)),
+                   loss_module=str(cfg.runtime.get("loss_module", "eager")),
+                   cuda_graph=bool(cfg.runtime.get("cuda_graph", False)))
 
 
 # torch's own CPU thread count in this process, read before any run sets it: what `runtime.threads=null` means

@@ -29,6 +29,8 @@ class RuntimeSchema:
     compile: bool = False
     threads: Optional[int] = None
     deterministic: bool = False
+    loss_module: str = "eager"    # eager | fused | compiled
+    cuda_graph: bool = False
 
 
 @dataclass
@@ -76,6 +78,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "runtime.channels_last": (lambda v: v in ("auto", None) or isinstance(v, bool), "one of auto, true, false"),
     "runtime.compile": (lambda v: isinstance(v, bool), "one of true, false"),
     "runtime.deterministic": (lambda v: isinstance(v, bool), "one of true, false"),
+    "runtime.loss_module": (lambda v: v in ("eager", "fused", "compiled"), "one of eager, fused, compiled"),
+    "runtime.cuda_graph": (lambda v: isinstance(v, bool), "one of true, false (true needs a CUDA device)"),
     "runtime.threads": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1, or null (all cores)"),
 }
 

@@ -7,6 +7,7 @@ uncertainty and metrics.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,7 +15,8 @@ import torch
 from torch import nn
 
 from al_runner.errors import ConfigError
-from al_runner.learning_loss import LearningLoss
+from al_runner.errors import ConfigError
+from al_runner.learning_loss import MODULE_KINDS, LearningLoss
 from al_runner.models.taps import FeatureTaps, global_average_pool
 from al_runner.samplers.base import GradientEmbedding
 
@@ -28,9 +30,20 @@ class Runtime:
     channels_last: bool = False
     compile: bool = False  # torch.compile the target model's forward (runtime.compile; off by default)
 
+    loss_module: str = "eager"  # how the loss-prediction module runs: eager | fused | compiled (learning_loss.MODULE_KINDS)
+    cuda_graph: bool = False  # replay full training steps from a CUDA graph (CudaGraphStep); CUDA only
+    autocast_cache: bool = True  # off while a CUDA graph is captured (torch.cuda.graphs: capture needs it off)
+
+    def __post_init__(self):
+        if self.loss_module not in MODULE_KINDS:
+            raise ConfigError(f"runtime.loss_module={self.loss_module} not supported, choose from {', '.join(MODULE_KINDS)}")
+        if self.cuda_graph and self.device.type != "cuda":
+            raise ConfigError(f"runtime.cuda_graph=true needs a CUDA device (device is {self.device.type} here); "
+                              "set runtime.cuda_graph=false")
+
     def autocast(self):
         if self.amp:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=self.autocast_cache)
         return contextlib.nullcontext()
 
     def prepare(self, inputs):
@@ -40,8 +53,15 @@ class Runtime:
 
     def resolved(self) -> dict:
         """The settings that can change a number (part of a run's identity)."""
-        return {"device_type": self.device.type, "amp": self.amp, "channels_last": self.channels_last,
-                "compile": self.compile}
+        resolved = {"device_type": self.device.type, "amp": self.amp, "channels_last": self.channels_last,
+                    "compile": self.compile}
+        # absent at their defaults, so the runs made before these switches keep their identity (and hash)
+        if self.loss_module != "eager":  # fused / compiled sum in another order (fp32 rounding)
+            resolved["loss_module"] = self.loss_module
+        if self.cuda_graph:
+            resolved["cuda_graph"] = True
+        return resolved
+
 
 
 def to_float32(outputs):
@@ -55,6 +75,156 @@ def to_float32(outputs):
     return outputs
 
 
+# --- CUDA graphs: one training step captured, then replayed (runtime.cuda_graph) -------------------------------
+def static_signature(batch):
+    """Shapes, dtypes and devices of a batch made of tensors (nested in dicts and tuples) and plain values; None
+    when it holds a list (per-sample containers such as detection's box lists, whose shapes change per batch)."""
+    if isinstance(batch, torch.Tensor):
+        return ("tensor", tuple(batch.shape), batch.dtype, batch.device, batch.stride())
+    if isinstance(batch, (dict, tuple)):
+        items = batch.items() if isinstance(batch, dict) else enumerate(batch)
+        parts = tuple((key, static_signature(value)) for key, value in items)
+        return None if any(part is None for _, part in parts) else (type(batch).__name__, parts)
+    if batch is None or isinstance(batch, (bool, int, float, str)):
+        return ("value", batch)
+    return None
+
+
+def static_copy(batch):
+    """The same structure with its tensors copied into new memory: the buffers a captured step reads."""
+    if isinstance(batch, torch.Tensor):
+        return batch.clone()
+    if isinstance(batch, dict):
+        return {key: static_copy(value) for key, value in batch.items()}
+    if isinstance(batch, tuple):
+        return tuple(static_copy(value) for value in batch)
+    return batch
+
+
+def copy_into(static, batch) -> None:
+    """Write a batch into the buffers of `static_copy` (same signature)."""
+    if isinstance(static, torch.Tensor):
+        static.copy_(batch, non_blocking=True)
+    elif isinstance(static, (dict, tuple)):
+        for key in (static if isinstance(static, dict) else range(len(static))):
+            copy_into(static[key], batch[key])
+
+
+def optimizer_constants(optimizer: torch.optim.Optimizer) -> tuple:
+    """The plain values of each param group (lr, momentum, ...): a captured step holds them as constants."""
+    return tuple(tuple(sorted((key, value) for key, value in group.items()
+                              if key != "params" and isinstance(value, (bool, int, float, str, type(None)))))
+                 for group in optimizer.param_groups)
+
+
+def check_capturable(optimizer: torch.optim.Optimizer) -> None:
+    if isinstance(optimizer, torch.optim.SGD) or all(g.get("capturable", False) for g in optimizer.param_groups):
+        return
+    raise ConfigError(f"runtime.cuda_graph=true: {type(optimizer).__name__} counts its steps on the host, which a "
+                      f"replayed step would not advance; build it with capturable=true "
+                      f"(+schedule.optimizer.capturable=true) or set runtime.cuda_graph=false")
+
+
+class CudaGraphs:
+    """torch.cuda.CUDAGraph capture and replay: the backend of `CudaGraphStep` (tests use an eager stand-in)."""
+
+    def capture(self, step: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_loss = step()  # recorded, not run
+
+        def replay() -> torch.Tensor:
+            graph.replay()
+            return static_loss
+
+        return replay
+
+    @contextlib.contextmanager
+    def warmup(self):
+        """Warm-up steps on a side stream, as torch.cuda.graphs' whole-network example does."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            yield
+        torch.cuda.current_stream().wait_stream(side)
+
+
+class CudaGraphStep:
+    """A training step (forward, losses, backward, optimiser step) captured once in a CUDA graph and replayed.
+
+    What it saves is the launch of every kernel from Python, which bounds a ResNet-18 step at batch 128 on a
+    GPU. Only batches with the captured shapes replay (`static_signature`); any other batch (the last, partial
+    one; detection's per-image box lists) runs eagerly. The graph is captured again when something it holds
+    as a constant changes: the optimiser (a new one each cycle), a hyperparameter (the LR step) or whether the
+    module's features are detached (`detach_at`). With each new optimiser, `warmup_steps` eager steps run
+    first so that lazily made state exists (SGD's momentum buffers, cuDNN's algorithm choice). The optimiser
+    must be capturable: SGD, or Adam/AdamW/RMSprop... built with capturable=True.
+    """
+
+    def __init__(self, learner: "Learner", warmup_steps: int = 3, backend=None):
+        self.learner, self.warmup_steps = learner, warmup_steps
+        self.backend = backend if backend is not None else CudaGraphs()
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.constants = None       # (optimiser hyperparameters, features detached) the graph was captured with
+        self.signature = None       # the batch shapes it replays
+        self.warm = 0               # eager warm-up steps done with this optimiser
+        self.replay: Callable[[], torch.Tensor] | None = None
+        self.static = None          # (inputs, targets) buffers the graph reads
+        self.counts = {"eager": 0, "captures": 0, "replays": 0}
+
+    def __call__(self, task, inputs, targets, optimizer: torch.optim.Optimizer, epoch: int) -> torch.Tensor:
+        signature = static_signature((inputs, targets))
+        self._follow(optimizer, epoch)
+        if self.signature is None:
+            self.signature = signature
+        if signature is None or signature != self.signature:
+            return self._eager(task, inputs, targets, optimizer, epoch)
+        if self.replay is None:
+            if self.warm < self.warmup_steps:
+                self.warm += 1
+                with self.backend.warmup():
+                    return self._eager(task, inputs, targets, optimizer, epoch)
+            self._capture(task, inputs, targets, optimizer, epoch)
+        copy_into(self.static, (inputs, targets))
+        self.counts["replays"] += 1
+        return self.replay()
+
+    def _eager(self, task, inputs, targets, optimizer, epoch) -> torch.Tensor:
+        self.counts["eager"] += 1
+        return self.learner.eager_step(task, inputs, targets, optimizer, epoch)
+
+    def _follow(self, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+        """Drop the graph when what it holds as constants changed; a new optimiser also warms up again."""
+        if optimizer is not self.optimizer:
+            check_capturable(optimizer)
+            self.optimizer, self.warm, self.signature, self.replay, self.static = optimizer, 0, None, None, None
+        learning_loss = self.learner.learning_loss
+        constants = (optimizer_constants(optimizer), learning_loss is not None and learning_loss.detaches_at(epoch))
+        if constants != self.constants:
+            self.constants, self.replay, self.static = constants, None, None
+
+    def _capture(self, task, inputs, targets, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+        self.static = static_copy((inputs, targets))
+        static_inputs, static_targets = self.static
+        learner = self.learner
+
+        def step() -> torch.Tensor:
+            # grads set to None: the captured backward writes them afresh at each replay (no accumulation)
+            optimizer.zero_grad(set_to_none=True)
+            loss = learner.training_loss(task, static_inputs, static_targets, epoch)
+            loss.backward()
+            optimizer.step()
+            return loss.detach()
+
+        runtime = learner.runtime
+        learner.runtime = dataclasses.replace(runtime, autocast_cache=False)
+        try:
+            self.replay = self.backend.capture(step)
+        finally:
+            learner.runtime = runtime
+        self.counts["captures"] += 1
+
+
 class Learner:
     """Target model + taps (+ loss-prediction module when `learning_loss` is given)."""
 
@@ -65,8 +235,10 @@ class Learner:
         self.tap_names, self.embedding_layer, self.embedding_reduce = list(taps), embedding_layer, embedding_reduce
         self.taps = FeatureTaps(model, self.tap_names + [embedding_layer])
         self._layer_inputs: dict[str, torch.Tensor | None] = {}  # inputs of watched layers (`watch_input`)
-        self.loss_module = learning_loss.new_module(len(self.tap_names)) if learning_loss is not None else None
+        self.loss_module = (learning_loss.new_module(len(self.tap_names), runtime.loss_module)
+                            if learning_loss is not None else None)
         self.to_runtime()
+        self._graph_step = CudaGraphStep(self) if runtime.cuda_graph else None
         # The compiled wrapper shares parameters and hooks with `model`; state dicts stay `model`'s.
         self._forward_model = torch.compile(model) if runtime.compile else model
 
@@ -106,6 +278,20 @@ class Learner:
         if self.learning_loss is not None:
             loss = loss + self.learning_loss.loss(self.loss_module, self.taps.features(self.tap_names), per_sample, epoch)
         return loss
+
+    def train_step(self, task, inputs, targets, optimizer: torch.optim.Optimizer, epoch: int) -> torch.Tensor:
+        """One optimiser step on one batch; returns the detached loss (replayed from a CUDA graph when
+        runtime.cuda_graph is on and the batch has the captured shapes, else run eagerly)."""
+        if self._graph_step is not None:
+            return self._graph_step(task, inputs, targets, optimizer, epoch)
+        return self.eager_step(task, inputs, targets, optimizer, epoch)
+
+    def eager_step(self, task, inputs, targets, optimizer: torch.optim.Optimizer, epoch: int) -> torch.Tensor:
+        loss = self.training_loss(task, inputs, targets, epoch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
 
     def predicted_loss(self) -> torch.Tensor:
         """l̂ for the last forward pass, fp32."""

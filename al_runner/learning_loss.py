@@ -1,6 +1,9 @@
 """Learning loss (Yoo & Kweon, CVPR 2019): the whole method in one place.
 
 - `LossPredictionModule`: per tapped feature map GAP -> FC(C -> hidden) -> ReLU; concatenate -> FC(-> 1).
+  Three ways to run it (`runtime.loss_module`, `MODULE_KINDS`), same parameters and state dict:
+  `eager` (one FC per tap), `fused` (the per-tap FCs as one block-diagonal GEMM: fewer kernel launches)
+  and `compiled` (module and objective through torch.compile).
 - Objectives: `MarginRankingLoss` (the paper's, Sec. 3.3) and `LossMSE` ("learn loss mse", Fig. 4).
 - `LearningLoss`: the training hook. Given the tapped features and the per-sample target loss of the
   same forward pass, it returns λ · objective(l̂, l), detaching the features from `detach_epoch` on.
@@ -13,11 +16,15 @@ What is *not* here: the per-sample target loss (the task's `per_sample_loss`), t
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedParameter, is_lazy
 
 from al_runner.errors import ConfigError
 from al_runner.models.taps import global_average_pool
@@ -46,6 +53,153 @@ class LossPredictionModule(nn.Module):
         hidden = [branch(global_average_pool(f)) for branch, f in zip(self.branches, features)]
         return self.head(torch.cat(hidden, dim=1)).squeeze(1)
 
+    def objective_value(self, objective: nn.Module, features: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        """objective(l̂, l) for one batch: the part `compiled` runs as one graph."""
+        return objective(self(features), target)
+
+
+def pooled_width(feature: torch.Tensor) -> int:
+    """C of `global_average_pool(feature)` ([B, C, *spatial] -> C; [B, ...] flattened otherwise)."""
+    return feature.shape[1] if feature.dim() > 2 else feature.reshape(feature.shape[0], -1).shape[1]
+
+
+class FusedLossPredictionModule(LazyModuleMixin, nn.Module):
+    """`LossPredictionModule` with its per-tap FC layers as one block-diagonal GEMM.
+
+    GAP per tap, concatenate to [B, ΣC], one FC with the [T·hidden, ΣC] matrix whose block i is tap i's
+    FC(C_i -> hidden), ReLU, head: T + 5 kernels forward instead of 3T + 2 (and about half as many
+    backward), which is what the module costs where a step is bound by kernel launches (a GPU at batch 128).
+    The off-diagonal blocks are multiplied by a 0/1 mask in the forward, so they never get a gradient and
+    the function is exactly the per-tap one; only the summation order inside the GEMM differs (fp32 rounding).
+
+    Same initial values as the eager module under the same RNG state (each block is drawn as that tap's
+    LazyLinear would be, in tap order), and the same state dict: `branches.<i>.0.weight/bias` + `head.*`,
+    so checkpoints load into either kind. Lazy like the eager module: any channel count, any spatial size.
+    """
+
+    cls_to_become = None
+
+    def __init__(self, num_taps: int, hidden: int = 128):
+        super().__init__()
+        if num_taps < 1:
+            raise ValueError("the loss-prediction module needs at least one tapped layer")
+        self.num_taps, self.hidden = num_taps, hidden
+        self.weight = UninitializedParameter()  # [T·hidden, ΣC], block-diagonal
+        self.bias = UninitializedParameter()    # [T·hidden]
+        self.register_buffer("block_mask", None, persistent=False)
+        self.head = nn.Linear(hidden * num_taps, 1)
+        self.channels: tuple[int, ...] = ()
+        self.register_state_dict_post_hook(_fused_to_per_tap_state)
+        self.register_load_state_dict_pre_hook(_per_tap_to_fused_state)
+
+    def initialize_parameters(self, features: list[torch.Tensor]) -> None:
+        """First forward: channel counts from the features; each block drawn as tap i's LazyLinear draws it."""
+        if self.has_uninitialized_params():
+            self._check_taps(features)
+            with torch.no_grad():
+                blocks = [nn.Linear(pooled_width(f), self.hidden, device=self.weight.device, dtype=self.weight.dtype)
+                          for f in features]
+                self._materialize([block.in_features for block in blocks])
+                self._copy_blocks([b.weight for b in blocks], [b.bias for b in blocks])
+
+    def _check_taps(self, features: list[torch.Tensor]) -> None:
+        if len(features) != self.num_taps:
+            raise ValueError(f"expected {self.num_taps} feature maps, got {len(features)}")
+
+    def _materialize(self, channels: list[int]) -> None:
+        self.channels = tuple(int(c) for c in channels)
+        self.weight.materialize((self.num_taps * self.hidden, sum(self.channels)))
+        self.bias.materialize((self.num_taps * self.hidden,))
+        mask = torch.zeros(self.weight.shape, dtype=torch.bool, device=self.weight.device)
+        for rows, cols in self.blocks():
+            mask[rows, cols] = True
+        self.block_mask = mask
+
+    def blocks(self) -> list[tuple[slice, slice]]:
+        """(rows, columns) of each tap's FC inside the fused weight."""
+        out, start = [], 0
+        for i, c in enumerate(self.channels):
+            out.append((slice(i * self.hidden, (i + 1) * self.hidden), slice(start, start + c)))
+            start += c
+        return out
+
+    @torch.no_grad()
+    def _copy_blocks(self, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> None:
+        self.weight.zero_()
+        for (rows, cols), w, b in zip(self.blocks(), weights, biases):
+            self.weight[rows, cols] = w
+            self.bias[rows] = b
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        self._check_taps(features)
+        pooled = torch.cat([global_average_pool(f) for f in features], dim=1)
+        hidden = F.relu(F.linear(pooled, self.weight * self.block_mask, self.bias))
+        return self.head(hidden).squeeze(1)
+
+    objective_value = LossPredictionModule.objective_value
+
+
+def _fused_to_per_tap_state(module: FusedLossPredictionModule, state: dict, prefix: str, _metadata) -> None:
+    """state_dict post-hook: the fused weight as the eager module's per-tap keys (copies, not views of it)."""
+    if is_lazy(module.weight):
+        return
+    weight, bias = state.pop(prefix + "weight"), state.pop(prefix + "bias")
+    for i, (rows, cols) in enumerate(module.blocks()):
+        state[f"{prefix}branches.{i}.0.weight"] = weight[rows, cols].clone()
+        state[f"{prefix}branches.{i}.0.bias"] = bias[rows].clone()
+
+
+def _per_tap_to_fused_state(module: FusedLossPredictionModule, state: dict, prefix: str, *_args) -> None:
+    """load_state_dict pre-hook: per-tap keys (either kind's state dict) -> the fused weight and bias."""
+    keys = [(f"{prefix}branches.{i}.0.weight", f"{prefix}branches.{i}.0.bias") for i in range(module.num_taps)]
+    if not all(w in state and b in state for w, b in keys):
+        return  # missing keys are reported by load_state_dict itself
+    weights, biases = [state.pop(w) for w, _ in keys], [state.pop(b) for _, b in keys]
+    with torch.no_grad():
+        if is_lazy(module.weight):
+            module._materialize([w.shape[1] for w in weights])
+        module._copy_blocks([w.to(module.weight.device) for w in weights], [b.to(module.bias.device) for b in biases])
+    state[prefix + "weight"], state[prefix + "bias"] = module.weight.detach().clone(), module.bias.detach().clone()
+
+
+class CompiledLossPredictionModule(LossPredictionModule):
+    """The eager module whose forward, and forward + objective in training, run through torch.compile.
+
+    Compiled once the lazy layers have their shapes (the first, eager, forward gives them); parameters and
+    state dict are the eager module's. Inductor fuses the pooling, the small FCs and the ranking loss into
+    a few kernels; the first call of each batch shape pays the compilation (seconds to a minute).
+    """
+
+    def __init__(self, num_taps: int, hidden: int = 128):
+        super().__init__(num_taps, hidden)
+        self._compiled: dict[str, object] = {}
+
+    def _compiled_or_eager(self, name: str, eager):
+        if any(is_lazy(p) for p in self.parameters()):
+            return eager  # the eager call materializes the lazy layers first
+        if name not in self._compiled:
+            self._compiled[name] = torch.compile(eager)
+        return self._compiled[name]
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self._compiled_or_eager("forward", super().forward)(features)
+
+    def objective_value(self, objective: nn.Module, features: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        eager = functools.partial(_eager_objective_value, self)
+        return self._compiled_or_eager("objective", eager)(objective, features, target)
+
+
+def _eager_objective_value(module: LossPredictionModule, objective, features, target) -> torch.Tensor:
+    return objective(LossPredictionModule.forward(module, features), target)
+
+
+# runtime.loss_module -> the module class (same parameters, initial values and state dict for every kind)
+MODULE_KINDS: dict[str, type[nn.Module]] = {
+    "eager": LossPredictionModule,
+    "fused": FusedLossPredictionModule,
+    "compiled": CompiledLossPredictionModule,
+}
+
 
 def split_into_pairs(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Disjoint pairs (i, n-1-i) for i < n//2; with odd n the middle sample is left unpaired."""
@@ -72,13 +226,17 @@ class MarginRankingLoss(nn.Module):
         predicted_loss, target_loss = predicted_loss.flatten(), target_loss.detach().flatten()
         if predicted_loss.shape != target_loss.shape:
             raise ValueError(f"shape mismatch: predicted {tuple(predicted_loss.shape)} vs target {tuple(target_loss.shape)}")
-        if predicted_loss.numel() < 2:
+        n = predicted_loss.numel()
+        if n < 2:
             return predicted_loss.sum() * 0.0
-        i, j = split_into_pairs(predicted_loss.numel())
-        i, j = i.to(predicted_loss.device), j.to(predicted_loss.device)
-        sign = torch.where(target_loss[i] > target_loss[j], 1.0, -1.0).to(predicted_loss.dtype)
-        hinge = torch.clamp(-sign * (predicted_loss[i] - predicted_loss[j]) + self.margin, min=0)
-        return hinge.mean()  # mean over B/2 pairs == (2/B) Σ
+        # The pairs of `split_into_pairs`, (i, n-1-i) for i < n//2, taken by slicing: index tensors built on the
+        # host would be copied to the device, and that copy waits for the GPU to finish every queued kernel.
+        half = n // 2
+        first_p, second_p = predicted_loss[:half], predicted_loss[n - half:].flip(0)
+        first_t, second_t = target_loss[:half], target_loss[n - half:].flip(0)
+        sign = torch.where(first_t > second_t, 1.0, -1.0).to(predicted_loss.dtype)
+        # = mean over the B/2 pairs of max(0, -s·(l̂_i - l̂_j) + ξ), i.e. (2/B) Σ (torch's own margin ranking loss)
+        return F.margin_ranking_loss(first_p, second_p, sign, margin=self.margin)
 
 
 class LossMSE(nn.Module):
@@ -99,8 +257,15 @@ class LearningLoss:
     detach_epoch: int  # from this epoch on the module's gradient no longer reaches the target model
     hidden: int = 128
 
-    def new_module(self, num_taps: int) -> LossPredictionModule:
-        return LossPredictionModule(num_taps, self.hidden)
+    def new_module(self, num_taps: int, kind: str = "eager") -> nn.Module:
+        """The module, run as `kind` (runtime.loss_module: eager | fused | compiled)."""
+        if kind not in MODULE_KINDS:
+            raise ConfigError(f"runtime.loss_module={kind} not supported, choose from {', '.join(MODULE_KINDS)}")
+        return MODULE_KINDS[kind](num_taps, self.hidden)
+
+    def detaches_at(self, epoch: int) -> bool:
+        """From `detach_epoch` on the module keeps learning, the target model gets no gradient from it."""
+        return epoch >= self.detach_epoch
 
     @staticmethod
     def predict(module: LossPredictionModule, features: list[torch.Tensor]) -> torch.Tensor:
@@ -111,10 +276,11 @@ class LearningLoss:
     def loss(self, module: LossPredictionModule, features: list[torch.Tensor], per_sample_loss: torch.Tensor,
              epoch: int) -> torch.Tensor:
         """λ · objective(l̂, l) for one batch; l (the task's per-sample loss) is the detached target."""
-        if epoch >= self.detach_epoch:  # the module keeps learning, the target model gets no gradient from it
+        if self.detaches_at(epoch):
             features = [f.detach() for f in features]
-        predicted = self.predict(module, features)
-        return self.weight * self.objective(predicted, per_sample_loss.detach().float())
+        with torch.autocast(features[0].device.type, enabled=False):
+            value = module.objective_value(self.objective, [f.float() for f in features], per_sample_loss.detach().float())
+        return self.weight * value
 
 
 # The objectives a sampler may name in `loss_objective`, and the λ key of `schedule.learning_loss` each uses.

@@ -33,11 +33,7 @@ def train_one_epoch(learner: Learner, task: Task, labeled: torch.Tensor, optimiz
     first_bad = torch.full((), -1.0, device=device)
     batches = 0
     for b, (inputs, targets, _) in enumerate(task.labeled_batches(labeled, batch_size, generator, augment=True)):
-        loss = learner.training_loss(task, inputs, targets, epoch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss = loss.detach().float()
+        loss = learner.train_step(task, inputs, targets, optimizer, epoch).float()  # eager, or a CUDA graph replay
         total += loss
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), float(b), first_bad)
         batches += 1
