@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from al_runner.errors import ConfigError
-from al_runner.errors import ConfigError
 from al_runner.learning_loss import MODULE_KINDS, LearningLoss
 from al_runner.models.taps import FeatureTaps, global_average_pool
 from al_runner.samplers.base import GradientEmbedding
@@ -29,7 +28,6 @@ class Runtime:
     amp: bool = False  # bf16 autocast of the target model's forward (module, losses, embedding stay fp32)
     channels_last: bool = False
     compile: bool = False  # torch.compile the target model's forward (runtime.compile; off by default)
-
     loss_module: str = "eager"  # how the loss-prediction module runs: eager | fused | compiled (learning_loss.MODULE_KINDS)
     cuda_graph: bool = False  # replay full training steps from a CUDA graph (CudaGraphStep); CUDA only
     autocast_cache: bool = True  # off while a CUDA graph is captured (torch.cuda.graphs: capture needs it off)
@@ -61,7 +59,6 @@ class Runtime:
         if self.cuda_graph:
             resolved["cuda_graph"] = True
         return resolved
-
 
 
 def to_float32(outputs):
