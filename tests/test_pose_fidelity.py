@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -306,3 +307,44 @@ def test_paper_hourglass_has_bearpaws_exact_parameter_count():
     # stem conv + 3 bottlenecks (2 with a 1x1 skip); per stack 13 + 1 bottlenecks, fc, score; 2 merge convs
     assert len(convs) == 1 + 3 * 3 + 2 + 2 * (14 * 3 + 2) + 2
     assert len(norms) == 1 + 3 * 3 + 2 * (14 * 3 + 1)
+
+
+# ---- 5. the peer check (scripts/fidelity_pose_pckh.py) ---------------------------------------------
+def _fidelity_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "fidelity_pose_pckh.py"
+    spec = importlib.util.spec_from_file_location("fidelity_pose_pckh", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_official_logic_on_a_hand_case():
+    script = _fidelity_script()
+    gt = np.zeros((16, 2, 2))
+    gt[:, 0, :] = 100.0
+    missing = np.zeros((16, 2))
+    missing[0, 1] = 1                                    # r_ankle of person 1 not annotated
+    boxes = np.zeros((2, 2, 2))
+    boxes[1, :, :] = [[30.0, 60.0], [40.0, 80.0]]        # head sizes 0.6 * 50 = 30 and 0.6 * 100 = 60
+    pred = gt.copy()
+    pred[0, 0, 0] += 16.0                                # r_ankle person 0: 16 / 30 > 0.5 -> wrong
+    pred[1, 0, 1] += 500.0                               # r_knee person 1: wrong
+    pred[0, 0, 1] += 500.0                               # r_ankle person 1: missing, not counted
+    per_joint, mean, unweighted = script.official_pckh(pred, gt, missing, boxes)
+    assert per_joint[0] == 0.0 and per_joint[1] == 0.5 and per_joint[2] == 1.0
+    assert mean == pytest.approx(25 / 27) and unweighted == pytest.approx((0 + 0.5 + 12) / 14)
+
+
+def test_peer_check_agrees_with_the_runner_on_generated_cases():
+    script = _fidelity_script()
+    rows = script.run([0, 1, 2], None)
+    for row in rows:
+        assert row["occluded_joints"] > 0 and row["missing_joints"] > 0
+        assert row["max_abs_diff_mean"] < 1e-12 and row["max_abs_diff_per_joint"] < 1e-12
+        assert row["ours_unweighted"] == pytest.approx(row["reference_unweighted"], abs=1e-12)
+    # the cases tell the weightings and the old visible-only reading apart
+    assert any(abs(r["reference_mean"] - r["reference_unweighted"]) > 1e-4 for r in rows)
+    assert any(abs(r["reference_mean"] - r["reference_visible_only"]) > 1e-4 for r in rows)
