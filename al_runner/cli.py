@@ -64,6 +64,8 @@ def run_job(cfg: DictConfig) -> None:
     sweep_dir = Path(hydra_cfg.sweep.dir)
     if multirun:
         write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "running"))
+    else:  # printed, not logged: a refused run must not create its log file
+        print(f"al-run: run directory {run_dir}", flush=True)
     try:
         outcome = execute(cfg, run_dir)
     except ALRunnerError as e:
@@ -81,6 +83,8 @@ def run_job(cfg: DictConfig) -> None:
         return
     if multirun:
         write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, outcome))
+    else:
+        log.info("run %s: results in %s", outcome, run_dir)
 
 
 def _command_line() -> str:

@@ -121,7 +121,8 @@ class ActiveLearningRun:
             log.info("resuming %s after cycle %d", self.run_dir, self.state.next_cycle - 1)
         else:
             picks = self.pool.label_initial(int(self.cfg.schedule.initial_size), self.init_generator)
-            self.state.selected += [{"cycle": 0, "pool_index": int(i), "score": None} for i in picks]
+            self.state.selected += [{"cycle": 0, "pool_index": int(i), "item": name, "score": None}
+                                    for i, name in zip(picks.tolist(), self.task.pool_item_names(picks))]
         cycles = int(self.cfg.schedule.cycles)
         for cycle in range(self.state.next_cycle, cycles):
             self._run_cycle(cycle, last=cycle == cycles - 1)
@@ -144,8 +145,9 @@ class ActiveLearningRun:
         picked, scores = select(self.learner, self.task, self.sampler, self.pool.unlabeled_indices, labeled,
                                 int(s.query_size), s.subset_size, int(s.eval_batch_size), self.select_generator)
         self.pool.label(picked, cycle + 1)
-        self.state.selected += [{"cycle": cycle + 1, "pool_index": int(i), "score": float(v)}
-                                for i, v in zip(picked.tolist(), scores.tolist())]
+        names = self.task.pool_item_names(picked)  # which image (or person) was labeled, by name
+        self.state.selected += [{"cycle": cycle + 1, "pool_index": int(i), "item": name, "score": float(v)}
+                                for i, name, v in zip(picked.tolist(), names, scores.tolist())]
 
     def _run_cycle(self, cycle: int, last: bool) -> None:
         cfg = self.cfg

@@ -12,8 +12,9 @@ CHECKPOINT = "checkpoint.pt"
 CYCLE_COLUMNS = ("task", "model", "sampler", "seed", "cycle", "n_labeled", "metric", "value", "uncertainty",
                  "ranking_accuracy", "train_s", "eval_s", "select_s")
 TIMING_COLUMNS = ("train_s", "eval_s", "select_s")  # wall-clock: the only columns that differ between reruns
-# Pool indices labeled in each cycle (cycle 0: the random initial set, no score) with their sampler scores.
-SELECTED_COLUMNS = ("cycle", "pool_index", "score")
+# Pool indices labeled in each cycle (cycle 0: the random initial set, no score) with their sampler scores, and
+# what each point is in the task's data (`item`: "train/cat/0001.jpg", "VOC2007/000005", "015601864.jpg#0").
+SELECTED_COLUMNS = ("cycle", "pool_index", "item", "score")
 # Per test point of the last finished cycle (Fig. 8): real loss, predicted loss (learning-loss samplers only)
 # and the task's uncertainty.
 TEST_SCORE_COLUMNS = ("cycle", "test_index", "real_loss", "predicted_loss", "uncertainty")

@@ -1,4 +1,4 @@
-"""The contract between a task and the task-agnostic cycle loop (DESIGN §4).
+"""The contract between a task and the task-agnostic cycle loop (`al_runner/loop.py`).
 
 A task owns its data and everything that depends on the kind of input and output: how batches are
 built (in-memory tensors for CIFAR-sized images, per-batch decoding for VOC and MPII), the per-sample
@@ -98,6 +98,11 @@ class Task(ABC):
         """Identity of the pool and test data (file lists and sizes, or a dataset version), recorded in the
         checkpoint so that a resume on changed data is refused. Keys name the part (e.g. "pool", "test")."""
         return {}
+
+    def pool_item_names(self, indices) -> list[str]:
+        """What each pool point is in the task's own data, for `selected.csv`'s `item` column: a relative file path,
+        an image id, an image and person. Default: the pool index as text."""
+        return [str(int(i)) for i in indices]
 
     def example_inputs(self, n: int = 2) -> Any:
         """A few eval-transformed pool inputs, to materialize lazy layers."""

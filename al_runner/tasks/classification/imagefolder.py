@@ -40,6 +40,16 @@ def list_image_tree(split_dir: Path, classes: list[str] | None = None) -> tuple[
     return files, labels, found
 
 
+def refuse_empty_classes(train_labels: list[int], test_labels: list[int], classes: list[str], root: Path) -> None:
+    """A class folder without images trains a class the model never sees (and, empty in test, one the accuracy
+    never asks about): refuse it, naming the folders."""
+    empty = [root / split / name for split, labels in (("train", set(train_labels)), ("test", set(test_labels)))
+             for label, name in enumerate(classes) if label not in labels]
+    if empty:
+        raise DataError(f"class folder(s) with no images ({', '.join(IMAGE_EXTENSIONS)}): "
+                        f"{', '.join(map(str, empty))}; add images or remove the class from train/ and test/")
+
+
 def decode_images(files: list[Path], channels: int, image_size: int | None, desc: str) -> torch.Tensor:
     """Decode every file into one uint8 [N, C, H, W] tensor; names the file that fails or differs."""
     from PIL import Image, UnidentifiedImageError
@@ -84,6 +94,8 @@ def load_imagefolder(root: str, channels: int = 3, image_size: int | None = None
         raise DataError(f"image folder root not found: {root_path} (set task.root=<dir with train/ and test/>)")
     train_files, train_labels, classes = list_image_tree(root_path / "train")
     test_files, test_labels, _ = list_image_tree(root_path / "test", classes)
+    refuse_empty_classes(train_labels, test_labels, classes, root_path)
+    train_names = [path.relative_to(root_path).as_posix() for path in train_files]  # e.g. train/cat/0001.jpg
     cache_path = None
     if cache_dir:
         key = _tree_fingerprint(train_files + test_files, channels, image_size)
@@ -91,7 +103,8 @@ def load_imagefolder(root: str, channels: int = 3, image_size: int | None = None
         if cache_path.is_file():
             try:
                 cached = torch.load(cache_path, weights_only=True)
-                return ImageSplits(cached["train_images"], cached["train_labels"], cached["test_images"], cached["test_labels"], classes)
+                return ImageSplits(cached["train_images"], cached["train_labels"], cached["test_images"],
+                                   cached["test_labels"], classes, train_names)
             except Exception as e:  # a truncated cache is rebuilt, never trusted
                 log.warning("ignoring unreadable cache %s (%s); decoding again", cache_path, e)
     log.info("decoding %d train + %d test images under %s", len(train_files), len(test_files), root_path)
@@ -101,6 +114,7 @@ def load_imagefolder(root: str, channels: int = 3, image_size: int | None = None
         decode_images(test_files, channels, image_size, "decode test"),
         torch.tensor(test_labels, dtype=torch.long),
         classes,
+        train_names,
     )
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)

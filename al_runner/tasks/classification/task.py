@@ -56,8 +56,12 @@ class ClassificationTask(Task):
         self.device = torch.device(device)
         d = self.data
         self.data = ImageSplits(d.train_images.to(self.device), d.train_labels.to(self.device),
-                                d.test_images.to(self.device), d.test_labels.to(self.device), d.classes)
+                                d.test_images.to(self.device), d.test_labels.to(self.device), d.classes, d.train_names)
         return self
+
+    def pool_item_names(self, indices) -> list[str]:
+        """The image's name in its dataset: "train/cat/0001.jpg" (ImageFolder), "train/123" (CIFAR-10's train split)."""
+        return [self.data.train_name(int(i)) for i in indices]
 
     def labeled_batches(self, indices, batch_size, generator, augment=True) -> Iterator:
         order = indices[torch.randperm(len(indices), generator=generator)]

@@ -297,6 +297,16 @@ class MPIITask(Task):
     def new_metric(self) -> Metric:
         return PCKh(self.input_size, self.pckh_threshold, self.pckh_mean_excludes, self.pckh_mean)
 
+    def pool_item_names(self, indices) -> list[str]:
+        """Image file and person index, e.g. "015601864.jpg#1": the person's place among that image's people in
+        the pool, in annotation-file order (MPII annotates several people per image)."""
+        seen: dict[str, int] = {}
+        person = []
+        for image in self.pool_people.images:
+            person.append(seen.get(image, 0))
+            seen[image] = person[-1] + 1
+        return [f"{self.pool_people.images[int(i)]}#{person[int(i)]}" for i in indices]
+
 
 def annotation_truth(people: People) -> EvalTruth:
     """PCKh truth from the annotation file: its head box when it has one, else the head segment (fallback).
