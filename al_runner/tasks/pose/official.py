@@ -87,6 +87,9 @@ def load_official_truth(path: str | Path) -> OfficialTruth:
 def match_people(truth: OfficialTruth, people: People, path: str | Path) -> OfficialTruth:
     """The official rows of `people` (by `split_rows`), each verified against the annotation's joints."""
     rows = people.split_rows
+    if len(rows.unique()) != len(rows):
+        raise DataError(f"{path}: the test people do not map to distinct rows (a test file that mixes isValidation "
+                        "values); give the validation people only")
     if len(rows) and int(rows.max()) >= len(truth):
         raise DataError(f"{path} has {len(truth)} rows but the test split has at least {int(rows.max()) + 1} people: "
                         "the file must list the same validation people, in the annotation file's order")
