@@ -20,7 +20,8 @@ shared MPII sample (both json formats; head boxes: a square around the head segm
 the segment, as the sample carries no boxes; predictions = truth + noise). The `visible only` column is
 the reference with occluded joints also treated as missing: the runner's old behaviour.
 
-    python scripts/fidelity_pose_pckh.py --seeds 20 --sample <mpii-sample dir> --out outputs/reference/fidelity/pose_pckh
+    python scripts/fidelity_pose_pckh.py --seeds 20 --sample <mpii-sample dir> \
+        --out outputs/reference/fidelity/pose_pckh
 
 <mpii-sample dir> holds `mpii_annotations_sample.json` (168 people in the hourglass json format, the first
 commit's small annotation file of bearpaw/pytorch-pose) and `test_mpii.json` (5 people, mmpose's

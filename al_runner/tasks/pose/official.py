@@ -100,7 +100,8 @@ def match_people(truth: OfficialTruth, people: People, path: str | Path) -> Offi
     if off.any():
         k = int(off.nonzero()[0])
         raise DataError(f"{path} row {int(rows[k])} does not match {people.entries[k]} (joints differ by up to "
-                        f"{float(error[k].max()):.1f} px): the file must be in the validation order of the annotation file")
+                        f"{float(error[k].max()):.1f} px): the file must be in the validation order of the "
+                        "annotation file")
     disagree = int((picked.annotated != people.annotated).sum())
     if disagree:
         log.info("%s: %d joint(s) annotated in one file but not the other; PCKh follows the official jnt_missing",

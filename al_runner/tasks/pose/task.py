@@ -122,7 +122,8 @@ class MPIITask(Task):
         self.name, self.root = name, Path(root)
         self.input_size, self.heatmap_size, self.sigma = input_size, heatmap_size, sigma
         self.num_workers, self.missing_images = num_workers, missing_images
-        self.pckh_threshold, self.pckh_mean_excludes, self.pckh_mean = pckh_threshold, tuple(pckh_mean_excludes), pckh_mean
+        self.pckh_threshold, self.pckh_mean_excludes = pckh_threshold, tuple(pckh_mean_excludes)
+        self.pckh_mean = pckh_mean
         self.loss_weights, self.loss_scale = LOSS_JOINTS[loss_joints], loss_scale
         self.crop = CropSpec(**(crop or {}))
         self.augmentation = self._augmentation(augmentation)
@@ -316,5 +317,6 @@ def annotation_truth(people: People) -> EvalTruth:
     has_segment = people.annotated[:, 8] & people.annotated[:, 9]
     head_size = torch.where(has_box, head_size_from_box(boxes), head_size_from_segment(people.joints))
     head_size = torch.where(has_box | has_segment, head_size, torch.nan)
-    source = torch.where(has_box, HEAD_SIZE_SOURCES.index("annotation_headbox"), HEAD_SIZE_SOURCES.index("head_segment"))
+    source = torch.where(has_box, HEAD_SIZE_SOURCES.index("annotation_headbox"),
+                         HEAD_SIZE_SOURCES.index("head_segment"))
     return EvalTruth(people.joints, people.annotated, head_size, source)
