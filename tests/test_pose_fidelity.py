@@ -348,3 +348,11 @@ def test_peer_check_agrees_with_the_runner_on_generated_cases():
     # the cases tell the weightings and the old visible-only reading apart
     assert any(abs(r["reference_mean"] - r["reference_unweighted"]) > 1e-4 for r in rows)
     assert any(abs(r["reference_mean"] - r["reference_visible_only"]) > 1e-4 for r in rows)
+
+
+def test_official_file_is_part_of_the_test_fingerprint(generated, tmp_path):
+    people = small_task(generated).test_people
+    plain = small_task(generated).fingerprint()
+    a = small_task(generated, official_gt_file=str(official_mat(tmp_path / "a.mat", people))).fingerprint()
+    b = small_task(generated, official_gt_file=str(official_mat(tmp_path / "b.mat", people, 3.0))).fingerprint()
+    assert plain["pool"] == a["pool"] == b["pool"] and len({plain["test"], a["test"], b["test"]}) == 3
