@@ -26,13 +26,22 @@ def train_one_epoch(learner: Learner, task: Task, labeled: torch.Tensor, optimiz
 
     The loss sum and the first non-finite batch stay on the device and are read once, at the end of the
     epoch (one host sync per epoch, not per step).
+
+    A leftover batch of ONE sample (labeled set = batch_size * k + 1) is skipped, for every task: train-mode
+    BatchNorm cannot normalise one sample on 1x1 maps (SSDlite's last maps crash), and one sample's
+    statistics would be noise anyway; the next epoch's shuffle puts that sample in a full batch.
     """
     learner.train()
     device = learner.runtime.device
     total = torch.zeros((), device=device)
     first_bad = torch.full((), -1.0, device=device)
     batches = 0
-    for b, (inputs, targets, _) in enumerate(task.labeled_batches(labeled, batch_size, generator, augment=True)):
+    batches_of_epoch = task.labeled_batches(labeled, batch_size, generator, augment=True)
+    for b, (inputs, targets, pool_indices) in enumerate(batches_of_epoch):
+        if len(pool_indices) == 1 and batch_size > 1:
+            log.debug("cycle %d epoch %d: skipped the last training batch of 1 sample (pool index %d)",
+                      cycle, epoch, int(pool_indices[0]))
+            continue
         loss = learner.train_step(task, inputs, targets, optimizer, epoch).float()  # eager, or a CUDA graph replay
         total += loss
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), float(b), first_bad)

@@ -1,4 +1,5 @@
 """Detection presets and end-to-end runs of every sampler on a generated VOC tree."""
+import logging
 import re
 from pathlib import Path
 
@@ -24,7 +25,9 @@ def test_fig6_voc_preset_holds_the_papers_numbers():
     assert [list(x) for x in task.build.pool_sets] == [[2007, "trainval"], [2012, "trainval"]]
     assert [list(x) for x in task.build.test_sets] == [[2007, "test"]]
     assert task.build.loss.neg_to_pos_ratio == 3.0 and task.build.loss.iou_thresh == 0.5
-    assert model.net._target_.endswith("ssd300_vgg16") and model.net.weights_backbone is None
+    assert model.net._target_.endswith("ssd300_vgg16")
+    assert model.net.weights_backbone == "VGG16_Weights.IMAGENET1K_FEATURES"  # SSD's ImageNet VGG, not random init
+    assert compose_config(["experiment=voc_cpu"]).model.net.weights_backbone is None  # the CPU preset: random init
     assert list(model.taps) == [f"backbone[{i}]" for i in range(6)] and model.embedding.layer == "backbone[1]"
     assert (s.cycles, s.initial_size, s.query_size, s.subset_size) == (10, 1000, 1000, None)
     assert (s.epochs, s.batch_size) == (300, 32)
@@ -66,6 +69,19 @@ def test_two_cycles_of_each_sampler_on_the_generated_tree(tree, tmp_path, sample
     assert len(scores) == 12 and (scores.real_loss >= 0).all()  # 30 % of 40 test images
     if sampler.startswith("learning_loss"):
         assert cycles.ranking_accuracy.notna().all()
+
+
+def test_a_last_training_batch_of_one_image_is_skipped_not_crashing_batchnorm(tree, tmp_path, caplog):
+    """Labeled set 9 = 2 x 4 + 1: SSDlite's train-mode BatchNorm cannot take the leftover single image (1x1
+    maps); the epoch trains on the two full batches and the shuffle gives that image a full batch later."""
+    with caplog.at_level(logging.DEBUG, logger="al_runner.loop"):
+        out = run(tree, tmp_path / "odd", "random", "schedule.initial_size=9", "schedule.epochs=2")
+    cycles = pd.read_csv(out / "cycles.csv")
+    assert cycles.n_labeled.tolist() == [9, 13] and cycles.value.notna().all()  # 13 = 3 x 4 + 1 too
+    skipped = [r.getMessage() for r in caplog.records
+               if "skipped the last training batch of 1 sample" in r.getMessage()]
+    assert len(skipped) == 4  # one per epoch, 2 epochs x 2 cycles
+    assert len({m.rsplit("pool index ", 1)[1] for m in skipped}) > 1  # not always the same image
 
 
 def test_changing_annotations_of_unlabeled_images_does_not_change_the_selection(tmp_path):

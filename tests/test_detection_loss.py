@@ -1,10 +1,14 @@
-"""Per-image MultiBox loss vs torchvision's SSD.compute_loss; the loss module learns to rank it."""
+"""Per-image MultiBox loss vs torchvision's SSD.compute_loss; the loss module learns to rank it; the entropy
+baseline (after NMS, and the named pre-NMS variant)."""
+import math
+
 import pytest
 import torch
 
 from al_runner.learning_loss import LossPredictionModule, MarginRankingLoss
 from al_runner.models.taps import FeatureTaps
-from al_runner.tasks.detection import VOCDetectionTask, detection_entropy, ssdlite320_mobilenet_v3_large
+from al_runner.tasks.detection import (SSDPostprocess, VOCDetectionTask, entropy_over_detections,
+                                      entropy_over_top_anchors, ssdlite320_mobilenet_v3_large)
 from al_runner.tasks.detection.generate import CLASSES, generate_vocdevkit
 from al_runner.tasks.detection.multibox import MultiBoxLoss
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large as tv_ssdlite
@@ -86,14 +90,61 @@ def test_ranking_loss_is_nonzero_and_trainable_on_a_generated_batch(task):
     assert ranking(module(features), per_image).item() < 0.5 * start
 
 
-def test_detection_entropy_uses_top_k_detections_above_threshold():
-    logits = torch.full((2, 4, 3), -10.0)
-    logits[:, :, 0] = 10.0                             # background everywhere, except:
-    logits[0, 0] = torch.tensor([0.0, 0.0, -10.0])   # a 50/50 foreground vs background anchor: entropy ln 2
-    logits[0, 1] = torch.tensor([-10.0, 10.0, -10.0])  # a confident detection: entropy ~0
-    entropy = detection_entropy(logits, score_thresh=0.01, top_k=200)
-    assert entropy[0] == pytest.approx(torch.log(torch.tensor(2.0)).item() / 2, abs=1e-3)
-    # nothing above the threshold: the single best anchor is used
-    assert 0 <= entropy[1] < 1e-3
-    # top_k = 1 keeps only the confident detection
-    assert detection_entropy(logits, 0.01, 1)[0] < 1e-3
+def entropy_case():
+    """Raw outputs of one 100x100 image whose detections are known (zero regression: each box = its anchor).
+
+    anchor 0 on box A: background 0.5 / class 1 0.5 -> a class-1 box, entropy ln 2
+    anchor 1 on box A too, class 1 at 0.27 (entropy 0.58): a near-duplicate that NMS removes
+    anchor 2 on box B: class 2 at ~1 (entropy ~0)
+    anchor 3 on box C: 1/3 each -> a class-1 AND a class-2 box, entropy ln 3 each
+    the others: background at ~1, below the 0.01 score threshold
+    """
+    anchors = torch.tensor([[0.0, 0.0, 40.0, 40.0]] * 2 + [[50.0, 50.0, 90.0, 90.0], [0.0, 60.0, 30.0, 95.0]]
+                           + [[60.0, 0.0, 95.0, 30.0]] * 4)
+    logits = torch.tensor([[10.0, -10.0, -10.0]] * 8)
+    logits[0] = torch.tensor([0.0, 0.0, -10.0])
+    logits[1] = torch.tensor([1.0, 0.0, -10.0])
+    logits[2] = torch.tensor([-10.0, -10.0, 10.0])
+    logits[3] = torch.tensor([0.0, 0.0, 0.0])
+    return {"cls_logits": logits[None], "bbox_regression": torch.zeros(1, 8, 4), "anchors": anchors[None]}
+
+
+def detect_100(outputs):
+    return SSDPostprocess()(outputs, (100, 100))
+
+
+def test_entropy_is_averaged_over_the_output_boxes_after_nms():
+    outputs = entropy_case()
+    boxes = detect_100(outputs)[0]
+    assert sorted(zip(boxes["anchor_index"].tolist(), boxes["labels"].tolist())) == [(0, 1), (2, 2), (3, 1), (3, 2)]
+    ln2, ln3 = math.log(2), math.log(3)
+    assert entropy_over_detections(outputs, detect_100)[0] == pytest.approx((ln2 + 0 + 2 * ln3) / 4, abs=1e-4)
+    # the named pre-NMS variant averages over the anchors instead: anchor 1's duplicate counts, anchor 3 once
+    h1 = -(0.2689 * math.log(0.2689) + 0.7311 * math.log(0.7311))
+    assert entropy_over_top_anchors(outputs)[0] == pytest.approx((ln2 + h1 + 0 + ln3) / 4, abs=1e-3)
+    assert entropy_over_top_anchors(outputs, top_k=1)[0] == pytest.approx(0, abs=1e-3)  # the confident anchor 2
+
+
+def test_entropy_without_any_box_uses_the_best_anchor():
+    outputs = entropy_case()
+    outputs["cls_logits"][0, :4] = torch.tensor([10.0, -10.0, -10.0])   # no anchor above the threshold
+    outputs["cls_logits"][0, 5] = torch.tensor([6.0, 1.0, -10.0])       # the best foreground score (0.0067)
+    assert detect_100(outputs)[0]["scores"].numel() == 0
+    p = torch.softmax(outputs["cls_logits"][0, 5], -1)
+    expected = float(-(p * p.log()).sum())
+    assert entropy_over_detections(outputs, detect_100)[0] == pytest.approx(expected, abs=1e-6)
+    assert entropy_over_top_anchors(outputs)[0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_task_entropy_defaults_to_after_nms_and_the_config_names_the_variant(task, monkeypatch):
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_config
+
+    outputs = entropy_case()
+    monkeypatch.setattr(task, "image_size", 100)  # detect() clips boxes to the network input
+    assert task.uncertainty(outputs)[0] == pytest.approx(entropy_over_detections(outputs, detect_100)[0])
+    assert instantiate(compose_config(["task=voc"]).task.build.uncertainty).func is entropy_over_detections
+    variant = compose_config(["task=voc", "task.build.uncertainty._target_="
+                              "al_runner.tasks.detection.entropy_over_top_anchors"]).task.build.uncertainty
+    assert instantiate(variant)(outputs)[0] == pytest.approx(entropy_over_top_anchors(outputs)[0])

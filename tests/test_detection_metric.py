@@ -91,3 +91,64 @@ def test_metric_through_torchvision_postprocess_on_exact_head_outputs():
     metric = VOC07MeanAP(["a", "b"], lambda out: SSDPostprocess()(out, (100, 100)))
     metric.update(outputs, [{"boxes": truth, "labels": torch.tensor([2, 1])}])
     assert metric.compute() == pytest.approx(0.0)
+
+
+def boxes_in_a_row(n, y=0.0):
+    """n disjoint 20x20 boxes side by side."""
+    return [[30.0 * i, y, 30.0 * i + 20.0, y + 20.0] for i in range(n)]
+
+
+def test_recall_of_exactly_three_tenths_counts_at_the_point_0_3():
+    """3 of 10 objects found with precision 1: the points t = 0, 0.1, 0.2 and 0.3 see precision 1 -> 4/11.
+    With np.arange(0, 1.1, 0.1) the fourth point is 0.30000000000000004 > 3/10 and the AP drops to 3/11."""
+    truth = boxes_in_a_row(10)
+    value = ap1([det(truth[:3], [0.9, 0.8, 0.7], [1, 1, 1])], [gt(truth, [1] * 10)])
+    assert value == pytest.approx(4 / 11, abs=1e-12)
+    # 6 of 10 and 7 of 10: the points 0.6 and 0.7, where arange drifts too
+    assert ap1([det(truth[:6], [0.9] * 6, [1] * 6)], [gt(truth, [1] * 10)]) == pytest.approx(7 / 11, abs=1e-12)
+    assert ap1([det(truth[:7], [0.9] * 7, [1] * 7)], [gt(truth, [1] * 10)]) == pytest.approx(8 / 11, abs=1e-12)
+
+
+def test_detections_are_ranked_across_images_not_within_each():
+    """Image 1: TP 0.9, FP 0.5; image 2: TP 0.8. Global order TP, TP, FP: precision 1 up to recall 1 -> AP 1.
+    Image by image (TP 0.9, FP 0.5, then TP 0.8) precision at recall 1 would be 2/3 -> (6 + 5 * 2/3) / 11."""
+    detections = [det([A, OFF], [0.9, 0.5], [1, 1]), det([B], [0.8], [1])]
+    ground_truths = [gt([A], [1]), gt([B], [1])]
+    assert ap1(detections, ground_truths) == pytest.approx(1.0)
+    # the same three detections, the image-2 TP now scored below the FP: the order really is global
+    detections[1] = det([B], [0.4], [1])
+    assert ap1(detections, ground_truths) == pytest.approx((6 + 5 * 2 / 3) / 11)
+
+
+def test_postprocess_returns_torchvisions_detections_and_their_anchors():
+    """Our twin of SSD.postprocess_detections: the same boxes, scores and labels, in the same order, on random
+    head outputs (many candidates, overlapping boxes, so thresholding, top-k and NMS all act)."""
+    from torchvision.models.detection import ssdlite320_mobilenet_v3_large as tv_ssdlite
+
+    generator = torch.Generator().manual_seed(0)
+    num_anchors, num_classes = 600, 4
+    anchors = torch.rand(num_anchors, 2, generator=generator) * 80
+    anchors = torch.cat([anchors, anchors + 10 + torch.rand(num_anchors, 2, generator=generator) * 30], 1)
+    outputs = {"cls_logits": torch.randn(2, num_anchors, num_classes, generator=generator) * 3,
+               "bbox_regression": torch.randn(2, num_anchors, 4, generator=generator),
+               "anchors": anchors.expand(2, -1, -1)}
+    ours_settings = SSDPostprocess(score_thresh=0.05, nms_thresh=0.45, topk_candidates=100, detections_per_img=50)
+    ours = ours_settings(outputs, (100, 100))
+    reference = tv_ssdlite(weights=None, weights_backbone=None, num_classes=num_classes, score_thresh=0.05,
+                           nms_thresh=0.45, topk_candidates=100, detections_per_img=50)
+    expected = reference.postprocess_detections(
+        {"cls_logits": outputs["cls_logits"], "bbox_regression": outputs["bbox_regression"]},
+        list(outputs["anchors"]), [(100, 100)] * 2)
+    for mine, theirs, regression in zip(ours, expected, outputs["bbox_regression"]):
+        assert len(mine["scores"]) == 50  # detections_per_img reached: NMS and top-k both cut
+        for key in ("boxes", "scores", "labels"):
+            assert torch.equal(mine[key], theirs[key]), key
+        # each box decodes from the anchor it names
+        decoded = ours_settings.box_coder.decode_single(regression[mine["anchor_index"]], anchors[mine["anchor_index"]])
+        torch.testing.assert_close(decoded.clamp(0, 100), mine["boxes"])
+
+
+def test_iou_of_exactly_one_half_is_a_match_as_in_the_devkit():
+    """VOCevaldet.m matches at ovmax >= 0.5 (py-faster-rcnn's port writes > 0.5): a third-width shift is IoU 0.5."""
+    assert ap1([det([[10.0, 0.0, 40.0, 10.0]], [0.9], [1])], [gt([[0.0, 0.0, 30.0, 10.0]], [1])]) == pytest.approx(1.0)
+    assert ap1([det([[11.0, 0.0, 41.0, 10.0]], [0.9], [1])], [gt([[0.0, 0.0, 30.0, 10.0]], [1])]) == pytest.approx(0.0)

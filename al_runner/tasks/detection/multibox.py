@@ -1,4 +1,4 @@
-"""SSD's MultiBox loss per image, detection entropy, and torchvision's post-processing on raw head outputs.
+"""SSD's MultiBox loss per image, detection entropy, and SSD post-processing (torchvision's) on raw head outputs.
 
 Outputs are the dict the SSD wrappers return: cls_logits [B, A, C+1], bbox_regression [B, A, 4] and
 anchors [B, A, 4] (pixels of the network input). Matching, box encoding and hard-negative mining are
@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 from torchvision.models.detection import _utils as det_utils
-from torchvision.models.detection.ssd import SSD
 from torchvision.ops import boxes as box_ops
 
 BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # torchvision SSD's (= SSD's variances 0.1, 0.2)
@@ -74,16 +73,35 @@ class MultiBoxLoss:
         return order.sort(1)[1] < num_negative
 
 
-def detection_entropy(cls_logits: torch.Tensor, score_thresh: float, top_k: int) -> torch.Tensor:
-    """[B] mean entropy of the class softmax (background included) over an image's detections.
-
-    Detections = the top_k anchors by best foreground-class score among those scoring > score_thresh,
-    before NMS (NMS only removes near-duplicates of the same object, whose softmaxes are near-identical).
-    An image with no anchor above the threshold uses its single best anchor, so the value is defined.
-    """
+def anchor_entropy(cls_logits: torch.Tensor) -> torch.Tensor:
+    """[B, A] entropy of each anchor's class softmax (background included), fp32."""
     log_p = F.log_softmax(cls_logits.float(), dim=-1)
-    entropy = -(log_p.exp() * log_p).sum(-1)                      # [B, A]
-    best_foreground = log_p[..., 1:].max(-1).values.exp()          # [B, A]
+    return -(log_p.exp() * log_p).sum(-1)
+
+
+def entropy_over_detections(outputs: dict, detect) -> torch.Tensor:
+    """[B] mean class-softmax entropy over an image's output boxes, after NMS (the paper's entropy, Sec. 4.2).
+
+    detect(outputs) = the post-processed detections (`SSDPostprocess`: score threshold, top-k, NMS), each
+    with the anchor it came from; a box's softmax is its anchor's. An anchor that yields boxes of two
+    classes counts twice, as its two boxes do. An image without any box (no class above the detector's
+    score threshold) uses its anchor with the highest foreground score, so the value is always defined.
+    """
+    entropy = anchor_entropy(outputs["cls_logits"])
+    fallback = outputs["cls_logits"].float().softmax(-1)[..., 1:].amax(-1).argmax(1)  # [B]
+    means = []
+    for i, detections in enumerate(detect(outputs)):
+        anchors = detections["anchor_index"] if detections["anchor_index"].numel() else fallback[i:i + 1]
+        means.append(entropy[i, anchors].mean())
+    return torch.stack(means)
+
+
+def entropy_over_top_anchors(outputs: dict, detect=None, score_thresh: float = 0.01, top_k: int = 200) -> torch.Tensor:
+    """[B] the named pre-NMS variant: mean entropy over the top_k anchors by best foreground score among
+    those scoring > score_thresh (NMS only removes near-duplicates, whose softmaxes are near-identical).
+    An image with no anchor above the threshold uses its single best anchor. `detect` is not used."""
+    entropy = anchor_entropy(outputs["cls_logits"])                                  # [B, A]
+    best_foreground = outputs["cls_logits"].float().softmax(-1)[..., 1:].amax(-1)     # [B, A]
     scores, order = best_foreground.topk(min(top_k, best_foreground.size(1)), dim=1)
     keep = scores > score_thresh
     keep[:, 0] = True
@@ -92,10 +110,13 @@ def detection_entropy(cls_logits: torch.Tensor, score_thresh: float, top_k: int)
 
 
 class SSDPostprocess:
-    """torchvision's `SSD.postprocess_detections` (decode, per-class score threshold + top-k, NMS), bound to
-    these settings instead of a full SSD module, so it runs on the wrappers' raw outputs."""
+    """torchvision's `SSD.postprocess_detections` (decode, per-class score threshold + top-k, NMS) on the
+    wrappers' raw outputs, also returning each box's anchor (`anchor_index`).
 
-    _torchvision_postprocess = SSD.postprocess_detections
+    Hand-written twin of torchvision's loop, step for step: torchvision's function does not say which
+    anchor a box came from, and the entropy baseline needs that anchor's softmax. Tested to return
+    torchvision's boxes, scores and labels exactly.
+    """
 
     def __init__(self, score_thresh: float = 0.01, nms_thresh: float = 0.45, topk_candidates: int = 400,
                  detections_per_img: int = 200):
@@ -104,6 +125,20 @@ class SSDPostprocess:
         self.topk_candidates, self.detections_per_img = topk_candidates, detections_per_img
 
     def __call__(self, outputs: dict, image_size: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
-        head = {"cls_logits": outputs["cls_logits"].float(), "bbox_regression": outputs["bbox_regression"].float()}
-        anchors = list(outputs["anchors"].float())
-        return self._torchvision_postprocess(head, anchors, [tuple(image_size)] * len(anchors))
+        scores = F.softmax(outputs["cls_logits"].float(), dim=-1)
+        regressions, anchors = outputs["bbox_regression"].float(), outputs["anchors"].float()
+        return [self._one_image(r, s, a, tuple(image_size)) for r, s, a in zip(regressions, scores, anchors)]
+
+    def _one_image(self, regression, scores, anchors, image_size) -> dict[str, torch.Tensor]:
+        boxes = box_ops.clip_boxes_to_image(self.box_coder.decode_single(regression, anchors), image_size)
+        kept_anchors, kept_scores, kept_labels = [], [], []
+        for label in range(1, scores.size(-1)):
+            candidates = torch.where(scores[:, label] > self.score_thresh)[0]
+            score, top = scores[candidates, label].topk(min(self.topk_candidates, candidates.numel()))
+            kept_anchors.append(candidates[top])
+            kept_scores.append(score)
+            kept_labels.append(torch.full_like(top, label))
+        anchor_index, score, labels = torch.cat(kept_anchors), torch.cat(kept_scores), torch.cat(kept_labels)
+        keep = box_ops.batched_nms(boxes[anchor_index], score, labels, self.nms_thresh)[:self.detections_per_img]
+        return {"boxes": boxes[anchor_index[keep]], "scores": score[keep], "labels": labels[keep],
+                "anchor_index": anchor_index[keep]}

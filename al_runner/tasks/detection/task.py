@@ -7,7 +7,7 @@ import torch
 
 from al_runner.tasks.base import Metric, Task
 from al_runner.tasks.detection import samples
-from al_runner.tasks.detection.multibox import MultiBoxLoss, SSDPostprocess, detection_entropy
+from al_runner.tasks.detection.multibox import MultiBoxLoss, SSDPostprocess, entropy_over_detections
 from al_runner.tasks.detection.voc_data import VOCSplit, read_voc_split
 from al_runner.tasks.detection.voc_eval import VOC07MeanAP
 
@@ -21,7 +21,9 @@ class VOCDetectionTask(Task):
     def __init__(self, name: str, root: str, classes: list[str], pool_sets: list, test_sets: list,
                  image_size: int = 300, num_workers: int = 0, download: bool = False,
                  augmentation: dict | None = None, loss: dict | None = None, detection: dict | None = None,
-                 uncertainty: dict | None = None):
+                 uncertainty=entropy_over_detections):
+        """uncertainty(outputs, detect) -> [B]: the entropy baseline's score (after NMS by default; the
+        pre-NMS variant is `multibox.entropy_over_top_anchors`)."""
         self.name, self.classes, self.image_size = name, list(classes), int(image_size)
         self.num_workers = int(num_workers)
         self.pool = read_voc_split(root, pool_sets, self.classes, download)
@@ -32,7 +34,7 @@ class VOCDetectionTask(Task):
         self._test = samples.VOCSamples(self.test, self.image_size, None, with_targets=True)
         self.loss = MultiBoxLoss(**(loss or {}))
         self.postprocess = SSDPostprocess(**(detection or {}))
-        self.uncertainty_settings = {"score_thresh": 0.01, "top_k": 200, **(uncertainty or {})}
+        self.image_entropy = uncertainty
         self.device = torch.device("cpu")
 
     @property
@@ -87,13 +89,23 @@ class VOCDetectionTask(Task):
         return self.loss(outputs, targets)
 
     def uncertainty(self, outputs) -> torch.Tensor:
-        return detection_entropy(outputs["cls_logits"], **self.uncertainty_settings)
+        return self.image_entropy(outputs, self.detect)
 
     def detect(self, outputs) -> list[dict[str, torch.Tensor]]:
         return self.postprocess(outputs, (self.image_size, self.image_size))
 
     def new_metric(self) -> Metric:
         return VOC07MeanAP(self.classes, self.detect)
+
+    def pool_item_names(self, indices) -> list[str]:
+        """VOC year folder and image id, e.g. "VOC2007/000005" (the image is <devkit>/VOC2007/JPEGImages/000005.jpg)."""
+        from pathlib import PurePath  # local: this method is the only user
+
+        def name(path: str) -> str:
+            image = PurePath(path)
+            return f"{image.parent.parent.name}/{image.stem}"
+
+        return [name(self.pool.images[int(i)]) for i in indices]
 
 
 __all__ = ["VOCDetectionTask", "VOCSplit"]

@@ -7,10 +7,14 @@ py-faster-rcnn `voc_eval` that SSD's code reports:
 - a detection is matched to the ground-truth box of its class in its image with the highest IoU; if
   that IoU >= 0.5: a difficult box -> ignored (neither TP nor FP); a box not yet claimed -> TP, else FP
   (duplicate); below 0.5 -> FP;
-- recall is over the non-difficult boxes; AP = mean over t in {0, 0.1, ..., 1} of the highest precision
-  at recall >= t (0 where recall never reaches t).
-Deviation: IoU uses continuous coordinates (torchvision's `box_iou`), not the devkit's "+1" pixel areas;
-boxes live in the resized network input, which leaves IoU unchanged (axis-aligned scaling).
+- recall is over the non-difficult boxes; AP = mean over t in {0, 0.1, ..., 1} (exactly: `RECALL_THRESHOLDS`)
+  of the highest precision at recall >= t (0 where recall never reaches t).
+IoU: continuous coordinates (torchvision's `box_iou`), which *is* the devkit's "+1" pixel-area IoU: the data
+reader maps a devkit box (xmin, ymin, xmax, ymax) to (xmin - 1, ymin - 1, xmax, ymax), so a continuous width
+xmax - (xmin - 1) is the devkit's xmax - xmin + 1 (intersections likewise). Boxes live in the resized network
+input, which leaves IoU unchanged (axis-aligned scaling) up to float32 rounding. Matching at IoU >= 0.5 is the
+devkit's `VOCevaldet.m` (py-faster-rcnn's Python port writes `> 0.5`). Checked against the devkit logic re-typed:
+`scripts/fidelity_voc_map.py`, outputs/reference/fidelity/detection_map.md.
 A class with no non-difficult ground truth has no AP (NaN in `details()`) and is left out of the mean.
 """
 from __future__ import annotations
@@ -22,6 +26,11 @@ import torch
 from torchvision.ops import box_iou
 
 from al_runner.tasks.base import Metric
+
+# The devkit's t = 0:0.1:1, exactly 0.0, 0.1, ..., 1.0: k / 10 is the double nearest to each, whereas
+# np.arange(0, 1.1, 0.1) (py-faster-rcnn's voc_ap) gives 0.30000000000000004, 0.6000000000000001 and
+# 0.7000000000000001, so a recall of exactly 0.3 (3 of 10 objects) would miss its point.
+RECALL_THRESHOLDS = np.arange(11) / 10.0
 
 
 def voc07_average_precision(detections: list[dict], ground_truths: list[dict], num_classes: int,
@@ -97,7 +106,7 @@ def _eleven_point_ap(tp: np.ndarray, fp: np.ndarray, num_positive: int) -> float
     recall = tp / num_positive
     precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
     ap = 0.0
-    for t in np.arange(0.0, 1.1, 0.1):  # the devkit's 0:0.1:1
+    for t in RECALL_THRESHOLDS:
         ap += (precision[recall >= t].max() if (recall >= t).any() else 0.0) / 11.0
     return float(ap)
 
