@@ -387,7 +387,10 @@ def test_report_writes_every_figure_and_table(tmp_path, capsys):
         for stem in ("fig4_cifar10", "fig4_imagefolder", "fig5_ranking_accuracy", "fig8_cifar10")
         for suffix in ("png", "pdf")
     } | {"results.md", "results.csv", "timing.csv", "per_cycle_leaders.csv", "per_cycle_vs_random.csv",
-         "per_cycle_ranking_accuracy.csv"}
+         "per_cycle_ranking_accuracy.csv", "penalty_matrix.png", "penalty_matrix.pdf"} | {
+        f"{name}.csv" for name in ("aubc_per_run", "aubc", "paired_tests_aubc", "paired_tests_per_cycle", "penalty_matrix",
+                                   "penalty_matrix_holm", "penalty_pairs", "label_efficiency", "query_class_histograms",
+                                   "query_class_balance", "query_overlap")}
     assert {path.name for path in report.written} == expected
     assert {path.name for path in out.iterdir()} == expected
     assert all((out / name).stat().st_size > 0 for name in expected)

@@ -40,20 +40,31 @@ PAIR_COLUMNS = [
 ]
 
 
+MAX_SEEDS = 10**7  # search bound: beyond, "never" (NaN)
+
+
 def seeds_for_power(d_z: float, settings: TestSettings = TestSettings()) -> float:
-    """Seeds a two-sided paired t-test needs to detect effect size d_z with `settings.power` (NaN if d_z is 0
-    or undefined; at least 2)."""
+    """The smallest number of seeds with which a two-sided paired t-test detects effect size d_z with
+    `settings.power` at `settings.alpha` (statsmodels' TTestPower.power, searched over integers rather than
+    its root finder, which fails to converge for large effects). NaN for d_z 0 or undefined; at least 2."""
+    if math.isinf(d_z):
+        return 2.0
     if not math.isfinite(d_z) or d_z == 0:
-        return 2.0 if math.isinf(d_z) else float("nan")
-    analysis = TTestPower()
-    if analysis.power(effect_size=abs(d_z), nobs=2, alpha=settings.alpha) >= settings.power:
-        return 2.0  # an effect so large that the smallest paired test detects it (the solver has no root below)
-    try:
-        n = float(np.asarray(analysis.solve_power(effect_size=abs(d_z), alpha=settings.alpha, power=settings.power,
-                                                  alternative="two-sided")).item())
-    except (ValueError, RuntimeError):  # the root finder fails for effects too small to ever detect
         return float("nan")
-    return float(math.ceil(n)) if math.isfinite(n) else float("nan")
+    analysis = TTestPower()
+
+    def enough(n: int) -> bool:
+        return analysis.power(effect_size=abs(d_z), nobs=n, alpha=settings.alpha, alternative="two-sided") >= settings.power
+
+    low, high = 1, 2  # invariant: not enough(low) (n = 1 has no test), enough(high) once found
+    while not enough(high):
+        low, high = high, high * 2
+        if high > MAX_SEEDS:
+            return float("nan")
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return float(high)
 
 
 def compare_pair(a: np.ndarray, b: np.ndarray, settings: TestSettings = TestSettings()) -> dict:

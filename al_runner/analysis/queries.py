@@ -52,7 +52,7 @@ def load_selected(cycles: pd.DataFrame) -> pd.DataFrame:
 
 def class_histograms(selected: pd.DataFrame) -> pd.DataFrame:
     """Per run and cycle, how many picked points (objects, for detection) of each class."""
-    known = selected[selected["classes"].map(lambda c: c is not None)]
+    known = selected[np.array([c is not None for c in selected["classes"]], dtype=bool)]
     objects = known.explode("classes").dropna(subset=["classes"])
     objects = objects[objects["classes"] != ""]
     columns = [*RUN_KEY, "cycle", "class", "count"]
@@ -86,15 +86,16 @@ def class_balance(histograms: pd.DataFrame) -> pd.DataFrame:
     return table[columns]
 
 
-def pick_overlap(selected: pd.DataFrame) -> pd.DataFrame:
+def pick_overlap(selected: pd.DataFrame, samplers: list[str] | None = None) -> pd.DataFrame:
     """Per task x model x seed x cycle (>= 1) and pair of samplers: overlap of that cycle's picks and Jaccard
-    of the labeled sets after it."""
+    of the labeled sets after it. `samplers` orders each pair (default: sorted)."""
     columns = ["task", "model", "seed", "cycle", "sampler_a", "sampler_b", "picked", "shared", "overlap",
                "labeled_jaccard"]
     rows = []
     for (task, model, seed), runs in selected.groupby(["task", "model", "seed"], sort=True):
         picks = {s: r.groupby("cycle")["pool_index"].agg(set) for s, r in runs.groupby("sampler")}
-        for a, b in itertools.combinations(sorted(picks), 2):
+        order = [s for s in samplers if s in picks] if samplers else sorted(picks)
+        for a, b in itertools.combinations(order, 2):
             labeled_a, labeled_b = set(), set()
             for cycle in sorted(set(picks[a].index) & set(picks[b].index)):
                 labeled_a |= picks[a][cycle]

@@ -28,6 +28,8 @@ from al_runner.figures.plots import (
     plot_ranking_accuracy,
     save_figure,
 )
+from al_runner.figures.statistics_report import (StatisticsTables, compute_statistics, statistics_sections,
+                                                 summary_lines, write_statistics)
 from al_runner.figures.sweep_plan import planned_run_notes, unfinished_run_notes
 from al_runner.figures.tables import (
     LEADERS_MD_HEADERS,
@@ -46,7 +48,7 @@ from al_runner.figures.tables import (
     timing_markdown_rows,
     timing_table,
 )
-from al_runner.paper_results import PAPER_FIG8_CORRELATION
+from al_runner.analysis.paper import PAPER_FIG8_CORRELATION
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Report:
     written: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # missing samplers, short runs, skipped files, ...
     fig8_sources: list[str] = field(default_factory=list)  # which run each Fig. 8 used
+    summary: list[str] = field(default_factory=list)  # the short terminal table (AUBC, last cycle, significant wins)
 
 
 def _file_safe(name: str) -> str:
@@ -179,7 +182,7 @@ def control_section(vs_control: pd.DataFrame) -> list[str]:
 
 def results_markdown(
     results: pd.DataFrame, timing: pd.DataFrame, report: Report, run_roots: list[Path], out_dir: Path,
-    per_cycle: PerCycleTables | None = None,
+    per_cycle: PerCycleTables | None = None, statistics: StatisticsTables | None = None,
 ) -> str:
     figures = [path.relative_to(out_dir).as_posix() for path in report.written if path.suffix == ".png"]
     sections = [
@@ -194,6 +197,7 @@ def results_markdown(
         "final cycle records); total = mean over seeds of one run's summed time.",
         markdown_table(TIMING_MD_HEADERS, timing_markdown_rows(timing)),
         *(per_cycle_sections(per_cycle) if per_cycle is not None else []),
+        *(statistics_sections(statistics) if statistics is not None else []),
         "## Missing or partial data",
         _bullets(report.notes, "none: every task has all five paper samplers and all runs reached the same cycle"),
         "## Fig. 8 sources",
@@ -233,7 +237,10 @@ def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[s
         tables["per_cycle_vs_control.csv"] = per_cycle.vs_control
     for name, table in tables.items():
         table.to_csv(out_dir / name, index=False)
-    markdown = results_markdown(results, timing, report, run_roots, out_dir, per_cycle)
+    statistics = compute_statistics(cycles)
+    report.written += write_statistics(statistics, out_dir)
+    markdown = results_markdown(results, timing, report, run_roots, out_dir, per_cycle, statistics)
     (out_dir / "results.md").write_text(markdown, encoding="utf-8")
     report.written += [out_dir / name for name in (*tables, "results.md")]
+    report.summary = summary_lines(statistics, last_cycle_summary(cycles))
     return report

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from al_runner.figures.labels import PAPER_SAMPLERS, sampler_label
-from al_runner.paper_results import (
+from al_runner.analysis.paper import (
     PAPER_N_LABELED_LAST_CYCLE,
     PAPER_TASKS,
     paper_metric,
@@ -220,3 +220,121 @@ def ranking_markdown_rows(series: pd.DataFrame) -> list[list[str]]:
 
 
 RANKING_MD_HEADERS = ["task", "model", "sampler", "cycle", "labeled", "seeds", "module ranking accuracy (mean ± std)"]
+
+
+# ---------------------------------------------------------------- statistics (al_runner.analysis)
+
+def format_p(p: float) -> str:
+    """p-values to 3 significant digits; "—" where no test ran (identical on every seed, or one seed)."""
+    if _is_missing(p):
+        return "—"
+    return f"{p:.3g}" if p >= 1e-4 else "<1e-4"
+
+
+def _pair_label(row: dict) -> str:
+    return f"{sampler_label(row['sampler_a'])} − {sampler_label(row['sampler_b'])}"
+
+
+def _verdict(row: dict) -> str:
+    if _is_missing(row["p_t"]):
+        return "identical on every seed" if row["n_seeds"] > 1 and row["mean_diff"] == 0 else "no test"
+    if row["significant"]:
+        return f"**{sampler_label(row['winner'])} better**"
+    return "not significant"
+
+
+SEEDS_SHOWN_UP_TO = 1000  # beyond: a difference no practical sweep can detect
+
+
+def _seeds_needed(value: float) -> str:
+    if _is_missing(value):
+        return "—"
+    return f"{value:.0f}" if value <= SEEDS_SHOWN_UP_TO else f"> {SEEDS_SHOWN_UP_TO:,}"
+
+
+def aubc_markdown_rows(summary: pd.DataFrame, wins: pd.DataFrame) -> list[list[str]]:
+    record = {(w["task"], w["model"], w["sampler"]): w for w in wins.to_dict("records")}
+    rows = []
+    for row in summary.to_dict("records"):
+        w = record.get((row["task"], row["model"], row["sampler"]))
+        rows.append([row["task"], row["model"], sampler_label(row["sampler"]), str(row["n_seeds"]),
+                     f"{row['n_first']:,}–{row['n_last']:,} (cycles 0–{row['last_cycle']})",
+                     format_mean_std(row["mean"], row["std"]),
+                     "—" if w is None else f"{w['wins']} / {w['losses']} of {w['comparisons']}"])
+    return rows
+
+
+AUBC_MD_HEADERS = ["task", "model", "sampler", "seeds", "labeled range", "AUBC (mean ± std)",
+                   "significant wins / losses on AUBC (Holm)"]
+
+
+def paired_tests_markdown_rows(tests: pd.DataFrame, with_cycle: bool) -> list[list[str]]:
+    rows = []
+    for row in tests.to_dict("records"):
+        cells = [row["task"], row["model"]]
+        if with_cycle:
+            cells += [str(row["cycle"]), f"{row['n_labeled']:,.0f}"]
+        interval = "" if _is_missing(row["ci_low"]) else f" [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+        cells += [_pair_label(row), str(row["n_seeds"]), f"{row['mean_diff']:+.4f}{interval}",
+                  "—" if _is_missing(row["d_z"]) else f"{row['d_z']:+.2f}",
+                  format_p(row["p_t"]), format_p(row["p_t_holm"]), format_p(row["p_wilcoxon"]),
+                  format_p(row["p_wilcoxon_holm"]), _seeds_needed(row["seeds_for_power"]), _verdict(row)]
+        rows.append(cells)
+    return rows
+
+
+PAIRED_TESTS_MD_HEADERS = ["a − b", "seeds", "mean difference [95 % CI]", "d_z", "p (t)", "p Holm (t)",
+                           "p (Wilcoxon)", "p Holm (Wilcoxon)", "seeds for 80 % power", "after correction"]
+
+
+def penalty_markdown_rows(matrix: pd.DataFrame) -> list[list[str]]:
+    rows = []
+    for winner, values in matrix.iterrows():
+        rows.append([sampler_label(winner), *("·" if loser == winner else f"{values[loser]:.2f}" for loser in matrix.columns)])
+    rows.append(["**Σ beaten**", *(f"**{matrix[c].sum():.2f}**" for c in matrix.columns)])
+    return rows
+
+
+def penalty_md_headers(matrix: pd.DataFrame) -> list[str]:
+    return ["row beat column", *(sampler_label(c) for c in matrix.columns)]
+
+
+def efficiency_markdown_rows(efficiency: pd.DataFrame) -> list[list[str]]:
+    rows = []
+    for row in efficiency.to_dict("records"):
+        needed = f"{row['n_labeled_needed']:,.0f}" if row["reached"] else "not reached"
+        ratio = f"{row['ratio']:.2f}" if row["reached"] else "—"
+        rows.append([row["task"], row["model"], sampler_label(row["sampler"]), f"{row['target']:.4f}",
+                     f"{row['reference_n_labeled']:,.0f}", needed, ratio])
+    return rows
+
+
+EFFICIENCY_MD_HEADERS = ["task", "model", "sampler", "target (random's final mean)", "random's labels",
+                         "labels needed (interpolated)", "ratio to random"]
+
+
+def class_balance_markdown_rows(balance: pd.DataFrame) -> list[list[str]]:
+    return [
+        [row["task"], row["model"], sampler_label(row["sampler"]), str(row["cycle"]), str(row["n_seeds"]),
+         f"{row['classes_picked']:.1f} of {row['n_classes']}",
+         format_mean_std(row["entropy_mean"], row["entropy_std"], digits=3),
+         "—" if _is_missing(row["normalised_entropy"]) else f"{row['normalised_entropy']:.3f}"]
+        for row in balance.to_dict("records")
+    ]
+
+
+CLASS_BALANCE_MD_HEADERS = ["task", "model", "sampler", "cycle", "seeds", "classes picked",
+                            "class entropy of the picks, nats (mean ± std)", "normalised (1 = balanced)"]
+
+
+def overlap_markdown_rows(overlap: pd.DataFrame) -> list[list[str]]:
+    return [
+        [row["task"], row["model"], str(row["cycle"]),
+         f"{sampler_label(row['sampler_a'])} ∩ {sampler_label(row['sampler_b'])}", str(row["n_seeds"]),
+         format_mean_std(row["overlap_mean"], row["overlap_std"], digits=3), f"{row['labeled_jaccard_mean']:.3f}"]
+        for row in overlap.to_dict("records")
+    ]
+
+
+OVERLAP_MD_HEADERS = ["task", "model", "cycle", "pair", "seeds", "shared picks of the cycle (mean ± std)",
+                      "Jaccard of the labeled sets"]

@@ -1,0 +1,189 @@
+"""The statistics part of results.md: which sampler wins, and how sure we are (numbers: `al_runner.analysis`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from al_runner.analysis.aubc import aubc_per_run, aubc_summary
+from al_runner.analysis.efficiency import label_efficiency
+from al_runner.analysis.paired import TestSettings, aubc_tests, per_cycle_tests, significant_wins
+from al_runner.analysis.penalty import CORRECTIONS, penalty_long, penalty_matrix
+from al_runner.analysis.queries import class_balance, class_histograms, load_selected, overlap_summary, pick_overlap
+from al_runner.figures.labels import ordered_samplers, sampler_label
+from al_runner.figures.plots import save_figure
+from al_runner.figures.statistics import plot_penalty_matrices
+from al_runner.figures.tables import (
+    AUBC_MD_HEADERS,
+    CLASS_BALANCE_MD_HEADERS,
+    EFFICIENCY_MD_HEADERS,
+    OVERLAP_MD_HEADERS,
+    PAIRED_TESTS_MD_HEADERS,
+    aubc_markdown_rows,
+    class_balance_markdown_rows,
+    efficiency_markdown_rows,
+    format_mean_std,
+    markdown_table,
+    overlap_markdown_rows,
+    paired_tests_markdown_rows,
+    penalty_markdown_rows,
+    penalty_md_headers,
+)
+
+SETTINGS = TestSettings()  # alpha 0.05 after Holm, 95 % intervals, 80 % power
+
+
+@dataclass
+class StatisticsTables:
+    aubc_per_run: pd.DataFrame
+    aubc: pd.DataFrame
+    aubc_tests: pd.DataFrame
+    aubc_wins: pd.DataFrame
+    per_cycle_tests: pd.DataFrame
+    penalty: dict[str, pd.DataFrame]  # correction -> square matrix
+    efficiency: pd.DataFrame
+    class_histograms: pd.DataFrame
+    class_balance: pd.DataFrame
+    overlap: pd.DataFrame
+    samplers: list[str]
+
+    def csvs(self) -> dict[str, pd.DataFrame]:
+        return {
+            "aubc_per_run.csv": self.aubc_per_run, "aubc.csv": self.aubc.merge(
+                self.aubc_wins, on=["task", "model", "sampler"], how="left"),
+            "paired_tests_aubc.csv": self.aubc_tests, "paired_tests_per_cycle.csv": self.per_cycle_tests,
+            "penalty_matrix.csv": self.penalty["none"], "penalty_matrix_holm.csv": self.penalty["holm"],
+            "penalty_pairs.csv": pd.concat([penalty_long(m, c) for c, m in self.penalty.items()], ignore_index=True),
+            "label_efficiency.csv": self.efficiency, "query_class_histograms.csv": self.class_histograms,
+            "query_class_balance.csv": self.class_balance, "query_overlap.csv": self.overlap,
+        }
+
+
+def _by_sampler_order(frame: pd.DataFrame, samplers: list[str], columns=("sampler",)) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    rank = {s: i for i, s in enumerate(samplers)}
+    keys = [f"_rank{i}" for i in range(len(columns))]
+    ranked = frame.assign(**{k: frame[c].map(rank) for k, c in zip(keys, columns)})
+    sort = [c for c in ("task", "model", "cycle") if c in frame.columns] + keys
+    return ranked.sort_values(sort, kind="stable").drop(columns=keys).reset_index(drop=True)
+
+
+def compute_statistics(cycles: pd.DataFrame) -> StatisticsTables:
+    samplers = ordered_samplers(cycles["sampler"])
+    per_run = aubc_per_run(cycles)
+    on_aubc = aubc_tests(per_run, samplers, SETTINGS)
+    per_cycle = per_cycle_tests(cycles, samplers, SETTINGS)
+    selected = load_selected(cycles) if "run_dir" in cycles.columns else pd.DataFrame()
+    histograms = class_histograms(selected) if len(selected) else class_histograms(_empty_selected())
+    return StatisticsTables(
+        aubc_per_run=per_run, aubc=_by_sampler_order(aubc_summary(per_run), samplers), aubc_tests=on_aubc,
+        aubc_wins=significant_wins(on_aubc), per_cycle_tests=per_cycle,
+        penalty={c: penalty_matrix(per_cycle, samplers, c, SETTINGS.alpha) for c in CORRECTIONS},
+        efficiency=_by_sampler_order(label_efficiency(cycles), samplers),
+        class_histograms=histograms, class_balance=_by_sampler_order(class_balance(histograms), samplers),
+        overlap=overlap_summary(pick_overlap(selected, samplers)) if len(selected) else overlap_summary(pd.DataFrame()),
+        samplers=samplers,
+    )
+
+
+def _empty_selected() -> pd.DataFrame:
+    return pd.DataFrame(columns=["task", "model", "sampler", "seed", "cycle", "pool_index", "classes"])
+
+
+def write_statistics(stats: StatisticsTables, out_dir: Path) -> list[Path]:
+    """Every statistics CSV, and the penalty-matrix figure (PNG + PDF) when there are two samplers or more."""
+    written = []
+    for name, table in stats.csvs().items():
+        table.to_csv(out_dir / name, index=name.startswith("penalty_matrix"))
+        written.append(out_dir / name)
+    if len(stats.samplers) > 1:
+        figure = plot_penalty_matrices(stats.penalty, "How often the row sampler beat the column sampler "
+                                                      "(per selection cycle, each experiment weighted 1)")
+        written += save_figure(figure, out_dir, "penalty_matrix")
+    return written
+
+
+def statistics_sections(stats: StatisticsTables) -> list[str]:
+    alpha = SETTINGS.alpha
+    sections = [
+        "## Which sampler wins: AUBC, paired tests, penalty matrix",
+        "What each statistic means and how to read it: `docs/statistics.md`. Every pair of samplers is compared "
+        "on the seeds both ran (same seed = same initial labeled set and initial weights). Each experiment × "
+        f"cycle, and each experiment's AUBC, is one family: Holm's correction keeps the chance of any false "
+        f"\"significant\" in it below {alpha}. All samplers present enter the families, controls and oracles "
+        "included (an `oracle_*` sampler reads labels: a diagnostic, never a method).",
+        "### Area under the budget curve (AUBC)",
+        "Trapezoid area under metric vs labeled points, divided by the labeled range: the curve's mean height. "
+        "Computed over the cycles every run of the experiment reached.",
+        markdown_table(AUBC_MD_HEADERS, aubc_markdown_rows(stats.aubc, stats.aubc_wins))
+        if len(stats.aubc) else "- no AUBC: the runs share fewer than two cycles",
+        "### Paired tests on AUBC",
+        "Mean of a − b over seeds with the paired t-test's 95 % interval; d_z = mean / std of the differences; "
+        "seeds for 80 % power = seeds a paired t-test needs to detect this d_z at alpha 0.05. With 5 seeds the "
+        "exact Wilcoxon test cannot give p below 0.0625.",
+        _tests_table(stats.aubc_tests, with_cycle=False),
+        "### Paired tests per cycle",
+        "Cycle 0 precedes any selection: differences there come from training alone (with or without the "
+        "loss-prediction module); pairs that trained alike are identical there and are no test.",
+        _tests_table(stats.per_cycle_tests, with_cycle=True),
+        "### Penalty matrix",
+        "Entry = how often the row sampler beat the column sampler significantly: per experiment, each cycle "
+        "after the first selection adds 1 / (number of such cycles), so with one experiment an entry is the "
+        "fraction of selection cycles. The last row sums each column: how often that sampler was beaten. "
+        "Uncorrected (p < 0.05 per cycle, as Ash et al. and Lüth et al. report it) first, then Holm-corrected. "
+        "Figure: [penalty_matrix.png](penalty_matrix.png); CSVs: `penalty_matrix.csv`, `penalty_matrix_holm.csv`.",
+        *(_penalty_tables(stats) if len(stats.samplers) > 1 else ["- one sampler only: no matrix"]),
+        "### Label efficiency",
+        "Labels each sampler needs (mean curve over its seeds, linearly interpolated between cycles) to reach "
+        "random's mean metric at random's last cycle; \"not reached\" when its curve never gets there.",
+        markdown_table(EFFICIENCY_MD_HEADERS, efficiency_markdown_rows(stats.efficiency))
+        if len(stats.efficiency) else "- no random sampler in these runs: no reference to reach",
+        "### Query class balance",
+        "Class histogram of each cycle's picks (cycle 0 = the random initial set; objects for detection), its "
+        "Shannon entropy, and that entropy over log(classes seen in the experiment). Per-run histograms: "
+        "`query_class_histograms.csv`.",
+        markdown_table(CLASS_BALANCE_MD_HEADERS, class_balance_markdown_rows(stats.class_balance))
+        if len(stats.class_balance) else "- no class of any pick is recorded (runs from before selected.csv had a "
+        "`classes` column, or a task without classes, e.g. pose)",
+        "### Overlap of the samplers' picks on the same seed",
+        markdown_table(OVERLAP_MD_HEADERS, overlap_markdown_rows(stats.overlap))
+        if len(stats.overlap) else "- fewer than two samplers share a seed",
+    ]
+    return sections
+
+
+def _tests_table(tests: pd.DataFrame, with_cycle: bool) -> str:
+    if tests.empty:
+        return "- no pair of samplers shares a seed"
+    key = ["task", "model"] + (["cycle", "labeled"] if with_cycle else [])
+    return markdown_table([*key, *PAIRED_TESTS_MD_HEADERS], paired_tests_markdown_rows(tests, with_cycle))
+
+
+def _penalty_tables(stats: StatisticsTables) -> list[str]:
+    out = []
+    for correction, title in (("none", "Uncorrected (p < 0.05 per cycle)"), ("holm", "Holm-corrected")):
+        matrix = stats.penalty[correction]
+        out += [f"{title}:", markdown_table(penalty_md_headers(matrix), penalty_markdown_rows(matrix))]
+    return out
+
+
+def summary_lines(stats: StatisticsTables, last_cycle: pd.DataFrame) -> list[str]:
+    """A short terminal table per experiment: AUBC, last-cycle metric, significant wins on AUBC (Holm)."""
+    lines = []
+    wins = {(w["task"], w["model"], w["sampler"]): w for w in stats.aubc_wins.to_dict("records")}
+    aubc = {(a["task"], a["model"], a["sampler"]): a for a in stats.aubc.to_dict("records")}
+    for (task, model), rows in last_cycle.groupby(["task", "model"], sort=True):
+        lines.append(f"{task} ({model}): AUBC and last-cycle {' / '.join(sorted(rows['metric'].unique()))}, "
+                     "mean ± std over seeds; wins/losses = significant on AUBC after Holm")
+        lines.append(f"  {'sampler':<28} {'seeds':>5}  {'AUBC':<17}  {'last cycle':<17}  wins/losses")
+        for row in _by_sampler_order(rows, stats.samplers).to_dict("records"):
+            key = (task, model, row["sampler"])
+            a, w = aubc.get(key), wins.get(key)
+            aubc_cell = format_mean_std(a["mean"], a["std"]) if a else "—"
+            record = f"{w['wins']}/{w['losses']}" if w else "—"
+            lines.append(f"  {sampler_label(row['sampler']):<28} {row['n_seeds']:>5}  {aubc_cell:<17}  "
+                         f"{format_mean_std(row['mean'], row['std']):<17}  {record}")
+    return lines
