@@ -121,8 +121,9 @@ class ActiveLearningRun:
             log.info("resuming %s after cycle %d", self.run_dir, self.state.next_cycle - 1)
         else:
             picks = self.pool.label_initial(int(self.cfg.schedule.initial_size), self.init_generator)
-            self.state.selected += [{"cycle": 0, "pool_index": int(i), "item": name, "score": None}
-                                    for i, name in zip(picks.tolist(), self.task.pool_item_names(picks))]
+            self.state.selected += [{"cycle": 0, "pool_index": int(i), "item": name, "score": None, "classes": classes}
+                                    for i, name, classes in zip(picks.tolist(), self.task.pool_item_names(picks),
+                                                                self._classes_of_labeled(picks))]
         cycles = int(self.cfg.schedule.cycles)
         for cycle in range(self.state.next_cycle, cycles):
             self._run_cycle(cycle, last=cycle == cycles - 1)
@@ -146,8 +147,17 @@ class ActiveLearningRun:
                                 int(s.query_size), s.subset_size, int(s.eval_batch_size), self.select_generator)
         self.pool.label(picked, cycle + 1)
         names = self.task.pool_item_names(picked)  # which image (or person) was labeled, by name
-        self.state.selected += [{"cycle": cycle + 1, "pool_index": int(i), "item": name, "score": float(v)}
-                                for i, name, v in zip(picked.tolist(), names, scores.tolist())]
+        classes = self._classes_of_labeled(picked)  # after labeling: what the labels bought (query diagnostics)
+        self.state.selected += [{"cycle": cycle + 1, "pool_index": int(i), "item": name, "score": float(v), "classes": c}
+                                for i, name, v, c in zip(picked.tolist(), names, scores.tolist(), classes)]
+
+    def _classes_of_labeled(self, indices: torch.Tensor) -> list[str | None]:
+        """selected.csv's `classes` of points the pool has labeled: for the query diagnostics, never a sampler."""
+        assert bool((self.pool.labeled_cycle[indices] >= 0).all()), "classes are read only for labeled points"
+        names = self.task.labeled_class_names(indices)
+        if names is None:  # a task without classes (pose)
+            return [None] * len(indices)
+        return [schema.CLASSES_SEPARATOR.join(point) for point in names]
 
     def _run_cycle(self, cycle: int, last: bool) -> None:
         cfg = self.cfg

@@ -14,7 +14,10 @@ CYCLE_COLUMNS = ("task", "model", "sampler", "seed", "cycle", "n_labeled", "metr
 TIMING_COLUMNS = ("train_s", "eval_s", "select_s")  # wall-clock: the only columns that differ between reruns
 # Pool indices labeled in each cycle (cycle 0: the random initial set, no score) with their sampler scores, and
 # what each point is in the task's data (`item`: "train/cat/0001.jpg", "VOC2007/000005", "015601864.jpg#0").
-SELECTED_COLUMNS = ("cycle", "pool_index", "item", "score")
+# `classes`: the class names of each pick, read once it is labeled (one per image; one per object for detection;
+# CLASSES_SEPARATOR-joined; empty where the task has no classes): query diagnostics only, never shown to a sampler.
+SELECTED_COLUMNS = ("cycle", "pool_index", "item", "score", "classes")
+CLASSES_SEPARATOR = "|"
 # Per test point of the last finished cycle (Fig. 8): real loss, predicted loss (learning-loss samplers only)
 # and the task's uncertainty.
 TEST_SCORE_COLUMNS = ("cycle", "test_index", "real_loss", "predicted_loss", "uncertainty")

@@ -104,6 +104,12 @@ class Task(ABC):
         an image id, an image and person. Default: the pool index as text."""
         return [str(int(i)) for i in indices]
 
+    def labeled_class_names(self, indices) -> list[list[str]] | None:
+        """Class names of each *labeled* pool point (one for an image label, one per object for detection), for
+        selected.csv's `classes` column (query diagnostics). The runner asks only for points it has just labeled;
+        samplers never see this. None: the task has no classes (pose)."""
+        return None
+
     def example_inputs(self, n: int = 2) -> Any:
         """A few eval-transformed pool inputs, to materialize lazy layers."""
         inputs, _ = next(iter(self.input_batches(torch.arange(min(n, self.pool_size)), n)))

@@ -63,6 +63,11 @@ class ClassificationTask(Task):
         """The image's name in its dataset: "train/cat/0001.jpg" (ImageFolder), "train/123" (CIFAR-10's train split)."""
         return [self.data.train_name(int(i)) for i in indices]
 
+    def labeled_class_names(self, indices) -> list[list[str]]:
+        """The class of each labeled point (selected.csv's `classes`; never shown to a sampler)."""
+        labels = self.data.train_labels[torch.as_tensor(indices, dtype=torch.long).to(self.device)].tolist()
+        return [[self.data.classes[label]] for label in labels]
+
     def labeled_batches(self, indices, batch_size, generator, augment=True) -> Iterator:
         order = indices[torch.randperm(len(indices), generator=generator)]
         for start in range(0, len(order), batch_size):

@@ -97,6 +97,11 @@ class VOCDetectionTask(Task):
     def new_metric(self) -> Metric:
         return VOC07MeanAP(self.classes, self.detect)
 
+    def labeled_class_names(self, indices) -> list[list[str]]:
+        """The class of every annotated object of each labeled image, difficult ones included (selected.csv's
+        `classes`; never shown to a sampler)."""
+        return [[self.classes[int(label) - 1] for label in self.pool.annotations[int(i)].labels] for i in indices]
+
     def pool_item_names(self, indices) -> list[str]:
         """VOC year folder and image id, e.g. "VOC2007/000005" (the image is <devkit>/VOC2007/JPEGImages/000005.jpg)."""
         from pathlib import PurePath  # local: this method is the only user

@@ -1,0 +1,106 @@
+"""The statistics end to end: real tiny runs -> selected.csv's classes -> al-plot's tables, CSVs and summary."""
+import csv
+import math
+
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from al_runner.analysis.aubc import area_under_budget_curve
+from al_runner.figures.report import generate_report
+from al_runner.runner import run_experiment
+from al_runner.schema import CLASSES_SEPARATOR
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """random, entropy and margin x 3 seeds of the smoke schedule (2 cycles)."""
+    from tests.conftest import SMOKE, compose_config
+
+    root = tmp_path_factory.mktemp("sweep")
+    for sampler in ("random", "entropy", "margin"):
+        for seed in range(3):
+            run_experiment(compose_config(SMOKE + [f"sampler={sampler}", f"seed={seed}"]),
+                           root / f"{sampler}-seed{seed}")
+    return root
+
+
+def test_selected_csv_records_the_class_of_every_labeled_pick(sweep, smoke_cfg, tmp_path):
+    from al_runner.build import build_task, make_runtime
+
+    task = build_task(smoke_cfg(), make_runtime(smoke_cfg()))
+    rows = read_csv(sweep / "margin-seed0" / "selected.csv")
+    assert len(rows) == 30 and all(r["classes"] for r in rows)
+    indices = torch.tensor([int(r["pool_index"]) for r in rows])
+    expected = [task.data.classes[int(label)] for label in task.data.train_labels[indices]]
+    assert [r["classes"] for r in rows] == expected
+
+
+def test_detection_records_one_class_per_object():
+    from al_runner.tasks.detection.task import VOCDetectionTask
+
+    class Annotations:  # the two fields labeled_class_names reads
+        annotations = [type("A", (), {"labels": torch.tensor([2, 2, 1])})(), type("A", (), {"labels": torch.tensor([3])})()]
+
+    task = VOCDetectionTask.__new__(VOCDetectionTask)  # no data on disk needed for the mapping itself
+    task.classes, task.pool = ["circle", "square", "triangle"], Annotations()
+    assert task.labeled_class_names(torch.tensor([1, 0])) == [["triangle"], ["square", "square", "circle"]]
+    assert CLASSES_SEPARATOR.join(task.labeled_class_names([0])[0]) == "square|square|circle"
+
+
+def test_al_plot_writes_every_statistic_and_they_are_the_analysis_answers(sweep, tmp_path):
+    out = tmp_path / "figures"
+    report = generate_report([sweep], out)
+    cycles = pd.concat([pd.read_csv(p).assign(run=p.parent.name) for p in sweep.rglob("cycles.csv")])
+
+    aubc = pd.read_csv(out / "aubc_per_run.csv").set_index(["sampler", "seed"])
+    run = cycles[(cycles["sampler"] == "margin") & (cycles["seed"] == 1)]
+    assert aubc.loc[("margin", 1), "aubc"] == pytest.approx(area_under_budget_curve(run["n_labeled"], run["value"]))
+
+    tests = pd.read_csv(out / "paired_tests_aubc.csv").set_index(["sampler_a", "sampler_b"])
+    assert len(tests) == 3  # random, entropy, margin: three pairs, one family
+    a, b = (aubc.xs(s, level="sampler").sort_index()["aubc"].to_numpy() for s in ("random", "margin"))
+    expected = stats.ttest_rel(a, b).pvalue
+    got = tests.loc[("random", "margin"), "p_t"]
+    assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected)
+
+    per_cycle = pd.read_csv(out / "paired_tests_per_cycle.csv")
+    assert sorted(per_cycle["cycle"].unique()) == [0, 1]
+    at_zero = per_cycle[per_cycle["cycle"] == 0]
+    assert at_zero["p_t"].isna().all()  # cycle 0: three baselines trained alike, identical on every seed
+
+    matrix = pd.read_csv(out / "penalty_matrix.csv", index_col=0)
+    assert list(matrix.index) == list(matrix.columns) == ["random", "entropy", "margin"]
+    assert ((matrix.to_numpy() >= 0) & (matrix.to_numpy() <= 1)).all()
+    assert (out / "penalty_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    balance = pd.read_csv(out / "query_class_balance.csv")
+    assert set(balance["cycle"]) == {0, 1} and (balance["n_classes"] == 4).all()
+    assert ((balance["normalised_entropy"] > 0) & (balance["normalised_entropy"] <= 1 + 1e-9)).all()
+    histograms = pd.read_csv(out / "query_class_histograms.csv")
+    per_run_cycle = histograms.groupby(["sampler", "seed", "cycle"])["count"].sum()
+    assert set(per_run_cycle[per_run_cycle.index.get_level_values("cycle") == 1]) == {10}  # K = 10 picks
+
+    overlap = pd.read_csv(out / "query_overlap.csv")
+    assert set(zip(overlap["sampler_a"], overlap["sampler_b"])) == {("random", "entropy"), ("random", "margin"),
+                                                                    ("entropy", "margin")}
+    efficiency = pd.read_csv(out / "label_efficiency.csv").set_index("sampler")
+    assert efficiency.loc["random", "ratio"] == pytest.approx(1.0)
+
+    markdown = (out / "results.md").read_text()
+    for heading in ("### Area under the budget curve (AUBC)", "### Paired tests on AUBC", "### Paired tests per cycle",
+                    "### Penalty matrix", "### Label efficiency", "### Query class balance",
+                    "### Overlap of the samplers' picks on the same seed"):
+        assert heading in markdown
+    assert "no class of any pick is recorded" not in markdown
+
+    summary = "\n".join(report.summary)
+    assert "AUBC" in summary and "wins/losses" in summary
+    for sampler in ("random", "entropy", "margin"):
+        assert sampler in summary
