@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 from PIL import Image as PILImage
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from al_runner.errors import ConfigError, DataError
+from al_runner.tasks import loading
 from al_runner.tasks.base import Metric, Task
 from al_runner.tasks.pose.annotations import NUM_JOINTS, People, check_joints_in_range, parse
 from al_runner.tasks.pose.geometry import (ANNOTATION_TO_CONTINUOUS, DRAWS, Augment, CropSpec, crop_person,
@@ -262,8 +263,9 @@ class MPIITask(Task):
     def _batches(self, split: str, indices: torch.Tensor, seeds: torch.Tensor, batch_size: int, with_targets: bool):
         items = list(zip(indices.tolist(), seeds.tolist()))
         batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-        loader = DataLoader(self._datasets[split], batch_sampler=batches, num_workers=self.num_workers,
-                            pin_memory=self.device.type == "cuda")
+        # workers persist across epochs (al_runner.tasks.loading); items carry their seeds: same batches for any count
+        loader = loading.persistent_batches(self, split, self._datasets[split], batches, self.num_workers,
+                                            pin_memory=self.device.type == "cuda")
         people = self.pool_people if split == "pool" else self.test_people
         for batch, chunk in zip(loader, batches):
             idx = torch.tensor([i for i, _ in chunk])
