@@ -55,12 +55,24 @@ def execute(cfg: DictConfig, run_dir: Path) -> str:
     return run_locked(cfg, run_dir).outcome
 
 
+def share_loader_workers(hydra_cfg) -> None:
+    """Jobs that share a machine (hydra/launcher=parallel, gpu_shared, slurm) share its cores among their DataLoader
+    workers too: at most the launcher's share (cores // jobs) each, as for torch threads. Speed only: batches do
+    not depend on the worker count."""
+    share = threads_for_launcher(hydra_cfg.get("launcher"))
+    if share is not None:
+        from al_runner.tasks.loading import limit_workers  # torch: imported once Hydra has parsed the command line
+
+        limit_workers(share)
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def run_job(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     identity.launcher_threads(cfg, hydra_cfg)  # the count `${al_run_id:}` named this run directory with
+    share_loader_workers(hydra_cfg)
     sweep_dir = Path(hydra_cfg.sweep.dir)
     if multirun:
         write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "running"))

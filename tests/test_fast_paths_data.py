@@ -183,3 +183,21 @@ def test_a_worker_limit_caps_new_loaders(tree):
         loading.limit_workers(None)
     with pytest.raises(ValueError, match="must be >= 0"):
         loading.limit_workers(-1)
+
+
+@pytest.mark.parametrize("launcher,jobs", [("gpu_shared", 4), ("gpu_shared", 2), ("parallel", 2)])
+def test_jobs_sharing_a_machine_share_its_cores_among_loader_workers(launcher, jobs):
+    import os
+
+    from al_runner.cli import share_loader_workers
+    from tests.conftest import compose_config
+
+    cfg = compose_config([f"hydra/launcher={launcher}", f"hydra.launcher.n_jobs={jobs}"], return_hydra_config=True)
+    try:
+        share_loader_workers(cfg.hydra)
+        share = max(1, (os.cpu_count() or 1) // jobs)
+        assert loading.effective_workers(64) == share and loading.effective_workers(0) == 0
+    finally:
+        loading.limit_workers(None)
+    share_loader_workers(compose_config([], return_hydra_config=True).hydra)  # one run alone: the task's count
+    assert loading.effective_workers(64) == 64
