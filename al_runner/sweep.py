@@ -98,7 +98,13 @@ def finish_sweep(sweep_dir: Path) -> list[JobRecord]:
 
 
 class SweepSummary(Callback):
-    """Hydra callback (conf/config.yaml `hydra.callbacks`): runs in the launching process only."""
+    """Hydra callback (conf/config.yaml `hydra.callbacks`): runs in the launching process only.
+
+    With `statistics` (default), the end of a multirun also writes al-plot's report into <sweep dir>/figures and
+    prints its short table (AUBC, last-cycle metric, significant wins) and the path of results.md."""
+
+    def __init__(self, statistics: bool = True):
+        self.statistics = statistics
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -107,4 +113,8 @@ class SweepSummary(Callback):
             stale.unlink(missing_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        finish_sweep(Path(str(config.hydra.sweep.dir)))
+        records = finish_sweep(Path(str(config.hydra.sweep.dir)))
+        if self.statistics and any(r.status != "failed" for r in records):
+            from al_runner.figures.report import sweep_statistics  # pandas / matplotlib: only when needed
+
+            print("\n".join(sweep_statistics(Path(str(config.hydra.sweep.dir)))), flush=True)

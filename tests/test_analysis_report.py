@@ -104,3 +104,22 @@ def test_al_plot_writes_every_statistic_and_they_are_the_analysis_answers(sweep,
     assert "AUBC" in summary and "wins/losses" in summary
     for sampler in ("random", "entropy", "margin"):
         assert sampler in summary
+
+
+def test_a_multirun_ends_with_the_statistics_summary_and_the_path_of_results_md(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    args = ["-m", "task=synthetic", "model=small_cnn", "schedule=smoke", "model.net.width=8", "progress=false",
+            "sampler=random,entropy", "seed=0,1", "name=stats", f"paths.output={tmp_path}", "runtime.threads=1"]
+    result = subprocess.run([sys.executable, "-m", "al_runner", *args], cwd=repo, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results_md = tmp_path / "stats" / "figures" / "results.md"
+    assert results_md.is_file() and "### Paired tests on AUBC" in results_md.read_text()
+    out = result.stdout
+    assert "statistics of this sweep" in out and f"full report (AUBC, paired tests with Holm, penalty matrix, ...): {results_md}" in out
+    table = out[out.index("statistics of this sweep"):]
+    assert "AUBC" in table and "wins/losses" in table and "random" in table and "entropy" in table

@@ -208,6 +208,19 @@ def results_markdown(
     return "\n\n".join(sections) + "\n"
 
 
+def sweep_statistics(sweep_dir: Path) -> list[str]:
+    """End of a multirun: al-plot's report into <sweep dir>/figures, and the short summary table, as lines.
+
+    Never raises: a sweep that finished must not turn into a failure because its summary could not be made."""
+    out_dir = Path(sweep_dir) / "figures"
+    try:
+        report = generate_report([Path(sweep_dir)], out_dir)
+    except Exception as error:  # noqa: BLE001 - whatever went wrong, one line instead of a traceback
+        return [f"statistics: not written ({type(error).__name__}: {error})"]
+    return ["statistics of this sweep (al-plot):", *report.summary,
+            f"  full report (AUBC, paired tests with Holm, penalty matrix, ...): {out_dir / 'results.md'}"]
+
+
 def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[str, str] | None = None) -> Report:
     """Read every cycles.csv below `run_roots`; write all figures (PNG + PDF), results.{csv,md} and timing.csv."""
     paper_task_map = paper_task_map or {}
