@@ -79,4 +79,5 @@ def main(argv: list[str] | None = None) -> int:
         print("missing or partial data:")
         for note in report.notes:
             print(f"  - {note}")
+    print("\n".join(report.summary))  # AUBC, last cycle, significant wins (the statistics are in results.md)
     return 0
