@@ -87,11 +87,10 @@ def apply_threads(cfg: DictConfig) -> None:
 def validate_schedule(cfg: DictConfig, pool_size: int) -> None:
     """Refuse impossible schedules before any data is touched by training."""
     s = cfg.schedule
-    for key in ("cycles", "initial_size", "batch_size", "eval_batch_size"):
+    # epochs=0 would train nothing and still report a metric and a ranking accuracy: refused like the others
+    for key in ("cycles", "initial_size", "epochs", "batch_size", "eval_batch_size"):
         if int(s[key]) < 1:
             raise ConfigError(f"schedule.{key} must be >= 1, got {s[key]}")
-    if int(s.epochs) < 0:
-        raise ConfigError(f"schedule.epochs must be >= 0, got {s.epochs}")
     if int(s.cycles) > 1 and int(s.query_size) < 1:
         raise ConfigError(f"schedule.query_size must be >= 1 with {s.cycles} cycles")
     needed = int(s.initial_size) + int(s.query_size) * (int(s.cycles) - 1)

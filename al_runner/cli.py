@@ -2,30 +2,46 @@
 
 Under any launcher (basic, joblib, submitit) each job records its outcome in the sweep directory
 (`al_runner.sweep`); the launching process prints the sweep summary, writes `sweep.csv`, and
-exits non-zero if any job failed.
+exits non-zero if any job failed. Every refusal (a bad value, a missing one, data that cannot be
+used, a config Hydra cannot compose) ends with one line and exit code 1; Ctrl-C (130) and SIGTERM
+(143, what a cluster sends before a kill) end with one line saying how to resume.
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
+import signal
 import sys
 import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 import al_runner
 from al_runner import config_schema, identity
 from al_runner.errors import ALRunnerError
 from al_runner.identity import threads_for_launcher  # noqa: F401 - part of the CLI's public surface
-from al_runner.sweep import JobRecord, SweepState, finish_sweep, write_job_record
+from al_runner.sweep import JobRecord, SweepState, finish_sweep, read_job_records, write_job_record
 
 log = logging.getLogger("al_runner")
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, what a cluster sends before it kills a job: it unwinds exactly like Ctrl-C (locks released, the
+    last checkpoint kept; every file is written atomically), so the same command resumes."""
+
+
+def _raise_terminated(_signum, _frame) -> None:
+    raise Terminated()
 
 
 def find_config_dir() -> str:
@@ -76,8 +92,6 @@ def run_job(cfg: DictConfig) -> None:
     sweep_dir = Path(hydra_cfg.sweep.dir)
     if multirun:
         write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "running"))
-    else:  # printed, not logged: a refused run must not create its log file
-        print(f"al-run: run directory {run_dir}", flush=True)
     try:
         outcome = execute(cfg, run_dir)
     except ALRunnerError as e:
@@ -103,6 +117,73 @@ def _command_line() -> str:
     return " ".join(["al-run", *map(shlex.quote, sys.argv[1:])])
 
 
+def _causes(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def one_line_error(error: BaseException) -> str | None:
+    """Our own error anywhere in the chain (e.g. raised inside the run-directory resolver), or a config error of
+    Hydra / OmegaConf, as one line; None for anything else (a bug: its traceback is printed)."""
+    causes = _causes(error)
+    ours = next((e for e in causes if isinstance(e, ALRunnerError)), None)
+    if ours is not None:
+        return str(ours)
+    if not isinstance(error, (HydraException, OmegaConfBaseException)):
+        return None
+    return " ".join(dict.fromkeys(part for e in causes[:2] for part in _compact(str(e))))
+
+
+def _compact(text: str) -> list[str]:
+    """Hydra's multi-line messages as sentences: indented lines (e.g. the available options) as a comma-separated
+    list after their heading; OmegaConf's `full_key:` / `object_type=` detail and Hydra's search path left out."""
+    parts: list[list] = []  # [heading, items]
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("full_key:", "object_type=", "reference_type=")):
+            continue
+        if line[0].isspace() and parts:
+            parts[-1][1].append(stripped)
+        else:
+            parts.append([stripped, []])
+    sentences = []
+    for heading, items in parts:
+        if heading.startswith("Config search path"):
+            continue
+        sentence = heading + (" " + ", ".join(items) if items else "")
+        sentences.append(sentence if sentence.endswith((".", ":")) else sentence + ".")
+    return [" ".join(sentences)] if sentences else []
+
+
+def _report_launcher_failure() -> None:
+    """A sweep that stopped after some jobs ran: their summary and sweep.csv. None ran (e.g. an override that
+    does not compose): nothing is printed or written."""
+    if SweepState.sweep_dir is not None and SweepState.records is None and read_job_records(SweepState.sweep_dir):
+        finish_sweep(SweepState.sweep_dir)
+
+
+def _run_hydra() -> None:
+    """run_job with Hydra's own error printing off (HYDRA_FULL_ERROR=1 makes it re-raise), so that every error
+    reaches `main` and a config error prints one line instead of Hydra's multi-line report or, when Hydra's
+    formatter itself fails (a missing value inside the run-directory resolver), a 200-line traceback."""
+    user_wants_tracebacks = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        run_job()
+    except Exception as error:  # noqa: BLE001 - sorted into one line or a traceback just below
+        _report_launcher_failure()
+        message = None if user_wants_tracebacks else one_line_error(error)
+        if message is None:
+            raise
+        sys.exit(f"al-run: error: {message}")
+    finally:
+        if not user_wants_tracebacks:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
 def main() -> None:
     if "--version" in sys.argv[1:]:
         print(f"al-run (al_runner) {al_runner.__version__}")
@@ -112,15 +193,17 @@ def main() -> None:
     except ALRunnerError as e:
         sys.exit(f"al-run: error: {e}")
     SweepState.sweep_dir = SweepState.records = None
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        run_job()
-    except KeyboardInterrupt:
-        sys.stderr.write(f"\nal-run: interrupted; finished cycles are saved, run the same command to resume: "
+        _run_hydra()
+    except KeyboardInterrupt as stop:
+        how = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+        sys.stderr.write(f"\nal-run: {how}; finished cycles are saved, run the same command to resume: "
                          f"{_command_line()}\n")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED)
     except SystemExit as e:
-        if e.code not in (0, None) and SweepState.sweep_dir is not None and SweepState.records is None:
-            finish_sweep(SweepState.sweep_dir)  # the launcher itself failed (e.g. a worker was killed)
+        if e.code not in (0, None):
+            _report_launcher_failure()  # the launcher itself failed (e.g. a worker was killed)
         raise
     failed = SweepState.failed()
     if failed:

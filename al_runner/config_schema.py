@@ -1,25 +1,33 @@
-"""The typed top level of al_runner's config.
+"""The typed schema of al_runner's config: the top level and every group.
 
 The dataclasses are registered in Hydra's ConfigStore as `al_runner_schema` and sit first in
 `conf/config.yaml`'s defaults, so every composed config is typed (a yaml file or preset with
-`seed: abc` fails composition). Hydra reports such errors over several lines, so `al-run` also
-checks the command line's overrides against the same fields before composing
-(`check_overrides`) and reports a bad value in one line that names the key and what it accepts.
-The config groups (task, model, sampler, schedule) stay free-form: their own code validates them.
+`seed: abc` or `epochs: 1.5` fails composition). Each group declares the keys all its options share,
+typed (`schedule.epochs: int`, `sampler.name: str`, ...); the keys one option adds (a task's `root`, a
+sampler's strategy settings, a runtime switch) stay allowed: the group nodes are open while Hydra merges
+the group files, and `al_runner_closed` (last in the defaults) closes them again, so a mistyped key on
+the command line is still refused as before. Hydra reports type errors over several lines, so `al-run`
+also checks the command line's overrides against the same fields before composing (`check_overrides`)
+and reports a bad value in one line that names the key and what it accepts. Value ranges (epochs >= 1,
+...) are checked where the run is built (`al_runner.build`).
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+import typing
+from dataclasses import dataclass, field, is_dataclass
+from typing import Any, Callable, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ValidationError
 
 from al_runner.errors import ConfigError
 
 SCHEMA_NAME = "al_runner_schema"
+CLOSED_NAME = "al_runner_closed"  # last in conf/config.yaml's defaults: closes the groups SCHEMA_NAME opened
 
 
 @dataclass
@@ -41,11 +49,64 @@ class PathsSchema:
 
 
 @dataclass
+class TaskSchema:
+    """Keys every task shares; each task adds its own (root, build, image_size, ...)."""
+    name: str = MISSING
+
+
+@dataclass
+class ModelSchema:
+    name: str = MISSING
+    net: Any = MISSING           # the target network (`_target_` + `_partial_`)
+    taps: List[str] = MISSING    # module names feeding the loss-prediction module
+    embedding: Any = MISSING     # core-set embedding: a layer and its reduction
+
+
+@dataclass
+class SamplerSchema:
+    name: str = MISSING
+    strategy: Any = MISSING               # the selection strategy (`_target_`); its own settings inside
+    loss_objective: Optional[str] = None  # margin_ranking | mse | null (no loss-prediction module)
+
+
+@dataclass
+class OptimizerSchema:
+    _target_: str = MISSING
+    lr: float = MISSING          # other settings differ per optimizer (momentum, alpha, ...): open
+
+
+@dataclass
+class LearningLossSchema:
+    hidden: int = MISSING        # width of each tap's FC layer
+    margin: float = MISSING      # xi of the margin ranking loss
+    weight: float = MISSING      # lambda
+    weight_mse: float = MISSING  # lambda of the "learn loss mse" variant
+    detach_at: float = MISSING   # fraction of the epochs after which the module's features are detached
+
+
+@dataclass
+class ScheduleSchema:
+    name: str = MISSING
+    cycles: int = MISSING
+    initial_size: int = MISSING
+    query_size: int = MISSING
+    subset_size: Optional[int] = MISSING  # null: score the whole unlabeled pool
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    optimizer: OptimizerSchema = field(default_factory=OptimizerSchema)
+    lr_scheduler: Any = None
+    lr_milestones: Optional[List[float]] = None  # fractions of the epochs
+    reinit_each_cycle: bool = MISSING
+    learning_loss: LearningLossSchema = field(default_factory=LearningLossSchema)
+
+
+@dataclass
 class RootSchema:
-    task: Any = None
-    model: Any = None
-    sampler: Any = None
-    schedule: Any = None
+    task: TaskSchema = field(default_factory=TaskSchema)
+    model: ModelSchema = field(default_factory=ModelSchema)
+    sampler: SamplerSchema = field(default_factory=SamplerSchema)
+    schedule: ScheduleSchema = field(default_factory=ScheduleSchema)
     name: str = "default"
     seed: int = 0
     seed_data: Optional[int] = None   # initial labeled set; None = seed
@@ -56,8 +117,33 @@ class RootSchema:
     paths: PathsSchema = field(default_factory=PathsSchema)
 
 
+# Typed nodes whose options legitimately add keys: open while the group files merge, closed after.
+OPEN_NODES = ("task", "model", "sampler", "schedule", "schedule.optimizer", "schedule.learning_loss", "runtime")
+
+
+def _with_struct_flag(node: DictConfig, value: bool) -> DictConfig:
+    for path in OPEN_NODES:
+        OmegaConf.set_struct(OmegaConf.select(node, path), value)
+    return node
+
+
+def schema_node() -> DictConfig:
+    """RootSchema with its groups open: typed where declared, extra keys allowed."""
+    return _with_struct_flag(OmegaConf.structured(RootSchema), False)
+
+
+def closing_node() -> DictConfig:
+    """Empty nodes flagged struct: merged last, they close what `schema_node` opened (OmegaConf's merge copies
+    the flag), so a command-line override of a key no file declares is refused, as everywhere else."""
+    node = OmegaConf.create({})
+    for path in OPEN_NODES:
+        OmegaConf.update(node, path, {}, force_add=True)
+    return _with_struct_flag(node, True)
+
+
 def register() -> None:
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=RootSchema)
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=schema_node())
+    ConfigStore.instance().store(name=CLOSED_NAME, node=closing_node())
 
 
 # --- one-line checks of command-line values -------------------------------------------------------
@@ -84,6 +170,52 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def schema_field(key: str) -> tuple[type, str, Any] | None:
+    """(dataclass, field name, annotation) of a dotted key the schema declares as a leaf, else None."""
+    owner: type = RootSchema
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        hints = typing.get_type_hints(owner)
+        if part not in hints:
+            return None
+        if is_dataclass(hints[part]):
+            owner = hints[part]
+            continue
+        return (owner, part, hints[part]) if depth == len(parts) - 1 else None
+    return None
+
+
+def describe_type(annotation) -> str:
+    """What a schema annotation accepts, in words: "an integer", "a number, or null", ..."""
+    args = typing.get_args(annotation)
+    if type(None) in args:
+        return describe_type(next(a for a in args if a is not type(None))) + ", or null"
+    if typing.get_origin(annotation) in (list, List):
+        return {float: "a list of numbers, e.g. [0.8]", int: "a list of integers, e.g. [1,2]"}.get(
+            args[0], "a list of names, e.g. [layer1,layer2]")
+    return {int: "an integer", float: "a number", bool: "one of true, false", str: "text"}.get(annotation, "a value")
+
+
+def _schema_accepts(owner: type, name: str, value) -> bool:
+    """OmegaConf's own conversion, exactly as composition applies it (so "3" is an integer, 1.5 is not)."""
+    node = OmegaConf.structured(owner)
+    try:
+        node[name] = value
+    except ValidationError:
+        return False
+    return True
+
+
+def _rule(key: str) -> tuple[Callable[[Any], bool], str] | None:
+    if key in RULES:
+        return RULES[key]
+    declared = schema_field(key)
+    if declared is None:
+        return None  # a key one option adds: its own code checks it
+    owner, name, annotation = declared
+    return (lambda value: _schema_accepts(owner, name, value)), describe_type(annotation)
+
+
 def _values(override) -> list:
     if not override.is_sweep_override():
         return [override.value()]
@@ -106,9 +238,10 @@ def check_overrides(args: list[str]) -> None:
         return  # Hydra reports syntax errors itself
     for override in overrides:
         key = override.key_or_group.lstrip("+~")
-        if key not in RULES or override.is_delete():
+        rule = None if override.is_delete() else _rule(key)
+        if rule is None:
             continue
-        accepts, allowed = RULES[key]
+        accepts, allowed = rule
         for value in _values(override):
             if isinstance(value, str) and "${" in value:
                 continue  # an interpolation: resolved (and typed by the schema) at composition

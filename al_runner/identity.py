@@ -76,8 +76,28 @@ def launcher_threads(job_cfg: DictConfig, hydra_node: DictConfig | None) -> None
 def _run_id_resolver(*, _root_: DictConfig) -> str:
     # the hydra node is where this interpolation lives: leave it out (and out of the hash)
     job_cfg = OmegaConf.masked_copy(_root_, [key for key in _root_ if key != "hydra"])
+    refuse_missing_values(job_cfg)
     launcher_threads(job_cfg, _root_.get("hydra"))
     return run_id(job_cfg)
+
+
+def _missing_keys(node, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [key for name, value in node.items() for key in _missing_keys(value, f"{prefix}{name}.")]
+    if isinstance(node, list):
+        return [key for i, value in enumerate(node) for key in _missing_keys(value, f"{prefix}{i}.")]
+    return [prefix.rstrip(".")] if node == "???" else []
+
+
+def refuse_missing_values(cfg: DictConfig) -> None:
+    """A required value left unset (`???`, e.g. task.root of task=imagefolder) named in one line, before the run
+    directory is named or created (OmegaConf would fail deep inside Hydra's formatter instead)."""
+    from al_runner.errors import ConfigError
+
+    missing = sorted(_missing_keys(OmegaConf.to_container(cfg, resolve=False)))  # OmegaConf.missing_keys resolves
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required but not set: "
+                          f"add {' '.join(f'{key}=<value>' for key in missing)} to the command line")
 
 
 def register_resolver() -> None:

@@ -110,6 +110,7 @@ class ActiveLearningRun:
         ckpt = rundir.load_checkpoint(self.checkpoint_path)
         if ckpt is not None:
             self._restore(ckpt)  # a refused resume raises here, before anything is written
+        log.info("run directory: %s", self.run_dir)  # where this run's files go, once it is accepted
         rundir.save_config(self.run_dir / rundir.CONFIG_FILE, self.cfg)
         if ckpt is not None:
             self._write_csvs()  # a kill between the checkpoint and the CSVs left them one cycle behind

@@ -19,9 +19,9 @@ def al_run(*args, cwd):
 
 
 def test_unknown_option_is_a_clear_error(tmp_path):
-    result = al_run("sampler=badge", f"paths.output={tmp_path}", cwd=tmp_path)
+    result = al_run("sampler=no_such_sampler", f"paths.output={tmp_path}", cwd=tmp_path)
     assert result.returncode != 0
-    assert "sampler/badge" in result.stderr and "learning_loss" in result.stderr
+    assert "sampler/no_such_sampler" in result.stderr and "learning_loss" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -116,5 +116,5 @@ def test_a_single_run_prints_its_directory_at_start_and_end(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     run_dir = next(tmp_path.glob("default/*/cycles.csv")).parent
     lines = [line for line in result.stdout.splitlines() if str(run_dir) in line]
-    assert lines[0] == f"al-run: run directory {run_dir}"
+    assert lines[0].endswith(f"run directory: {run_dir}")  # before the first cycle
     assert lines[-1].endswith(f"run finished: results in {run_dir}") and len(lines) >= 2
