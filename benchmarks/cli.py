@@ -53,6 +53,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="bench 1: also time the loss module with its earlier pooling (autograd mean, NCHW gradient)")
     p.add_argument("--compile", action="store_true", help="also time runtime.compile=true (torch.compile) in bench 1 and 3")
     p.add_argument("--cl-for-compile", action="store_true", help="compile comparison in channels_last even where it is not the default")
+    p.add_argument("--loss-modules", default=None,
+                   help="bench 1: also compare runtime.loss_module options, e.g. eager,fused,compiled (default format only)")
+    p.add_argument("--cuda-graph", action="store_true", help="bench 1 module options: also with runtime.cuda_graph=true (CUDA)")
+    p.add_argument("--option-repeats", type=int, default=30, help="bench 1 module options: timed samples per case")
+    p.add_argument("--option-warmup", type=int, default=6, help="bench 1 module options: warm-up samples per case")
+    p.add_argument("--steps-per-sample", type=int, default=1,
+                   help="bench 1 module options: training steps per timed sample, with no host sync between them")
     p.add_argument("--epoch-images", type=int, default=1000)
     p.add_argument("--epoch-repeats-full", type=int, default=2)
     p.add_argument("--epoch-repeats", type=int, default=3)
@@ -105,6 +112,7 @@ def apply_quick(args: argparse.Namespace) -> None:
     args.batch, args.eval_batch, args.alt_eval_batch = 32, 128, 64
     args.step_warmup_full = args.step_warmup = 1
     args.step_repeats_full = args.step_repeats = 2
+    args.option_repeats, args.option_warmup = 3, 5
     args.epoch_images, args.epoch_repeats, args.epoch_repeats_full, args.pipe_repeats = 128, 1, 1, 1
     args.score_m = args.score_m_full = args.eval_n = args.eval_n_full = 256
     args.score_repeats = args.score_repeats_full = 1

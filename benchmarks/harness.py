@@ -58,6 +58,19 @@ def paired_ratio(numer: list[float], denom: list[float]) -> float:
     return median([a / b for a, b in zip(numer, denom)])
 
 
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median (order statistics, binomial ranks): how far the
+    median of noisy repeats could be from the one a longer run would give."""
+    from scipy.stats import binom
+
+    xs = sorted(values)
+    n = len(xs)
+    if n < 6:  # too few samples for a 95 % interval: the range
+        return (xs[0], xs[-1]) if xs else (math.nan, math.nan)
+    low = max(int(binom.ppf((1 - level) / 2, n, 0.5)) - 1, 0)
+    return xs[low], xs[n - 1 - low]
+
+
 def paired_spread(numer: list[float], denom: list[float]) -> tuple[float, float]:
     """(min, max) of the per-repeat paired ratios: how noisy the median ratio is."""
     ratios = [a / b for a, b in zip(numer, denom)]

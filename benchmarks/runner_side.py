@@ -49,8 +49,10 @@ def task_overrides(args, real_data: bool, n_train: int = 0, n_test: int = 0) -> 
 
 
 def side_overrides(args, width: int, *, loss_module: bool = True, channels_last: bool | None = None,
-                   amp: bool | None = None, compile: bool = False) -> list[str]:
-    """Model width, device, batch sizes, sampler (learning loss = with the module, random = plain model), runtime."""
+                   amp: bool | None = None, compile: bool = False, module_kind: str | None = None,
+                   cuda_graph: bool = False) -> list[str]:
+    """Model width, device, batch sizes, sampler (learning loss = with the module, random = plain model), runtime
+    (module_kind: runtime.loss_module; cuda_graph: runtime.cuda_graph)."""
     out = [f"model.net.width={width}", f"device={args.device}", f"schedule.batch_size={args.batch}",
            f"schedule.eval_batch_size={args.eval_batch}", f"sampler={'learning_loss' if loss_module else 'random'}"]
     if channels_last is not None:
@@ -59,6 +61,10 @@ def side_overrides(args, width: int, *, loss_module: bool = True, channels_last:
         out.append(f"runtime.amp={str(amp).lower()}")
     if compile:
         out.append("runtime.compile=true")
+    if module_kind is not None:
+        out.append(f"runtime.loss_module={module_kind}")
+    if cuda_graph:
+        out.append("runtime.cuda_graph=true")
     return out
 
 
@@ -140,9 +146,10 @@ class BenchTask(Task):
         return inputs, targets
 
     def labeled_batches(self, indices, batch_size, generator, augment=True) -> Iterator:
-        if self.fixed_batch is not None:
+        if self.fixed_batch is not None:  # len(indices) // batch steps on the one batch (at least one)
             inputs, targets = self.fixed_batch
-            yield inputs, targets, torch.arange(len(targets))
+            for _ in range(max(1, len(indices) // len(targets))):
+                yield inputs, targets, torch.arange(len(targets))
             return
         batches = iter(self.task.labeled_batches(indices, batch_size, generator, augment))
         while True:

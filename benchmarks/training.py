@@ -13,15 +13,16 @@ import time
 import torch
 
 from al_runner.loop import train_one_epoch
-from benchmarks.harness import Results, interleaved, median, paired_ratio, paired_spread, sync
+from benchmarks.harness import Results, interleaved, median, median_interval, paired_ratio, paired_spread, sync
 from benchmarks.reference import reference_loader, reference_train_epoch
 from benchmarks.runner_side import (BenchTask, Side, build_bench_task, build_side, compose_config, default_format,
                                     formats, side_overrides, task_overrides)
 
 
-def one_step(side: Side, task: BenchTask, batch: int):
-    """loop.train_one_epoch over the task's single fixed batch: exactly one optimiser step."""
-    return lambda: train_one_epoch(side.learner, task, torch.arange(batch), side.optimizer, batch, torch.Generator(), 0, 0)
+def one_step(side: Side, task: BenchTask, batch: int, steps: int = 1):
+    """loop.train_one_epoch over the task's fixed batch: `steps` optimiser steps, one host sync at the end."""
+    return lambda: train_one_epoch(side.learner, task, torch.arange(batch * steps), side.optimizer, batch,
+                                   torch.Generator(), 0, 0)
 
 
 @contextlib.contextmanager
@@ -117,6 +118,8 @@ def bench_train_step(args, res: Results) -> None:
         res.facts[f"gflop/w{width}"] = gflop
         if args.compile:
             bench_compile_step(args, res, width, task, warmup, repeats)
+        if args.loss_modules:
+            bench_module_options(args, res, width, task)
 
 
 def bench_compile_step(args, res: Results, width: int, task: BenchTask, warmup: int, repeats: int) -> None:
@@ -137,6 +140,50 @@ def bench_compile_step(args, res: Results, width: int, task: BenchTask, warmup: 
     res.add(b, f"w{width} torch.compile first step (compilation)", compile_s, "s")
     res.add(b, f"w{width} torch.compile speed-up, loss module ({'channels_last' if cl else 'NCHW'})",
             paired_ratio(t["eager"], t["compiled"]), "x")
+
+
+def bench_module_options(args, res: Results, width: int, task: BenchTask) -> None:
+    """Benchmark 1 for runtime.loss_module (each of --loss-modules) and runtime.cuda_graph (--cuda-graph), in the
+    device's default memory format: each module step against the plain step with the same graph setting, and
+    against the plain eager step; medians of paired ratios with a 95 % interval (order statistics)."""
+    device, batch, steps = args.device, args.batch, args.steps_per_sample
+    kinds = [k.strip() for k in args.loss_modules.split(",") if k.strip()]
+    cl = default_format(args) == "channels_last"
+    graphs = (False, True) if args.cuda_graph else (False,)
+    sides = {}
+    for graph in graphs:
+        suffix = " graph" if graph else ""
+        for name, with_module, kind in [("plain", False, None)] + [(f"module {k}", True, k) for k in kinds]:
+            cfg = compose_config(task_overrides(args, False, batch, 2) + side_overrides(
+                args, width, loss_module=with_module, channels_last=cl, module_kind=kind, cuda_graph=graph))
+            sides[name + suffix] = build_side(cfg, task)
+    # warm-up covers the graph's eager steps and capture (CudaGraphStep: 3 + 1) and torch.compile's first calls
+    warmup = max(args.option_warmup, 5 if args.cuda_graph else 1)
+    print(f"\n[1] module options, ResNet-18 width {width}, batch {batch}, {device.type}, "
+          f"{'channels_last' if cl else 'NCHW'}: {warmup} warm-up + {args.option_repeats} timed samples of {steps} "
+          f"step(s) per case, interleaved", flush=True)
+    t = interleaved({k: one_step(s, task, batch, steps) for k, s in sides.items()}, args.option_repeats, warmup, device)
+    b = f"1 module options w{width}"
+    for name in sides:
+        res.add(b, f"w{width} train {name}", batch * steps / median(t[name]), "img/s")
+    for graph in graphs:
+        suffix = " graph" if graph else ""
+        for kind in kinds:
+            ratios = [m / p for m, p in zip(t[f"module {kind}{suffix}"], t[f"plain{suffix}"])]
+            lo, hi = median_interval(ratios)
+            ratio = median(ratios)
+            res.add(b, f"w{width} module {kind}{suffix} step time / plain{suffix}", ratio, "x", "<= 1.05",
+                    f"overhead {100 * (ratio - 1):+.1f} % (95 % CI {100 * (lo - 1):+.1f} … {100 * (hi - 1):+.1f} %)",
+                    met=ratio <= 1.05)
+            if graph:
+                res.add(b, f"w{width} module {kind} graph step time / plain eager",
+                        paired_ratio(t[f"module {kind} graph"], t["plain"]), "x")
+        if graph:
+            res.add(b, f"w{width} CUDA graph speed-up, plain step", paired_ratio(t["plain"], t["plain graph"]), "x")
+    for name, side in sides.items():
+        graph_step = getattr(side.learner, "_graph_step", None)
+        if graph_step is not None:  # how many steps really replayed (the rest ran eagerly)
+            print(f"  {name}: CUDA graph steps {graph_step.counts}", flush=True)
 
 
 def bench_epoch(args, res: Results) -> None:

@@ -6,14 +6,17 @@
      plain and with the loss-prediction module on the six source maps + margin ranking loss
   2  per-image MultiBox loss (ours) vs torchvision's own matching + SSD.compute_loss, batch 32 at SSD300's
      8,732 anchors / 21 classes, loss + backward to the head outputs
-  3  data pipeline: decode + SSD augmentation / eval resize of one VOC-sized (375-500 px) JPEG, per core
+  3  data pipeline, per image per core, on VOC-sized (375-500 px) generated JPEGs: decode; SSD augmentation
+     by torchvision's v2 reference recipe and by the fast pipeline (augmentation.pipeline, same boxes); the
+     whole training item (decode + fast augmentation, as a DataLoader worker makes it); eval resize. Repeats
+     interleaved; the CPU time other processes used meanwhile is printed (the machine may be shared)
   4  FLOPs (torch.utils.flop_counter.FlopCounterMode) of SSD300 per image: train step (fwd + bwd) and
      inference, and the projected GPU time of one fig6_voc trial under a stated throughput assumption
 
 Timings: A/B repeats interleaved, medians after one warm-up. The CPU may be shared: the load average is
 printed at start and end.
 
-  OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_detection.py --threads 1
+  OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_detection.py --threads 1 [--sections 3]
 """
 from __future__ import annotations
 
@@ -31,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from al_runner.learner import Learner, Runtime  # noqa: E402
 from al_runner.learning_loss import LearningLoss, MarginRankingLoss  # noqa: E402
-from al_runner.tasks.detection import VOCDetectionTask, ssd300_vgg16, ssdlite320_mobilenet_v3_large  # noqa: E402
+from al_runner.tasks.detection import VOCDetectionTask, samples, ssd300_vgg16, ssdlite320_mobilenet_v3_large  # noqa: E402
 from al_runner.tasks.detection.generate import CLASSES, generate_vocdevkit  # noqa: E402
 from al_runner.tasks.detection.multibox import MultiBoxLoss  # noqa: E402
+from benchmarks.harness import ForeignLoad  # noqa: E402
 from torchvision.models.detection import ssd300_vgg16 as tv_ssd300  # noqa: E402
 
 TAPS = [f"backbone[{i}]" for i in range(6)]
@@ -134,22 +138,51 @@ def bench_loss(root: Path, repeats: int) -> list[str]:
 
 
 def bench_data(root: Path, repeats: int) -> tuple[list[str], float, float]:
+    """ms per image per core of each data-pipeline stage; returns the lines, the training item and eval costs."""
     task = task_for(root, 300)
     dataset = task._pool_with_targets
     n = len(dataset)
-    train, evaluate = [], []
-    for r in range(repeats):
-        start = time.perf_counter()
-        for i in range(n):
-            dataset[(i, 1000 * r + i)]
-        train.append((time.perf_counter() - start) / n)
-        start = time.perf_counter()
-        for i in range(n):
-            task._pool_inputs[(i, None)]
-        evaluate.append((time.perf_counter() - start) / n)
-    t, e = median_ms(train), median_ms(evaluate)
-    return [f"{n} VOC-sized JPEGs (375-500 px): decode + SSD augmentation + resize to 300: {t:.2f} ms/image/core; "
-            f"decode + resize only (scoring/eval): {e:.2f} ms/image/core"], t, e
+    pipelines = {"reference": samples.ssd_train_transform(300, pipeline="reference"),
+                 "fast": samples.ssd_train_transform(300, pipeline="fast")}
+    decoded = [dataset._decode(i) for i in range(n)]
+
+    def augment(pipeline, r):
+        def run():
+            for i in range(n):
+                a = dataset.split.annotations[i]
+                keep = ~a.difficult
+                with torch.random.fork_rng(devices=[]):
+                    torch.default_generator.manual_seed(1000 * r + i)
+                    pipeline(decoded[i], {"boxes": dataset._boxes(i, decoded[i], keep), "labels": a.labels[keep]})
+        return run
+
+    cases = {
+        "decode": lambda r: lambda: [dataset._decode(i) for i in range(n)],
+        "reference augmentation": lambda r: augment(pipelines["reference"], r),
+        "fast augmentation": lambda r: augment(pipelines["fast"], r),
+        "training item (decode + fast augmentation)": lambda r: lambda: [dataset[(i, 1000 * r + i)] for i in range(n)],
+        "eval item (decode + resize)": lambda r: lambda: [task._pool_inputs[(i, None)] for i in range(n)],
+    }
+    dataset.train_transform = pipelines["fast"]
+    # wall time, and this process's CPU time: on a shared machine the scheduler gives a one-thread process less
+    # than a core, which stretches wall time but not the CPU time the work itself needs
+    wall, cpu = {name: [] for name in cases}, {name: [] for name in cases}
+    load = ForeignLoad()
+    for r in range(repeats + 1):  # the first round warms up
+        for name in (list(cases) if r % 2 == 0 else list(cases)[::-1]):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            cases[name](r)()
+            if r > 0:
+                wall[name].append((time.perf_counter() - start) / n)
+                cpu[name].append((time.process_time() - start_cpu) / n)
+    wall_ms, cpu_ms = ({name: median_ms(t) for name, t in times.items()} for times in (wall, cpu))
+    ratio = statistics.median(a / b for a, b in zip(cpu["reference augmentation"], cpu["fast augmentation"]))
+    lines = [f"{n} VOC-sized JPEGs (375-500 px), {repeats} interleaved rounds, medians per image, one thread:", "",
+             "| stage | CPU ms / image | wall ms / image |", "|---|---|---|",
+             *(f"| {name} | {cpu_ms[name]:.2f} | {wall_ms[name]:.2f} |" for name in cases),
+             "", f"fast augmentation needs {ratio:.1f}x less CPU than the reference (median of paired rounds); "
+             f"CPU used by other processes meanwhile: {load.cores():.2f} cores of {os.cpu_count()}"]
+    return lines, cpu_ms["training item (decode + fast augmentation)"], cpu_ms["eval item (decode + resize)"]
 
 
 def flops_per_image() -> tuple[float, float]:
@@ -194,21 +227,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--utilisation", type=float, default=0.35, help="assumed fraction of the GPU's peak")
     parser.add_argument("--workers", type=int, default=12, help="DataLoader workers assumed on the GPU machine")
+    parser.add_argument("--sections", default="1,2,3,4", help="which sections to run (comma-separated)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), loadavg at start {os.getloadavg()}")
+    sections = {int(x) for x in args.sections.split(",")}
+    data_train = data_eval = None
     with tempfile.TemporaryDirectory() as tmp:
         root = make_tree(Path(tmp))
-        print("\n## 1 Training step (CPU)\n")
-        print("\n".join(bench_training_steps(root, args.repeats)))
-        print("\n## 2 Per-image MultiBox loss vs torchvision's compute_loss (CPU)\n")
-        print("\n".join(bench_loss(root, 3 * args.repeats)))
-        print("\n## 3 Data pipeline (CPU)\n")
-        lines, data_train, data_eval = bench_data(root, args.repeats)
-        print("\n".join(lines))
-    print("\n## 4 FLOPs and projected fig6_voc trial\n")
-    inference, train = flops_per_image()
-    print("\n".join(projection(inference, train, data_train, data_eval, args.utilisation, args.workers)))
+        if 1 in sections:
+            print("\n## 1 Training step (CPU)\n")
+            print("\n".join(bench_training_steps(root, args.repeats)))
+        if 2 in sections:
+            print("\n## 2 Per-image MultiBox loss vs torchvision's compute_loss (CPU)\n")
+            print("\n".join(bench_loss(root, 3 * args.repeats)))
+        if 3 in sections or 4 in sections:
+            print("\n## 3 Data pipeline (CPU)\n")
+            lines, data_train, data_eval = bench_data(root, args.repeats)
+            print("\n".join(lines))
+    if 4 in sections:
+        print("\n## 4 FLOPs and projected fig6_voc trial\n")
+        inference, train = flops_per_image()
+        print("\n".join(projection(inference, train, data_train, data_eval, args.utilisation, args.workers)))
     print(f"\nloadavg at end {os.getloadavg()}")
 
 

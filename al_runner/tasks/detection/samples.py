@@ -137,14 +137,14 @@ def iou_crop_params(crop: v2.RandomIoUCrop, height: int, width: int, boxes: torc
 
 
 def _iou_crop_trials(crop: v2.RandomIoUCrop, height: int, width: int, xyxy: np.ndarray, min_iou: float) -> dict:
-    """Up to `crop.trials` trials of one IoU option (RandomIoUCrop.make_params's inner loop)."""
+    """Up to `crop.trials` trials of one IoU option (RandomIoUCrop.make_params's inner loop): the trials' windows
+    from one block of draws, then their box tests at once; the first window that passes is the reference's."""
     f32 = np.float32
     state = torch.default_generator.get_state()
     u = torch.rand(4 * crop.trials).numpy()  # a trial draws 2 (scale) or 4 (scale, position) uniforms
     scale = f32(crop.min_scale) + f32(crop.max_scale - crop.min_scale) * u  # float32, as torchvision's tensor ops
     new_ws, new_hs = (f32(width) * scale).astype(np.int64).tolist(), (f32(height) * scale).astype(np.int64).tolist()
-    centres = (f32(0.5) * (xyxy[:, 0] + xyxy[:, 2])).tolist(), (f32(0.5) * (xyxy[:, 1] + xyxy[:, 3])).tolist()
-    used, found = 0, {}
+    windows, ends, used = [], [], 0  # (left, top, right, bottom) of each trial that draws a position; draws used so far
     for _ in range(crop.trials):
         new_w, new_h = new_ws[used], new_hs[used + 1]
         if not crop.min_aspect_ratio <= new_w / new_h <= crop.max_aspect_ratio:
@@ -152,27 +152,39 @@ def _iou_crop_trials(crop: v2.RandomIoUCrop, height: int, width: int, xyxy: np.n
             continue
         left, top = int(f32(width - new_w) * u[used + 2]), int(f32(height - new_h) * u[used + 3])
         used += 4
-        right, bottom = left + new_w, top + new_h
-        if left == right or top == bottom:
-            continue
-        within = [left < x < right and top < y < bottom for x, y in zip(*centres)]
-        if not any(within) or _max_iou(xyxy[within], left, top, right, bottom) < f32(min_iou):
-            continue
-        found = dict(top=top, left=left, height=new_h, width=new_w, is_within_crop_area=torch.tensor(within))
-        break
+        if new_w > 0 and new_h > 0:  # torchvision skips zero-area windows
+            windows.append((left, top, left + new_w, top + new_h))
+            ends.append(used)
+    passed = _windows_passing(np.array(windows, dtype=np.int64).reshape(-1, 4), xyxy, min_iou)
+    first = int(np.argmax(passed)) if passed.any() else None
     torch.default_generator.set_state(state)
-    torch.rand(used)  # the draws the reference made, so that what follows (the flip) draws the same numbers
-    return found
+    torch.rand(ends[first] if first is not None else used)  # the draws the reference made, no more
+    if first is None:
+        return {}
+    left, top, right, bottom = windows[first]
+    within = _centres_within(np.array(windows[first:first + 1]), xyxy)[0]
+    return dict(top=top, left=left, height=bottom - top, width=right - left, is_within_crop_area=torch.from_numpy(within))
 
 
-def _max_iou(xyxy: np.ndarray, left: int, top: int, right: int, bottom: int) -> np.float32:
-    """max of torchvision.ops.box_iou(boxes, [[left, top, right, bottom]]), in float32 as it computes it."""
+def _centres_within(windows: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+    """[W, N]: box i's centre strictly inside window w (torchvision compares float32 centres with int edges)."""
+    cx, cy = np.float32(0.5) * (xyxy[:, 0] + xyxy[:, 2]), np.float32(0.5) * (xyxy[:, 1] + xyxy[:, 3])
+    w = windows.astype(np.float32)[:, :, None]
+    return (w[:, 0] < cx) & (cx < w[:, 2]) & (w[:, 1] < cy) & (cy < w[:, 3])
+
+
+def _windows_passing(windows: np.ndarray, xyxy: np.ndarray, min_iou: float) -> np.ndarray:
+    """[W] bool: some box centred inside the window has IoU >= min_iou with it (torchvision.ops.box_iou, float32)."""
     f32 = np.float32
-    crop = np.array([left, top, right, bottom], dtype=f32)
-    wh = np.clip(np.minimum(xyxy[:, 2:], crop[2:]) - np.maximum(xyxy[:, :2], crop[:2]), 0, None)
-    inter = wh[:, 0] * wh[:, 1]
-    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
-    return (inter / (area + (crop[2] - crop[0]) * (crop[3] - crop[1]) - inter)).max()
+    within = _centres_within(windows, xyxy)
+    w = windows.astype(f32)[:, None, :]
+    b = xyxy[None]
+    wx = np.clip(np.minimum(b[..., 2], w[..., 2]) - np.maximum(b[..., 0], w[..., 0]), 0, None)
+    wy = np.clip(np.minimum(b[..., 3], w[..., 3]) - np.maximum(b[..., 1], w[..., 1]), 0, None)
+    inter = wx * wy
+    area = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    iou = inter / (area + (w[..., 2] - w[..., 0]) * (w[..., 3] - w[..., 1]) - inter)
+    return (within & (iou >= f32(min_iou))).any(axis=1)
 
 
 def contrast_mean(image: torch.Tensor, colour: dict) -> torch.Tensor | None:
