@@ -115,13 +115,15 @@ class BenchTask(Task):
     """
 
     def __init__(self, task: Task, fixed_batch: tuple[Any, Any] | None = None, test_limit: int | None = None,
-                 timed: bool = False):
+                 timed: bool = False, fixed_repeats: int = 1):
         self.task, self.fixed_batch, self.test_limit, self.timed = task, fixed_batch, test_limit, timed
+        self.fixed_repeats = fixed_repeats  # steps per epoch on the fixed batch
         self.name, self.metric_name, self.uncertainty_name = task.name, task.metric_name, task.uncertainty_name
         self.data_seconds = 0.0
 
     def variant(self, **changes) -> "BenchTask":
-        kwargs = {"fixed_batch": self.fixed_batch, "test_limit": self.test_limit, "timed": self.timed, **changes}
+        kwargs = {"fixed_batch": self.fixed_batch, "test_limit": self.test_limit, "timed": self.timed,
+                  "fixed_repeats": self.fixed_repeats, **changes}
         return BenchTask(self.task, **kwargs)
 
     @property
@@ -146,9 +148,9 @@ class BenchTask(Task):
         return inputs, targets
 
     def labeled_batches(self, indices, batch_size, generator, augment=True) -> Iterator:
-        if self.fixed_batch is not None:  # len(indices) // batch steps on the one batch (at least one)
+        if self.fixed_batch is not None:
             inputs, targets = self.fixed_batch
-            for _ in range(max(1, len(indices) // len(targets))):
+            for _ in range(self.fixed_repeats):
                 yield inputs, targets, torch.arange(len(targets))
             return
         batches = iter(self.task.labeled_batches(indices, batch_size, generator, augment))

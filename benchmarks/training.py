@@ -19,10 +19,10 @@ from benchmarks.runner_side import (BenchTask, Side, build_bench_task, build_sid
                                     formats, side_overrides, task_overrides)
 
 
-def one_step(side: Side, task: BenchTask, batch: int, steps: int = 1):
-    """loop.train_one_epoch over the task's fixed batch: `steps` optimiser steps, one host sync at the end."""
-    return lambda: train_one_epoch(side.learner, task, torch.arange(batch * steps), side.optimizer, batch,
-                                   torch.Generator(), 0, 0)
+def one_step(side: Side, task: BenchTask, batch: int):
+    """loop.train_one_epoch over the task's fixed batch: one optimiser step per `task.fixed_repeats`, and one host
+    sync at the end."""
+    return lambda: train_one_epoch(side.learner, task, torch.arange(batch), side.optimizer, batch, torch.Generator(), 0, 0)
 
 
 @contextlib.contextmanager
@@ -162,7 +162,8 @@ def bench_module_options(args, res: Results, width: int, task: BenchTask) -> Non
     print(f"\n[1] module options, ResNet-18 width {width}, batch {batch}, {device.type}, "
           f"{'channels_last' if cl else 'NCHW'}: {warmup} warm-up + {args.option_repeats} timed samples of {steps} "
           f"step(s) per case, interleaved", flush=True)
-    t = interleaved({k: one_step(s, task, batch, steps) for k, s in sides.items()}, args.option_repeats, warmup, device)
+    repeated = task.variant(fixed_repeats=steps)
+    t = interleaved({k: one_step(s, repeated, batch) for k, s in sides.items()}, args.option_repeats, warmup, device)
     b = f"1 module options w{width}"
     for name in sides:
         res.add(b, f"w{width} train {name}", batch * steps / median(t[name]), "img/s")

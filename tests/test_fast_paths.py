@@ -296,3 +296,27 @@ def test_graph_step_runs_every_batch_eagerly_when_targets_are_lists():
     learner = make_learner(cuda_graph_backend=EagerGraphs())
     train(learner, task, epochs=2, lrs=(0.05, 0.05))
     assert learner._graph_step.counts == {"eager": 6, "captures": 0, "replays": 0}
+
+
+# ------------------------------------------------------------------ benchmark 1 for the module options
+
+def test_benchmark_one_compares_the_module_options_at_toy_size(tmp_path):
+    import benchmarks
+    from benchmarks import cli
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        args = benchmarks.parse_args(["--quick", "--device", "cpu", "--only", "1", "--out", str(tmp_path / "b.csv"),
+                                      "--loss-modules", "eager,fused", "--steps-per-sample", "2"])
+        args.widths, args.batch, args.step_warmup, args.step_repeats = [2], 8, 1, 1
+        args.option_repeats, args.option_warmup = 6, 1
+        res = cli.run_benchmarks(args)
+    finally:
+        torch.set_num_threads(threads)
+    rows = {r["name"]: r for r in res.rows}
+    for kind in ("eager", "fused"):
+        ratio = rows[f"w2 module {kind} step time / plain"]
+        assert ratio["value"] > 0 and ratio["target"] == "<= 1.05" and "95 % CI" in ratio["note"]
+        assert rows[f"w2 train module {kind}"]["value"] > 0
+    assert "w2 train plain" in rows
