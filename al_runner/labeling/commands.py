@@ -1,0 +1,322 @@
+"""What `al-label init | next | import | status` do, on a project directory.
+
+A round is al-run's cycle with people as the oracle: `next` trains the model on the labels so far with the
+run's schedule (`loop.train_cycle`, continuing from the previous round's weights unless
+`schedule.reinit_each_cycle`), evaluates it on the held-out part if there is one (`loop.evaluate`), and picks
+the next images with the configured sampler (`loop.select`, over the images nobody labeled or was asked to
+label yet). With no labels at all, the first round picks at random (seeded by `seed` only, as al-run's
+initial set). Building the run's pieces is al-run's (`al_runner.build`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from al_runner import schema
+from al_runner.build import (apply_threads, build_learner, build_method, build_sampler, instantiate, make_runtime,
+                             make_scheduler_factory)
+from al_runner.determinism import apply_determinism
+from al_runner.errors import ConfigError
+from al_runner.labeling import exports
+from al_runner.labeling.formats import read_label_file
+from al_runner.labeling.importer import ImportResult, resolve_image, take_labels
+from al_runner.labeling.project import (CONFIG_FILE, HOLDOUT, IMAGES_FILE, LABEL_CONFIG_FILE, LABELS_FILE, POOL,
+                                        PROJECT_FILE, LabelingError, Labels, Project, Round, describe_image,
+                                        staged_directory, write_images_csv)
+from al_runner.loop import evaluate, select, train_cycle
+from al_runner.rundir import save_config, write_csv
+from al_runner.runner import SELECT_STREAM, TRAIN_STREAM
+from al_runner.tasks.classification.imagefolder import IMAGE_EXTENSIONS
+
+log = logging.getLogger("al_runner.label")
+
+
+def labeling_of(cfg: DictConfig):
+    """The task's labeling object (conf/label/<task>.yaml: task.build)."""
+    return instantiate(cfg.task.build)
+
+
+# --- init ---------------------------------------------------------------------------------------------------
+def list_images(root: Path) -> list[str]:
+    """Every image below the folder (recursively), as sorted relative paths with "/"."""
+    if not root.is_dir():
+        raise LabelingError(f"--images {root}: not a folder")
+    found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not found:
+        raise LabelingError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
+    return found
+
+
+def _read_or_refuse(project: Project, path: Path, what: str):
+    """All records of an init label file, or a refusal of init naming the first bad row."""
+    if not Path(path).exists():
+        raise LabelingError(f"{what} {path}: no such file or folder")
+    records, refused = read_label_file(Path(path), project.classes, lambda name: None)
+    if refused:
+        raise LabelingError(f"{what}: {len(refused)} row(s) cannot be read, first: {refused[0].line()}")
+    return records
+
+
+def init_project(directory: Path, images: Path, cfg: DictConfig, labels_file: Path | None = None,
+                 holdout_file: Path | None = None, classes: list[str] | None = None) -> Project:
+    """Create a project: list and fingerprint the images, take the initial and held-out labels. All or nothing."""
+    labeling = labeling_of(cfg)
+    images = Path(images).expanduser().resolve()
+    relative = list_images(images)
+    directory = Path(directory)
+    with staged_directory(directory) as staging:
+        meta = {"kind": str(cfg.task.name), "images_root": str(images), "classes": list(classes or [])}
+        _write_meta(staging, meta)
+        save_config(staging / CONFIG_FILE, cfg)
+        entries = [describe_image(images, path, POOL) for path in relative]
+        write_images_csv(staging / IMAGES_FILE, entries)
+        (staging / LABELS_FILE).write_text(Labels().to_json())
+        project = Project(staging)
+        initial = _read_or_refuse(project, labels_file, "--labels") if labels_file else []
+        held = _read_or_refuse(project, holdout_file, "--holdout") if holdout_file else []
+        if not classes:  # the classes are those the labels use, sorted (fixed from now on: the model's outputs)
+            meta["classes"] = sorted({c for r in initial + held for c in _classes_in(labeling, r.label)})
+            if not meta["classes"]:
+                raise LabelingError("no classes: give --classes a,b,c or a --labels file")
+            _write_meta(staging, meta)
+            project = Project(staging)
+        holdout_paths = _holdout_paths(project, held)
+        entries = [e if e.path not in holdout_paths else type(e)(**{**asdict(e), "role": HOLDOUT}) for e in entries]
+        write_images_csv(staging / IMAGES_FILE, entries)
+        project = Project(staging)
+        labels = Labels()
+        for record in held:
+            path = holdout_paths_by_name(project, record)
+            problem = labeling.check(record.label, project.by_path[path], project.classes, record.stated_size)
+            if problem:
+                raise LabelingError(f"--holdout {record.where}: {record.image}: {problem}")
+            labels.holdout[path] = {"label": record.label, "source": record.where}
+        taken = take_labels(project, labeling, labels, [], initial, allow_unrequested=True)
+        if taken.refused:
+            raise LabelingError(f"--labels: {len(taken.refused)} row(s) refused, first: {taken.refused[0].line()}")
+        from al_runner.atomic import atomic_write_text
+
+        atomic_write_text(staging / LABELS_FILE, labels.to_json())
+        atomic_write_text(staging / LABEL_CONFIG_FILE, labeling.label_config(project.classes))
+    return Project(directory)
+
+
+def _write_meta(directory: Path, meta: dict) -> None:
+    import json
+
+    from al_runner.atomic import atomic_write_text
+    from al_runner.labeling.project import PROJECT_FORMAT
+
+    atomic_write_text(directory / PROJECT_FILE, json.dumps({"format": PROJECT_FORMAT, **meta}, indent=1))
+
+
+def _classes_in(labeling, label) -> list[str]:
+    try:
+        return labeling.classes_of(label)
+    except (TypeError, KeyError):
+        return []  # a label of the wrong kind: refused (and named) by the checks below
+
+
+def _basenames(project: Project) -> dict[str, list[str]]:
+    names: dict[str, list[str]] = {}
+    for path in project.by_path:
+        names.setdefault(Path(path).name, []).append(path)
+    return names
+
+
+def holdout_paths_by_name(project: Project, record) -> str:
+    path = resolve_image(project, record.image, _basenames(project))
+    if path is None:
+        raise LabelingError(f"--holdout {record.where}: {record.image}: unknown image: not under {project.images_root}")
+    return path
+
+
+def _holdout_paths(project: Project, records) -> set[str]:
+    return {holdout_paths_by_name(project, r) for r in records}
+
+
+# --- next ---------------------------------------------------------------------------------------------------
+def next_round(project: Project, k: int | None = None, document_root: str = "/") -> tuple[Round, bool]:
+    """(the round, whether it was re-exported unchanged). Re-running before any import gives the same picks."""
+    cfg = project.config
+    labeling = labeling_of(cfg)
+    project.check_images_unchanged()
+    labels, state = project.labels(), project.state()
+    rounds = [Round(**r) for r in state["rounds"]]
+    if k is not None and k < 1:
+        raise LabelingError(f"--k must be >= 1, got {k}")
+    if rounds and rounds[-1].labels_revision == labels.revision:
+        last = rounds[-1]
+        if k is not None and k != last.k:
+            raise LabelingError(f"round {last.number} was exported with --k {last.k} and no label came in since; "
+                                f"import its labels first, or rerun with --k {last.k} to export it again")
+        write_outputs(project, labeling, rounds, document_root)
+        return last, True
+    new = _run_round(project, cfg, labeling, labels, rounds, state["learner"], k)
+    rounds.append(new.round)
+    project.save_state(rounds, new.learner_state)  # the commit: one atomic write
+    write_outputs(project, labeling, rounds, document_root)
+    return new.round, False
+
+
+class _NewRound:
+    def __init__(self, round_: Round, learner_state: dict | None):
+        self.round, self.learner_state = round_, learner_state
+
+
+def _run_round(project: Project, cfg: DictConfig, labeling, labels: Labels, rounds: list[Round],
+               learner_state: dict | None, k: int | None) -> _NewRound:
+    s, seed, number = cfg.schedule, int(cfg.seed), len(rounds) + 1
+    k = int(s.query_size) if k is None else k
+    waiting = set(project.waiting(rounds, labels))
+    labeled = torch.tensor([i for i, e in enumerate(project.pool) if e.path in labels.pool], dtype=torch.long)
+    candidates = torch.tensor([i for i, e in enumerate(project.pool) if e.path not in labels.pool and e.path not in waiting],
+                              dtype=torch.long)
+    if candidates.numel() == 0:
+        raise LabelingError(f"nothing left to pick: all {len(project.pool)} pool images are labeled or waiting for "
+                            f"annotation ({len(waiting)} waiting)")
+    k = min(k, candidates.numel())
+    if labeled.numel() == 0:  # the paper's cycle 0: a random initial set, from the seed alone (every sampler alike)
+        order = torch.randperm(candidates.numel(), generator=torch.Generator().manual_seed(seed))[:k]
+        picks = [{"path": project.pool[i].path, "score": None, "guess": None, "guess_score": None}
+                 for i in candidates[order].tolist()]
+        log.info("round %d: no labels yet, %d images picked at random", number, k)
+        return _NewRound(Round(number, k, picks, labels.revision, 0, random=True), learner_state)
+
+    apply_threads(cfg)
+    apply_determinism(cfg)
+    runtime = make_runtime(cfg)
+    task = labeling.build_task(project, labels).to(runtime.device)
+    sampler, learning_loss = build_sampler(cfg), build_method(cfg)
+    if "predicted_loss" in sampler.needs and learning_loss is None:
+        raise ConfigError(f"sampler {cfg.sampler.name} ranks by predicted loss but sets no loss_objective")
+    learner = build_learner(cfg, task, runtime, learning_loss)
+    if learner_state is not None and not s.reinit_each_cycle:
+        learner.load_state_dict(learner_state)  # "we continue to train the current model" (as al-run's cycles)
+    t0 = time.perf_counter()
+    train_cycle(learner, task, labeled, epochs=int(s.epochs), batch_size=int(s.batch_size),
+                make_optimizer=instantiate(s.optimizer), make_scheduler=make_scheduler_factory(s),
+                generator=torch.Generator().manual_seed(seed + TRAIN_STREAM + number), cycle=number - 1,
+                progress=cfg.progress)
+    t1 = time.perf_counter()
+    evaluation = evaluate(learner, task, int(s.eval_batch_size)) if project.holdout else None
+    t2 = time.perf_counter()
+    picked, scores = select(learner, task, sampler, candidates, labeled, k, s.subset_size, int(s.eval_batch_size),
+                            torch.Generator().manual_seed(seed + SELECT_STREAM + number))
+    guesses = model_guesses(learner, task, labeling, project, picked, int(s.eval_batch_size))
+    t3 = time.perf_counter()
+    picks = [{"path": project.pool[i].path, "score": float(v), **g}
+             for i, v, g in zip(picked.tolist(), scores.tolist(), guesses)]
+    round_ = Round(number, k, picks, labels.revision, int(labeled.numel()), metric=task.metric_name,
+                   value=None if evaluation is None else evaluation.metric,
+                   ranking_accuracy=None if evaluation is None else evaluation.ranking_accuracy,
+                   uncertainty=task.uncertainty_name,
+                   seconds={"train_s": round(t1 - t0, 3), "eval_s": round(t2 - t1, 3), "select_s": round(t3 - t2, 3)})
+    shown = "" if evaluation is None else f", {task.metric_name} {evaluation.metric:.4f} on {task.test_size} held out"
+    log.info("round %d: trained on %d labels%s; picked %d with %s", number, labeled.numel(), shown, len(picks),
+             cfg.sampler.name)
+    return _NewRound(round_, learner.state_dict())
+
+
+@torch.inference_mode()
+def model_guesses(learner, task, labeling, project: Project, indices: torch.Tensor, batch_size: int) -> list[dict]:
+    """The model's guess for each picked image (eval mode, no augmentation), for the exports."""
+    learner.eval()
+    found: list[dict] = []
+    for inputs, idx in task.input_batches(indices, batch_size):
+        found += labeling.guesses(task, learner.forward(inputs), [project.pool[i] for i in idx.tolist()])
+    return found
+
+
+def write_outputs(project: Project, labeling, rounds: list[Round], document_root: str = "/") -> None:
+    """Rewrite what is derived from the committed state: the last round's exports and al-run's run files."""
+    if rounds:
+        exports.write_round_exports(project, labeling, rounds[-1], document_root)
+    write_run_files(project, rounds)
+
+
+def write_run_files(project: Project, rounds: list[Round]) -> None:
+    """cycles.csv and selected.csv in al-run's format (round r = cycle r - 1: trained, evaluated, then picked),
+    so that al-plot draws a project's learning curve like a run's. Only rounds evaluated on a held-out part."""
+    cfg = project.config
+    evaluated = [r for r in rounds if r.value is not None]
+    if not evaluated:
+        return
+    rows = [{"task": cfg.task.name, "model": cfg.model.name, "sampler": cfg.sampler.name, "seed": int(cfg.seed),
+             "cycle": r.number - 1, "n_labeled": r.n_labeled, "metric": r.metric, "value": r.value,
+             "uncertainty": r.uncertainty, "ranking_accuracy": r.ranking_accuracy, **r.seconds} for r in evaluated]
+    write_csv(project.dir / schema.CYCLES_CSV, schema.CYCLE_COLUMNS, rows)
+    selected = [{"cycle": r.number, "pool_index": project.pool_index[p["path"]], "score": p["score"]}
+                for r in rounds for p in r.picks]
+    write_csv(project.dir / schema.SELECTED_CSV, schema.SELECTED_COLUMNS, selected)
+
+
+# --- import ---------------------------------------------------------------------------------------------------
+def import_labels(project: Project, label_file: Path, allow_unrequested: bool = False,
+                  overwrite: bool = False) -> ImportResult:
+    """Take what passes the checks (one write of labels.json), list the rest."""
+    labeling = labeling_of(project.config)
+    project.check_images_unchanged()
+    if not Path(label_file).exists():
+        raise LabelingError(f"{label_file}: no such file or folder")
+    sizes = {e.path: (e.width, e.height) for e in project.images}
+    records, unreadable = read_label_file(Path(label_file), project.classes, lambda name: sizes.get(name))
+    return commit_records(project, labeling, records, unreadable, allow_unrequested, overwrite)
+
+
+def commit_records(project: Project, labeling, records, unreadable, allow_unrequested: bool, overwrite: bool) -> ImportResult:
+    labels, rounds = project.labels(), project.rounds()
+    result = take_labels(project, labeling, labels, rounds, records, allow_unrequested, overwrite)
+    result.refused = list(unreadable) + result.refused
+    if result.taken:
+        project.save_labels(labels)
+    return result
+
+
+# --- status ---------------------------------------------------------------------------------------------------
+def status_lines(project: Project) -> list[str]:
+    cfg, labels, rounds = project.config, project.labels(), project.rounds()
+    labeling = labeling_of(cfg)
+    lines = [f"project {project.dir}: {project.kind}, {len(project.classes)} classes, {len(project.pool)} pool images"
+             f"{f', {len(project.holdout)} held out' if project.holdout else ''} under {project.images_root}",
+             f"config: model {cfg.model.name}, sampler {cfg.sampler.name}, schedule {cfg.schedule.name} "
+             f"({cfg.schedule.epochs} epochs per round), seed {cfg.seed}"]
+    by_round: dict[int, int] = {}
+    per_class = {c: 0 for c in project.classes}
+    for record in labels.pool.values():
+        by_round[record["round"]] = by_round.get(record["round"], 0) + 1
+        for name in labeling.classes_of(record["label"]):
+            per_class[name] = per_class.get(name, 0) + 1
+    lines.append(f"labels: {len(labels.pool)} ("
+                 + (", ".join(f"round {r}: {n}" for r, n in sorted(by_round.items())) or "none yet") + ")")
+    lines.append("per class: " + ", ".join(f"{c} {n}" for c, n in per_class.items()))
+    for r in rounds:
+        how = "at random (no labels yet)" if r.random else f"with {cfg.sampler.name}"
+        metric = "" if r.value is None else f", {r.metric} {r.value:.4f} on the held-out part"
+        trained = "" if r.random else f"trained on {r.n_labeled} labels{metric}; "
+        lines.append(f"round {r.number}: {trained}picked {len(r.picks)} {how}")
+    waiting = project.waiting(rounds, labels)
+    if waiting:
+        asked = project.requested(rounds)
+        counts: dict[int, int] = {}
+        for path in waiting:
+            counts[asked[path]] = counts.get(asked[path], 0) + 1
+        lines.append("waiting for annotation: " + ", ".join(
+            f"{n} of round {r} ({project.round_dir(r) / exports.TASKS_JSON})" for r, n in sorted(counts.items())))
+    else:
+        lines.append("waiting for annotation: none" + (" (run al-label next)" if rounds or labels.pool else ""))
+    studio = project.label_studio()
+    if studio:
+        lines.append(f"Label Studio: project {studio['project_id']} at {studio['url']}, {len(studio.get('tasks', {}))} tasks pushed")
+    from al_runner.labeling.project import image_changes
+
+    changed = image_changes(project.images_root, project.images)
+    lines.append("images: unchanged since init" if not changed else
+                 f"images: {len(changed)} CHANGED since init ({', '.join(changed[:5])}): next and import will refuse")
+    return lines
