@@ -1,5 +1,5 @@
 #!/bin/bash
-# GPU check (issue 11 / README "Performance"), run on a lent H100 through the workplace's device tool:
+# GPU check (issue 11 / docs/benchmarks.md "Performance"), run on a lent H100 through the workplace's device tool:
 #   1. CUDA smoke + determinism: the demo's learning-loss run twice with runtime.deterministic=true, CSVs compared;
 #   2. real CIFAR-10 (JPEG tree), full-width ResNet-18 under the paper's schedule (schedule=paper_cifar10),
 #      3 seeds x {random, learning_loss} as 6 processes sharing the GPU, stopped by `timeout` after ~4.5 min;

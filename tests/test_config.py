@@ -110,7 +110,7 @@ def test_paper_numbers_carry_a_section_comment():
     for key in ("cycles", "initial_size", "query_size", "subset_size", "epochs", "batch_size", "lr", "momentum",
                 "weight_decay", "gamma", "lr_milestones", "hidden", "margin", "weight", "weight_mse", "detach_at"):
         line = next(l for l in text.splitlines() if l.strip().startswith(key + ":"))
-        assert "Sec." in line or "DESIGN" in line, line
+        assert "Sec." in line, line
 
 
 def test_demo_preset_sweeps_three_seeds_and_five_samplers():

@@ -21,7 +21,7 @@ class _GlobalAveragePool4d(torch.autograd.Function):
     """GAP of [B, C, H, W] whose gradient keeps the input's memory format.
 
     Autograd's mean sends back an NCHW (expanded) gradient; into channels_last blocks that turns the
-    next backward into mixed memory formats (+10.8 % step time at width 16, README "Performance").
+    next backward into mixed memory formats (+10.8 % step time at width 16, docs/benchmarks.md "Performance").
     Same forward values and same gradient values as `x.flatten(2).mean(2)`.
     """
 

@@ -1,4 +1,4 @@
-"""Batched augmentation on the device: no per-image Python in the hot loop (DESIGN §5)."""
+"""Batched augmentation on the device: no per-image Python in the hot loop."""
 from __future__ import annotations
 
 from collections.abc import Sequence
