@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import signal
 import sys
@@ -27,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 import al_runner
 from al_runner import config_schema, identity
 from al_runner.errors import ALRunnerError
-from al_runner.identity import threads_for_launcher  # noqa: F401 - part of the CLI's public surface
+from al_runner.identity import threads_for_launcher
 from al_runner.sweep import JobRecord, SweepState, finish_sweep, read_job_records, write_job_record
 
 log = logging.getLogger("al_runner")
