@@ -13,6 +13,7 @@ line, `al-label: error: ...`, and change nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -123,13 +124,23 @@ def cmd_status(args) -> None:
 
 
 def _locked_project(args):
-    """The project, with its directory lock (one command at a time; a second one refuses at once)."""
+    """The project, with `project.lock`: its directory lock (one command at a time; a second one refuses at once)
+    that also clears the temporary files of a writer killed mid-write."""
     from al_runner.labeling.project import Project
-    from al_runner.runlock import RunLock
 
     project = Project(args.project)
-    project.lock = RunLock(project.dir)
+    project.lock = _lock(project.dir)
     return project
+
+
+@contextlib.contextmanager
+def _lock(directory: Path):
+    from al_runner.atomic import remove_stale_temp_files
+    from al_runner.runlock import RunLock
+
+    with RunLock(directory):
+        remove_stale_temp_files(directory)
+        yield
 
 
 def _report_import(result, project) -> None:

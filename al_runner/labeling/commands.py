@@ -217,6 +217,7 @@ def _run_round(project: Project, cfg: DictConfig, labeling, labels: Labels, roun
                    value=None if evaluation is None else evaluation.metric,
                    ranking_accuracy=None if evaluation is None else evaluation.ranking_accuracy,
                    uncertainty=task.uncertainty_name,
+                   holdout_loss=None if evaluation is None else float(evaluation.real_loss.mean()),
                    seconds={"train_s": round(t1 - t0, 3), "eval_s": round(t2 - t1, 3), "select_s": round(t3 - t2, 3)})
     shown = "" if evaluation is None else f", {task.metric_name} {evaluation.metric:.4f} on {task.test_size} held out"
     log.info("round %d: trained on %d labels%s; picked %d with %s", number, labeled.numel(), shown, len(picks),
@@ -252,8 +253,15 @@ def write_run_files(project: Project, rounds: list[Round]) -> None:
              "cycle": r.number - 1, "n_labeled": r.n_labeled, "metric": r.metric, "value": r.value,
              "uncertainty": r.uncertainty, "ranking_accuracy": r.ranking_accuracy, **r.seconds} for r in evaluated]
     write_csv(project.dir / schema.CYCLES_CSV, schema.CYCLE_COLUMNS, rows)
-    selected = [{"cycle": r.number, "pool_index": project.pool_index[p["path"]], "score": p["score"]}
-                for r in rounds for p in r.picks]
+    labels = project.labels()
+    labeling = labeling_of(cfg)
+
+    def classes(path: str) -> str | None:  # what the label bought, once it came in (al-plot's class balance)
+        known = labels.pool.get(path)
+        return None if known is None else schema.CLASSES_SEPARATOR.join(labeling.classes_of(known["label"]))
+
+    selected = [{"cycle": r.number, "pool_index": project.pool_index[p["path"]], "item": p["path"], "score": p["score"],
+                 "classes": classes(p["path"])} for r in rounds for p in r.picks]
     write_csv(project.dir / schema.SELECTED_CSV, schema.SELECTED_COLUMNS, selected)
 
 
@@ -275,7 +283,8 @@ def commit_records(project: Project, labeling, records, unreadable, allow_unrequ
     result = take_labels(project, labeling, labels, rounds, records, allow_unrequested, overwrite)
     result.refused = list(unreadable) + result.refused
     if result.taken:
-        project.save_labels(labels)
+        project.save_labels(labels)  # the commit
+        write_run_files(project, rounds)
     return result
 
 
@@ -298,7 +307,7 @@ def status_lines(project: Project) -> list[str]:
     lines.append("per class: " + ", ".join(f"{c} {n}" for c, n in per_class.items()))
     for r in rounds:
         how = "at random (no labels yet)" if r.random else f"with {cfg.sampler.name}"
-        metric = "" if r.value is None else f", {r.metric} {r.value:.4f} on the held-out part"
+        metric = "" if r.value is None else f", {r.metric} {r.value:.4f} (loss {r.holdout_loss:.4f}) on the held-out part"
         trained = "" if r.random else f"trained on {r.n_labeled} labels{metric}; "
         lines.append(f"round {r.number}: {trained}picked {len(r.picks)} {how}")
     waiting = project.waiting(rounds, labels)

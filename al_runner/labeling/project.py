@@ -147,6 +147,7 @@ class Round:
     value: float | None = None
     ranking_accuracy: float | None = None
     uncertainty: str | None = None
+    holdout_loss: float | None = None   # mean per-image loss of the task on the held-out part
     random: bool = False       # no labels yet: picked at random (the paper's random initial set)
     seconds: dict = field(default_factory=dict)
 
