@@ -22,7 +22,20 @@ demo: $(STAMP)
 	$(VENV)/bin/al-run -m experiment=demo hydra/launcher=parallel
 	$(VENV)/bin/al-plot --runs outputs/demo --out outputs/demo/figures
 
-test: $(STAMP)
+# The [label] extra (Label Studio SDK, for `al-label sync`) and a Label Studio server for the real-server test
+# (tests/test_label_studio.py); only `make test` needs them, `make demo` stays lean. The SDK is installed holding
+# numpy at the version above (see pyproject.toml); the server gets its own venv, because label-studio 1.23.2 pins
+# numpy < 2.3 (and Django et al.) and would change ours.
+LABEL_STUDIO_VENV := $(VENV)/label-studio
+LABEL_STAMP := $(VENV)/.installed-label
+
+$(LABEL_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,label]' "numpy==$$($(PY) -c 'import numpy; print(numpy.__version__)')"
+	test -x $(LABEL_STUDIO_VENV)/bin/python || $(PYTHON) -m venv $(LABEL_STUDIO_VENV)
+	$(LABEL_STUDIO_VENV)/bin/python -m pip install -q label-studio==1.23.2
+	touch $(LABEL_STAMP)
+
+test: $(STAMP) $(LABEL_STAMP)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
