@@ -89,6 +89,7 @@ def test_runs_on_generated_mpii_people_get_no_paper_numbers(tmp_path):
     generated = generate_report([runs / "generated"], tmp_path / "generated")
     results = pd.read_csv(tmp_path / "generated" / "results.csv")
     assert results["paper_value"].isna().all()
+    assert results["note"].str.contains("on generated data").all()  # not "map it with --paper-task"
     assert any("generated data (task.generate_people=96)" in note for note in generated.notes)
     generate_report([runs / "real"], tmp_path / "real")
     assert pd.read_csv(tmp_path / "real" / "results.csv")["paper_value"].tolist() == [0.8046]

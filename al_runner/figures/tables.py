@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from al_runner.figures.labels import PAPER_SAMPLERS, sampler_label
+from al_runner.figures.loading import NOT_A_PAPER_TASK
 from al_runner.analysis.paper import (
     PAPER_N_LABELED_LAST_CYCLE,
     PAPER_TASKS,
@@ -30,7 +31,10 @@ def paper_task_for(task: str, paper_task_map: dict[str, str]) -> str | None:
     return mapped if mapped in PAPER_TASKS else None
 
 
-def _row_note(task: str, sampler: str, paper_task: str | None, has_paper_value: bool, n_labeled: float) -> str:
+def _row_note(task: str, sampler: str, paper_task: str | None, has_paper_value: bool, n_labeled: float,
+              mapped_to: str | None = None) -> str:
+    if mapped_to == NOT_A_PAPER_TASK:  # loading.without_generated_data: e.g. experiment=mpii_cpu's stick figures
+        return f"no paper value: the '{task}' runs are on generated data, not the paper's dataset"
     if paper_task is None:
         return f"no paper value: '{task}' is not a paper task (map it with --paper-task {task}=cifar10|voc|mpii)"
     if not has_paper_value and sampler not in PAPER_SAMPLERS:
@@ -58,7 +62,8 @@ def results_table(summary: pd.DataFrame, paper_task_map: dict[str, str]) -> pd.D
             "diff_vs_paper": row["mean"] - metric.value if metric else np.nan,
             "paper_ranking_accuracy": ranking.value if ranking else np.nan,
             "paper_ranking_accuracy_approximate": ranking.approximate if ranking else "",
-            "note": _row_note(row["task"], row["sampler"], paper_task, metric is not None, row["n_labeled"]),
+            "note": _row_note(row["task"], row["sampler"], paper_task, metric is not None, row["n_labeled"],
+                              paper_task_map.get(row["task"])),
         })
     table = pd.DataFrame(rows, columns=RESULTS_CSV_COLUMNS)
     return table.astype({"paper_n_labeled": "Int64"})
