@@ -123,3 +123,24 @@ def test_a_multirun_ends_with_the_statistics_summary_and_the_path_of_results_md(
     assert "statistics of this sweep" in out and f"full report (AUBC, paired tests with Holm, penalty matrix, ...): {results_md}" in out
     table = out[out.index("statistics of this sweep"):]
     assert "AUBC" in table and "wins/losses" in table and "random" in table and "entropy" in table
+
+
+def test_classes_of_older_runs_can_be_backfilled_beside_selected_csv(sweep, tmp_path):
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from al_runner.analysis.queries import read_selected
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import backfill_classes
+
+    old = tmp_path / "old-run"
+    shutil.copytree(sweep / "entropy-seed1", old)
+    recorded = read_selected(old)
+    table = pd.read_csv(old / "selected.csv", dtype=str, keep_default_na=False).drop(columns=["classes"])
+    table.to_csv(old / "selected.csv", index=False)  # as a run from before the column
+    assert read_selected(old)["classes"].isna().all()
+    assert backfill_classes.main([str(tmp_path)]) == 0
+    assert read_selected(old)["classes"].tolist() == recorded["classes"].tolist()
+    assert backfill_classes.runs_without_classes([tmp_path]) == [old]  # selected.csv itself is left as it was

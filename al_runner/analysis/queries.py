@@ -2,7 +2,7 @@
 
 Class balance needs the class of each *picked* point. Picked points are labeled by then, so the runner
 writes their classes into selected.csv's `classes` column (one class name for an image; one per object for
-detection, `|`-separated; empty where the task has no classes, e.g. pose). Samplers never see it: it is
+detection, CLASSES_SEPARATOR-joined; empty where the task has no classes, e.g. pose). Samplers never see it: it is
 written after the labels were bought. Runs made before that column existed have no class balance.
 
 Class entropy of a cycle's picks = the Shannon entropy (nats) of the class histogram of that cycle's picks
@@ -20,19 +20,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from al_runner.schema import SELECTED_CSV
+from al_runner.schema import CLASSES_SEPARATOR, SELECTED_CSV
 
-CLASS_SEPARATOR = "|"
 RUN_KEY = ["task", "model", "sampler", "seed"]
+# Classes of older runs' picks, added afterwards from the data (scripts/backfill_classes.py), beside selected.csv.
+BACKFILLED_CLASSES_CSV = "selected_classes.csv"
+
+
+def _split_classes(column: pd.Series) -> list[list[str]]:
+    return [text.split(CLASSES_SEPARATOR) if text else [] for text in column]
 
 
 def read_selected(run_dir: Path) -> pd.DataFrame:
-    """A run's selected.csv as (cycle, pool_index, classes); classes = list of class names, or None when unknown."""
+    """A run's selected.csv as (cycle, pool_index, classes); classes = list of class names, or None when unknown.
+
+    Runs from before the `classes` column take them from a backfilled selected_classes.csv when there is one."""
     path = Path(run_dir) / SELECTED_CSV
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     picks = pd.DataFrame({"cycle": table["cycle"].astype(int), "pool_index": table["pool_index"].astype(int)})
+    backfilled = Path(run_dir) / BACKFILLED_CLASSES_CSV
     if "classes" in table.columns:
-        picks["classes"] = [text.split(CLASS_SEPARATOR) if text else [] for text in table["classes"]]
+        picks["classes"] = _split_classes(table["classes"])
+    elif backfilled.is_file():
+        classes = pd.read_csv(backfilled, dtype=str, keep_default_na=False)
+        by_index = dict(zip(classes["pool_index"].astype(int), _split_classes(classes["classes"])))
+        picks["classes"] = [by_index.get(i) for i in picks["pool_index"]]
     else:
         picks["classes"] = None
     return picks
