@@ -153,6 +153,10 @@ def write(args, rows: list[dict], info: dict) -> None:
              f"{args.labeled:,} labeled centres, K = {args.k:,}; median of {args.repeats} fresh processes. Only "
              "`sampler.select` is timed (inputs precomputed); peak = memory the first call adds to the inputs.", "",
              *(f"- {k}: {v}" for k, v in info.items()), "",
+             *([f"Load average above the {info['cores']} cores: other processes competed for the CPU while this "
+                "ran, so the times are upper bounds of an idle machine's.", ""]
+               if max(float(x) for x in (info["loadavg_start"] + " " + info["loadavg_end"]).split()) > info["cores"]
+               else []),
              "| sampler | needs | first call (s) | second call (s) | peak extra memory (MiB) |", "|---|---|---:|---:|---:|",
              *(f"| {r['sampler']} | {r['needs']} | {r['cold_s']:.3f} | {r['warm_s']:.3f} | {r['peak_extra_mib']:.1f} |"
                for r in rows)]

@@ -144,3 +144,13 @@ def test_classes_of_older_runs_can_be_backfilled_beside_selected_csv(sweep, tmp_
     assert backfill_classes.main([str(tmp_path)]) == 0
     assert read_selected(old)["classes"].tolist() == recorded["classes"].tolist()
     assert backfill_classes.runs_without_classes([tmp_path]) == [old]  # selected.csv itself is left as it was
+
+
+def test_controls_and_oracles_never_lead_the_per_cycle_table():
+    from al_runner.figures.aggregate import cycle_leaders
+
+    rows = [{"task": "t", "model": "m", "sampler": s, "seed": seed, "cycle": 1, "n_labeled": 20, "value": v + seed * 0.01}
+            for s, v in [("random", 0.5), ("entropy", 0.6), ("oracle_true_loss", 0.9), ("entropy_with_module", 0.8),
+                         ("random_with_module", 0.7)] for seed in (0, 1)]
+    leaders = cycle_leaders(pd.DataFrame(rows))
+    assert leaders["leader"].tolist() == ["entropy"] and leaders["runner_up"].tolist() == ["random"]

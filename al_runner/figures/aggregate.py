@@ -10,6 +10,15 @@ import pandas as pd
 
 from al_runner.figures.labels import CONTROL_SAMPLER, PAPER_SAMPLERS, ordered_samplers, sampler_label
 
+# Diagnostics, not contenders: controls (train like one sampler, select like another) and oracles (read labels).
+CONTROLS = (CONTROL_SAMPLER, "entropy_with_module")
+ORACLE_PREFIX = "oracle_"
+
+
+def is_contender(sampler: str) -> bool:
+    return sampler not in CONTROLS and not sampler.startswith(ORACLE_PREFIX)
+
+
 EXPERIMENT_KEY = ["task", "model"]  # one figure per task (and per model, if a task was run with several)
 GROUP_KEY = ["task", "model", "sampler"]  # one line / one table row
 
@@ -201,15 +210,16 @@ def cycle_leaders(cycles: pd.DataFrame) -> pd.DataFrame:
     the lead is smaller than it, i.e. one seed-to-seed std could reorder the two (NA with one seed).
     Samplers tied for the lead are joined by "=" in `leader` (then `runner_up` names the best of the others,
     ties joined the same way). Cycles with fewer than two samplers or no shared seed are left out.
-    The control sampler is left out: it is a diagnostic, not a contender, and its sweep (often run later, so
-    partial) must not shrink the seeds the contenders are compared on; `selection_gain_over_control` covers it.
+    Controls and oracles are left out (`is_contender`): diagnostics, not contenders, and their sweeps (often run
+    later, so partial) must not shrink the seeds the contenders are compared on; `selection_gain_over_control`
+    and the paired tests cover them.
     """
     columns = [
         "task", "model", "cycle", "n_labeled", "n_seeds", "seeds", "leader", "leader_mean",
         "runner_up", "runner_up_mean", "lead", "spread", "lead_within_spread",
     ]
     rows = []
-    contenders = cycles[cycles["sampler"] != CONTROL_SAMPLER]
+    contenders = cycles[cycles["sampler"].map(is_contender)]
     for (task, model, cycle), at_cycle in contenders.groupby([*EXPERIMENT_KEY, "cycle"], sort=True):
         seed_sets = at_cycle.groupby("sampler")["seed"].agg(set)
         shared = set.intersection(*seed_sets) if len(seed_sets) else set()

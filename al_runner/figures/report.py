@@ -155,8 +155,8 @@ def per_cycle_sections(tables: PerCycleTables) -> list[str]:
         "out here); lead = leader − runner-up; largest seed std = the largest "
         "sample std over seeds among the samplers at that cycle. A lead within one std could be reordered by "
         "another seed. Cycle 0 has had no selection yet (the same random initial set for every sampler): a "
-        "difference there comes only from training with or without the loss-prediction module. The control "
-        "sampler, if present, is not a contender and is left out here.",
+        "difference there comes only from training with or without the loss-prediction module. Controls "
+        "(random_with_module, entropy_with_module) and oracles (oracle_*) are not contenders and are left out here.",
         markdown_table(LEADERS_MD_HEADERS, leaders_markdown_rows(tables.leaders)),
         "## Per cycle: each sampler against random on the same seed",
         "Same seed = same initial labeled set and initial weights, so the paired difference removes their "
