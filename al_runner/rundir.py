@@ -17,8 +17,8 @@ CONFIG_FILE = "config.yaml"  # the run's composed config (interpolations kept), 
 # Top-level keys that cannot change a number: where files go, how progress shows, what the sweep is called.
 # `device` is replaced by the resolved device *type* (cpu vs cuda changes numbers, cuda:0 vs cuda:1 does not),
 # and `runtime` by its resolved values (amp, channels_last and compile change fp rounding). On CPU the resolved
-# thread count counts too: it changes the order of float reductions, hence the numbers (docs/sweeps.md "Run
-# identity": the demo's cycle 0 at 1 vs 2 threads). On CUDA it only drives host-side work, so it is left out there.
+# thread count counts too: it changes the order of float reductions, hence the numbers (the demo's cycle 0 at 1 vs
+# 2 threads: docs/sweeps.md "Run identity"). On CUDA it only drives host-side work, so it is left out there.
 IGNORED_KEYS = ("progress", "paths", "name", "hydra", "device", "runtime")
 
 

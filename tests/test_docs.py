@@ -136,7 +136,9 @@ def repository_text_files() -> list[Path]:
 def test_section_references_anywhere_in_the_repository_name_real_headings():
     problems = []
     for path in repository_text_files():
-        for document, section in re.findall(r'\b(README(?:\.md)?|docs/[\w.-]+\.md) "([^"]+)"', path.read_text()):
+        if path == Path(__file__).resolve():
+            continue  # its docstring shows the pattern
+        for document, section in re.findall(r'\b(README(?:\.md)?|docs/[\w.-]+\.md) "([^"\n]+)"', path.read_text()):
             target = REPO / (document if document.endswith(".md") else "README.md")
             if not target.is_file() or section.lower() not in headings(target.read_text()):
                 problems.append(f"{path.relative_to(REPO)}: {document} \"{section}\"")
