@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -133,7 +134,11 @@ def one_line_error(error: BaseException) -> str | None:
         return str(ours)
     if not isinstance(error, (HydraException, OmegaConfBaseException)):
         return None
-    return " ".join(dict.fromkeys(part for e in causes[:2] for part in _compact(str(e))))
+    # a cause that is neither (e.g. the traceback text of an error raised in a joblib worker) is left out
+    config_errors = [e for e in causes[:2] if isinstance(e, (HydraException, OmegaConfBaseException))]
+    text = " ".join(dict.fromkeys(part for e in config_errors for part in _compact(str(e))))
+    # our error raised in the run-directory resolver of a worker process reaches here wrapped by OmegaConf
+    return re.sub(r"^\w+ raised while resolving interpolation: ", "", text)
 
 
 def _compact(text: str) -> list[str]:

@@ -98,12 +98,14 @@ def test_zero_epochs_is_refused():
     (["task=imagefolder"], "task.root is required but not set"),
     ([*TINY, "schedule.epochs=0"], "schedule.epochs must be >= 1, got 0"),
     (["schedule.epoch=3"], "Could not override 'schedule.epoch'"),
+    # raised in a joblib worker's run-directory resolver: still our one line, not the worker's traceback
+    (["-m", "hydra/launcher=parallel", "task=imagefolder", "sampler=random,entropy"], "task.root is required but not set"),
 ])
 def test_bad_input_is_one_line_and_a_non_zero_exit(tmp_path, args, expected):
     result = al_run(*args, f"paths.output={tmp_path}", cwd=tmp_path)
     assert result.returncode == 1
     (line,) = error_lines(result)
-    assert line.startswith("al-run: error: ") and expected in line
+    assert line.startswith("al-run: error: ") and expected in line and "Traceback" not in line
 
 
 def test_a_sweep_whose_overrides_do_not_compose_writes_no_summary(tmp_path):
