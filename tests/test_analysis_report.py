@@ -106,6 +106,7 @@ def test_al_plot_writes_every_statistic_and_they_are_the_analysis_answers(sweep,
         assert sampler in summary
 
 
+@pytest.mark.slow  # a real al-run -m in a subprocess (~20 s on 2 busy cores)
 def test_a_multirun_ends_with_the_statistics_summary_and_the_path_of_results_md(tmp_path):
     import subprocess
     import sys
