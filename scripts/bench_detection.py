@@ -12,6 +12,9 @@
      interleaved; the CPU time other processes used meanwhile is printed (the machine may be shared)
   4  FLOPs (torch.utils.flop_counter.FlopCounterMode) of SSD300 per image: train step (fwd + bwd) and
      inference, and the projected GPU time of one fig6_voc trial under a stated throughput assumption
+  5  (for a GPU: --device cuda) SSD300 + loss module training throughput fed by the task's own data pipeline
+     (decode + fast augmentation in N persistent DataLoader workers, --workers-list), against the data
+     pipeline alone and the model alone on one fixed batch: does the pipeline keep the device busy?
 
 Timings: A/B repeats interleaved, medians after one warm-up. The CPU may be shared: the load average is
 printed at start and end.
@@ -51,9 +54,9 @@ def median_ms(samples):
     return 1000 * statistics.median(samples)
 
 
-def make_tree(tmp: Path) -> Path:
+def make_tree(tmp: Path, images: int = 60) -> Path:
     """VOC-sized generated images (375-500 px sides, like VOC's 500x375 typical)."""
-    return generate_vocdevkit(tmp, images=60, seed=0, size_range=(375, 500))
+    return generate_vocdevkit(tmp, images=images, seed=0, size_range=(375, 500))
 
 
 def task_for(root: Path, image_size: int, classes=CLASSES) -> VOCDetectionTask:
@@ -96,6 +99,61 @@ def bench_training_steps(root: Path, repeats: int) -> list[str]:
                     f"| {100 * (statistics.median(ratios) - 1):+.1f} % |")
     return ["| model | batch | input px | plain step (ms) | with module (ms) | module overhead |",
             "|---|---|---|---|---|---|", *rows]
+
+
+def bench_pipeline_throughput(root: Path, device: torch.device, workers_list: list[int], epochs: int,
+                              batch: int = 32) -> list[str]:
+    """img/s of paper_voc's training (SSD300, batch 32, the module on the six source maps, bf16 + channels_last on
+    CUDA) with the data pipeline at each worker count; the pipeline alone and the model alone for comparison."""
+    from al_runner.loop import train_one_epoch
+
+    cuda = device.type == "cuda"
+    rows = []
+    model_alone = None
+    for workers in workers_list:
+        task = VOCDetectionTask("bench", str(root), list(CLASSES), [[2007, "trainval"], [2012, "trainval"]],
+                                [[2007, "test"]], image_size=300, num_workers=workers).to(device)
+        pool = torch.arange(task.pool_size)
+        inputs, targets, _ = next(iter(task.labeled_batches(pool[:batch], batch, torch.Generator().manual_seed(0))))
+        torch.manual_seed(0)
+        method = LearningLoss(MarginRankingLoss(1.0), weight=1.0, detach_epoch=10**9)
+        learner = Learner(ssd300_vgg16(num_classes=len(CLASSES) + 1), TAPS, "backbone[1]",
+                          Runtime(device, amp=cuda, channels_last=cuda), method)
+        learner.materialize(inputs[:2])
+        optimizer = torch.optim.SGD(learner.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+        generator = torch.Generator().manual_seed(1)
+
+        def timed(run) -> float:
+            sync(device)
+            start = time.perf_counter()
+            run()
+            sync(device)
+            return time.perf_counter() - start
+
+        first = timed(lambda: train_one_epoch(learner, task, pool, optimizer, batch, generator, 0, 0))  # workers start
+        data = min(timed(lambda: [None for _ in task.labeled_batches(pool, batch, generator)]) for _ in range(2))
+        train = timed(lambda: [train_one_epoch(learner, task, pool, optimizer, batch, generator, 0, 0)
+                               for _ in range(epochs)]) / epochs
+        if model_alone is None:
+            steps = max(4, task.pool_size // batch)
+            learner.train()
+            for _ in range(3):
+                learner.train_step(task, inputs, targets, optimizer, 0)
+            model_alone = steps * batch / timed(lambda: [learner.train_step(task, inputs, targets, optimizer, 0)
+                                                         for _ in range(steps)])
+        n = task.pool_size
+        rate = (lambda x: f"{x:,.0f}" if x >= 100 else f"{x:.2f}")
+        rows.append(f"| {workers} | {rate(n / data)} | {rate(n / train)} | {rate(model_alone)} | {first:.1f} |")
+        del task  # its persistent workers end with it
+    return [f"SSD300-VGG16 + loss module, batch {batch}, {device}, {os.cpu_count()} CPU cores; "
+            f"{epochs} timed epochs over the generated pool (after one that starts the workers):", "",
+            "| DataLoader workers | data pipeline alone (img/s) | training with the pipeline (img/s) | "
+            "model alone, one fixed batch (img/s) | first epoch incl. worker start (s) |", "|---|---|---|---|---|", *rows]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def bench_loss(root: Path, repeats: int) -> list[str]:
@@ -228,13 +286,18 @@ def main() -> None:
     parser.add_argument("--utilisation", type=float, default=0.35, help="assumed fraction of the GPU's peak")
     parser.add_argument("--workers", type=int, default=12, help="DataLoader workers assumed on the GPU machine")
     parser.add_argument("--sections", default="1,2,3,4", help="which sections to run (comma-separated)")
+    parser.add_argument("--device", default="cpu", help="section 5: cpu | cuda")
+    parser.add_argument("--workers-list", default="8,16", help="section 5: DataLoader worker counts")
+    parser.add_argument("--epochs", type=int, default=3, help="section 5: timed epochs per worker count")
+    parser.add_argument("--batch", type=int, default=32, help="section 5: batch size (paper_voc: 32)")
+    parser.add_argument("--images", type=int, default=60, help="generated VOC-sized images (pool = 70 %%)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), loadavg at start {os.getloadavg()}")
     sections = {int(x) for x in args.sections.split(",")}
     data_train = data_eval = None
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_tree(Path(tmp))
+        root = make_tree(Path(tmp), args.images)
         if 1 in sections:
             print("\n## 1 Training step (CPU)\n")
             print("\n".join(bench_training_steps(root, args.repeats)))
@@ -245,6 +308,11 @@ def main() -> None:
             print("\n## 3 Data pipeline (CPU)\n")
             lines, data_train, data_eval = bench_data(root, args.repeats)
             print("\n".join(lines))
+        if 5 in sections:
+            print(f"\n## 5 Training throughput with the data pipeline ({args.device})\n", flush=True)
+            workers = [int(w) for w in args.workers_list.split(",")]
+            print("\n".join(bench_pipeline_throughput(root, torch.device(args.device), workers, args.epochs,
+                                                       args.batch)))
     if 4 in sections:
         print("\n## 4 FLOPs and projected fig6_voc trial\n")
         inference, train = flops_per_image()
