@@ -113,6 +113,10 @@ def cmd_sync(args) -> None:
                       args.allow_unrequested, args.overwrite, args.ls_project)
     print(f"{PROG}: Label Studio project {report.project_id} at {report.url}: pushed {report.pushed} task(s), "
           f"{report.finished} annotated")
+    if report.images_note:
+        print(f"{PROG}: note: Label Studio cannot show the images yet ({report.images_note}); start it with "
+              f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<a folder above "
+              f"the images> and give al-label the same --document-root (docs/labeling.md)")
     _report_import(report.result, project)
 
 

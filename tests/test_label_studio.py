@@ -79,7 +79,10 @@ def label_studio(tmp_path_factory):
     data = tmp_path_factory.mktemp("label-studio")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "LATEST_VERSION_CHECK": "false", "LABEL_STUDIO_BASE_DATA_DIR": str(data)}
+    # local files served below the tests' temporary root (the image folders are there), as docs/labeling.md says
+    env = {**os.environ, "LATEST_VERSION_CHECK": "false", "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+           "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+           "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(tmp_path_factory.getbasetemp())}
     log = data / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([executable, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
@@ -87,7 +90,7 @@ def label_studio(tmp_path_factory):
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=data, start_new_session=True)
     try:
         wait_for_health(url, proc, log)
-        yield url, personal_access_token(url)
+        yield url, personal_access_token(url), str(tmp_path_factory.getbasetemp())
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -95,6 +98,14 @@ def label_studio(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def fetch_as_api_client(url: str, token: str, path: str):
+    """GET with a personal access token the documented HTTP way: refresh it into an access token (Bearer)."""
+    import httpx
+
+    access = httpx.post(f"{url}/api/token/refresh/", json={"refresh": token}, timeout=60).json()["access"]
+    return httpx.get(f"{url}{path}", headers={"Authorization": f"Bearer {access}"}, timeout=60)
 
 
 def annotate_in_label_studio(url: str, token: str, project_id: int, truth: dict[str, str], n: int) -> list[str]:
@@ -117,14 +128,14 @@ def annotate_in_label_studio(url: str, token: str, project_id: int, truth: dict[
 def test_a_round_trip_through_a_real_label_studio(label_studio, tmp_path, images):
     from label_studio_sdk import LabelStudio
 
-    url, token = label_studio
+    url, token, root = label_studio
     project = new_project(tmp_path, images)
-    assert run("next", project, "--k", "12")[0] == 0
+    assert run("next", project, "--k", "12", "--document-root", root)[0] == 0
     asked = [p["path"] for p in Project(project).rounds()[0].picks]
 
-    code, out, err = run("sync", project, "--label-studio", url, "--token", token)
+    code, out, err = run("sync", project, "--label-studio", url, "--token", token, "--document-root", root)
     assert code == 0, err
-    assert "pushed 12 task(s), 0 annotated" in out
+    assert "pushed 12 task(s), 0 annotated" in out and "cannot show the images" not in out
     record = Project(project).label_studio()
     client = LabelStudio(base_url=url, api_key=token)
     remote = list(client.tasks.list(project=record["project_id"], fields="all"))
@@ -133,10 +144,13 @@ def test_a_round_trip_through_a_real_label_studio(label_studio, tmp_path, images
     prediction = prediction if isinstance(prediction, dict) else prediction.model_dump()
     assert prediction["model_version"].startswith("al_runner small_cnn learning_loss round 1")
     assert prediction["result"][0]["value"]["choices"][0] in CLASSES
+    image = fetch_as_api_client(url, token, remote[0].data["image"])  # what the annotator's browser loads
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert image.content == (images[0] / remote[0].data["path"]).read_bytes()
 
     labeled = annotate_in_label_studio(url, token, record["project_id"], images[1], 8)
     (Path(project) / "label_studio.json").unlink()  # even without its record, a sync finds its tasks by path
-    code, out, err = run("sync", project, "--label-studio", url, "--token", token,
+    code, out, err = run("sync", project, "--label-studio", url, "--token", token, "--document-root", root,
                          "--ls-project", str(record["project_id"]))
     assert code == 0, err
     assert "pushed 0 task(s), 8 annotated" in out and "8 label(s) taken" in out
@@ -145,17 +159,17 @@ def test_a_round_trip_through_a_real_label_studio(label_studio, tmp_path, images
     assert all(labels.pool[p]["round"] == 1 for p in labeled)
     assert "waiting for annotation: 4 of round 1" in run("status", project)[1]
 
-    assert run("next", project, "--k", "6")[0] == 0
+    assert run("next", project, "--k", "6", "--document-root", root)[0] == 0
     second = Project(project).rounds()[1]
     assert second.n_labeled == 16 and second.value is not None
-    code, out, _ = run("sync", project, "--label-studio", url, "--token", token)
+    code, out, _ = run("sync", project, "--label-studio", url, "--token", token, "--document-root", root)
     assert code == 0 and "pushed 6 task(s), 8 annotated" in out and "8 unchanged" in out
     assert len(list(client.tasks.list(project=record["project_id"]))) == 18
 
 
 @pytest.mark.slow
 def test_a_bad_token_is_one_line_and_changes_nothing(label_studio, tmp_path, images):
-    url, _ = label_studio
+    url, _, _ = label_studio
     project = new_project(tmp_path, images)
     assert run("next", project, "--k", "4")[0] == 0
     before = {p.name: p.read_bytes() for p in Path(project).iterdir() if p.is_file()}

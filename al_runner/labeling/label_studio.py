@@ -6,7 +6,10 @@ Token); the SDK exchanges it for short-lived access tokens itself. Legacy tokens
 
 Order, so that a failure at any point changes nothing locally and a rerun finishes the job:
 1. connect and authenticate (unreachable server, bad token: one line, nothing written);
-2. find or create the Label Studio project (its id is recorded in label_studio.json);
+2. find or create the Label Studio project (its id is recorded in label_studio.json), and give it a
+   local-files storage on the image folder, so that the task URLs (`/data/local-files/?d=...`) show the images
+   (Label Studio serves local files only when started with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and a
+   LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT above the folder; otherwise sync says so and goes on);
 3. push every exported pick that is neither labeled nor already a task there (tasks are matched by
    `data.path`, so a push interrupted before its record was written is not pushed twice);
 4. pull the tasks with a submitted annotation and take them like `al-label import` of a Label Studio
@@ -30,6 +33,7 @@ class SyncReport:
     pushed: int
     finished: int
     result: ImportResult
+    images_note: str | None = None  # why Label Studio cannot show the images, when it cannot
 
 
 def _sdk():
@@ -95,6 +99,7 @@ def sync(project: Project, url: str, token: str, document_root: str = "/", allow
         if record.get("project_id") != project_id or record.get("url") != url:
             record = {"url": url, "project_id": project_id, "tasks": {}}
             project.save_label_studio(record)
+        images_note = serve_images(client, project, project_id, ApiError)
         tasks = remote_tasks(client, project_id)
         known = {image_of_task(t.get("data") or {}): t["id"] for t in tasks}
         pushed = _push(client, project, labeling, project_id, known, document_root)
@@ -107,7 +112,21 @@ def sync(project: Project, url: str, token: str, document_root: str = "/", allow
     sizes = {e.path: (e.width, e.height) for e in project.images}
     records, unreadable = records_from_ls_tasks(tasks, f"{url}/projects/{project_id}", lambda name: sizes.get(name))
     result = commit_records(project, labeling, records, unreadable, allow_unrequested, overwrite)
-    return SyncReport(url, project_id, pushed, len(records), result)
+    return SyncReport(url, project_id, pushed, len(records), result, images_note)
+
+
+def serve_images(client, project: Project, project_id: int, api_error) -> str | None:
+    """A local-files storage on the image folder (once); None when there is one, else the server's reason."""
+    folder = str(project.images_root)
+    if any(s.path == folder for s in client.import_storage.local.list(project=project_id)):
+        return None
+    try:
+        client.import_storage.local.create(project=project_id, path=folder, title="al-label images",
+                                           use_blob_urls=False)
+    except api_error as error:
+        detail = error.body.get("detail", error.body) if isinstance(error.body, dict) else error.body
+        return " ".join(str(detail).split())[:300]
+    return None
 
 
 def _push(client, project: Project, labeling, project_id: int, known: dict, document_root: str) -> int:
