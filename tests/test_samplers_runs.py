@@ -182,3 +182,13 @@ def test_unset_independent_seeds_leave_the_run_identity_unchanged(smoke_cfg, tmp
     assert config_hash(default) == config_hash(legacy)
     pinned = ActiveLearningRun(smoke_cfg("seed_data=0"), tmp_path / "c").comparable_config()
     assert pinned["seed_data"] == 0 and config_hash(pinned) != config_hash(default)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the CPU path is tested above)")
+@pytest.mark.parametrize("sampler", ["margin", "least_confidence", "bald", "badge", "hybrid", "entropy_with_module",
+                                     "oracle_true_loss"])
+def test_every_new_sampler_selects_on_cuda(smoke_cfg, tmp_path, sampler):
+    run = trained_run(smoke_cfg, tmp_path, sampler, "device=cuda")
+    picked, scores = pick(run)
+    assert picked.device.type == "cpu" and picked.unique().numel() == 10 and torch.isfinite(scores).all()
+    assert set(picked.tolist()) <= set(run.pool.unlabeled_indices.tolist())
