@@ -7,7 +7,6 @@ uncertainty and metrics.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,7 +29,6 @@ class Runtime:
     compile: bool = False  # torch.compile the target model's forward (runtime.compile; off by default)
     loss_module: str = "eager"  # how the loss-prediction module runs: eager | fused | compiled (learning_loss.MODULE_KINDS)
     cuda_graph: bool = False  # replay full training steps from a CUDA graph (CudaGraphStep); CUDA only
-    autocast_cache: bool = True  # off while a CUDA graph is captured (torch.cuda.graphs: capture needs it off)
 
     def __post_init__(self):
         if self.loss_module not in MODULE_KINDS:
@@ -41,7 +39,9 @@ class Runtime:
 
     def autocast(self):
         if self.amp:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=self.autocast_cache)
+            # CUDA-graph capture needs autocast's weight-cast cache off (torch.cuda.graphs); off for every step of
+            # such a run, so warm-up, capture and eager steps see one state (torch.compile guards on it)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not self.cuda_graph)
         return contextlib.nullcontext()
 
     def prepare(self, inputs):
@@ -213,12 +213,7 @@ class CudaGraphStep:
             optimizer.step()
             return loss.detach()
 
-        runtime = learner.runtime
-        learner.runtime = dataclasses.replace(runtime, autocast_cache=False)
-        try:
-            self.replay = self.backend.capture(step)
-        finally:
-            learner.runtime = runtime
+        self.replay = self.backend.capture(step)
         self.counts["captures"] += 1
 
 
