@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", type=Path, required=True, help="a runner run directory (selected.csv, cycles.csv, config.yaml)")
+    parser.add_argument("--accuracy-run-dir", type=Path, default=None,
+                        help="the runner run whose cycle-0 accuracy is compared (default: --run-dir), read after training, "
+                             "so a run still training may be named; its cycle-0 images must be --run-dir's")
     parser.add_argument("--data", type=Path, default=None, help="the ImageFolder root (default: the run's task.root)")
     parser.add_argument("--width", type=int, required=True, help="ResNet-18 base width (64 = the recipe's)")
     parser.add_argument("--epochs", type=int, default=200)
@@ -231,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if data_root is None or not (data_root / "train").is_dir():
         sys.exit(f"no ImageFolder tree at {data_root}: give --data <dir with train/ and test/>")
     torch_seed = seed if args.torch_seed is None else args.torch_seed
-    if already_done(args.out, args.run_dir, args.width, args.epochs, torch_seed):
+    if already_done(args.out, args.accuracy_run_dir or args.run_dir, args.width, args.epochs, torch_seed):
         print(f"{args.run_dir}: already in {args.out}; skipped")
         return 0
     from torchvision.datasets import ImageFolder
@@ -239,8 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.run_dir}: {len(labeled)} labeled images, width {args.width}, {args.epochs} epochs", flush=True)
     accuracy, train_s = train_reference(data_root, labeled, args.width, args.epochs, torch_seed,
                                         torch.device(args.device))
-    append_row(args.out, {"run_dir": str(args.run_dir), "seed": seed, "torch_seed": torch_seed, "width": args.width,
-                          "epochs": args.epochs, "n_labeled": len(labeled), "reference_accuracy": accuracy,
+    if args.accuracy_run_dir is not None:
+        while not (args.accuracy_run_dir / "cycles.csv").is_file():  # that run is still in its cycle 0
+            print(f"waiting for {args.accuracy_run_dir / 'cycles.csv'}", flush=True)
+            time.sleep(60)
+        compared, _, runner_accuracy, _, _ = runner_cycle0(args.accuracy_run_dir)
+        if compared != labeled:
+            sys.exit(f"{args.accuracy_run_dir} labeled other cycle-0 images than {args.run_dir}; refusing to compare")
+    append_row(args.out, {"run_dir": str(args.accuracy_run_dir or args.run_dir), "seed": seed, "torch_seed": torch_seed,
+                          "width": args.width, "epochs": args.epochs, "n_labeled": len(labeled), "reference_accuracy": accuracy,
                           "runner_accuracy": runner_accuracy, "train_s": round(train_s, 1),
                           "threads": args.threads, "device": args.device})
     print(f"reference accuracy {accuracy:.4f} vs runner {runner_accuracy:.4f} ({train_s:.0f} s)")

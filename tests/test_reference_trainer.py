@@ -84,3 +84,17 @@ def test_refuses_when_the_runs_recorded_items_are_other_files(trainer, tmp_path)
     with pytest.raises(SystemExit, match="refusing to compare"):
         trainer.main(["--run-dir", str(run), "--width", "4", "--epochs", "1", "--out", str(tmp_path / "rows.csv")])
     assert not (tmp_path / "rows.csv").exists()
+
+
+def test_compares_with_another_run_only_if_it_labeled_the_same_cycle0_images(trainer, tmp_path):
+    _image_tree(tmp_path / "data")
+    run = _run_dir(tmp_path / "run", tmp_path / "data", [0, 1, 4, 5], None)
+    same = _run_dir(tmp_path / "same", tmp_path / "data", [0, 1, 4, 5], None)
+    (same / "cycles.csv").write_text("cycle,value\n0,0.75\n")
+    other = _run_dir(tmp_path / "other", tmp_path / "data", [0, 1, 4, 6], None)
+    out = tmp_path / "rows.csv"
+    common = ["--run-dir", str(run), "--width", "4", "--epochs", "1", "--out", str(out)]
+    assert trainer.main(common + ["--accuracy-run-dir", str(same)]) == 0
+    assert out.read_text().splitlines()[1].split(",")[:1] == [str(same)] and ",0.75," in out.read_text()
+    with pytest.raises(SystemExit, match="other cycle-0 images"):
+        trainer.main(common + ["--accuracy-run-dir", str(other)])
