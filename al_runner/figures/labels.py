@@ -15,6 +15,14 @@ SAMPLER_LABELS = {
     "learning_loss_mse": "learn loss mse",
     "learning_loss": "learn loss",
     CONTROL_SAMPLER: "random + module (control)",
+    # not the paper's samplers (conf/sampler/; docs/statistics.md)
+    "margin": "margin",
+    "least_confidence": "least confidence",
+    "bald": "BALD",
+    "badge": "BADGE",
+    "hybrid": "learn loss + core-set",
+    "entropy_with_module": "entropy + module (control)",
+    "oracle_true_loss": "ORACLE true loss (reads labels)",
 }
 
 # Fixed colours so that a sampler looks the same in every figure.
