@@ -192,3 +192,12 @@ def test_every_new_sampler_selects_on_cuda(smoke_cfg, tmp_path, sampler):
     picked, scores = pick(run)
     assert picked.device.type == "cpu" and picked.unique().numel() == 10 and torch.isfinite(scores).all()
     assert set(picked.tolist()) <= set(run.pool.unlabeled_indices.tolist())
+
+
+@pytest.mark.parametrize("sampler", ["bald", "badge"])  # the two that draw random numbers while selecting
+def test_reruns_of_the_randomised_samplers_give_identical_picks(smoke_cfg, tmp_path, sampler):
+    from al_runner.runner import run_experiment
+
+    for name in ("a", "b"):
+        run_experiment(smoke_cfg(f"sampler={sampler}"), tmp_path / name)
+    assert (tmp_path / "a" / "selected.csv").read_text() == (tmp_path / "b" / "selected.csv").read_text()
