@@ -157,11 +157,13 @@ def select(learner: Learner, task: Task, sampler: Sampler, unlabeled: torch.Tens
     if unmet:  # normally refused at build time (build.check_sampler); this guards direct calls
         raise RuntimeError(f"{type(sampler).__name__} cannot be given what it needs: {'; '.join(unmet)}")
     input_needs = frozenset(name for name in sampler.needs if not NEEDS[name].reads_labels)
-    scored = score_inputs(learner, task, subset, batch_size, input_needs, sampler.need_options, generator) if input_needs else {}
+    scored = (score_inputs(learner, task, subset, batch_size, input_needs, sampler.need_options, generator)
+              if input_needs else {})
     if input_needs != sampler.needs:  # an oracle (build.check_sampler made sure it is one and is named so)
         scored.update(score_with_labels(learner, task, subset, batch_size))
     if sampler.needs_labeled_embedding:
-        scored["labeled_embedding"] = score_inputs(learner, task, labeled, batch_size, frozenset({"embedding"}))["embedding"]
+        labeled_scores = score_inputs(learner, task, labeled, batch_size, frozenset({"embedding"}))
+        scored["labeled_embedding"] = labeled_scores["embedding"]
     candidates = Candidates(indices=subset, **scored)
     positions, scores = sampler.select(candidates, k, generator)
     return subset[positions.cpu()], scores.float().cpu()

@@ -54,7 +54,8 @@ def seeds_for_power(d_z: float, settings: TestSettings = TestSettings()) -> floa
     analysis = TTestPower()
 
     def enough(n: int) -> bool:
-        return analysis.power(effect_size=abs(d_z), nobs=n, alpha=settings.alpha, alternative="two-sided") >= settings.power
+        power = analysis.power(effect_size=abs(d_z), nobs=n, alpha=settings.alpha, alternative="two-sided")
+        return power >= settings.power
 
     low, high = 1, 2  # invariant: not enough(low) (n = 1 has no test), enough(high) once found
     while not enough(high):

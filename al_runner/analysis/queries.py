@@ -94,7 +94,8 @@ def class_balance(histograms: pd.DataFrame) -> pd.DataFrame:
              .agg(n_seeds=("seed", "nunique"), classes_picked=("classes_picked", "mean"),
                   entropy_mean=("entropy", "mean"), entropy_std=("entropy", "std")).reset_index()
              .merge(classes_in_experiment.reset_index(), on=["task", "model"]))
-    table["normalised_entropy"] = table["entropy_mean"] / table["n_classes"].map(lambda n: math.log(n) if n > 1 else np.nan)
+    max_entropy = table["n_classes"].map(lambda n: math.log(n) if n > 1 else np.nan)  # log(classes): balanced
+    table["normalised_entropy"] = table["entropy_mean"] / max_entropy
     return table[columns]
 
 

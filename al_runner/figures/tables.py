@@ -295,7 +295,8 @@ PAIRED_TESTS_MD_HEADERS = ["a − b", "seeds", "mean difference [95 % CI]", "d_z
 def penalty_markdown_rows(matrix: pd.DataFrame) -> list[list[str]]:
     rows = []
     for winner, values in matrix.iterrows():
-        rows.append([sampler_label(winner), *("·" if loser == winner else f"{values[loser]:.2f}" for loser in matrix.columns)])
+        cells = ("·" if loser == winner else f"{values[loser]:.2f}" for loser in matrix.columns)
+        rows.append([sampler_label(winner), *cells])
     rows.append(["**Σ beaten**", *(f"**{matrix[c].sum():.2f}**" for c in matrix.columns)])
     return rows
 

@@ -78,7 +78,8 @@ def k_center_greedy(points: torch.Tensor, centers: torch.Tensor | None, k: int, 
     return picks.cpu(), dists.sqrt().cpu()
 
 
-def kmeans_pp_seeding(gradients: GradientEmbedding, k: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans_pp_seeding(gradients: GradientEmbedding, k: int,
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """BADGE's k-means++ seeding: the largest gradient first, then each next point drawn with probability
     proportional to its squared distance to the nearest point picked so far.
 

@@ -8,9 +8,9 @@ from al_runner.samplers.diversity import k_center_greedy
 
 
 class PredictedLossThenCoreSet(Sampler):
-    """Predicted loss plus diversity (the future work named in the paper's conclusion): keep the ⌈βK⌉ candidates with the
-    highest predicted loss, then pick K of them by K-Center-Greedy on the embedding, with the labeled set
-    as initial centers (as core-set does).
+    """Predicted loss plus diversity (the future work named in the paper's conclusion): keep the ⌈βK⌉
+    candidates with the highest predicted loss, then pick K of them by K-Center-Greedy on the embedding,
+    with the labeled set as initial centers (as core-set does).
 
     β = 1 is learning loss; β ≥ M/K is core-set on the whole subset. Works for detection and pose too: it
     needs only the predicted loss and the embedding every task's model gives. Scores are the core-set
