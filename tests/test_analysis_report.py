@@ -155,3 +155,21 @@ def test_controls_and_oracles_never_lead_the_per_cycle_table():
                          ("random_with_module", 0.7)] for seed in (0, 1)]
     leaders = cycle_leaders(pd.DataFrame(rows))
     assert leaders["leader"].tolist() == ["entropy"] and leaders["runner_up"].tolist() == ["random"]
+
+
+def test_runs_from_before_the_independent_seeds_are_not_a_separate_arm(sweep, tmp_path):
+    import shutil
+
+    from al_runner.figures.loading import load_cycles
+
+    for seed in range(3):
+        shutil.copytree(sweep / f"random-seed{seed}", tmp_path / f"random-seed{seed}")
+    old = (tmp_path / "random-seed0" / "config.yaml")
+    text = old.read_text()
+    assert "seed_data: null" in text and "seed_model: null" in text
+    old.write_text(text.replace("seed_data: null\n", "").replace("seed_model: null\n", ""))  # as written before the keys
+    loaded = load_cycles([tmp_path])
+    assert set(loaded.cycles["sampler"]) == {"random"} and loaded.cycles["seed"].nunique() == 3
+    pinned = (tmp_path / "random-seed1" / "config.yaml")
+    pinned.write_text(pinned.read_text().replace("seed_data: null", "seed_data: 0"))
+    assert set(load_cycles([tmp_path]).cycles["sampler"]) == {"random [seed_data=None]", "random [seed_data=0]"}

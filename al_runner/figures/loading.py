@@ -196,10 +196,12 @@ def split_arms(cycles: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
             notes.append(f"{task}/{model}/{sampler}: {len(run_dirs) - len(known)} run(s) have no saved config; "
                          f"they cannot be told apart from the other arms")
         keys = sorted({key for config in known.values() for key in config if _is_arm_key(key)})
-        differing = [k for k in keys if len({config.get(k, "<unset>") for config in known.values()}) > 1]
+        # a key absent from an older run's config reads as null: keys added later with a null default that means
+        # "as before" (seed_data, seed_model) must not split the old runs from the new ones
+        differing = [k for k in keys if len({config.get(k, "None") for config in known.values()}) > 1]
         for run_dir, config in known.items():
             if differing:
-                arm = ", ".join(f"{k}={config.get(k, '<unset>')}" for k in differing)
+                arm = ", ".join(f"{k}={config.get(k, 'None')}" for k in differing)
                 labels[run_dir] = f"{sampler} [{arm}]"
         if differing:
             notes.append(f"{task}/{model}/{sampler}: runs differ in {', '.join(differing)}; plotted as separate arms")
