@@ -1,6 +1,7 @@
 """`al-label`: active learning on your own images, with people (or a labeling tool) as the oracle.
 
-    al-label init   PROJECT --images DIR [--labels FILE] [--holdout FILE] [--classes a,b,c] [task=… model=… sampler=… schedule=…]
+    al-label init   PROJECT --images DIR [--labels FILE] [--holdout FILE] [--classes a,b,c]
+                    [task=… model=… sampler=… schedule=…]
     al-label next   PROJECT [--k N]
     al-label import PROJECT FILE [--allow-unrequested] [--overwrite]
     al-label sync   PROJECT --label-studio URL [--token PAT]
@@ -10,6 +11,7 @@ The config is al-run's (conf/label.yaml composes the same model / sampler / sche
 conf/label/), and a round runs al-run's cycle phases (`al_runner.labeling.commands`). Our errors print as one
 line, `al-label: error: ...`, and change nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +35,7 @@ log = logging.getLogger("al_runner.label")
 EPILOG = """\
 examples:
   al-label init shapes --images photos/ --labels first_labels.csv --holdout test_labels.csv sampler=learning_loss
-  al-label next shapes --k 50          # train, rank, export shapes/rounds/round-001/{picks.csv,tasks.json,contact_sheet.png}
+  al-label next shapes --k 50          # train, rank, write shapes/rounds/round-001/ (picks, tasks, contact sheet)
   al-label import shapes labels.csv    # or VOC XMLs / a COCO json / a Label Studio JSON export
   al-label sync shapes --label-studio http://localhost:8080 --token $LABEL_STUDIO_API_KEY
   al-label status shapes
@@ -50,7 +52,7 @@ def compose_config(overrides: list[str]):
     from al_runner.cli import CONFIG_DIR  # registers the schema and resolvers, finds conf/ (checkout or package)
 
     config_schema.check_overrides(overrides)
-    overrides = [TASK_GROUP + o[len("task"):] if o.startswith("task=") else o for o in overrides]
+    overrides = [TASK_GROUP + o[len("task") :] if o.startswith("task=") else o for o in overrides]
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -71,8 +73,10 @@ def cmd_init(args) -> None:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     project = init_project(Path(args.project), Path(args.images), cfg, args.labels, args.holdout, classes)
     labels = project.labels()
-    print(f"{PROG}: created {project.dir}: {len(project.pool)} images to label from, {len(project.holdout)} held out, "
-          f"{len(labels.pool)} labeled, classes {', '.join(project.classes)}")
+    print(
+        f"{PROG}: created {project.dir}: {len(project.pool)} images to label from, {len(project.holdout)} held out, "
+        f"{len(labels.pool)} labeled, classes {', '.join(project.classes)}"
+    )
     print(f"next: {PROG} next {project.dir}")
 
 
@@ -88,8 +92,10 @@ def cmd_next(args) -> None:
     metric = "" if round_.value is None else f"; {round_.metric} on the held-out part: {round_.value:.4f}"
     trained = "picked at random (no labels yet)" if round_.random else f"trained on {round_.n_labeled} labels{metric}"
     print(f"{PROG}: round {round_.number}: {trained}; {len(round_.picks)} images {said} to {where}")
-    print(f"label them, then: {PROG} import {project.dir} <labels file>   "
-          f"(or give {where / TASKS_JSON} to Label Studio, or: {PROG} sync {project.dir} --label-studio URL)")
+    print(
+        f"label them, then: {PROG} import {project.dir} <labels file>   "
+        f"(or give {where / TASKS_JSON} to Label Studio, or: {PROG} sync {project.dir} --label-studio URL)"
+    )
 
 
 def cmd_import(args) -> None:
@@ -102,21 +108,34 @@ def cmd_import(args) -> None:
 
 
 def cmd_sync(args) -> None:
-    from al_runner.labeling.label_studio import sync
+    from al_runner.labeling.label_studio import connect, sync
 
     token = args.token or os.environ.get("LABEL_STUDIO_API_KEY")
     if not token:
         raise ALRunnerError("no Label Studio token: give --token <personal access token> or set LABEL_STUDIO_API_KEY")
     project = _locked_project(args)
+    url = args.label_studio.rstrip("/")
+    client = connect(url, token)  # before the lock: an unusable server or token leaves every file as it was
     with project.lock:
-        report = sync(project, args.label_studio.rstrip("/"), token, args.document_root,
-                      args.allow_unrequested, args.overwrite, args.ls_project)
-    print(f"{PROG}: Label Studio project {report.project_id} at {report.url}: pushed {report.pushed} task(s), "
-          f"{report.finished} annotated")
+        report = sync(
+            project,
+            client,
+            url,
+            args.document_root,
+            args.allow_unrequested,
+            args.overwrite,
+            args.ls_project,
+        )
+    print(
+        f"{PROG}: Label Studio project {report.project_id} at {report.url}: pushed {report.pushed} task(s), "
+        f"{report.finished} annotated"
+    )
     if report.images_note:
-        print(f"{PROG}: note: Label Studio cannot show the images yet ({report.images_note}); start it with "
-              f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<a folder above "
-              f"the images> and give al-label the same --document-root (docs/labeling.md)")
+        print(
+            f"{PROG}: note: Label Studio cannot show the images yet ({report.images_note}); start it with "
+            f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<a folder above "
+            f"the images> and give al-label the same --document-root (docs/labeling.md)"
+        )
     _report_import(report.result, project)
 
 
@@ -150,26 +169,40 @@ def _lock(directory: Path):
 def _report_import(result, project) -> None:
     for refusal in result.refused:
         print(f"{PROG}: refused: {refusal.line()}", file=sys.stderr)
-    print(f"{PROG}: {len(result.taken)} label(s) taken, {len(result.unchanged)} unchanged, {len(result.refused)} refused"
-          f"{' (listed above; the rest is kept)' if result.refused and result.taken else ''}")
+    print(
+        f"{PROG}: {len(result.taken)} label(s) taken, {len(result.unchanged)} unchanged, {len(result.refused)} refused"
+        f"{' (listed above; the rest is kept)' if result.refused and result.taken else ''}"
+    )
     if result.refused:
         sys.exit(EXIT_REFUSED_ROWS)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} (al_runner) {al_runner.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     init = commands.add_parser("init", help="create a project from a folder of images")
     init.add_argument("project", help="the project directory to create")
     init.add_argument("--images", required=True, help="folder of images (searched recursively)")
-    init.add_argument("--labels", type=Path, help="labels you already have (CSV path,label; VOC XMLs; COCO json; Label Studio export)")
-    init.add_argument("--holdout", type=Path, help="labeled images kept apart to measure the model each round (never picked)")
+    init.add_argument(
+        "--labels", type=Path, help="labels you already have (CSV path,label; VOC XMLs; COCO json; Label Studio export)"
+    )
+    init.add_argument(
+        "--holdout", type=Path, help="labeled images kept apart to measure the model each round (never picked)"
+    )
     init.add_argument("--classes", help="comma-separated class names (default: those used in --labels / --holdout)")
-    init.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                      help="config overrides: task=classification|detection model=… sampler=… schedule=…")
+    init.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides: task=classification|detection model=… sampler=… schedule=…",
+    )
     init.set_defaults(run=cmd_init)
 
     nxt = commands.add_parser("next", help="train on the labels so far, rank the unlabeled images, export the picks")
@@ -177,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     nxt.add_argument("--k", type=int, help="images to pick (default: the schedule's query_size)")
     nxt.set_defaults(run=cmd_next)
 
-    imp = commands.add_parser("import", help="take labels from a file (CSV, VOC XML(s), COCO json, Label Studio export)")
+    imp = commands.add_parser(
+        "import", help="take labels from a file (CSV, VOC XML(s), COCO json, Label Studio export)"
+    )
     imp.add_argument("project")
     imp.add_argument("file", help="label file, or a folder of VOC XML files")
     imp.set_defaults(run=cmd_import)
@@ -190,11 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     sync.set_defaults(run=cmd_sync)
 
     for sub in (imp, sync):
-        sub.add_argument("--allow-unrequested", action="store_true", help="also take labels of images not exported for labeling")
-        sub.add_argument("--overwrite", action="store_true", help="replace an image's earlier label instead of refusing")
+        sub.add_argument(
+            "--allow-unrequested", action="store_true", help="also take labels of images not exported for labeling"
+        )
+        sub.add_argument(
+            "--overwrite", action="store_true", help="replace an image's earlier label instead of refusing"
+        )
     for sub in (nxt, sync):
-        sub.add_argument("--document-root", default="/", help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, "
-                                                             "for the image URLs in task files (default /)")
+        sub.add_argument(
+            "--document-root",
+            default="/",
+            help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, "
+            "for the image URLs in task files (default /)",
+        )
 
     status = commands.add_parser("status", help="rounds, labels per class, what is waiting, held-out accuracy")
     status.add_argument("project")
@@ -208,7 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     # overrides may come before or after the options; anything else unknown is an error
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
     if len(overrides) != len(extra) or (overrides and args.command != "init"):
-        parser.error(f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides or args.command != 'init')}")
+        parser.error(
+            f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides or args.command != 'init')}"
+        )
     if args.command == "init":
         args.overrides = list(args.overrides) + overrides
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -8,6 +8,7 @@ labeled part, and the answers the scripted annotator reads (truth.csv: never giv
 Writes <dir>/images/ (pool images img_NNNNN.jpg and held-out images held/img_NNNNN.jpg, copied),
 <dir>/initial_labels.csv, <dir>/holdout.csv and <dir>/truth.csv (path,label for every image).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     write_labels(args.out / "truth.csv", truth + held)
     write_labels(args.out / "holdout.csv", held)
     write_labels(args.out / "initial_labels.csv", rng.sample(truth, args.initial))
-    print(f"wrote {args.pool} images to label from and {args.holdout} held-out images under {images}; "
-          f"{args.initial} initial labels in {args.out / 'initial_labels.csv'}")
+    print(
+        f"wrote {args.pool} images to label from and {args.holdout} held-out images under {images}; "
+        f"{args.initial} initial labels in {args.out / 'initial_labels.csv'}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """A scripted annotator standing in for people: labels what a round asked for with the true answer.
 
     # files: answer a round's picks.csv with a CSV al-label imports
-    python scripts/scripted_annotator.py --truth truth.csv --picks <project>/rounds/round-001/picks.csv --out answers.csv
+    python scripts/scripted_annotator.py --truth truth.csv --picks <project>/rounds/round-001/picks.csv \\
+        --out answers.csv
     # Label Studio: submit annotations for open tasks of a project, as an annotator in the UI would
-    python scripts/scripted_annotator.py --truth truth.csv --label-studio http://localhost:8080 --token <PAT> --project 1 [--limit N]
+    python scripts/scripted_annotator.py --truth truth.csv --label-studio http://localhost:8080 --token <PAT> \\
+        --project 1 [--limit N]
 
 truth.csv is path,label (classification); only this script reads it, never al-label.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +38,17 @@ def answer_label_studio(truth: dict[str, str], url: str, token: str, project: in
     for task in client.tasks.list(project=project, fields="all"):
         if task.annotations or (limit is not None and done >= limit):
             continue
-        client.annotations.create(id=task.id, result=[{"from_name": "label", "to_name": "image", "type": "choices",
-                                                        "value": {"choices": [truth[task.data["path"]]]}}])
+        client.annotations.create(
+            id=task.id,
+            result=[
+                {
+                    "from_name": "label",
+                    "to_name": "image",
+                    "type": "choices",
+                    "value": {"choices": [truth[task.data["path"]]]},
+                }
+            ],
+        )
         done += 1
     return done
 
@@ -53,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     truth = read_truth(args.truth)
     if args.label_studio:
-        print(f"annotated {answer_label_studio(truth, args.label_studio, args.token, args.project, args.limit)} task(s)")
+        print(
+            f"annotated {answer_label_studio(truth, args.label_studio, args.token, args.project, args.limit)} task(s)"
+        )
     elif args.picks and args.out:
         print(f"answered {answer_picks(truth, args.picks, args.out)} pick(s) in {args.out}")
     else:

@@ -1,5 +1,6 @@
 """al-label through files: the whole loop with a scripted annotator (classification and detection), the
 exported files against Label Studio's import format, and every refusal of an import."""
+
 from __future__ import annotations
 
 import csv
@@ -25,8 +26,16 @@ from al_runner.tasks.classification.synthetic import make_synthetic_splits
 REPO = Path(__file__).resolve().parent.parent
 CLASSES = ["class0", "class1", "class2", "class3"]
 # A few seconds per round on one thread: width-8 CNN, 16 px images, 10 epochs.
-FAST = ["model.net.width=8", "schedule=smoke", "schedule.epochs=10", "schedule.batch_size=8",
-        "schedule.optimizer.lr=0.05", "task.image_size=16", "runtime.threads=1", "progress=false"]
+FAST = [
+    "model.net.width=8",
+    "schedule=smoke",
+    "schedule.epochs=10",
+    "schedule.batch_size=8",
+    "schedule.optimizer.lr=0.05",
+    "task.image_size=16",
+    "runtime.threads=1",
+    "progress=false",
+]
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -58,7 +67,10 @@ def images(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("images")
     splits = make_synthetic_splits(n_train=200, n_test=60, size=16, num_classes=4, seed=0)
     truth = {}
-    for part, xs, ys in (("pool", splits.train_images, splits.train_labels), ("held", splits.test_images, splits.test_labels)):
+    for part, xs, ys in (
+        ("pool", splits.train_images, splits.train_labels),
+        ("held", splits.test_images, splits.test_labels),
+    ):
         (root / part).mkdir()
         for i, (x, y) in enumerate(zip(xs, ys)):
             name = f"{part}/{i:04d}.png"
@@ -123,7 +135,6 @@ def test_a_round_picks_only_unlabeled_images_and_records_where_labels_came_from(
 
 
 def test_round_exports_follow_label_studios_import_format(two_rounds):
-    project = Project(two_rounds)
     out = two_rounds / "rounds" / "round-002"
     picks = pd.read_csv(out / "picks.csv")
     assert list(picks.columns) == ["rank", "path", "score", "guess", "guess_score"]
@@ -134,11 +145,19 @@ def test_round_exports_follow_label_studios_import_format(two_rounds):
     assert [c.get("value") for c in control.findall("Choice")] == CLASSES
     assert len(tasks) == 24
     for task, (_, row) in zip(tasks, picks.iterrows()):
-        assert task["data"]["path"] == row.path and task["data"][image_tag.get("value").lstrip("$")].startswith("/data/local-files/?d=")
+        assert task["data"]["path"] == row.path and task["data"][image_tag.get("value").lstrip("$")].startswith(
+            "/data/local-files/?d="
+        )
         (prediction,) = task["predictions"]
-        assert set(prediction) == {"model_version", "score", "result"} and prediction["score"] == pytest.approx(row.score)
+        assert set(prediction) == {"model_version", "score", "result"} and prediction["score"] == pytest.approx(
+            row.score
+        )
         (result,) = prediction["result"]
-        assert (result["type"], result["from_name"], result["to_name"]) == ("choices", control.get("name"), image_tag.get("name"))
+        assert (result["type"], result["from_name"], result["to_name"]) == (
+            "choices",
+            control.get("name"),
+            image_tag.get("name"),
+        )
         assert result["value"] == {"choices": [row.guess]}
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.width == 8 * 128 and sheet.height == 3 * (128 + 28)  # 24 picks, 8 per row
@@ -215,14 +234,18 @@ def picks_of(project: Path, number: int = 1) -> list[str]:
 def test_import_refuses_each_bad_row_naming_file_and_row_and_keeps_the_rest(exported, images, tmp_path):
     truth = images[1]
     asked = picks_of(exported)
-    unasked = next(p for p in truth if p.startswith("pool/") and p not in asked and p not in Project(exported).labels().pool)
-    rows = [(asked[0], truth[asked[0]]),            # line 2: fine
-            ("pool/9999.png", "class0"),            # line 3: unknown image
-            (unasked, truth[unasked]),              # line 4: not exported for labeling
-            (asked[1], "zebra"),                    # line 5: unknown class
-            ("held/0000.png", truth["held/0000.png"]),  # line 6: held out
-            (asked[2], truth[asked[2]]),            # line 7: fine
-            (asked[2], "class0" if truth[asked[2]] != "class0" else "class1")]  # line 8: duplicate, other label
+    unasked = next(
+        p for p in truth if p.startswith("pool/") and p not in asked and p not in Project(exported).labels().pool
+    )
+    rows = [
+        (asked[0], truth[asked[0]]),  # line 2: fine
+        ("pool/9999.png", "class0"),  # line 3: unknown image
+        (unasked, truth[unasked]),  # line 4: not exported for labeling
+        (asked[1], "zebra"),  # line 5: unknown class
+        ("held/0000.png", truth["held/0000.png"]),  # line 6: held out
+        (asked[2], truth[asked[2]]),  # line 7: fine
+        (asked[2], "class0" if truth[asked[2]] != "class0" else "class1"),
+    ]  # line 8: duplicate, other label
     labels_file = write_csv(tmp_path / "round1.csv", rows)
     before = Project(exported).labels()
     code, out, err = run("import", exported, labels_file)
@@ -236,15 +259,22 @@ def test_import_refuses_each_bad_row_naming_file_and_row_and_keeps_the_rest(expo
     assert f"{labels_file}:8: {asked[2]}: duplicate" in lines[4]
     assert "2 label(s) taken" in out
     after = Project(exported).labels()
-    assert set(after.pool) - set(before.pool) == {asked[0], asked[2]} and after.pool[asked[2]]["label"] == truth[asked[2]]
+    assert (
+        set(after.pool) - set(before.pool) == {asked[0], asked[2]} and after.pool[asked[2]]["label"] == truth[asked[2]]
+    )
     assert after.pool[asked[0]]["round"] == 1 and after.revision == before.revision + 1
 
 
 def test_allow_unrequested_and_overwrite_lift_their_refusals(exported, images, tmp_path):
     truth = images[1]
     asked = picks_of(exported)
-    unasked = next(p for p in truth if p.startswith("pool/") and p not in asked and p not in Project(exported).labels().pool)
-    assert run("import", exported, write_csv(tmp_path / "a.csv", [(unasked, truth[unasked])]), "--allow-unrequested")[0] == 0
+    unasked = next(
+        p for p in truth if p.startswith("pool/") and p not in asked and p not in Project(exported).labels().pool
+    )
+    assert (
+        run("import", exported, write_csv(tmp_path / "a.csv", [(unasked, truth[unasked])]), "--allow-unrequested")[0]
+        == 0
+    )
     assert Project(exported).labels().pool[unasked]["round"] == 1
     assert run("import", exported, write_csv(tmp_path / "b.csv", [(asked[0], "class0")]))[0] == 0
     code, _, err = run("import", exported, write_csv(tmp_path / "c.csv", [(asked[0], "class1")]))
@@ -329,8 +359,16 @@ def test_a_killed_next_leaves_the_project_as_it_was_and_the_same_command_finishe
 
 
 # --- detection ----------------------------------------------------------------------------------------------
-DET_FAST = ["task=detection", "sampler=entropy", "schedule.epochs=10", "schedule.batch_size=4", "schedule.eval_batch_size=16",
-            "task.image_size=64", "runtime.threads=1", "progress=false"]
+DET_FAST = [
+    "task=detection",
+    "sampler=entropy",
+    "schedule.epochs=10",
+    "schedule.batch_size=4",
+    "schedule.eval_batch_size=16",
+    "task.image_size=64",
+    "runtime.threads=1",
+    "progress=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -344,10 +382,16 @@ def voc_images(tmp_path_factory) -> tuple[Path, Path, Path]:
     for folder in (images, xmls, held):
         folder.mkdir()
     for voc in sorted(devkit.iterdir()):
-        test = set((voc / "ImageSets/Main/test.txt").read_text().split()) if (voc / "ImageSets/Main/test.txt").exists() else set()
+        test = (
+            set((voc / "ImageSets/Main/test.txt").read_text().split())
+            if (voc / "ImageSets/Main/test.txt").exists()
+            else set()
+        )
         for jpg in sorted((voc / "JPEGImages").glob("*.jpg")):
             shutil.copy(jpg, images / jpg.name)
-            shutil.copy(voc / "Annotations" / f"{jpg.stem}.xml", (held if jpg.stem in test else xmls) / f"{jpg.stem}.xml")
+            shutil.copy(
+                voc / "Annotations" / f"{jpg.stem}.xml", (held if jpg.stem in test else xmls) / f"{jpg.stem}.xml"
+            )
     return images, xmls, held
 
 
@@ -390,7 +434,12 @@ def test_detection_round_trip_with_voc_xml_and_label_studio_rectangles(tmp_path,
         assert result["type"] == "rectanglelabels" and result["from_name"] == control.get("name")
         assert (result["original_width"], result["original_height"]) == (entry.width, entry.height)
         v = result["value"]
-        assert 0 <= v["x"] <= 100 and 0 <= v["y"] <= 100 and v["x"] + v["width"] <= 100.001 and v["y"] + v["height"] <= 100.001
+        assert (
+            0 <= v["x"] <= 100
+            and 0 <= v["y"] <= 100
+            and v["x"] + v["width"] <= 100.001
+            and v["y"] + v["height"] <= 100.001
+        )
         assert v["rectanglelabels"][0] in Project(project).classes and 0 <= result["score"] <= 1
 
 
@@ -427,23 +476,58 @@ def test_detection_takes_coco_json_and_label_studio_exports(tmp_path, voc_images
     assert run("next", project, "--k", "4")[0] == 0
     a, b, c, d = picks_of(project)
     entries = Project(project).by_path
-    coco = {"images": [{"id": 1, "file_name": a, "width": entries[a].width, "height": entries[a].height},
-                       {"id": 2, "file_name": b, "width": entries[b].width, "height": entries[b].height}],
-            "categories": [{"id": 7, "name": "circle"}, {"id": 8, "name": "square"}],
-            "annotations": [{"image_id": 1, "category_id": 7, "bbox": [2, 3, 10, 12]},
-                            {"image_id": 2, "category_id": 8, "bbox": [entries[b].width - 5, 0, 10, 10]}]}
+    coco = {
+        "images": [
+            {"id": 1, "file_name": a, "width": entries[a].width, "height": entries[a].height},
+            {"id": 2, "file_name": b, "width": entries[b].width, "height": entries[b].height},
+        ],
+        "categories": [{"id": 7, "name": "circle"}, {"id": 8, "name": "square"}],
+        "annotations": [
+            {"image_id": 1, "category_id": 7, "bbox": [2, 3, 10, 12]},
+            {"image_id": 2, "category_id": 8, "bbox": [entries[b].width - 5, 0, 10, 10]},
+        ],
+    }
     (tmp_path / "coco.json").write_text(json.dumps(coco))
     code, _, err = run("import", project, tmp_path / "coco.json")
-    assert code == 1 and f"{tmp_path / 'coco.json'}:images[id=2]: {b}: box 0 (square)" in err and "reaches outside" in err
-    assert Project(project).labels().pool[a]["label"] == {"boxes": [[2.0, 3.0, 12.0, 15.0]], "classes": ["circle"],
-                                                          "difficult": [False]}
+    assert (
+        code == 1 and f"{tmp_path / 'coco.json'}:images[id=2]: {b}: box 0 (square)" in err and "reaches outside" in err
+    )
+    assert Project(project).labels().pool[a]["label"] == {
+        "boxes": [[2.0, 3.0, 12.0, 15.0]],
+        "classes": ["circle"],
+        "difficult": [False],
+    }
     W, H = entries[c].width, entries[c].height
-    export = [{"id": 31, "data": {"image": "/data/local-files/?d=x/" + c, "path": c},
-               "annotations": [{"id": 1, "was_cancelled": False, "result": [
-                   {"type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": W,
-                    "original_height": H, "value": {"x": 10.0, "y": 20.0, "width": 50.0, "height": 40.0,
-                                                    "rotation": 0, "rectanglelabels": ["triangle"]}}]}]},
-              {"id": 32, "data": {"path": d}, "annotations": []}]  # nobody labeled it yet: not a refusal
+    export = [
+        {
+            "id": 31,
+            "data": {"image": "/data/local-files/?d=x/" + c, "path": c},
+            "annotations": [
+                {
+                    "id": 1,
+                    "was_cancelled": False,
+                    "result": [
+                        {
+                            "type": "rectanglelabels",
+                            "from_name": "label",
+                            "to_name": "image",
+                            "original_width": W,
+                            "original_height": H,
+                            "value": {
+                                "x": 10.0,
+                                "y": 20.0,
+                                "width": 50.0,
+                                "height": 40.0,
+                                "rotation": 0,
+                                "rectanglelabels": ["triangle"],
+                            },
+                        }
+                    ],
+                }
+            ],
+        },
+        {"id": 32, "data": {"path": d}, "annotations": []},
+    ]  # nobody labeled it yet: not a refusal
     (tmp_path / "export.json").write_text(json.dumps(export))
     code, out, err = run("import", project, tmp_path / "export.json")
     assert code == 0 and "1 label(s) taken" in out, err

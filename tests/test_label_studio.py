@@ -5,6 +5,7 @@ The server runs from its own virtual environment (`make test` installs label-stu
 .venv/label-studio: its pins, e.g. numpy<2.3, stay out of the project's); AL_LABEL_STUDIO_SERVER may name
 another `label-studio` executable. Its first start (database migrations) takes one to two minutes on 2 cores.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,11 @@ USER, PASSWORD = "annotator@example.com", "al-label-test-password"
 
 
 def server_executable() -> str | None:
-    for candidate in (os.environ.get("AL_LABEL_STUDIO_SERVER"), str(REPO / ".venv" / "label-studio" / "bin" / "label-studio"),
-                      shutil.which("label-studio")):
+    for candidate in (
+        os.environ.get("AL_LABEL_STUDIO_SERVER"),
+        str(REPO / ".venv" / "label-studio" / "bin" / "label-studio"),
+        shutil.which("label-studio"),
+    ):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -61,10 +65,14 @@ def personal_access_token(url: str) -> str:
 
     with httpx.Client(base_url=url, follow_redirects=True, timeout=60) as browser:
         browser.get("/user/login/")
-        browser.post("/user/login/", data={"email": USER, "password": PASSWORD,
-                                           "csrfmiddlewaretoken": browser.cookies.get("csrftoken")},
-                     headers={"Referer": f"{url}/user/login/"})
-        answer = browser.post("/api/token/", headers={"X-CSRFToken": browser.cookies.get("csrftoken"), "Referer": f"{url}/"})
+        browser.post(
+            "/user/login/",
+            data={"email": USER, "password": PASSWORD, "csrfmiddlewaretoken": browser.cookies.get("csrftoken")},
+            headers={"Referer": f"{url}/user/login/"},
+        )
+        answer = browser.post(
+            "/api/token/", headers={"X-CSRFToken": browser.cookies.get("csrftoken"), "Referer": f"{url}/"}
+        )
         answer.raise_for_status()
         return answer.json()["token"]
 
@@ -80,14 +88,37 @@ def label_studio(tmp_path_factory):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # local files served below the tests' temporary root (the image folders are there), as docs/labeling.md says
-    env = {**os.environ, "LATEST_VERSION_CHECK": "false", "LABEL_STUDIO_BASE_DATA_DIR": str(data),
-           "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-           "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(tmp_path_factory.getbasetemp())}
+    env = {
+        **os.environ,
+        "LATEST_VERSION_CHECK": "false",
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(tmp_path_factory.getbasetemp()),
+    }
     log = data / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([executable, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
-                                 "--data-dir", str(data), "--username", USER, "--password", PASSWORD],
-                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=data, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                executable,
+                "start",
+                "--no-browser",
+                "--internal-host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data),
+                "--username",
+                USER,
+                "--password",
+                PASSWORD,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=data,
+            start_new_session=True,
+        )
     try:
         wait_for_health(url, proc, log)
         yield url, personal_access_token(url), str(tmp_path_factory.getbasetemp())
@@ -118,8 +149,10 @@ def annotate_in_label_studio(url: str, token: str, project_id: int, truth: dict[
         if task.annotations or len(done) == n:
             continue
         path = task.data["path"]
-        client.annotations.create(id=task.id, result=[{"from_name": "label", "to_name": "image", "type": "choices",
-                                                        "value": {"choices": [truth[path]]}}])
+        client.annotations.create(
+            id=task.id,
+            result=[{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [truth[path]]}}],
+        )
         done.append(path)
     return done
 
@@ -150,8 +183,18 @@ def test_a_round_trip_through_a_real_label_studio(label_studio, tmp_path, images
 
     labeled = annotate_in_label_studio(url, token, record["project_id"], images[1], 8)
     (Path(project) / "label_studio.json").unlink()  # even without its record, a sync finds its tasks by path
-    code, out, err = run("sync", project, "--label-studio", url, "--token", token, "--document-root", root,
-                         "--ls-project", str(record["project_id"]))
+    code, out, err = run(
+        "sync",
+        project,
+        "--label-studio",
+        url,
+        "--token",
+        token,
+        "--document-root",
+        root,
+        "--ls-project",
+        str(record["project_id"]),
+    )
     assert code == 0, err
     assert "pushed 0 task(s), 8 annotated" in out and "8 label(s) taken" in out
     labels = Project(project).labels()

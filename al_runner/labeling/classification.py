@@ -6,6 +6,7 @@ in the project), its label tensor holds the class of each labeled image and -1 f
 no code path reads (training batches come from labeled indices only; samplers see `input_batches`, which
 carry no labels). The test split is the held-out labeled part, when the user gave one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,11 +55,15 @@ class ClassificationLabeling:
     def build_task(self, project: Project, labels: Labels) -> ClassificationTask:
         index = {name: i for i, name in enumerate(project.classes)}
         pool_images = self._decode(project, project.pool, "pool")
-        pool_labels = torch.tensor([index[labels.pool[e.path]["label"]] if e.path in labels.pool else UNLABELED
-                                    for e in project.pool], dtype=torch.long)
+        pool_labels = torch.tensor(
+            [index[labels.pool[e.path]["label"]] if e.path in labels.pool else UNLABELED for e in project.pool],
+            dtype=torch.long,
+        )
         if project.holdout:
             test_images = self._decode(project, project.holdout, "holdout")
-            test_labels = torch.tensor([index[labels.holdout[e.path]["label"]] for e in project.holdout], dtype=torch.long)
+            test_labels = torch.tensor(
+                [index[labels.holdout[e.path]["label"]] for e in project.holdout], dtype=torch.long
+            )
         else:  # no held-out part: an empty test split (nothing is evaluated)
             test_images = pool_images[:0]
             test_labels = torch.zeros(0, dtype=torch.long)
@@ -76,8 +81,9 @@ class ClassificationLabeling:
                 return torch.load(cache, weights_only=True)
             except Exception as error:  # a damaged cache is decoded again, never trusted
                 log.warning("ignoring unreadable cache %s (%s)", cache, error)
-        images = decode_images([project.images_root / e.path for e in entries], self.channels, self.image_size,
-                               f"decode {part}")
+        images = decode_images(
+            [project.images_root / e.path for e in entries], self.channels, self.image_size, f"decode {part}"
+        )
         cache.parent.mkdir(exist_ok=True)
         atomic_torch_save(cache, images)
         return images
@@ -92,14 +98,23 @@ class ClassificationLabeling:
     # --- Label Studio ---------------------------------------------------------------------------------------
     def label_config(self, classes: list[str]) -> str:
         choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in classes)
-        return (f'<View>\n  <Image name="{LS_IMAGE}" value="${LS_IMAGE}"/>\n'
-                f'  <Choices name="{LS_CONTROL}" toName="{LS_IMAGE}" choice="single" showInline="true">\n'
-                f"{choices}\n  </Choices>\n</View>\n")
+        return (
+            f'<View>\n  <Image name="{LS_IMAGE}" value="${LS_IMAGE}"/>\n'
+            f'  <Choices name="{LS_CONTROL}" toName="{LS_IMAGE}" choice="single" showInline="true">\n'
+            f"{choices}\n  </Choices>\n</View>\n"
+        )
 
     def prediction_result(self, pick: dict, entry: ImageEntry) -> list[dict]:
         """The guess as a Label Studio `choices` result (pre-annotation)."""
-        return [{"id": "guess", "type": "choices", "from_name": LS_CONTROL, "to_name": LS_IMAGE,
-                 "value": {"choices": [pick["guess"]]}}]
+        return [
+            {
+                "id": "guess",
+                "type": "choices",
+                "from_name": LS_CONTROL,
+                "to_name": LS_IMAGE,
+                "value": {"choices": [pick["guess"]]},
+            }
+        ]
 
     def overlay(self, pick: dict, entry: ImageEntry) -> list:
         """Nothing to draw on a classification thumbnail: the caption carries the guess."""

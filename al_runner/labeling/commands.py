@@ -7,6 +7,7 @@ the next images with the configured sampler (`loop.select`, over the images nobo
 label yet). With no labels at all, the first round picks at random (seeded by `seed` only, as al-run's
 initial set). Building the run's pieces is al-run's (`al_runner.build`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,16 +19,36 @@ import torch
 from omegaconf import DictConfig
 
 from al_runner import schema
-from al_runner.build import (apply_threads, build_learner, build_method, build_sampler, instantiate, make_runtime,
-                             make_scheduler_factory)
+from al_runner.build import (
+    apply_threads,
+    build_learner,
+    build_method,
+    build_sampler,
+    instantiate,
+    make_runtime,
+    make_scheduler_factory,
+)
 from al_runner.determinism import apply_determinism
 from al_runner.errors import ConfigError
 from al_runner.labeling import exports
 from al_runner.labeling.formats import read_label_file
 from al_runner.labeling.importer import ImportResult, resolve_image, take_labels
-from al_runner.labeling.project import (CONFIG_FILE, HOLDOUT, IMAGES_FILE, LABEL_CONFIG_FILE, LABELS_FILE, POOL,
-                                        PROJECT_FILE, LabelingError, Labels, Project, Round, describe_image,
-                                        staged_directory, write_images_csv)
+from al_runner.labeling.project import (
+    CONFIG_FILE,
+    HOLDOUT,
+    IMAGES_FILE,
+    LABEL_CONFIG_FILE,
+    LABELS_FILE,
+    POOL,
+    PROJECT_FILE,
+    LabelingError,
+    Labels,
+    Project,
+    Round,
+    describe_image,
+    staged_directory,
+    write_images_csv,
+)
 from al_runner.loop import evaluate, select, train_cycle
 from al_runner.rundir import save_config, write_csv
 from al_runner.runner import SELECT_STREAM, TRAIN_STREAM
@@ -46,8 +67,9 @@ def list_images(root: Path) -> list[str]:
     """Every image below the folder (recursively), as sorted relative paths with "/"."""
     if not root.is_dir():
         raise LabelingError(f"--images {root}: not a folder")
-    found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    found = sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
     if not found:
         raise LabelingError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
     return found
@@ -63,8 +85,14 @@ def _read_or_refuse(project: Project, path: Path, what: str):
     return records
 
 
-def init_project(directory: Path, images: Path, cfg: DictConfig, labels_file: Path | None = None,
-                 holdout_file: Path | None = None, classes: list[str] | None = None) -> Project:
+def init_project(
+    directory: Path,
+    images: Path,
+    cfg: DictConfig,
+    labels_file: Path | None = None,
+    holdout_file: Path | None = None,
+    classes: list[str] | None = None,
+) -> Project:
     """Create a project: list and fingerprint the images, take the initial and held-out labels. All or nothing."""
     labeling = labeling_of(cfg)
     images = Path(images).expanduser().resolve()
@@ -154,8 +182,10 @@ def next_round(project: Project, k: int | None = None, document_root: str = "/")
     if rounds and rounds[-1].labels_revision == labels.revision:
         last = rounds[-1]
         if k is not None and k != last.k:
-            raise LabelingError(f"round {last.number} was exported with --k {last.k} and no label came in since; "
-                                f"import its labels first, or rerun with --k {last.k} to export it again")
+            raise LabelingError(
+                f"round {last.number} was exported with --k {last.k} and no label came in since; "
+                f"import its labels first, or rerun with --k {last.k} to export it again"
+            )
         write_outputs(project, labeling, rounds, document_root)
         return last, True
     new = _run_round(project, cfg, labeling, labels, rounds, state["learner"], k)
@@ -170,23 +200,35 @@ class _NewRound:
         self.round, self.learner_state = round_, learner_state
 
 
-def _run_round(project: Project, cfg: DictConfig, labeling, labels: Labels, rounds: list[Round],
-               learner_state: dict | None, k: int | None) -> _NewRound:
+def _run_round(
+    project: Project,
+    cfg: DictConfig,
+    labeling,
+    labels: Labels,
+    rounds: list[Round],
+    learner_state: dict | None,
+    k: int | None,
+) -> _NewRound:
     s, seed, number = cfg.schedule, int(cfg.seed), len(rounds) + 1
     k = int(s.query_size) if k is None else k
     waiting = set(project.waiting(rounds, labels))
     labeled = torch.tensor([i for i, e in enumerate(project.pool) if e.path in labels.pool], dtype=torch.long)
-    candidates = torch.tensor([i for i, e in enumerate(project.pool) if e.path not in labels.pool and e.path not in waiting],
-                              dtype=torch.long)
+    candidates = torch.tensor(
+        [i for i, e in enumerate(project.pool) if e.path not in labels.pool and e.path not in waiting], dtype=torch.long
+    )
     if candidates.numel() == 0:
-        raise LabelingError(f"nothing left to pick: all {len(project.pool)} pool images are labeled or waiting for "
-                            f"annotation ({len(waiting)} waiting)")
+        raise LabelingError(
+            f"nothing left to pick: all {len(project.pool)} pool images are labeled or waiting for "
+            f"annotation ({len(waiting)} waiting)"
+        )
     k = min(k, candidates.numel())
     if labeled.numel() == 0:  # the paper's cycle 0: a random initial set, from the seed alone (every sampler alike)
         order = torch.randperm(candidates.numel(), generator=torch.Generator().manual_seed(seed))[:k]
-        picks = [{"path": project.pool[i].path, "score": None, "guess": None, "guess_score": None}
-                 for i in candidates[order].tolist()]
-        log.info("round %d: no labels yet, %d images picked at random", number, k)
+        picks = [
+            {"path": project.pool[i].path, "score": None, "guess": None, "guess_score": None}
+            for i in candidates[order].tolist()
+        ]
+        log.debug("round %d: no labels yet, %d images picked at random", number, k)
         return _NewRound(Round(number, k, picks, labels.revision, 0, random=True), learner_state)
 
     apply_threads(cfg)
@@ -200,28 +242,60 @@ def _run_round(project: Project, cfg: DictConfig, labeling, labels: Labels, roun
     if learner_state is not None and not s.reinit_each_cycle:
         learner.load_state_dict(learner_state)  # "we continue to train the current model" (as al-run's cycles)
     t0 = time.perf_counter()
-    train_cycle(learner, task, labeled, epochs=int(s.epochs), batch_size=int(s.batch_size),
-                make_optimizer=instantiate(s.optimizer), make_scheduler=make_scheduler_factory(s),
-                generator=torch.Generator().manual_seed(seed + TRAIN_STREAM + number), cycle=number - 1,
-                progress=cfg.progress)
+    train_cycle(
+        learner,
+        task,
+        labeled,
+        epochs=int(s.epochs),
+        batch_size=int(s.batch_size),
+        make_optimizer=instantiate(s.optimizer),
+        make_scheduler=make_scheduler_factory(s),
+        generator=torch.Generator().manual_seed(seed + TRAIN_STREAM + number),
+        cycle=number - 1,
+        progress=cfg.progress,
+    )
     t1 = time.perf_counter()
     evaluation = evaluate(learner, task, int(s.eval_batch_size)) if project.holdout else None
     t2 = time.perf_counter()
-    picked, scores = select(learner, task, sampler, candidates, labeled, k, s.subset_size, int(s.eval_batch_size),
-                            torch.Generator().manual_seed(seed + SELECT_STREAM + number))
+    picked, scores = select(
+        learner,
+        task,
+        sampler,
+        candidates,
+        labeled,
+        k,
+        s.subset_size,
+        int(s.eval_batch_size),
+        torch.Generator().manual_seed(seed + SELECT_STREAM + number),
+    )
     guesses = model_guesses(learner, task, labeling, project, picked, int(s.eval_batch_size))
     t3 = time.perf_counter()
-    picks = [{"path": project.pool[i].path, "score": float(v), **g}
-             for i, v, g in zip(picked.tolist(), scores.tolist(), guesses)]
-    round_ = Round(number, k, picks, labels.revision, int(labeled.numel()), metric=task.metric_name,
-                   value=None if evaluation is None else evaluation.metric,
-                   ranking_accuracy=None if evaluation is None else evaluation.ranking_accuracy,
-                   uncertainty=task.uncertainty_name,
-                   holdout_loss=None if evaluation is None else float(evaluation.real_loss.mean()),
-                   seconds={"train_s": round(t1 - t0, 3), "eval_s": round(t2 - t1, 3), "select_s": round(t3 - t2, 3)})
+    picks = [
+        {"path": project.pool[i].path, "score": float(v), **g}
+        for i, v, g in zip(picked.tolist(), scores.tolist(), guesses)
+    ]
+    round_ = Round(
+        number,
+        k,
+        picks,
+        labels.revision,
+        int(labeled.numel()),
+        metric=task.metric_name,
+        value=None if evaluation is None else evaluation.metric,
+        ranking_accuracy=None if evaluation is None else evaluation.ranking_accuracy,
+        uncertainty=task.uncertainty_name,
+        holdout_loss=None if evaluation is None else float(evaluation.real_loss.mean()),
+        seconds={"train_s": round(t1 - t0, 3), "eval_s": round(t2 - t1, 3), "select_s": round(t3 - t2, 3)},
+    )
     shown = "" if evaluation is None else f", {task.metric_name} {evaluation.metric:.4f} on {task.test_size} held out"
-    log.info("round %d: trained on %d labels%s; picked %d with %s", number, labeled.numel(), shown, len(picks),
-             cfg.sampler.name)
+    log.debug(
+        "round %d: trained on %d labels%s; picked %d with %s",
+        number,
+        labeled.numel(),
+        shown,
+        len(picks),
+        cfg.sampler.name,
+    )
     return _NewRound(round_, learner.state_dict())
 
 
@@ -249,9 +323,22 @@ def write_run_files(project: Project, rounds: list[Round]) -> None:
     evaluated = [r for r in rounds if r.value is not None]
     if not evaluated:
         return
-    rows = [{"task": cfg.task.name, "model": cfg.model.name, "sampler": cfg.sampler.name, "seed": int(cfg.seed),
-             "cycle": r.number - 1, "n_labeled": r.n_labeled, "metric": r.metric, "value": r.value,
-             "uncertainty": r.uncertainty, "ranking_accuracy": r.ranking_accuracy, **r.seconds} for r in evaluated]
+    rows = [
+        {
+            "task": cfg.task.name,
+            "model": cfg.model.name,
+            "sampler": cfg.sampler.name,
+            "seed": int(cfg.seed),
+            "cycle": r.number - 1,
+            "n_labeled": r.n_labeled,
+            "metric": r.metric,
+            "value": r.value,
+            "uncertainty": r.uncertainty,
+            "ranking_accuracy": r.ranking_accuracy,
+            **r.seconds,
+        }
+        for r in evaluated
+    ]
     write_csv(project.dir / schema.CYCLES_CSV, schema.CYCLE_COLUMNS, rows)
     labels = project.labels()
     labeling = labeling_of(cfg)
@@ -260,14 +347,24 @@ def write_run_files(project: Project, rounds: list[Round]) -> None:
         known = labels.pool.get(path)
         return None if known is None else schema.CLASSES_SEPARATOR.join(labeling.classes_of(known["label"]))
 
-    selected = [{"cycle": r.number, "pool_index": project.pool_index[p["path"]], "item": p["path"], "score": p["score"],
-                 "classes": classes(p["path"])} for r in rounds for p in r.picks]
+    selected = [
+        {
+            "cycle": r.number,
+            "pool_index": project.pool_index[p["path"]],
+            "item": p["path"],
+            "score": p["score"],
+            "classes": classes(p["path"]),
+        }
+        for r in rounds
+        for p in r.picks
+    ]
     write_csv(project.dir / schema.SELECTED_CSV, schema.SELECTED_COLUMNS, selected)
 
 
 # --- import ---------------------------------------------------------------------------------------------------
-def import_labels(project: Project, label_file: Path, allow_unrequested: bool = False,
-                  overwrite: bool = False) -> ImportResult:
+def import_labels(
+    project: Project, label_file: Path, allow_unrequested: bool = False, overwrite: bool = False
+) -> ImportResult:
     """Take what passes the checks (one write of labels.json), list the rest."""
     labeling = labeling_of(project.config)
     project.check_images_unchanged()
@@ -278,7 +375,9 @@ def import_labels(project: Project, label_file: Path, allow_unrequested: bool = 
     return commit_records(project, labeling, records, unreadable, allow_unrequested, overwrite)
 
 
-def commit_records(project: Project, labeling, records, unreadable, allow_unrequested: bool, overwrite: bool) -> ImportResult:
+def commit_records(
+    project: Project, labeling, records, unreadable, allow_unrequested: bool, overwrite: bool
+) -> ImportResult:
     labels, rounds = project.labels(), project.rounds()
     result = take_labels(project, labeling, labels, rounds, records, allow_unrequested, overwrite)
     result.refused = list(unreadable) + result.refused
@@ -292,22 +391,29 @@ def commit_records(project: Project, labeling, records, unreadable, allow_unrequ
 def status_lines(project: Project) -> list[str]:
     cfg, labels, rounds = project.config, project.labels(), project.rounds()
     labeling = labeling_of(cfg)
-    lines = [f"project {project.dir}: {project.kind}, {len(project.classes)} classes, {len(project.pool)} pool images"
-             f"{f', {len(project.holdout)} held out' if project.holdout else ''} under {project.images_root}",
-             f"config: model {cfg.model.name}, sampler {cfg.sampler.name}, schedule {cfg.schedule.name} "
-             f"({cfg.schedule.epochs} epochs per round), seed {cfg.seed}"]
+    lines = [
+        f"project {project.dir}: {project.kind}, {len(project.classes)} classes, {len(project.pool)} pool images"
+        f"{f', {len(project.holdout)} held out' if project.holdout else ''} under {project.images_root}",
+        f"config: model {cfg.model.name}, sampler {cfg.sampler.name}, schedule {cfg.schedule.name} "
+        f"({cfg.schedule.epochs} epochs per round), seed {cfg.seed}",
+    ]
     by_round: dict[int, int] = {}
     per_class = {c: 0 for c in project.classes}
     for record in labels.pool.values():
         by_round[record["round"]] = by_round.get(record["round"], 0) + 1
         for name in labeling.classes_of(record["label"]):
             per_class[name] = per_class.get(name, 0) + 1
-    lines.append(f"labels: {len(labels.pool)} ("
-                 + (", ".join(f"round {r}: {n}" for r, n in sorted(by_round.items())) or "none yet") + ")")
+    lines.append(
+        f"labels: {len(labels.pool)} ("
+        + (", ".join(f"round {r}: {n}" for r, n in sorted(by_round.items())) or "none yet")
+        + ")"
+    )
     lines.append("per class: " + ", ".join(f"{c} {n}" for c, n in per_class.items()))
     for r in rounds:
         how = "at random (no labels yet)" if r.random else f"with {cfg.sampler.name}"
-        metric = "" if r.value is None else f", {r.metric} {r.value:.4f} (loss {r.holdout_loss:.4f}) on the held-out part"
+        metric = (
+            "" if r.value is None else f", {r.metric} {r.value:.4f} (loss {r.holdout_loss:.4f}) on the held-out part"
+        )
         trained = "" if r.random else f"trained on {r.n_labeled} labels{metric}; "
         lines.append(f"round {r.number}: {trained}picked {len(r.picks)} {how}")
     waiting = project.waiting(rounds, labels)
@@ -316,16 +422,26 @@ def status_lines(project: Project) -> list[str]:
         counts: dict[int, int] = {}
         for path in waiting:
             counts[asked[path]] = counts.get(asked[path], 0) + 1
-        lines.append("waiting for annotation: " + ", ".join(
-            f"{n} of round {r} ({project.round_dir(r) / exports.TASKS_JSON})" for r, n in sorted(counts.items())))
+        lines.append(
+            "waiting for annotation: "
+            + ", ".join(
+                f"{n} of round {r} ({project.round_dir(r) / exports.TASKS_JSON})" for r, n in sorted(counts.items())
+            )
+        )
     else:
         lines.append("waiting for annotation: none" + (" (run al-label next)" if rounds or labels.pool else ""))
     studio = project.label_studio()
     if studio:
-        lines.append(f"Label Studio: project {studio['project_id']} at {studio['url']}, {len(studio.get('tasks', {}))} tasks pushed")
+        lines.append(
+            f"Label Studio: project {studio['project_id']} at {studio['url']}, "
+            f"{len(studio.get('tasks', {}))} tasks pushed"
+        )
     from al_runner.labeling.project import image_changes
 
     changed = image_changes(project.images_root, project.images)
-    lines.append("images: unchanged since init" if not changed else
-                 f"images: {len(changed)} CHANGED since init ({', '.join(changed[:5])}): next and import will refuse")
+    lines.append(
+        "images: unchanged since init"
+        if not changed
+        else f"images: {len(changed)} CHANGED since init ({', '.join(changed[:5])}): next and import will refuse"
+    )
     return lines

@@ -5,6 +5,7 @@ entropy, VOC07 mAP), given `VOCSplit`s built from the project instead of read fr
 lists every pool image, with the `Annotation` of each labeled one and None for the others, which no code path
 reads (training batches come from labeled indices only; `input_batches` decode images without annotations).
 """
+
 from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
@@ -26,9 +27,19 @@ class ProjectDetectionTask(VOCDetectionTask):
     builds the same parts with the same settings (tests/test_label_files.py checks that the two set the same
     attributes, so a change there shows here)."""
 
-    def __init__(self, name: str, classes: list[str], pool: VOCSplit, test: VOCSplit, image_size: int,
-                 num_workers: int = 0, augmentation: dict | None = None, loss: dict | None = None,
-                 detection: dict | None = None, uncertainty=entropy_over_detections):
+    def __init__(
+        self,
+        name: str,
+        classes: list[str],
+        pool: VOCSplit,
+        test: VOCSplit,
+        image_size: int,
+        num_workers: int = 0,
+        augmentation: dict | None = None,
+        loss: dict | None = None,
+        detection: dict | None = None,
+        uncertainty=entropy_over_detections,
+    ):
         self.name, self.classes, self.image_size = name, list(classes), int(image_size)
         self.num_workers = int(num_workers)
         self.pool, self.test = pool, test
@@ -47,10 +58,13 @@ class ProjectDetectionTask(VOCDetectionTask):
 
 def to_annotation(label: dict, entry: ImageEntry, classes: list[str]) -> Annotation:
     index = {name: i + 1 for i, name in enumerate(classes)}  # 0 is the background, as in VOCDetectionTask
-    return Annotation(boxes=torch.tensor(label["boxes"], dtype=torch.float32).reshape(-1, 4),
-                      labels=torch.tensor([index[c] for c in label["classes"]], dtype=torch.int64),
-                      difficult=torch.tensor(label["difficult"], dtype=torch.bool).reshape(-1),
-                      width=entry.width, height=entry.height)
+    return Annotation(
+        boxes=torch.tensor(label["boxes"], dtype=torch.float32).reshape(-1, 4),
+        labels=torch.tensor([index[c] for c in label["classes"]], dtype=torch.int64),
+        difficult=torch.tensor(label["difficult"], dtype=torch.bool).reshape(-1),
+        width=entry.width,
+        height=entry.height,
+    )
 
 
 class DetectionLabeling:
@@ -58,9 +72,18 @@ class DetectionLabeling:
 
     label_formats = "VOC XML files (one per image, or a folder of them), a COCO json, or a Label Studio JSON export"
 
-    def __init__(self, name: str, image_size: int, num_workers: int = 0, augmentation: dict | None = None,
-                 loss: dict | None = None, detection: dict | None = None, uncertainty=entropy_over_detections,
-                 guess_threshold: float = 0.3, max_guesses: int = 20):
+    def __init__(
+        self,
+        name: str,
+        image_size: int,
+        num_workers: int = 0,
+        augmentation: dict | None = None,
+        loss: dict | None = None,
+        detection: dict | None = None,
+        uncertainty=entropy_over_detections,
+        guess_threshold: float = 0.3,
+        max_guesses: int = 20,
+    ):
         self.name, self.image_size, self.num_workers = name, int(image_size), int(num_workers)
         self.settings = {"augmentation": augmentation, "loss": loss, "detection": detection, "uncertainty": uncertainty}
         self.guess_threshold, self.max_guesses = float(guess_threshold), int(max_guesses)
@@ -72,7 +95,8 @@ class DetectionLabeling:
         if not isinstance(label, dict) or "boxes" not in label:
             return "expected boxes for a detection project, got a class name"
         if stated_size is not None and tuple(stated_size) != (entry.width, entry.height):
-            return f"the label file says the image is {stated_size[0]}x{stated_size[1]} but it is {entry.width}x{entry.height}"
+            stated = f"{stated_size[0]}x{stated_size[1]}"
+            return f"the label file says the image is {stated} but it is {entry.width}x{entry.height}"
         for k, (box, name) in enumerate(zip(label["boxes"], label["classes"])):
             if name not in classes:
                 return f"box {k}: unknown class '{name}'; known classes: {', '.join(classes)}"
@@ -81,8 +105,10 @@ class DetectionLabeling:
                 return f"box {k} ({name}) is empty: [{x1:g}, {y1:g}, {x2:g}, {y2:g}]"
             t = BOX_TOLERANCE_PX
             if x1 < -t or y1 < -t or x2 > entry.width + t or y2 > entry.height + t:
-                return (f"box {k} ({name}) [{x1:g}, {y1:g}, {x2:g}, {y2:g}] reaches outside the "
-                        f"{entry.width}x{entry.height} image")
+                return (
+                    f"box {k} ({name}) [{x1:g}, {y1:g}, {x2:g}, {y2:g}] reaches outside the "
+                    f"{entry.width}x{entry.height} image"
+                )
             box[:] = [max(x1, 0.0), max(y1, 0.0), min(x2, float(entry.width)), min(y2, float(entry.height))]
         return None
 
@@ -95,14 +121,24 @@ class DetectionLabeling:
     # --- the model's task -------------------------------------------------------------------------------
     def build_task(self, project: Project, labels: Labels) -> ProjectDetectionTask:
         def split(entries: list[ImageEntry], known: dict[str, dict]) -> VOCSplit:
-            return VOCSplit(images=[str(project.images_root / e.path) for e in entries],
-                            annotation_files=[known[e.path]["source"] if e.path in known else "" for e in entries],
-                            annotations=[to_annotation(known[e.path]["label"], e, project.classes) if e.path in known
-                                         else None for e in entries])
+            return VOCSplit(
+                images=[str(project.images_root / e.path) for e in entries],
+                annotation_files=[known[e.path]["source"] if e.path in known else "" for e in entries],
+                annotations=[
+                    to_annotation(known[e.path]["label"], e, project.classes) if e.path in known else None
+                    for e in entries
+                ],
+            )
 
-        return ProjectDetectionTask(self.name, project.classes, split(project.pool, labels.pool),
-                                    split(project.holdout, labels.holdout), self.image_size, self.num_workers,
-                                    **self.settings)
+        return ProjectDetectionTask(
+            self.name,
+            project.classes,
+            split(project.pool, labels.pool),
+            split(project.holdout, labels.holdout),
+            self.image_size,
+            self.num_workers,
+            **self.settings,
+        )
 
     # --- the model's guess --------------------------------------------------------------------------------
     def guesses(self, task: ProjectDetectionTask, outputs: dict, entries: list[ImageEntry]) -> list[dict]:
@@ -115,32 +151,53 @@ class DetectionLabeling:
             scale = torch.tensor([entry.width, entry.height, entry.width, entry.height]) / self.image_size
             boxes = (detections["boxes"][keep][order].cpu() * scale).tolist()
             names = [task.classes[int(c) - 1] for c in detections["labels"][keep][order].tolist()]
-            found.append({"guess": " ".join(names) if names else "(nothing)",
-                          "guess_score": float(scores[0]) if len(order) else 0.0,
-                          "boxes": [[round(v, 2) for v in b] for b in boxes], "classes": names,
-                          "scores": [round(float(s), 4) for s in scores[: self.max_guesses].tolist()]})
+            found.append(
+                {
+                    "guess": " ".join(names) if names else "(nothing)",
+                    "guess_score": float(scores[0]) if len(order) else 0.0,
+                    "boxes": [[round(v, 2) for v in b] for b in boxes],
+                    "classes": names,
+                    "scores": [round(float(s), 4) for s in scores[: self.max_guesses].tolist()],
+                }
+            )
         return found
 
     # --- Label Studio ---------------------------------------------------------------------------------------
     def label_config(self, classes: list[str]) -> str:
         labels = "\n".join(f"    <Label value={quoteattr(c)}/>" for c in classes)
-        return (f'<View>\n  <Image name="{LS_IMAGE}" value="${LS_IMAGE}"/>\n'
-                f'  <RectangleLabels name="{LS_CONTROL}" toName="{LS_IMAGE}">\n{labels}\n  </RectangleLabels>\n</View>\n')
+        return (
+            f'<View>\n  <Image name="{LS_IMAGE}" value="${LS_IMAGE}"/>\n'
+            f'  <RectangleLabels name="{LS_CONTROL}" toName="{LS_IMAGE}">\n{labels}\n  </RectangleLabels>\n</View>\n'
+        )
 
     def prediction_result(self, pick: dict, entry: ImageEntry) -> list[dict]:
         """Each guessed box as a Label Studio `rectanglelabels` result: x, y, width, height in percent of the
         image (top-left corner), with the original size, as Label Studio's pre-annotation format asks."""
         results = []
-        for k, (box, name, score) in enumerate(zip(pick.get("boxes", []), pick.get("classes", []), pick.get("scores", []))):
+        for k, (box, name, score) in enumerate(
+            zip(pick.get("boxes", []), pick.get("classes", []), pick.get("scores", []))
+        ):
             x1, y1, x2, y2 = box
-            results.append({
-                "id": f"guess{k}", "type": "rectanglelabels", "from_name": LS_CONTROL, "to_name": LS_IMAGE,
-                "original_width": entry.width, "original_height": entry.height, "image_rotation": 0,
-                "value": {"x": 100 * x1 / entry.width, "y": 100 * y1 / entry.height,
-                          "width": 100 * (x2 - x1) / entry.width, "height": 100 * (y2 - y1) / entry.height,
-                          "rotation": 0, "rectanglelabels": [name]},
-                "score": score,
-            })
+            results.append(
+                {
+                    "id": f"guess{k}",
+                    "type": "rectanglelabels",
+                    "from_name": LS_CONTROL,
+                    "to_name": LS_IMAGE,
+                    "original_width": entry.width,
+                    "original_height": entry.height,
+                    "image_rotation": 0,
+                    "value": {
+                        "x": 100 * x1 / entry.width,
+                        "y": 100 * y1 / entry.height,
+                        "width": 100 * (x2 - x1) / entry.width,
+                        "height": 100 * (y2 - y1) / entry.height,
+                        "rotation": 0,
+                        "rectanglelabels": [name],
+                    },
+                    "score": score,
+                }
+            )
         return results
 
     def overlay(self, pick: dict, entry: ImageEntry) -> list:

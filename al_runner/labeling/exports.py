@@ -6,6 +6,7 @@ Label Studio task format (its "Import pre-annotated data" guide): one task per i
 `result` holds `choices` for classification and `rectanglelabels` (percent of the image) for detection,
 with `from_name`/`to_name` naming the control and image tags of the project's labeling config.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,9 @@ def model_version(project: Project, round_: Round) -> str:
     return f"al_runner {cfg.model.name} {cfg.sampler.name} round {round_.number}"
 
 
-def label_studio_tasks(project: Project, labeling, round_: Round, document_root: str = "/",
-                       only: set[str] | None = None) -> list[dict]:
+def label_studio_tasks(
+    project: Project, labeling, round_: Round, document_root: str = "/", only: set[str] | None = None
+) -> list[dict]:
     """The round's picks (those in `only`, if given) as Label Studio tasks; `data.path` maps an exported or
     pulled task back to the image. A random round (no model yet) carries no prediction."""
     tasks = []
@@ -48,12 +50,22 @@ def label_studio_tasks(project: Project, labeling, round_: Round, document_root:
         if only is not None and pick["path"] not in only:
             continue
         entry = project.by_path[pick["path"]]
-        task = {"data": {LS_IMAGE: image_url(project, pick["path"], document_root), "path": pick["path"],
-                         "al_round": round_.number, "al_rank": rank}}
+        task = {
+            "data": {
+                LS_IMAGE: image_url(project, pick["path"], document_root),
+                "path": pick["path"],
+                "al_round": round_.number,
+                "al_rank": rank,
+            }
+        }
         if pick.get("guess") is not None:
-            task["predictions"] = [{"model_version": model_version(project, round_),
-                                    "score": float(pick["score"]),
-                                    "result": labeling.prediction_result(pick, entry)}]
+            task["predictions"] = [
+                {
+                    "model_version": model_version(project, round_),
+                    "score": float(pick["score"]),
+                    "result": labeling.prediction_result(pick, entry),
+                }
+            ]
         tasks.append(task)
     return tasks
 
@@ -62,8 +74,16 @@ def write_round_exports(project: Project, labeling, round_: Round, document_root
     """Rewrite the round's three files from the committed round record (same picks every time)."""
     out = project.round_dir(round_.number)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{"rank": rank, "path": p["path"], "score": p["score"], "guess": p.get("guess"),
-             "guess_score": p.get("guess_score")} for rank, p in enumerate(round_.picks, start=1)]
+    rows = [
+        {
+            "rank": rank,
+            "path": p["path"],
+            "score": p["score"],
+            "guess": p.get("guess"),
+            "guess_score": p.get("guess_score"),
+        }
+        for rank, p in enumerate(round_.picks, start=1)
+    ]
     write_csv(out / PICKS_CSV, PICK_COLUMNS, rows)
     tasks = label_studio_tasks(project, labeling, round_, document_root)
     atomic_write_text(out / TASKS_JSON, json.dumps(tasks, indent=1))
@@ -71,8 +91,9 @@ def write_round_exports(project: Project, labeling, round_: Round, document_root
     return out
 
 
-def contact_sheet(project: Project, labeling, round_: Round, tile: int = 128, columns: int = 8,
-                  max_tiles: int = 200) -> bytes:
+def contact_sheet(
+    project: Project, labeling, round_: Round, tile: int = 128, columns: int = 8, max_tiles: int = 200
+) -> bytes:
     """PNG bytes: each pick as a thumbnail with its rank, guess and score (boxes drawn for detection)."""
     import io
 

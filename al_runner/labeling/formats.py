@@ -9,6 +9,7 @@ Label values: a class name (classification) or a detection dict
 continuous coordinates (a full-image box is [0, 0, W, H]; VOC's 1-based inclusive xmin/ymin/xmax/ymax
 convert as in `al_runner.tasks.detection.voc_data`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,10 +27,10 @@ LS_IMAGE, LS_CONTROL = "image", "label"  # names of the Image and the control ta
 
 @dataclass(frozen=True)
 class LabelRecord:
-    image: str                                   # the image as the file names it (a path or a file name)
-    label: Any                                   # class name, or the detection dict
-    where: str                                   # "<file>:<row>" for messages
-    stated_size: tuple[int, int] | None = None   # (width, height) the file claims for the image, if any
+    image: str  # the image as the file names it (a path or a file name)
+    label: Any  # class name, or the detection dict
+    where: str  # "<file>:<row>" for messages
+    stated_size: tuple[int, int] | None = None  # (width, height) the file claims for the image, if any
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ def read_label_csv(path: Path) -> Read:
         reader = csv.DictReader(f)
         header = [c.strip() for c in reader.fieldnames or []]
         if header[:2] != ["path", "label"] and not {"path", "label"} <= set(header):
-            return [], [Refusal(f"{path}:1", "", f"header must name columns path,label (found {','.join(header) or 'nothing'})")]
+            return [], [
+                Refusal(f"{path}:1", "", f"header must name columns path,label (found {','.join(header) or 'nothing'})")
+            ]
         for line, row in enumerate(reader, start=2):
             image, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
             if not image or not label:
@@ -92,10 +95,14 @@ def read_voc_xml(path: Path, classes: list[str]) -> Read:
         size = _voc_size(root)
         return [LabelRecord(image, empty_boxes(), where, size)], []
     if clipped:
-        return [], [Refusal(where, image, f"{clipped} box(es) reach outside the {annotation.width}x{annotation.height} image")]
-    label = {"boxes": [[round(float(v), 3) for v in box] for box in annotation.boxes.tolist()],
-             "classes": [classes[i - 1] for i in annotation.labels.tolist()],
-             "difficult": [bool(d) for d in annotation.difficult.tolist()]}
+        return [], [
+            Refusal(where, image, f"{clipped} box(es) reach outside the {annotation.width}x{annotation.height} image")
+        ]
+    label = {
+        "boxes": [[round(float(v), 3) for v in box] for box in annotation.boxes.tolist()],
+        "classes": [classes[i - 1] for i in annotation.labels.tolist()],
+        "difficult": [bool(d) for d in annotation.difficult.tolist()],
+    }
     return [LabelRecord(image, label, where, (annotation.width, annotation.height))], []
 
 
@@ -143,7 +150,10 @@ def read_coco(path: Path, data: dict) -> Read:
             refused.setdefault(image["id"], Refusal(at, image.get("file_name", ""), "missing or invalid bbox"))
             continue
         if name is None:
-            refused.setdefault(image["id"], Refusal(at, image.get("file_name", ""), f"category_id {ann.get('category_id')} is not in categories"))
+            refused.setdefault(
+                image["id"],
+                Refusal(at, image.get("file_name", ""), f"category_id {ann.get('category_id')} is not in categories"),
+            )
             continue
         label = labels[image["id"]]
         label["boxes"].append([x, y, x + w, y + h])
@@ -154,7 +164,9 @@ def read_coco(path: Path, data: dict) -> Read:
         if image_id in refused:
             continue
         size = (int(image["width"]), int(image["height"])) if "width" in image and "height" in image else None
-        records.append(LabelRecord(str(image.get("file_name", "")), labels[image_id], f"{where}:images[id={image_id}]", size))
+        records.append(
+            LabelRecord(str(image.get("file_name", "")), labels[image_id], f"{where}:images[id={image_id}]", size)
+        )
     return records, list(refused.values())
 
 
@@ -173,7 +185,11 @@ def image_of_task(data: dict) -> str:
 def latest_annotation(task: dict) -> dict | None:
     """The most recent annotation that was submitted and not cancelled (skipped)."""
     done = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
-    return max(done, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id") or 0)) if done else None
+    return (
+        max(done, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id") or 0))
+        if done
+        else None
+    )
 
 
 def label_from_ls_result(result: list[dict], image_size: tuple[int, int] | None) -> tuple[Any, tuple[int, int] | None]:
@@ -240,7 +256,9 @@ def _read_json(path: Path, classes: list[str], image_sizes) -> Read:
         return records_from_ls_tasks(data, str(path), image_sizes)
     if isinstance(data, dict) and "images" in data:
         return read_coco(path, data)
-    return [], [Refusal(str(path), "", "neither a Label Studio export (a list of tasks) nor a COCO json (images, annotations)")]
+    return [], [
+        Refusal(str(path), "", "neither a Label Studio export (a list of tasks) nor a COCO json (images, annotations)")
+    ]
 
 
 READERS: dict[str, Callable[..., Read]] = {
@@ -259,6 +277,12 @@ def read_label_file(path: Path, classes: list[str], image_sizes: Callable[[str],
         raise FileNotFoundError(path)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
-        return [], [Refusal(str(path), "", f"file type {path.suffix or '(none)'} not supported, choose from "
-                                          f"{', '.join(READERS)} or a folder of VOC .xml files")]
+        return [], [
+            Refusal(
+                str(path),
+                "",
+                f"file type {path.suffix or '(none)'} not supported, choose from "
+                f"{', '.join(READERS)} or a folder of VOC .xml files",
+            )
+        ]
     return reader(path, classes, image_sizes)

@@ -5,6 +5,7 @@ not exported for labeling (unless `allow_unrequested`), when its label does not 
 box outside the image, wrong kind of label), or when the image already has a different label (unless
 `overwrite`). What passes is committed in one write of labels.json; the refused rows are listed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from al_runner.labeling.project import Labels, Project, Round
 
 @dataclass
 class ImportResult:
-    taken: list[str] = field(default_factory=list)       # image paths whose label was added or changed
-    unchanged: list[str] = field(default_factory=list)   # same label as before: nothing to do
+    taken: list[str] = field(default_factory=list)  # image paths whose label was added or changed
+    unchanged: list[str] = field(default_factory=list)  # same label as before: nothing to do
     refused: list[Refusal] = field(default_factory=list)
 
 
@@ -39,8 +40,15 @@ def resolve_image(project: Project, name: str, basenames: dict[str, list[str]]) 
     return same_name[0] if len(same_name) == 1 else None
 
 
-def take_labels(project: Project, labeling, labels: Labels, rounds: list[Round], records: list[LabelRecord],
-                allow_unrequested: bool = False, overwrite: bool = False) -> ImportResult:
+def take_labels(
+    project: Project,
+    labeling,
+    labels: Labels,
+    rounds: list[Round],
+    records: list[LabelRecord],
+    allow_unrequested: bool = False,
+    overwrite: bool = False,
+) -> ImportResult:
     """Check each record and apply the ones that pass to `labels` (in memory; the caller commits)."""
     result = ImportResult()
     basenames: dict[str, list[str]] = {}
@@ -51,8 +59,9 @@ def take_labels(project: Project, labeling, labels: Labels, rounds: list[Round],
     seen_in_file: dict[str, object] = {}
     for record in records:
         path = resolve_image(project, record.image, basenames)
-        reason = _refusal_reason(project, labeling, labels, record, path, requested, seen_in_file,
-                                 allow_unrequested, overwrite)
+        reason = _refusal_reason(
+            project, labeling, labels, record, path, requested, seen_in_file, allow_unrequested, overwrite
+        )
         if reason is not None:
             result.refused.append(Refusal(record.where, record.image, reason))
             continue
@@ -68,8 +77,9 @@ def take_labels(project: Project, labeling, labels: Labels, rounds: list[Round],
     return result
 
 
-def _refusal_reason(project, labeling, labels, record, path, requested, seen_in_file, allow_unrequested,
-                    overwrite) -> str | None:
+def _refusal_reason(
+    project, labeling, labels, record, path, requested, seen_in_file, allow_unrequested, overwrite
+) -> str | None:
     if path is None:
         return f"unknown image: not in this project's image list ({project.images_root})"
     entry = project.by_path[path]
@@ -82,10 +92,14 @@ def _refusal_reason(project, labeling, labels, record, path, requested, seen_in_
         return problem
     earlier = seen_in_file.get(path)
     if earlier is not None and earlier != record.label and not overwrite:
-        return (f"duplicate: labeled '{labeling.describe(earlier)}' earlier in this import and "
-                f"'{labeling.describe(record.label)}' here (use --overwrite to keep the last one)")
+        return (
+            f"duplicate: labeled '{labeling.describe(earlier)}' earlier in this import and "
+            f"'{labeling.describe(record.label)}' here (use --overwrite to keep the last one)"
+        )
     known = labels.pool.get(path)
     if earlier is None and known is not None and known["label"] != record.label and not overwrite:
-        return (f"duplicate: already labeled '{labeling.describe(known['label'])}' (round {known['round']}, from "
-                f"{known['source']}), here '{labeling.describe(record.label)}' (use --overwrite to replace it)")
+        return (
+            f"duplicate: already labeled '{labeling.describe(known['label'])}' (round {known['round']}, from "
+            f"{known['source']}), here '{labeling.describe(record.label)}' (use --overwrite to replace it)"
+        )
     return None

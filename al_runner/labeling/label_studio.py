@@ -15,6 +15,7 @@ Order, so that a failure at any point changes nothing locally and a rerun finish
 4. pull the tasks with a submitted annotation and take them like `al-label import` of a Label Studio
    export (same checks, same refusals); labels.json is written once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,11 +57,14 @@ def connect(url: str, token: str):
     except ApiError as error:
         reason = "token rejected" if error.status_code in (401, 403) else f"HTTP {error.status_code}"
         detail = error.body.get("detail") if isinstance(error.body, dict) else error.body
-        raise LabelingError(f"Label Studio at {url}: {reason} ({detail}); use a personal access token "
-                            f"(Account & Settings > Personal Access Token). Nothing was changed") from None
+        raise LabelingError(
+            f"Label Studio at {url}: {reason} ({detail}); use a personal access token "
+            f"(Account & Settings > Personal Access Token). Nothing was changed"
+        ) from None
     except (httpx.HTTPError, OSError) as error:
-        raise LabelingError(f"Label Studio at {url} is unreachable ({type(error).__name__}: {error}). "
-                            f"Nothing was changed") from None
+        raise LabelingError(
+            f"Label Studio at {url} is unreachable ({type(error).__name__}: {error}). " f"Nothing was changed"
+        ) from None
     return client
 
 
@@ -81,18 +85,27 @@ def _find_or_create_project(client, project: Project, labeling, record: dict, ur
     if project_id is not None:
         client.projects.get(id=project_id)  # exists and is readable with this token
         return int(project_id)
-    created = client.projects.create(title=f"al-label {project.dir.resolve().name}"[:50],
-                                     description=f"al_runner labeling project {project.dir.resolve()}",
-                                     label_config=labeling.label_config(project.classes))
+    created = client.projects.create(
+        title=f"al-label {project.dir.resolve().name}"[:50],
+        description=f"al_runner labeling project {project.dir.resolve()}",
+        label_config=labeling.label_config(project.classes),
+    )
     return int(created.id)
 
 
-def sync(project: Project, url: str, token: str, document_root: str = "/", allow_unrequested: bool = False,
-         overwrite: bool = False, ls_project: int | None = None) -> SyncReport:
+def sync(
+    project: Project,
+    client,
+    url: str,
+    document_root: str = "/",
+    allow_unrequested: bool = False,
+    overwrite: bool = False,
+    ls_project: int | None = None,
+) -> SyncReport:
+    """Steps 2-4 with a `connect`ed client (call with the project's lock held)."""
     _, ApiError = _sdk()
     labeling = labeling_of(project.config)
     project.check_images_unchanged()
-    client = connect(url, token)
     record = project.label_studio()
     try:
         project_id = _find_or_create_project(client, project, labeling, record, url, ls_project)
@@ -121,8 +134,9 @@ def serve_images(client, project: Project, project_id: int, api_error) -> str | 
     if any(s.path == folder for s in client.import_storage.local.list(project=project_id)):
         return None
     try:
-        client.import_storage.local.create(project=project_id, path=folder, title="al-label images",
-                                           use_blob_urls=False)
+        client.import_storage.local.create(
+            project=project_id, path=folder, title="al-label images", use_blob_urls=False
+        )
     except api_error as error:
         detail = error.body.get("detail", error.body) if isinstance(error.body, dict) else error.body
         return " ".join(str(detail).split())[:300]

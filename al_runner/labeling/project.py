@@ -16,6 +16,7 @@ such write (`state.pt` for `next`, `labels.json` for `import`), so a kill at any
 project as it was before the command or as it is after it. Derived files (exports, CSVs) are rewritten
 from the committed state by the next command that touches them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,8 +57,8 @@ def sha256_of(path: Path) -> str:
 
 @dataclass(frozen=True)
 class ImageEntry:
-    path: str          # relative to the image folder, with "/" separators
-    role: str          # pool (may be picked and labeled) or holdout (evaluation only)
+    path: str  # relative to the image folder, with "/" separators
+    role: str  # pool (may be picked and labeled) or holdout (evaluation only)
     sha256: str
     bytes: int
     mtime_ns: int
@@ -111,8 +112,18 @@ def write_images_csv(path: Path, images: list[ImageEntry]) -> None:
 
 def read_images_csv(path: Path) -> list[ImageEntry]:
     with open(path, newline="") as f:
-        return [ImageEntry(r["path"], r["role"], r["sha256"], int(r["bytes"]), int(r["mtime_ns"]), int(r["width"]),
-                           int(r["height"])) for r in csv.DictReader(f)]
+        return [
+            ImageEntry(
+                r["path"],
+                r["role"],
+                r["sha256"],
+                int(r["bytes"]),
+                int(r["mtime_ns"]),
+                int(r["width"]),
+                int(r["height"]),
+            )
+            for r in csv.DictReader(f)
+        ]
 
 
 @dataclass
@@ -121,8 +132,8 @@ class Labels:
     `{"boxes": [[x1, y1, x2, y2], ...], "classes": [...], "difficult": [...]}` in image pixels, continuous
     coordinates: a full-image box is [0, 0, W, H]). `revision` grows with every import that changed something."""
 
-    pool: dict[str, dict] = field(default_factory=dict)      # path -> {"label", "round", "source"}
-    holdout: dict[str, dict] = field(default_factory=dict)   # path -> {"label", "source"}
+    pool: dict[str, dict] = field(default_factory=dict)  # path -> {"label", "round", "source"}
+    holdout: dict[str, dict] = field(default_factory=dict)  # path -> {"label", "source"}
     revision: int = 0
 
     def to_json(self) -> str:
@@ -139,16 +150,16 @@ class Round:
     """One `next`: trained on the labels of revision `labels_revision`, then picked these images."""
 
     number: int
-    k: int                     # how many picks were asked for (fewer when fewer images were left)
-    picks: list[dict]          # [{"path", "score", "guess", "guess_score", ...}] best first
+    k: int  # how many picks were asked for (fewer when fewer images were left)
+    picks: list[dict]  # [{"path", "score", "guess", "guess_score", ...}] best first
     labels_revision: int
     n_labeled: int
     metric: str | None = None
     value: float | None = None
     ranking_accuracy: float | None = None
     uncertainty: str | None = None
-    holdout_loss: float | None = None   # mean per-image loss of the task on the held-out part
-    random: bool = False       # no labels yet: picked at random (the paper's random initial set)
+    holdout_loss: float | None = None  # mean per-image loss of the task on the held-out part
+    random: bool = False  # no labels yet: picked at random (the paper's random initial set)
     seconds: dict = field(default_factory=dict)
 
 
@@ -159,10 +170,14 @@ class Project:
         self.dir = Path(directory)
         meta_path = self.dir / PROJECT_FILE
         if not meta_path.is_file():
-            raise LabelingError(f"{self.dir} is not an al-label project (no {PROJECT_FILE}); create one with al-label init")
+            raise LabelingError(
+                f"{self.dir} is not an al-label project (no {PROJECT_FILE}); create one with al-label init"
+            )
         self.meta = json.loads(meta_path.read_text())
         if self.meta.get("format") != PROJECT_FORMAT:
-            raise LabelingError(f"{meta_path} has format {self.meta.get('format')}, this al-label reads {PROJECT_FORMAT}")
+            raise LabelingError(
+                f"{meta_path} has format {self.meta.get('format')}, this al-label reads {PROJECT_FORMAT}"
+            )
         self.images_root = Path(self.meta["images_root"])
         self.kind: str = self.meta["kind"]
         self.classes: list[str] = list(self.meta["classes"])
@@ -212,7 +227,8 @@ class Project:
             more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
             raise LabelingError(
                 f"{len(changed)} image(s) under {self.images_root} changed since al-label init: "
-                f"{', '.join(changed[:5])}{more}. Restore them, or start a new project on the current folder")
+                f"{', '.join(changed[:5])}{more}. Restore them, or start a new project on the current folder"
+            )
 
     # --- what is where -----------------------------------------------------------------------------------
     def requested(self, rounds: list[Round]) -> dict[str, int]:
@@ -225,8 +241,9 @@ class Project:
 
     def waiting(self, rounds: list[Round], labels: Labels) -> list[str]:
         """Exported for labeling and not labeled yet, oldest round first."""
-        return [path for path, _ in sorted(self.requested(rounds).items(), key=lambda kv: kv[1])
-                if path not in labels.pool]
+        return [
+            path for path, _ in sorted(self.requested(rounds).items(), key=lambda kv: kv[1]) if path not in labels.pool
+        ]
 
 
 @contextlib.contextmanager
