@@ -46,7 +46,6 @@ def compose_config(overrides: list[str]):
     """conf/label.yaml with the command line's overrides (`task=X` picks al-label's task X)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
 
     from al_runner import config_schema
     from al_runner.cli import CONFIG_DIR  # registers the schema and resolvers, finds conf/ (checkout or package)
@@ -54,20 +53,17 @@ def compose_config(overrides: list[str]):
     config_schema.check_overrides(overrides)
     overrides = [TASK_GROUP + o[len("task") :] if o.startswith("task=") else o for o in overrides]
     GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(CONFIG_NAME, overrides=overrides)
-    except HydraException as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ALRunnerError(f"config: {first}") from None
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(CONFIG_NAME, overrides=overrides)
 
 
 def cmd_init(args) -> None:
     from al_runner.build import build_method, build_sampler
-    from al_runner.labeling.commands import init_project, labeling_of
+    from al_runner.labeling.commands import init_project, labeling_of, refuse_label_readers
 
     cfg = compose_config(args.overrides)
     labeling_of(cfg)  # a bad task config is refused before any file is written
+    refuse_label_readers(cfg, build_sampler(cfg))
     if "predicted_loss" in build_sampler(cfg).needs and build_method(cfg) is None:
         raise ALRunnerError(f"sampler {cfg.sampler.name} ranks by predicted loss but sets no loss_objective")
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
@@ -117,15 +113,7 @@ def cmd_sync(args) -> None:
     url = args.label_studio.rstrip("/")
     client = connect(url, token)  # before the lock: an unusable server or token leaves every file as it was
     with project.lock:
-        report = sync(
-            project,
-            client,
-            url,
-            args.document_root,
-            args.allow_unrequested,
-            args.overwrite,
-            args.ls_project,
-        )
+        report = sync(project, client, url, args.document_root, args.allow_unrequested, args.overwrite, args.ls_project)
     print(
         f"{PROG}: Label Studio project {report.project_id} at {report.url}: pushed {report.pushed} task(s), "
         f"{report.finished} annotated"
@@ -260,10 +248,15 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the SDK's HTTP client logs every request at INFO
     try:
         args.run(args)
-    except ALRunnerError as error:
-        sys.exit(f"{PROG}: error: {error}")
     except KeyboardInterrupt:
         sys.exit(f"\n{PROG}: interrupted; nothing was committed by the interrupted step, rerun the same command")
+    except Exception as error:  # noqa: BLE001 - ours or a config error: one line; anything else: its traceback
+        from al_runner.cli import one_line_error  # the one place that turns our errors into one line (al-run's too)
+
+        message = one_line_error(error)
+        if message is None:
+            raise
+        sys.exit(f"{PROG}: error: {message}")
 
 
 if __name__ == "__main__":

@@ -331,7 +331,9 @@ def test_init_refuses_bad_input_and_leaves_no_project(tmp_path, images):
     code, _, err = run("init", tmp_path / "p", "--images", tmp_path / "nowhere", "--classes", "a,b")
     assert code == 1 and "not a folder" in err
     code, _, err = run("init", tmp_path / "p", "--images", root, "--classes", "a,b", "sampler=nonesuch")
-    assert code == 1 and err.startswith("al-label: error: config:") and len(err.strip().splitlines()) == 1
+    assert code == 1 and "nonesuch" in err and err.startswith("al-label: error:") and len(err.strip().splitlines()) == 1
+    code, _, err = run("init", tmp_path / "p", "--images", root, "--classes", "a,b", "sampler=oracle_true_loss")
+    assert code == 1 and "reads the labels of unlabeled images" in err and not (tmp_path / "p").exists()
     new_project(tmp_path, images, name="taken")
     code, _, err = run("init", tmp_path / "taken", "--images", root, "--classes", "a,b")
     assert code == 1 and "already exists" in err

@@ -24,9 +24,11 @@ from al_runner.build import (
     build_learner,
     build_method,
     build_sampler,
+    check_sampler,
     instantiate,
     make_runtime,
     make_scheduler_factory,
+    seed_for,
 )
 from al_runner.determinism import apply_determinism
 from al_runner.errors import ConfigError
@@ -60,6 +62,15 @@ log = logging.getLogger("al_runner.label")
 def labeling_of(cfg: DictConfig):
     """The task's labeling object (conf/label/<task>.yaml: task.build)."""
     return instantiate(cfg.task.build)
+
+
+def refuse_label_readers(cfg: DictConfig, sampler) -> None:
+    """An oracle reads the labels of the candidates: with people labeling there are none to read."""
+    if sampler.reads_labels:
+        raise ConfigError(
+            f"sampler {cfg.sampler.name} reads the labels of unlabeled images (an oracle, a diagnostic "
+            f"of al-run): al-label has none to give; choose a method (e.g. learning_loss, entropy, coreset)"
+        )
 
 
 # --- init ---------------------------------------------------------------------------------------------------
@@ -223,7 +234,7 @@ def _run_round(
         )
     k = min(k, candidates.numel())
     if labeled.numel() == 0:  # the paper's cycle 0: a random initial set, from the seed alone (every sampler alike)
-        order = torch.randperm(candidates.numel(), generator=torch.Generator().manual_seed(seed))[:k]
+        order = torch.randperm(candidates.numel(), generator=torch.Generator().manual_seed(seed_for(cfg, "data")))[:k]
         picks = [
             {"path": project.pool[i].path, "score": None, "guess": None, "guess_score": None}
             for i in candidates[order].tolist()
@@ -236,9 +247,11 @@ def _run_round(
     runtime = make_runtime(cfg)
     task = labeling.build_task(project, labels).to(runtime.device)
     sampler, learning_loss = build_sampler(cfg), build_method(cfg)
+    refuse_label_readers(cfg, sampler)
     if "predicted_loss" in sampler.needs and learning_loss is None:
         raise ConfigError(f"sampler {cfg.sampler.name} ranks by predicted loss but sets no loss_objective")
     learner = build_learner(cfg, task, runtime, learning_loss)
+    check_sampler(cfg, sampler, learner, task)  # needs this task and learner cannot give: refused before training
     if learner_state is not None and not s.reinit_each_cycle:
         learner.load_state_dict(learner_state)  # "we continue to train the current model" (as al-run's cycles)
     t0 = time.perf_counter()
