@@ -556,3 +556,31 @@ def test_the_detection_adapter_builds_what_vocdetectiontask_builds(voc_images):
             assert callable(getattr(ours, name)), name
             continue
         assert type(getattr(ours, name)) is type(value), name
+
+
+def test_a_second_command_on_a_busy_project_refuses_at_once_and_changes_nothing(exported, images, tmp_path):
+    """One command at a time per project (al-run's run lock): held by another process, import refuses."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from al_runner.runlock import RunLock; lock = RunLock(Path(sys.argv[1])); "
+            "lock.acquire(); print('held', flush=True); time.sleep(60)",
+            str(exported),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = (exported / "labels.json").read_bytes()
+        asked = picks_of(exported)
+        code, _, err = run("import", exported, write_csv(tmp_path / "a.csv", [(asked[0], images[1][asked[0]])]))
+        assert code == 1 and err.startswith("al-label: error:") and str(holder.pid) in err
+        assert (exported / "labels.json").read_bytes() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run("import", exported, tmp_path / "a.csv")[0] == 0  # the lock died with its holder
