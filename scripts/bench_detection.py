@@ -195,11 +195,21 @@ def bench_loss(root: Path, repeats: int) -> list[str]:
             f"({100 * (statistics.median(ratios) - 1):+.1f} %)"]
 
 
-def bench_data(root: Path, repeats: int) -> tuple[list[str], float, float]:
-    """ms per image per core of each data-pipeline stage; returns the lines, the training item and eval costs."""
+def bench_data(root: Path, repeats: int, limit: int = 60) -> tuple[list[str], float, float]:
+    """ms per image per core of each data-pipeline stage on (at most `limit` of) the pool, at one torch thread as in
+    a DataLoader worker; returns the lines, the training item and eval costs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _bench_data(root, repeats, limit)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _bench_data(root: Path, repeats: int, limit: int) -> tuple[list[str], float, float]:
     task = task_for(root, 300)
     dataset = task._pool_with_targets
-    n = len(dataset)
+    n = min(len(dataset), limit)
     pipelines = {"reference": samples.ssd_train_transform(300, pipeline="reference"),
                  "fast": samples.ssd_train_transform(300, pipeline="fast")}
     decoded = [dataset._decode(i) for i in range(n)]

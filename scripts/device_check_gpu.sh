@@ -27,7 +27,7 @@ PY=python3
 KIND=$($PY -c "import re,torch; n=torch.cuda.get_device_name(); m=re.search(r'\b([A-Z]+[0-9]+[A-Za-z]*)\b', n.replace('NVIDIA','')); print((m.group(1) if m else 'gpu').lower())") || { echo "no CUDA device"; exit 1; }
 RES=/tmp/res/outputs/reference/gpu_$KIND; mkdir -p "$RES"
 { nvidia-smi -L; $PY -c "import sys,torch,torchvision,hydra,omegaconf;print('python',sys.version.split()[0],'torch',torch.__version__,'torchvision',torchvision.__version__,'hydra',hydra.__version__)"
-  echo "cpu cores: $(nproc)"; echo "commit: $(cat .gpu/commit.txt 2>/dev/null || echo unknown)"; } > "$RES/env.txt" 2>&1 || { cat "$RES/env.txt"; exit 1; }
+  echo "cpu cores: $($PY -c "import os; print(os.cpu_count())")"; echo "commit: $(cat .gpu/commit.txt 2>/dev/null || echo unknown)"; } > "$RES/env.txt" 2>&1 || { cat "$RES/env.txt"; exit 1; }
 cat "$RES/env.txt"; el setup
 
 # 1. benchmark 1, module options
@@ -55,6 +55,7 @@ tail -22 "$RES/ssd_pipeline.md"
 mkdir -p /tmp/data && tar xzf .gpu/cifar10-jpg.tgz -C /tmp/data; el data
 FIG4="progress=false experiment=cifar10_cpu name=gpu_fig4 model.net.width=64 schedule=paper_cifar10 device=cuda
       task.root=/tmp/data/cifar10-jpg paths.output=/tmp/o sampler=learning_loss seed=0 runtime.threads=4"
+rm -rf /tmp/o /tmp/det_false /tmp/det_true
 timeout "$(budget 160)" $PY -m al_runner $FIG4 runtime.cuda_graph=true runtime.loss_module=$BEST > "$RES/fig4_run.log" 2>&1
 rc=$?; el "fig4 (cuda_graph, $BEST) rc=$rc"
 if [ $rc -ne 0 ] && [ $rc -ne 124 ]; then   # the graph path failed: the eager path with the time left
@@ -69,7 +70,7 @@ cat /tmp/o/gpu_fig4/*/cycles.csv 2>/dev/null
 # 4. graph replay vs eager steps, deterministic, same numbers?
 if [ $((DEADLINE - $(date +%s))) -gt 60 ]; then
   for g in false true; do
-    timeout "$(budget 40)" $PY -m al_runner progress=false experiment=demo sampler=learning_loss seed=0 device=cuda \
+    timeout "$(budget 45)" $PY -m al_runner progress=false experiment=demo sampler=learning_loss seed=0 device=cuda \
       runtime.deterministic=true runtime.cuda_graph=$g paths.output=/tmp/det_$g > "$RES/determinism_$g.log" 2>&1
     el "demo cuda_graph=$g rc=$?"
   done
