@@ -27,12 +27,13 @@ class Runtime:
     amp: bool = False  # bf16 autocast of the target model's forward (module, losses, embedding stay fp32)
     channels_last: bool = False
     compile: bool = False  # torch.compile the target model's forward (runtime.compile; off by default)
-    loss_module: str = "eager"  # how the loss-prediction module runs: eager | fused | compiled (learning_loss.MODULE_KINDS)
+    loss_module: str = "eager"  # the loss-prediction module as eager | fused | compiled (learning_loss.MODULE_KINDS)
     cuda_graph: bool = False  # replay full training steps from a CUDA graph (CudaGraphStep); CUDA only
 
     def __post_init__(self):
         if self.loss_module not in MODULE_KINDS:
-            raise ConfigError(f"runtime.loss_module={self.loss_module} not supported, choose from {', '.join(MODULE_KINDS)}")
+            raise ConfigError(f"runtime.loss_module={self.loss_module} not supported, "
+                              f"choose from {', '.join(MODULE_KINDS)}")
         if self.cuda_graph and self.device.type != "cuda":
             raise ConfigError(f"runtime.cuda_graph=true needs a CUDA device (device is {self.device.type} here); "
                               "set runtime.cuda_graph=false")

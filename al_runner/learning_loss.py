@@ -279,7 +279,8 @@ class LearningLoss:
         if self.detaches_at(epoch):
             features = [f.detach() for f in features]
         with torch.autocast(features[0].device.type, enabled=False):
-            value = module.objective_value(self.objective, [f.float() for f in features], per_sample_loss.detach().float())
+            features, target = [f.float() for f in features], per_sample_loss.detach().float()
+            value = module.objective_value(self.objective, features, target)
         return self.weight * value
 
 

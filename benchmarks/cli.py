@@ -54,8 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="also time runtime.compile=true (torch.compile) in bench 1 and 3")
     p.add_argument("--cl-for-compile", action="store_true", help="compile comparison in channels_last even where it is not the default")
     p.add_argument("--loss-modules", default=None,
-                   help="bench 1: also compare runtime.loss_module options, e.g. eager,fused,compiled (default format only)")
-    p.add_argument("--cuda-graph", action="store_true", help="bench 1 module options: also with runtime.cuda_graph=true (CUDA)")
+                   help="bench 1: also compare runtime.loss_module options, e.g. eager,fused,compiled "
+                        "(default memory format only)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="bench 1 module options: also with runtime.cuda_graph=true (CUDA)")
     p.add_argument("--option-repeats", type=int, default=30, help="bench 1 module options: timed samples per case")
     p.add_argument("--option-warmup", type=int, default=6, help="bench 1 module options: warm-up samples per case")
     p.add_argument("--steps-per-sample", type=int, default=1,

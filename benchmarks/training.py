@@ -22,7 +22,8 @@ from benchmarks.runner_side import (BenchTask, Side, build_bench_task, build_sid
 def one_step(side: Side, task: BenchTask, batch: int):
     """loop.train_one_epoch over the task's fixed batch: one optimiser step per `task.fixed_repeats`, and one host
     sync at the end."""
-    return lambda: train_one_epoch(side.learner, task, torch.arange(batch), side.optimizer, batch, torch.Generator(), 0, 0)
+    return lambda: train_one_epoch(side.learner, task, torch.arange(batch), side.optimizer, batch, torch.Generator(),
+                                   0, 0)
 
 
 @contextlib.contextmanager

@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from al_runner.learner import Learner, Runtime  # noqa: E402
 from al_runner.learning_loss import LearningLoss, MarginRankingLoss  # noqa: E402
-from al_runner.tasks.detection import VOCDetectionTask, samples, ssd300_vgg16, ssdlite320_mobilenet_v3_large  # noqa: E402
+from al_runner.tasks.detection import (VOCDetectionTask, samples, ssd300_vgg16,  # noqa: E402
+                                       ssdlite320_mobilenet_v3_large)
 from al_runner.tasks.detection.generate import CLASSES, generate_vocdevkit  # noqa: E402
 from al_runner.tasks.detection.multibox import MultiBoxLoss  # noqa: E402
 from benchmarks.harness import ForeignLoad  # noqa: E402
@@ -148,7 +149,8 @@ def bench_pipeline_throughput(root: Path, device: torch.device, workers_list: li
     return [f"SSD300-VGG16 + loss module, batch {batch}, {device}, {os.cpu_count()} CPU cores; "
             f"{epochs} timed epochs over the generated pool (after one that starts the workers):", "",
             "| DataLoader workers | data pipeline alone (img/s) | training with the pipeline (img/s) | "
-            "model alone, one fixed batch (img/s) | first epoch incl. worker start (s) |", "|---|---|---|---|---|", *rows]
+            "model alone, one fixed batch (img/s) | first epoch incl. worker start (s) |", "|---|---|---|---|---|",
+            *rows]
 
 
 def sync(device: torch.device) -> None:

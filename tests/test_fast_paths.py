@@ -69,7 +69,8 @@ def test_fused_parameter_gradients_are_the_per_tap_ones_and_zero_off_the_blocks(
     for module in (eager, fused):
         module(features).sum().backward()
     for i, (rows, cols) in enumerate(fused.blocks()):
-        torch.testing.assert_close(fused.weight.grad[rows, cols], eager.branches[i][0].weight.grad, rtol=RTOL, atol=ATOL)
+        torch.testing.assert_close(fused.weight.grad[rows, cols], eager.branches[i][0].weight.grad,
+                                   rtol=RTOL, atol=ATOL)
         torch.testing.assert_close(fused.bias.grad[rows], eager.branches[i][0].bias.grad, rtol=RTOL, atol=ATOL)
     assert torch.equal(fused.weight.grad[~fused.block_mask], torch.zeros_like(fused.weight.grad[~fused.block_mask]))
     torch.testing.assert_close(fused.head.weight.grad, eager.head.weight.grad, rtol=RTOL, atol=ATOL)
@@ -243,7 +244,8 @@ def test_static_signature_accepts_tensors_dicts_and_tuples_but_not_lists():
     pose = {"heatmaps": torch.zeros(4, 16, 8, 8), "visible": torch.ones(4, 16)}
     assert static_signature((images, pose)) == static_signature((images.clone(), {k: v + 1 for k, v in pose.items()}))
     assert static_signature((images[:3], pose)) != static_signature((images, pose))  # the last, partial batch
-    assert static_signature((images.contiguous(memory_format=torch.channels_last), pose)) != static_signature((images, pose))
+    channels_last = images.contiguous(memory_format=torch.channels_last)
+    assert static_signature((channels_last, pose)) != static_signature((images, pose))
     assert static_signature((images, [{"boxes": torch.zeros(2, 4)}])) is None  # detection: per-image lists
     static = static_copy((images, pose))
     copy_into(static, (images + 2, {k: v * 3 for k, v in pose.items()}))

@@ -83,7 +83,8 @@ def test_iou_crop_search_equals_torchvisions_make_params():
         boxes = tv_tensors.BoundingBoxes(torch.cat([corner, corner + size], 1).floor(), format="XYXY",
                                          canvas_size=(height, width))
         results = []
-        for search in (lambda: crop.make_params([tv_tensors.Image(torch.zeros(3, height, width, dtype=torch.uint8)), boxes]),
+        image = tv_tensors.Image(torch.zeros(3, height, width, dtype=torch.uint8))
+        for search in (lambda: crop.make_params([image, boxes]),
                        lambda: samples.iou_crop_params(crop, height, width, boxes)):
             with torch.random.fork_rng(devices=[]):
                 torch.default_generator.manual_seed(k)
@@ -92,7 +93,8 @@ def test_iou_crop_search_equals_torchvisions_make_params():
         (want, want_next), (got, got_next) = results
         assert set(got) == set(want) and torch.equal(got_next, want_next), k
         for key in want:
-            assert (torch.equal(got[key], want[key]) if key == "is_within_crop_area" else got[key] == want[key]), (k, key)
+            same = torch.equal(got[key], want[key]) if key == "is_within_crop_area" else got[key] == want[key]
+            assert same, (k, key)
 
 
 @pytest.mark.parametrize("hue", [-0.05, -0.011, 0.0, 0.029, 0.05, 0.5])

@@ -39,7 +39,8 @@ MEAN_PIXEL = (123, 117, 104)  # zoom-out fill: the ImageNet mean pixel, as torch
 def ssd_train_transform(image_size: int, zoom_out_max: float = 4.0, hflip: float = 0.5, pipeline: str = "fast"):
     """SSD's training augmentation, `fast` (default) or torchvision's `reference` Compose: same draws, same boxes."""
     if pipeline not in PIPELINES:
-        raise ConfigError(f"task.build.augmentation.pipeline={pipeline} not supported, choose from {', '.join(PIPELINES)}")
+        raise ConfigError(f"task.build.augmentation.pipeline={pipeline} not supported, "
+                          f"choose from {', '.join(PIPELINES)}")
     return PIPELINES[pipeline](image_size, zoom_out_max, hflip)
 
 
@@ -66,7 +67,8 @@ class FastSSDAugment:
         self.size = int(image_size)
         # the reference's own transforms: their parameters (ranges, p, fill) and their make_params draws
         self.photometric = v2.RandomPhotometricDistort(p=0.5)
-        self.zoom_out = v2.RandomZoomOut(fill={tv_tensors.Image: MEAN_PIXEL, "others": 0}, side_range=(1.0, zoom_out_max))
+        self.zoom_out = v2.RandomZoomOut(fill={tv_tensors.Image: MEAN_PIXEL, "others": 0},
+                                         side_range=(1.0, zoom_out_max))
         self.iou_crop = v2.RandomIoUCrop()
         self.hflip = hflip
         self.sanitize = v2.SanitizeBoundingBoxes(min_size=1.0)
@@ -163,7 +165,8 @@ def _iou_crop_trials(crop: v2.RandomIoUCrop, height: int, width: int, xyxy: np.n
         return {}
     left, top, right, bottom = windows[first]
     within = _centres_within(np.array(windows[first:first + 1]), xyxy)[0]
-    return dict(top=top, left=left, height=bottom - top, width=right - left, is_within_crop_area=torch.from_numpy(within))
+    return dict(top=top, left=left, height=bottom - top, width=right - left,
+                is_within_crop_area=torch.from_numpy(within))
 
 
 def _centres_within(windows: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
@@ -223,13 +226,18 @@ def _contrast(image, colour, mean, before: bool):
     return image.mul(float(factor)).add_(mean, alpha=1.0 - float(factor)).clamp_(0, 255).to(torch.uint8)
 
 
+def _drawn(key: str, adjust):
+    """A colour step that applies `adjust(image, value)` when RandomPhotometricDistort drew a value for `key`."""
+    return lambda image, colour, _mean: image if colour[key] is None else adjust(image, colour[key])
+
+
 PHOTOMETRIC_STEPS = {  # in RandomPhotometricDistort.transform's order (contrast before or after saturation + hue)
-    "brightness": lambda im, c, m: im if c["brightness_factor"] is None else TF.adjust_brightness(im, c["brightness_factor"]),
-    "contrast": lambda im, c, m: _contrast(im, c, m, before=True),
-    "saturation": lambda im, c, m: im if c["saturation_factor"] is None else TF.adjust_saturation(im, c["saturation_factor"]),
-    "hue": lambda im, c, m: im if c["hue_factor"] is None else adjust_hue_uint8(im, c["hue_factor"]),
-    "contrast_after": lambda im, c, m: _contrast(im, c, m, before=False),
-    "permute": lambda im, c, m: im if c["channel_permutation"] is None else TF.permute_channels(im, c["channel_permutation"]),
+    "brightness": _drawn("brightness_factor", TF.adjust_brightness),
+    "contrast": lambda image, colour, mean: _contrast(image, colour, mean, before=True),
+    "saturation": _drawn("saturation_factor", TF.adjust_saturation),
+    "hue": _drawn("hue_factor", lambda image, factor: adjust_hue_uint8(image, factor)),
+    "contrast_after": lambda image, colour, mean: _contrast(image, colour, mean, before=False),
+    "permute": _drawn("channel_permutation", TF.permute_channels),
 }
 
 
