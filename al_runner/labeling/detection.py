@@ -14,8 +14,7 @@ import torch
 
 from al_runner.labeling.formats import LS_CONTROL, LS_IMAGE
 from al_runner.labeling.project import ImageEntry, Labels, Project
-from al_runner.tasks.detection import MultiBoxLoss, SSDPostprocess, VOCDetectionTask
-from al_runner.tasks.detection import samples
+from al_runner.tasks.detection import VOCDetectionTask
 from al_runner.tasks.detection.multibox import entropy_over_detections
 from al_runner.tasks.detection.voc_data import Annotation, VOCSplit
 
@@ -23,9 +22,9 @@ BOX_TOLERANCE_PX = 0.01  # float rounding of percent coordinates (Label Studio) 
 
 
 class ProjectDetectionTask(VOCDetectionTask):
-    """`VOCDetectionTask` on given splits. Its constructor reads a VOCdevkit; this one takes the splits and then
-    builds the same parts with the same settings (tests/test_label_files.py checks that the two set the same
-    attributes, so a change there shows here)."""
+    """`VOCDetectionTask` on given splits. Its constructor reads a VOCdevkit; this one takes the splits and builds
+    the rest through the same `VOCDetectionTask._build` (tests/test_label_files.py checks both set the same
+    attributes)."""
 
     def __init__(
         self,
@@ -40,17 +39,7 @@ class ProjectDetectionTask(VOCDetectionTask):
         detection: dict | None = None,
         uncertainty=entropy_over_detections,
     ):
-        self.name, self.classes, self.image_size = name, list(classes), int(image_size)
-        self.num_workers = int(num_workers)
-        self.pool, self.test = pool, test
-        train_transform = samples.ssd_train_transform(self.image_size, **(augmentation or {}))
-        self._pool_with_targets = samples.VOCSamples(self.pool, self.image_size, train_transform, with_targets=True)
-        self._pool_inputs = samples.VOCSamples(self.pool, self.image_size, None, with_targets=False)
-        self._test = samples.VOCSamples(self.test, self.image_size, None, with_targets=True)
-        self.loss = MultiBoxLoss(**(loss or {}))
-        self.postprocess = SSDPostprocess(**(detection or {}))
-        self.image_entropy = uncertainty
-        self.device = torch.device("cpu")
+        self._build(name, classes, pool, test, image_size, num_workers, augmentation, loss, detection, uncertainty)
 
     def fingerprint(self) -> dict[str, str]:
         return {}  # the project checks its images' content itself (images.csv)

@@ -24,10 +24,17 @@ class VOCDetectionTask(Task):
                  uncertainty=entropy_over_detections):
         """uncertainty(outputs, detect) -> [B]: the entropy baseline's score (after NMS by default; the
         pre-NMS variant is `multibox.entropy_over_top_anchors`)."""
+        classes = list(classes)
+        self._build(name, classes, read_voc_split(root, pool_sets, classes, download),
+                    read_voc_split(root, test_sets, classes, download), image_size, num_workers, augmentation, loss,
+                    detection, uncertainty)
+
+    def _build(self, name: str, classes: list[str], pool: VOCSplit, test: VOCSplit, image_size: int, num_workers: int,
+               augmentation: dict | None, loss: dict | None, detection: dict | None, uncertainty) -> None:
+        """Everything but reading the splits (al-label's `ProjectDetectionTask` gives its own)."""
         self.name, self.classes, self.image_size = name, list(classes), int(image_size)
         self.num_workers = int(num_workers)
-        self.pool = read_voc_split(root, pool_sets, self.classes, download)
-        self.test = read_voc_split(root, test_sets, self.classes, download)
+        self.pool, self.test = pool, test
         train_transform = samples.ssd_train_transform(self.image_size, **(augmentation or {}))
         self._pool_with_targets = samples.VOCSamples(self.pool, self.image_size, train_transform, with_targets=True)
         self._pool_inputs = samples.VOCSamples(self.pool, self.image_size, None, with_targets=False)
