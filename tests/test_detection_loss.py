@@ -148,3 +148,39 @@ def test_task_entropy_defaults_to_after_nms_and_the_config_names_the_variant(tas
     variant = compose_config(["task=voc", "task.build.uncertainty._target_="
                               "al_runner.tasks.detection.entropy_over_top_anchors"]).task.build.uncertainty
     assert instantiate(variant)(outputs)[0] == pytest.approx(entropy_over_top_anchors(outputs)[0])
+
+
+def test_evaluation_post_processes_each_test_batch_once_with_the_same_results(task, monkeypatch):
+    """The mAP metric and the entropy after NMS both need a batch's detections: `task.detect` computes them once
+    per outputs, and evaluation's metric and entropies are those of post-processing each time."""
+    from al_runner.learner import Learner, Runtime
+    from al_runner.loop import evaluate
+    from al_runner.tasks.detection.voc_eval import VOC07MeanAP
+
+    torch.manual_seed(0)
+    model = ssdlite320_mobilenet_v3_large(num_classes=len(CLASSES) + 1)
+    learner = Learner(model, TAPS, "backbone[1]", Runtime(torch.device("cpu")), None)
+    calls = []
+    postprocess = task.postprocess
+    monkeypatch.setattr(task, "postprocess", lambda outputs, size: calls.append(1) or postprocess(outputs, size))
+    evaluation = evaluate(learner, task, batch_size=4)
+    batches = math.ceil(task.test_size / 4)
+    assert len(calls) == batches and batches > 1
+
+    def detect(outputs):  # no reuse: post-processed on every call
+        return postprocess(outputs, (SIZE, SIZE))
+
+    metric, entropies = VOC07MeanAP(task.classes, detect), []
+    learner.eval()
+    with torch.inference_mode():
+        for images, targets, _ in task.test_batches(4):
+            outputs = learner.forward(images)
+            metric.update(outputs, targets)
+            entropies.append(entropy_over_detections(outputs, detect))
+    assert evaluation.details == metric.details() and evaluation.metric == metric.compute()
+    assert torch.equal(evaluation.uncertainty, torch.cat(entropies))
+    # new outputs (same values, other tensors) are post-processed again
+    outputs = entropy_case()
+    first = task.detect(outputs)
+    assert task.detect(outputs) is first and task.detect(dict(outputs)) is first
+    assert task.detect({key: value.clone() for key, value in outputs.items()}) is not first

@@ -1,6 +1,7 @@
 """Object detection on PASCAL VOC (paper Sec. 4.2): the Task the cycle loop drives."""
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -12,6 +13,7 @@ from al_runner.tasks.detection.voc_data import VOCSplit, read_voc_split
 from al_runner.tasks.detection.voc_eval import VOC07MeanAP
 
 SEED_RANGE = 2**62
+POSTPROCESS_INPUTS = ("cls_logits", "bbox_regression", "anchors")  # what `SSDPostprocess` reads of the outputs
 
 
 class VOCDetectionTask(Task):
@@ -43,6 +45,7 @@ class VOCDetectionTask(Task):
         self.postprocess = SSDPostprocess(**(detection or {}))
         self.image_entropy = uncertainty
         self.device = torch.device("cpu")
+        self._last_detections = None  # (weak references to the last outputs' tensors, their detections): `detect`
 
     @property
     def pool_size(self) -> int:
@@ -99,7 +102,18 @@ class VOCDetectionTask(Task):
         return self.image_entropy(outputs, self.detect)
 
     def detect(self, outputs) -> list[dict[str, torch.Tensor]]:
-        return self.postprocess(outputs, (self.image_size, self.image_size))
+        """The post-processed detections of one batch's outputs. Those of the last outputs are kept: evaluation
+        asks twice per test batch (the mAP metric, the entropy after NMS), and they are computed once. Outputs
+        are the same while their tensors are the same objects (a forward pass makes new ones; nothing changes
+        them in place)."""
+        tensors = [outputs[key] for key in POSTPROCESS_INPUTS]
+        if self._last_detections is not None:
+            refs, detections = self._last_detections
+            if all(ref() is tensor for ref, tensor in zip(refs, tensors)):
+                return detections
+        detections = self.postprocess(outputs, (self.image_size, self.image_size))
+        self._last_detections = ([weakref.ref(tensor) for tensor in tensors], detections)
+        return detections
 
     def new_metric(self) -> Metric:
         return VOC07MeanAP(self.classes, self.detect)
