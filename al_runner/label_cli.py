@@ -58,14 +58,9 @@ def compose_config(overrides: list[str]):
 
 
 def cmd_init(args) -> None:
-    from al_runner.build import build_method, build_sampler
-    from al_runner.labeling.commands import init_project, labeling_of, refuse_label_readers
+    from al_runner.labeling.commands import init_project
 
     cfg = compose_config(args.overrides)
-    labeling_of(cfg)  # a bad task config is refused before any file is written
-    refuse_label_readers(cfg, build_sampler(cfg))
-    if "predicted_loss" in build_sampler(cfg).needs and build_method(cfg) is None:
-        raise ALRunnerError(f"sampler {cfg.sampler.name} ranks by predicted loss but sets no loss_objective")
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     project = init_project(Path(args.project), Path(args.images), cfg, args.labels, args.holdout, classes)
     labels = project.labels()

@@ -64,13 +64,29 @@ def labeling_of(cfg: DictConfig):
     return instantiate(cfg.task.build)
 
 
-def refuse_label_readers(cfg: DictConfig, sampler) -> None:
-    """An oracle reads the labels of the candidates: with people labeling there are none to read."""
+def sampler_of(cfg: DictConfig):
+    """The configured sampler. An oracle is refused: it reads the labels of the candidates, and with people
+    labeling there are none to read."""
+    sampler = build_sampler(cfg)
     if sampler.reads_labels:
         raise ConfigError(
             f"sampler {cfg.sampler.name} reads the labels of unlabeled images (an oracle, a diagnostic "
             f"of al-run): al-label has none to give; choose a method (e.g. learning_loss, entropy, coreset)"
         )
+    return sampler
+
+
+def build_round(cfg: DictConfig, labeling, project: Project, labels: Labels, sampler):
+    """(task, learner) of a round, built as al-run builds a run's (`al_runner.build`), with the sampler checked
+    against them as al-run checks it (`check_sampler`: what they cannot give is refused, before any training).
+    `init` builds them too, so that a project never starts with a sampler that its later rounds would refuse."""
+    apply_threads(cfg)
+    apply_determinism(cfg)
+    runtime = make_runtime(cfg)
+    task = labeling.build_task(project, labels).to(runtime.device)
+    learner = build_learner(cfg, task, runtime, build_method(cfg))
+    check_sampler(cfg, sampler, learner, task)
+    return task, learner
 
 
 # --- init ---------------------------------------------------------------------------------------------------
@@ -104,8 +120,10 @@ def init_project(
     holdout_file: Path | None = None,
     classes: list[str] | None = None,
 ) -> Project:
-    """Create a project: list and fingerprint the images, take the initial and held-out labels. All or nothing."""
+    """Create a project: list and fingerprint the images, take the initial and held-out labels, check the sampler
+    against the task and model as every round will. All or nothing."""
     labeling = labeling_of(cfg)
+    sampler = sampler_of(cfg)
     images = Path(images).expanduser().resolve()
     relative = list_images(images)
     directory = Path(directory)
@@ -139,6 +157,7 @@ def init_project(
         taken = take_labels(project, labeling, labels, [], initial, allow_unrequested=True)
         if taken.refused:
             raise LabelingError(f"--labels: {len(taken.refused)} row(s) refused, first: {taken.refused[0].line()}")
+        build_round(cfg, labeling, project, labels, sampler)  # a sampler the rounds would refuse: refused now
         from al_runner.atomic import atomic_write_text
 
         atomic_write_text(staging / LABELS_FILE, labels.to_json())
@@ -242,16 +261,8 @@ def _run_round(
         log.debug("round %d: no labels yet, %d images picked at random", number, k)
         return _NewRound(Round(number, k, picks, labels.revision, 0, random=True), learner_state)
 
-    apply_threads(cfg)
-    apply_determinism(cfg)
-    runtime = make_runtime(cfg)
-    task = labeling.build_task(project, labels).to(runtime.device)
-    sampler, learning_loss = build_sampler(cfg), build_method(cfg)
-    refuse_label_readers(cfg, sampler)
-    if "predicted_loss" in sampler.needs and learning_loss is None:
-        raise ConfigError(f"sampler {cfg.sampler.name} ranks by predicted loss but sets no loss_objective")
-    learner = build_learner(cfg, task, runtime, learning_loss)
-    check_sampler(cfg, sampler, learner, task)  # needs this task and learner cannot give: refused before training
+    sampler = sampler_of(cfg)
+    task, learner = build_round(cfg, labeling, project, labels, sampler)
     if learner_state is not None and not s.reinit_each_cycle:
         learner.load_state_dict(learner_state)  # "we continue to train the current model" (as al-run's cycles)
     t0 = time.perf_counter()
