@@ -25,3 +25,16 @@ def smoke_cfg():
         return compose_config(SMOKE + list(overrides))
 
     return make
+
+
+def load_script(name: str):
+    """scripts/<name>.py imported as module <name> (registered in sys.modules: dataclasses look their module up)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

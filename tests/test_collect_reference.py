@@ -1,14 +1,12 @@
 """scripts/collect_reference.py: the committed copy of a sweep keeps results, never checkpoints."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "collect_reference.py"
-spec = importlib.util.spec_from_file_location("collect_reference", SCRIPT)
-collect_reference = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(collect_reference)
+from tests.conftest import load_script
+
+collect_reference = load_script("collect_reference")
 
 
 def fake_run(sweep: Path, name: str, sampler: str, *, finished_cycle: bool = True) -> Path:

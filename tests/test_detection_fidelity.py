@@ -1,22 +1,14 @@
 """The detection peer check (scripts/fidelity_voc_map.py) on a few random cases: the runner's VOC07 AP equals the
 devkit's logic re-typed from py-faster-rcnn, and its known departures from py-faster-rcnn's text are the only ones."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fidelity_voc_map.py"
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def peer():
-    spec = importlib.util.spec_from_file_location("fidelity_voc_map", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve the module by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script("fidelity_voc_map")
 
 
 def test_reference_reproduces_py_faster_rcnn_threshold_drift(peer):

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +10,15 @@ import torch
 from PIL import Image
 
 from al_runner.errors import ConfigError
+from tests.conftest import load_script
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "pilot_module_steps.py"
 TRAIN_PER_CLASS, TEST_PER_CLASS, SIZE = 16, 4, 16
 TINY = ("schedule.batch_size=8", "schedule.eval_batch_size=8")  # 16 training images -> 2 batches per epoch
 
 
 @pytest.fixture(scope="module")
 def pilot():
-    spec = importlib.util.spec_from_file_location("pilot_module_steps", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    return load_script("pilot_module_steps")
 
 
 @pytest.fixture

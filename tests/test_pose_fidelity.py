@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from al_runner.tasks.pose.geometry import Augment
 from al_runner.tasks.pose.hourglass import hourglass
 from al_runner.tasks.pose.metric import PCKh
 from al_runner.tasks.pose.task import MPIITask
-from tests.conftest import compose_config
+from tests.conftest import compose_config, load_script
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mpii-sample"
 needs_sample = pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"real MPII sample not present at {SAMPLE}")
@@ -311,14 +310,7 @@ def test_paper_hourglass_has_bearpaws_exact_parameter_count():
 
 # ---- 5. the peer check (scripts/fidelity_pose_pckh.py) ---------------------------------------------
 def _fidelity_script():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "fidelity_pose_pckh.py"
-    spec = importlib.util.spec_from_file_location("fidelity_pose_pckh", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("fidelity_pose_pckh")
 
 
 def test_reference_official_logic_on_a_hand_case():

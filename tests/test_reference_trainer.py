@@ -1,7 +1,6 @@
 """scripts/reference_cifar_trainer.py: the independent recipe trainer used for the classification fidelity check."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import load_script
+
 
 
 @pytest.fixture(autouse=True)
@@ -22,10 +22,7 @@ def keep_thread_count():
 
 @pytest.fixture(scope="module")
 def trainer():
-    spec = importlib.util.spec_from_file_location("reference_cifar_trainer", ROOT / "scripts" / "reference_cifar_trainer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("reference_cifar_trainer")
 
 
 def test_recipe_resnet18_has_the_public_recipes_parameter_count(trainer):
