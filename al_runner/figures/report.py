@@ -238,7 +238,8 @@ def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[s
     report.written += write_ranking_figure(cycles, out_dir, report.notes)
     write_loss_scatter_figures(cycles, out_dir, paper_task_map, report)
 
-    results = results_table(last_cycle_summary(cycles), paper_task_map)
+    last_cycle = last_cycle_summary(cycles)
+    results = results_table(last_cycle, paper_task_map)
     timing = timing_table(timing_summary(cycles))
     per_cycle = PerCycleTables(cycle_leaders(cycles), paired_differences(cycles), ranking_series(cycles),
                                selection_gain_over_control(cycles))
@@ -255,5 +256,5 @@ def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[s
     markdown = results_markdown(results, timing, report, run_roots, out_dir, per_cycle, statistics)
     (out_dir / "results.md").write_text(markdown, encoding="utf-8")
     report.written += [out_dir / name for name in (*tables, "results.md")]
-    report.summary = summary_lines(statistics, last_cycle_summary(cycles))
+    report.summary = summary_lines(statistics, last_cycle)
     return report
