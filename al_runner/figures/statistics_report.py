@@ -76,15 +76,15 @@ def compute_statistics(cycles: pd.DataFrame) -> StatisticsTables:
     per_run = aubc_per_run(cycles)
     on_aubc = aubc_tests(per_run, samplers, SETTINGS)
     per_cycle = per_cycle_tests(cycles, samplers, SETTINGS)
-    selected = load_selected(cycles) if "run_dir" in cycles.columns else pd.DataFrame()
-    histograms = class_histograms(selected) if len(selected) else class_histograms(_empty_selected())
+    selected = load_selected(cycles) if "run_dir" in cycles.columns else _empty_selected()  # no picks: empty frames
+    histograms = class_histograms(selected)
     return StatisticsTables(
         aubc_per_run=per_run, aubc=_by_sampler_order(aubc_summary(per_run), samplers), aubc_tests=on_aubc,
         aubc_wins=significant_wins(on_aubc), per_cycle_tests=per_cycle,
         penalty={c: penalty_matrix(per_cycle, samplers, c, SETTINGS.alpha) for c in CORRECTIONS},
         efficiency=_by_sampler_order(label_efficiency(cycles), samplers),
         class_histograms=histograms, class_balance=_by_sampler_order(class_balance(histograms), samplers),
-        overlap=overlap_summary(pick_overlap(selected, samplers)) if len(selected) else overlap_summary(pd.DataFrame()),
+        overlap=overlap_summary(pick_overlap(selected, samplers)),
         samplers=samplers,
     )
 
