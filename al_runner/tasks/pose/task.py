@@ -266,16 +266,14 @@ class MPIITask(Task):
         # workers persist across epochs (al_runner.tasks.loading); items carry their seeds: same batches for any count
         loader = loading.persistent_batches(self, split, self._datasets[split], batches, self.num_workers,
                                             pin_memory=self.device.type == "cuda")
-        people = self.pool_people if split == "pool" else self.test_people
         for batch, chunk in zip(loader, batches):
             idx = torch.tensor([i for i, _ in chunk])
             inputs = batch["input"].to(self.device, non_blocking=True)
-            targets = self._targets(batch, people, idx) if with_targets else None
+            targets = self._targets(batch, self._truth[split], idx) if with_targets else None
             yield inputs, targets, idx
 
-    def _targets(self, batch: dict, people: People, idx: torch.Tensor) -> dict:
+    def _targets(self, batch: dict, truth: EvalTruth, idx: torch.Tensor) -> dict:
         heatmaps = render_heatmaps(batch["points"], batch["annotated"], self.input_size, self.heatmap_size, self.sigma)
-        truth = self._truth["pool" if people is self.pool_people else "test"]
         targets = {
             "heatmaps": heatmaps, "weight": LOSS_JOINTS[self.loss_joints](batch).float(),
             "joints": truth.joints[idx], "joints_annotated": truth.annotated[idx], "head_size": truth.head_size[idx],
