@@ -68,15 +68,20 @@ def main(argv=None) -> int:
     parser.add_argument("--check-checkpoint", type=Path, action="append", default=[],
                         help="a checkpoint.pt of a run on the same data: its data fingerprint must match")
     args = parser.parse_args(argv)
+    # each checkpoint read once, each built task fingerprinted and checked once (not once per run)
+    recorded = {c: torch.load(c, map_location="cpu", weights_only=False)["data"] for c in args.check_checkpoint}
     built: dict = {}
+    checked: set[int] = set()
     for run_dir in runs_without_classes(args.roots):
         task = build_task(run_dir, built)
-        for checkpoint in args.check_checkpoint:
-            recorded = torch.load(checkpoint, map_location="cpu", weights_only=False)["data"]
-            changes = rundir.data_changes(recorded, task.fingerprint())
-            if changes:
-                print(f"error: the data differ from {checkpoint}'s: {'; '.join(changes)}", file=sys.stderr)
-                return 2
+        if recorded and id(task) not in checked:
+            fingerprint = task.fingerprint()
+            for checkpoint, data in recorded.items():
+                changes = rundir.data_changes(data, fingerprint)
+                if changes:
+                    print(f"error: the data differ from {checkpoint}'s: {'; '.join(changes)}", file=sys.stderr)
+                    return 2
+            checked.add(id(task))
         print(f"{run_dir}: {write_classes(run_dir, task)} picks")
     return 0
 

@@ -147,6 +147,39 @@ def test_classes_of_older_runs_can_be_backfilled_beside_selected_csv(sweep, tmp_
     assert backfill_classes.runs_without_classes([tmp_path]) == [old]  # selected.csv itself is left as it was
 
 
+def test_backfill_checks_the_data_against_a_checkpoint_once_per_task(sweep, tmp_path, monkeypatch):
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from al_runner.analysis.queries import read_selected
+    from al_runner.tasks.classification.task import ClassificationTask
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import backfill_classes
+
+    for name in ("entropy-seed1", "margin-seed2"):  # two runs of one task, from before the classes column
+        shutil.copytree(sweep / name, tmp_path / "runs" / name)
+        table = pd.read_csv(tmp_path / "runs" / name / "selected.csv", dtype=str, keep_default_na=False)
+        table.drop(columns=["classes"]).to_csv(tmp_path / "runs" / name / "selected.csv", index=False)
+    checkpoint = sweep / "random-seed0" / "checkpoint.pt"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state["data"]["pool"] = "changed"
+    torch.save(state, tmp_path / "other.pt")
+    assert backfill_classes.main([str(tmp_path / "runs"), "--check-checkpoint", str(tmp_path / "other.pt")]) == 2
+    assert backfill_classes.runs_without_classes([tmp_path / "runs"]) == sorted((tmp_path / "runs").iterdir())
+
+    loads, fingerprints = [], []
+    load, fingerprint = torch.load, ClassificationTask.fingerprint
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or load(*a, **k))
+    monkeypatch.setattr(ClassificationTask, "fingerprint", lambda self: fingerprints.append(1) or fingerprint(self))
+    assert backfill_classes.main([str(tmp_path / "runs"), "--check-checkpoint", str(checkpoint)]) == 0
+    assert loads == [checkpoint] and len(fingerprints) == 1
+    for name in ("entropy-seed1", "margin-seed2"):
+        backfilled = read_selected(tmp_path / "runs" / name)["classes"]
+        assert backfilled.tolist() == read_selected(sweep / name)["classes"].tolist()
+
+
 def test_controls_and_oracles_never_lead_the_per_cycle_table():
     from al_runner.figures.aggregate import cycle_leaders
 
