@@ -35,9 +35,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-RECIPE_MEAN, RECIPE_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+RECIPE_MEAN = (0.4914, 0.4822, 0.4465)
+# --std: the recipe's constants, or CIFAR-10's true per-channel std (the runner's config) for an ablation
+STDS = {"recipe": (0.2023, 0.1994, 0.2010), "cifar": (0.2470, 0.2435, 0.2616)}
 COLUMNS = ["run_dir", "seed", "torch_seed", "width", "epochs", "n_labeled", "reference_accuracy",
-           "runner_accuracy", "train_s", "threads", "device"]
+           "runner_accuracy", "train_s", "threads", "device", "std"]
 
 
 # --- the recipe's ResNet-18 (kuangliu/pytorch-cifar layout), base width as a parameter ----------------------------
@@ -117,15 +119,15 @@ def check_items(dataset, indices: list[int], items: list[str] | None, root: Path
 
 # --- the recipe's loop ----------------------------------------------------------------------------------------
 def train_reference(data_root: Path, labeled: list[int], width: int, epochs: int, torch_seed: int,
-                    device: torch.device) -> tuple[float, float]:
+                    device: torch.device, std: str = "recipe") -> tuple[float, float]:
     import torchvision.transforms as T
     from torch.utils.data import DataLoader, SubsetRandomSampler
     from torchvision.datasets import ImageFolder
 
     torch.manual_seed(torch_seed)  # the recipe seeds torch's global RNG once (init, sampler, augmentation)
     train_transform = T.Compose([T.RandomHorizontalFlip(), T.RandomCrop(size=32, padding=4), T.ToTensor(),
-                                 T.Normalize(RECIPE_MEAN, RECIPE_STD)])
-    test_transform = T.Compose([T.ToTensor(), T.Normalize(RECIPE_MEAN, RECIPE_STD)])
+                                 T.Normalize(RECIPE_MEAN, STDS[std])])
+    test_transform = T.Compose([T.ToTensor(), T.Normalize(RECIPE_MEAN, STDS[std])])
     train_set = ImageFolder(str(data_root / "train"), transform=train_transform)
     test_set = ImageFolder(str(data_root / "test"), transform=test_transform)
     train_loader = DataLoader(train_set, batch_size=128, sampler=SubsetRandomSampler(labeled))
@@ -160,12 +162,12 @@ def train_reference(data_root: Path, labeled: list[int], width: int, epochs: int
     return correct / total, train_s
 
 
-def already_done(out: Path, run_dir: Path, width: int, epochs: int, torch_seed: int) -> bool:
+def already_done(out: Path, run_dir: Path, width: int, epochs: int, torch_seed: int, std: str) -> bool:
     if not out.is_file():
         return False
     with open(out, newline="") as f:
         return any(r["run_dir"] == str(run_dir) and int(r["width"]) == width and int(r["epochs"]) == epochs
-                   and int(r["torch_seed"]) == torch_seed for r in csv.DictReader(f))
+                   and int(r["torch_seed"]) == torch_seed and r["std"] == std for r in csv.DictReader(f))
 
 
 def append_row(out: Path, row: dict) -> None:
@@ -183,6 +185,8 @@ def summarise(runs_csv: Path, out_md: Path) -> str:
     import pandas as pd
 
     runs = pd.read_csv(runs_csv)
+    ablation = (runs["std"] != "recipe") | (runs["torch_seed"] != runs["seed"])
+    runs, ablations = runs[~ablation], runs[ablation]
     lines = ["# Classification fidelity: the runner vs an independent reference trainer on the same cycle-0 images", "",
              f"Rows: `{runs_csv.name}` (one per training). Command: `python scripts/reference_cifar_trainer.py --summarise "
              f"{runs_csv} --out {out_md}`.", ""]
@@ -198,6 +202,14 @@ def summarise(runs_csv: Path, out_md: Path) -> str:
             lines += [f"| mean ± std | | {group.runner_accuracy.mean():.4f} ± {group.runner_accuracy.std():.4f} | "
                       f"{group.reference_accuracy.mean():.4f} ± {group.reference_accuracy.std():.4f} | "
                       f"{diff.mean():+.4f} ± {diff.std():.4f} | |"]
+        lines.append("")
+    if len(ablations):
+        lines += ["## Ablations of the reference (same images; one change each)", "",
+                  "| width | seed | torch seed (init, order, augmentation) | std | reference | runner | runner − reference |",
+                  "|---:|---:|---:|---|---:|---:|---:|"]
+        lines += [f"| {r.width} | {r.seed} | {r.torch_seed} | {r.std} | {r.reference_accuracy:.4f} | "
+                  f"{r.runner_accuracy:.4f} | {r.runner_accuracy - r.reference_accuracy:+.4f} |"
+                  for r in ablations.sort_values(["width", "seed", "torch_seed"]).itertuples()]
         lines.append("")
     text = "\n".join(lines)
     out_md.write_text(text)
@@ -223,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, required=True, help="ResNet-18 base width (64 = the recipe's)")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--torch-seed", type=int, default=None, help="the recipe's torch.manual_seed (default: the run's seed)")
+    parser.add_argument("--std", choices=sorted(STDS), default="recipe",
+                        help="normalisation std: the recipe's constants (default) or CIFAR-10's (the runner's), an ablation")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, required=True)
@@ -234,14 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     if data_root is None or not (data_root / "train").is_dir():
         sys.exit(f"no ImageFolder tree at {data_root}: give --data <dir with train/ and test/>")
     torch_seed = seed if args.torch_seed is None else args.torch_seed
-    if already_done(args.out, args.accuracy_run_dir or args.run_dir, args.width, args.epochs, torch_seed):
+    if already_done(args.out, args.accuracy_run_dir or args.run_dir, args.width, args.epochs, torch_seed, args.std):
         print(f"{args.run_dir}: already in {args.out}; skipped")
         return 0
     from torchvision.datasets import ImageFolder
     check_items(ImageFolder(str(data_root / "train")), labeled, items, data_root)
     print(f"{args.run_dir}: {len(labeled)} labeled images, width {args.width}, {args.epochs} epochs", flush=True)
     accuracy, train_s = train_reference(data_root, labeled, args.width, args.epochs, torch_seed,
-                                        torch.device(args.device))
+                                        torch.device(args.device), args.std)
     if args.accuracy_run_dir is not None:
         while not (args.accuracy_run_dir / "cycles.csv").is_file():  # that run is still in its cycle 0
             print(f"waiting for {args.accuracy_run_dir / 'cycles.csv'}", flush=True)
@@ -252,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     append_row(args.out, {"run_dir": str(args.accuracy_run_dir or args.run_dir), "seed": seed, "torch_seed": torch_seed,
                           "width": args.width, "epochs": args.epochs, "n_labeled": len(labeled), "reference_accuracy": accuracy,
                           "runner_accuracy": runner_accuracy, "train_s": round(train_s, 1),
-                          "threads": args.threads, "device": args.device})
+                          "threads": args.threads, "device": args.device, "std": args.std})
     print(f"reference accuracy {accuracy:.4f} vs runner {runner_accuracy:.4f} ({train_s:.0f} s)")
     return 0
 

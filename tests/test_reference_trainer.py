@@ -71,8 +71,15 @@ def test_trains_on_the_runs_cycle0_images_appends_one_row_and_skips_a_rerun(trai
     assert 0.0 <= float(row["reference_accuracy"]) <= 1.0
     assert trainer.main(args) == 0 and "skipped" in capsys.readouterr().out
     assert len(out.read_text().splitlines()) == 2
+    assert row["std"] == "recipe"
     table = trainer.summarise(out, tmp_path / "table.md")
-    assert "| 3 | 4 | 0.6250 |" in table
+    assert "| 3 | 4 | 0.6250 |" in table and "Ablations" not in table
+    # an ablation (another normalisation, another init seed) is a new row, listed apart from the recipe's rows
+    assert trainer.main(args + ["--std", "cifar", "--torch-seed", "7"]) == 0
+    ablation = dict(zip(trainer.COLUMNS, out.read_text().splitlines()[2].split(",")))
+    assert ablation["std"] == "cifar" and ablation["torch_seed"] == "7"
+    table = trainer.summarise(out, tmp_path / "table.md")
+    assert "1 seed(s)" in table and "| 4 | 3 | 7 | cifar |" in table
 
 
 def test_refuses_when_the_runs_recorded_items_are_other_files(trainer, tmp_path):
