@@ -27,6 +27,9 @@ from omegaconf.errors import ValidationError
 from al_runner.errors import ConfigError
 
 SCHEMA_NAME = "al_runner_schema"
+# runtime.loss_module names; learning_loss.MODULE_KINDS maps them to classes (repeated here to keep torch out
+# of the command line's start-up; tests/test_fast_paths.py checks the two agree)
+LOSS_MODULE_KINDS = ("eager", "fused", "compiled")
 CLOSED_NAME = "al_runner_closed"  # last in conf/config.yaml's defaults: closes the groups SCHEMA_NAME opened
 
 
@@ -164,7 +167,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "runtime.channels_last": (lambda v: v in ("auto", None) or isinstance(v, bool), "one of auto, true, false"),
     "runtime.compile": (lambda v: isinstance(v, bool), "one of true, false"),
     "runtime.deterministic": (lambda v: isinstance(v, bool), "one of true, false"),
-    "runtime.loss_module": (lambda v: v in ("eager", "fused", "compiled"), "one of eager, fused, compiled"),
+    "runtime.loss_module": (lambda v: v in LOSS_MODULE_KINDS, f"one of {', '.join(LOSS_MODULE_KINDS)}"),
     "runtime.cuda_graph": (lambda v: isinstance(v, bool), "one of true, false (true needs a CUDA device)"),
     "runtime.threads": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1, or null (all cores)"),
 }

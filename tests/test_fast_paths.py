@@ -322,3 +322,9 @@ def test_benchmark_one_compares_the_module_options_at_toy_size(tmp_path):
         assert ratio["value"] > 0 and ratio["target"] == "<= 1.05" and "95 % CI" in ratio["note"]
         assert rows[f"w2 train module {kind}"]["value"] > 0
     assert "w2 train plain" in rows
+
+
+def test_schema_names_the_same_module_kinds_as_the_model_code():
+    # config_schema repeats the names so that the command line starts without torch
+    from al_runner.config_schema import LOSS_MODULE_KINDS
+    assert tuple(MODULE_KINDS) == LOSS_MODULE_KINDS

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from al_runner.analysis.aubc import EXPERIMENT_KEY  # one figure per task (and per model, if a task was run with several)
 from al_runner.figures.labels import CONTROL_SAMPLER, PAPER_SAMPLERS, ordered_samplers, sampler_label
 
 # Diagnostics, not contenders: controls (train like one sampler, select like another) and oracles (read labels).
@@ -19,7 +20,6 @@ def is_contender(sampler: str) -> bool:
     return sampler not in CONTROLS and not sampler.startswith(ORACLE_PREFIX)
 
 
-EXPERIMENT_KEY = ["task", "model"]  # one figure per task (and per model, if a task was run with several)
 GROUP_KEY = ["task", "model", "sampler"]  # one line / one table row
 
 

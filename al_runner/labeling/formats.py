@@ -88,7 +88,7 @@ def read_voc_xml(path: Path, classes: list[str]) -> Read:
     if not classes:  # classes not fixed yet (al-label init without --classes): take the names this file uses
         classes = sorted({(obj.findtext("name") or "").strip() for obj in root.iter("object")})
     try:
-        annotation, clipped = parse_annotation(str(path), {name: i + 1 for i, name in enumerate(classes)})
+        annotation, clipped = parse_annotation(str(path), {name: i + 1 for i, name in enumerate(classes)}, root)
     except DataError as error:
         return [], [Refusal(where, image, str(error).removeprefix(f"{path}: "))]
     if annotation is None:  # an image with no objects is a valid label: nothing to detect there

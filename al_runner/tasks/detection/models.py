@@ -68,7 +68,12 @@ class SSDHeadOutputs(nn.Module):
 # torchvision's default for a pretrained VGG backbone in SSD (`ssd300_vgg16`: 4 of its 5 conv stages train)
 VGG_DEFAULT_TRAINABLE_STAGES = 4
 # the file torchvision downloads for SSD's ImageNet VGG (VGG16_Weights.IMAGENET1K_FEATURES)
-VGG16_FILE = Path(urlparse(tv_models.VGG16_Weights.IMAGENET1K_FEATURES.url).path).name
+def weights_file_name(weights: torchvision.models.WeightsEnum) -> str:
+    """The file name torchvision saves these weights under (the last part of their URL)."""
+    return Path(urlparse(weights.url).path).name
+
+
+VGG16_FILE = weights_file_name(tv_models.VGG16_Weights.IMAGENET1K_FEATURES)
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,7 @@ def _backbone_source(spec: str | None, model: str) -> BackboneSource:
 
 def hub_cache_file(weights: torchvision.models.WeightsEnum) -> Path:
     """Where torchvision looks for (and downloads) these weights: torch.hub's `load_state_dict_from_url` rule."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / weights_file_name(weights)
 
 
 def _torchvision_build(builder, source: BackboneSource, num_classes: int, trainable_backbone_layers: int | None,

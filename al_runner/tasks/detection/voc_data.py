@@ -115,15 +115,18 @@ def _check_image_file(path: str) -> None:
         raise DataError(f"empty image file (0 bytes): {path}")
 
 
-def parse_annotation(xml_path: str, class_index: dict[str, int]) -> tuple[Annotation | None, int]:
-    """(annotation or None when the XML has no objects, number of clipped boxes)."""
-    try:
-        tree = ET.parse(xml_path)
-    except FileNotFoundError:
-        raise DataError(f"annotation listed in ImageSets but missing: {xml_path}") from None
-    except ET.ParseError as error:
-        raise DataError(f"{xml_path}: not valid XML ({error})") from None
-    record = VOCDetection.parse_voc_xml(tree.getroot()).get("annotation", {})
+def parse_annotation(xml_path: str, class_index: dict[str, int],
+                     root: ET.Element | None = None) -> tuple[Annotation | None, int]:
+    """(annotation or None when the XML has no objects, number of clipped boxes). `root`: the file's XML
+    when the caller has parsed it already (xml_path then only names it in errors)."""
+    if root is None:
+        try:
+            root = ET.parse(xml_path).getroot()
+        except FileNotFoundError:
+            raise DataError(f"annotation listed in ImageSets but missing: {xml_path}") from None
+        except ET.ParseError as error:
+            raise DataError(f"{xml_path}: not valid XML ({error})") from None
+    record = VOCDetection.parse_voc_xml(root).get("annotation", {})
     width, height = _image_size(record, xml_path)
     objects = record.get("object", [])
     objects = [objects] if isinstance(objects, dict) else objects
