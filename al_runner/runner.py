@@ -192,8 +192,16 @@ class ActiveLearningRun:
 
 def run_locked(cfg: DictConfig, run_dir: str | Path) -> ActiveLearningRun:
     """Lock the run directory first (a second process refuses at once, touching nothing), then build and run."""
-    with RunLock(Path(run_dir)):
-        run = ActiveLearningRun(cfg, Path(run_dir))
+    run_dir = Path(run_dir)
+    fresh = not run_dir.is_dir() or not any(run_dir.iterdir())  # Hydra creates the directory before the job
+    with RunLock(run_dir) as lock:
+        try:
+            run = ActiveLearningRun(cfg, run_dir)
+        except BaseException:
+            if fresh:  # refused at build time (bad config, missing data): leave no empty run directory behind
+                lock.path.unlink(missing_ok=True)
+                _remove_if_empty(run_dir)
+            raise
         run.run()
     return run
 
@@ -201,3 +209,10 @@ def run_locked(cfg: DictConfig, run_dir: str | Path) -> ActiveLearningRun:
 def run_experiment(cfg: DictConfig, run_dir: str | Path) -> list[dict]:
     """Run (or resume, or skip if finished) one (task, model, sampler, seed) into run_dir."""
     return run_locked(cfg, run_dir).state.rows
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    try:
+        run_dir.rmdir()
+    except OSError:  # not empty (a log, another run's files) or already gone
+        pass

@@ -91,6 +91,22 @@ def test_zero_epochs_is_refused():
         validate_schedule(cfg, pool_size=200)
 
 
+def test_a_run_refused_at_build_time_leaves_no_empty_run_directory(tmp_path):
+    from al_runner.runner import run_locked
+    cfg = compose_config([*SMOKE, "schedule.epochs=0"])
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()  # Hydra creates the run directory before the job starts
+    with pytest.raises(ConfigError, match="schedule.epochs must be >= 1"):
+        run_locked(cfg, fresh)
+    assert not fresh.exists()
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("a user's file")
+    with pytest.raises(ConfigError, match="schedule.epochs must be >= 1"):
+        run_locked(cfg, used)
+    assert (used / "notes.txt").read_text() == "a user's file"  # a directory that held anything is left as it was
+
+
 # ---------------------------------------------------------------- the command line: one line, non-zero exit
 
 @pytest.mark.parametrize("args,expected", [
