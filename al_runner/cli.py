@@ -64,11 +64,12 @@ def _job_record(hydra_cfg, run_dir: Path, status: str, error: str = "") -> JobRe
                      overrides=" ".join(hydra_cfg.overrides.task), error=error, log=str(log_file))
 
 
-def execute(cfg: DictConfig, run_dir: Path) -> str:
+def execute(cfg: DictConfig, run_dir: Path, multirun: bool) -> str:
     """Run, resume or skip one run; returns its outcome (finished / resumed / skipped)."""
     from al_runner.runner import run_locked  # torch import after Hydra has parsed the command line
 
-    return run_locked(cfg, run_dir).outcome
+    # a sweep's refused job keeps its directory: its log holds the refusal, and sweep.csv names that log
+    return run_locked(cfg, run_dir, remove_if_refused=not multirun).outcome
 
 
 def share_loader_workers(hydra_cfg) -> None:
@@ -93,7 +94,7 @@ def run_job(cfg: DictConfig) -> None:
     if multirun:
         write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "running"))
     try:
-        outcome = execute(cfg, run_dir)
+        outcome = execute(cfg, run_dir, multirun)
     except ALRunnerError as e:
         if not multirun:
             # SystemExit passes Hydra's exception reporting: one clear message, no traceback.

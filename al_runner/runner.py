@@ -190,15 +190,19 @@ class ActiveLearningRun:
                  row["value"], rank, row["train_s"], row["eval_s"], row["select_s"])
 
 
-def run_locked(cfg: DictConfig, run_dir: str | Path) -> ActiveLearningRun:
-    """Lock the run directory first (a second process refuses at once, touching nothing), then build and run."""
+def run_locked(cfg: DictConfig, run_dir: str | Path, remove_if_refused: bool = True) -> ActiveLearningRun:
+    """Lock the run directory first (a second process refuses at once, touching nothing), then build and run.
+
+    remove_if_refused: a run refused at build time leaves no empty run directory behind (a sweep keeps it: the
+    job's log there records the refusal, and sweep.csv points to it)."""
     run_dir = Path(run_dir)
-    fresh = not run_dir.is_dir() or not any(run_dir.iterdir())  # Hydra creates the directory before the job
+    # Hydra creates the directory before the job starts
+    fresh = remove_if_refused and (not run_dir.is_dir() or not any(run_dir.iterdir()))
     with RunLock(run_dir) as lock:
         try:
             run = ActiveLearningRun(cfg, run_dir)
         except BaseException:
-            if fresh:  # refused at build time (bad config, missing data): leave no empty run directory behind
+            if fresh:  # refused at build time (bad config, missing data)
                 lock.path.unlink(missing_ok=True)
                 _remove_if_empty(run_dir)
             raise

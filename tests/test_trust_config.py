@@ -122,6 +122,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(tmp_path, args, expected):
     assert result.returncode == 1
     (line,) = error_lines(result)
     assert line.startswith("al-run: error: ") and expected in line and "Traceback" not in line
+    assert not list(tmp_path.rglob("run.lock"))  # no run directory is left behind by a refused run
 
 
 def test_a_sweep_whose_overrides_do_not_compose_writes_no_summary(tmp_path):
