@@ -27,6 +27,7 @@ NOT_AN_ARM = ("seed", "name", "paths", "progress", "device", "hydra", "runtime.t
 class LoadedRuns:
     cycles: pd.DataFrame  # every row of every cycles.csv, typed, plus a `run_dir` column
     notes: list[str] = field(default_factory=list)  # things the user should know (skipped files, duplicates)
+    configs: dict[str, dict[str, str] | None] = field(default_factory=dict)  # run_dir -> its config, read once
 
 
 def find_cycles_files(run_roots: list[Path]) -> list[Path]:
@@ -183,11 +184,14 @@ def _is_arm_key(key: str) -> bool:
     return not any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_AN_ARM)
 
 
-def split_arms(cycles: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+def read_run_configs(cycles: pd.DataFrame) -> dict[str, dict[str, str] | None]:
+    return {run_dir: read_run_config(Path(run_dir)) for run_dir in cycles["run_dir"].unique()}
+
+
+def split_arms(cycles: pd.DataFrame, notes: list[str], configs: dict[str, dict[str, str] | None]) -> pd.DataFrame:
     """Runs of one task × model × sampler whose configs differ (e.g. a sweep over the loss weight) are
     separate arms: each gets the differing keys in its sampler label, so no arm is averaged into
-    another or dropped as a duplicate."""
-    configs = {run_dir: read_run_config(Path(run_dir)) for run_dir in cycles["run_dir"].unique()}
+    another or dropped as a duplicate. `configs`: run_dir -> config (`read_run_configs`)."""
     labels: dict[str, str] = {}
     for (task, model, sampler), rows in cycles.groupby(["task", "model", "sampler"]):
         run_dirs = list(rows["run_dir"].unique())
@@ -225,11 +229,14 @@ def _generated_by(config: dict[str, str] | None) -> str | None:
     return None
 
 
-def without_generated_data(cycles: pd.DataFrame, paper_task_map: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """The paper-task mapping with every task that has a run on generated data taken out, plus one note each."""
+def without_generated_data(cycles: pd.DataFrame, paper_task_map: dict[str, str],
+                           configs: dict[str, dict[str, str] | None] | None = None) -> tuple[dict[str, str], list[str]]:
+    """The paper-task mapping with every task that has a run on generated data taken out, plus one note each.
+    `configs`: the runs' configs already read (`LoadedRuns.configs`); read here when not given."""
+    configs = read_run_configs(cycles) if configs is None else configs
     mapping, notes = dict(paper_task_map), []
     for task, run_dirs in cycles.groupby("task")["run_dir"]:
-        marks = sorted({mark for d in run_dirs.unique() if (mark := _generated_by(read_run_config(Path(d))))})
+        marks = sorted({mark for d in run_dirs.unique() if (mark := _generated_by(configs.get(d)))})
         if marks:
             mapping[task] = NOT_A_PAPER_TASK
             notes.append(f"{task}: runs on generated data ({', '.join(marks)}), so they are not compared with the "
@@ -250,7 +257,9 @@ def load_cycles(run_roots: list[Path]) -> LoadedRuns:
     if not frames:
         roots = ", ".join(str(root) for root in run_roots)
         raise FigureDataError(f"no finished cycle in any {CYCLES_FILE} under {roots}")
-    cycles = split_arms(pd.concat(frames, ignore_index=True), notes)
+    cycles = pd.concat(frames, ignore_index=True)
+    configs = read_run_configs(cycles)
+    cycles = split_arms(cycles, notes, configs)
     cycles = _keep_one_dir_per_run(cycles, notes)
     cycles = cycles.sort_values([*RUN_KEY, "cycle"], ignore_index=True)
-    return LoadedRuns(cycles=cycles, notes=notes)
+    return LoadedRuns(cycles=cycles, notes=notes, configs=configs)

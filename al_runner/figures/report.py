@@ -227,7 +227,7 @@ def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[s
     run_roots, out_dir = [Path(root) for root in run_roots], Path(out_dir)
     loaded = load_cycles(run_roots)
     cycles = loaded.cycles
-    paper_task_map, generated_notes = without_generated_data(cycles, paper_task_map)
+    paper_task_map, generated_notes = without_generated_data(cycles, paper_task_map, loaded.configs)
     report = Report(
         notes=loaded.notes + generated_notes + planned_run_notes(cycles, run_roots) + unfinished_run_notes(cycles)
         + coverage_notes(cycles)
