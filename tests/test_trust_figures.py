@@ -147,3 +147,13 @@ def test_fig8_log_axis_labels_never_overlap(tmp_path, low, high):
         legend = ax.get_legend().get_window_extent(figure.canvas.get_renderer())
         points_on_screen = np.vstack([c.get_offsets() for c in ax.collections])
         assert not any(legend.contains(x, y) for x, y in ax.transData.transform(points_on_screen))
+
+
+def test_fig8_on_generated_data_says_so_in_its_title():
+    from types import SimpleNamespace
+
+    from al_runner.figures.report import _fig8_title
+    run = SimpleNamespace(seed=0, seeds_available=[0], task="mpii", model="hourglass_small")
+    data = SimpleNamespace(run=run, cycle=2, points=[0] * 10, n_test_points=10)
+    assert _fig8_title(data, generated=True).startswith("Fig. 8: MPII (generated data) (hourglass_small)")
+    assert _fig8_title(data, generated=False).startswith("Fig. 8: MPII (hourglass_small)")

@@ -19,7 +19,7 @@ from al_runner.figures.aggregate import (
     timing_summary,
 )
 from al_runner.figures.labels import CONTROL_SAMPLER, figure_number, task_label
-from al_runner.figures.loading import TEST_SCORES_FILE, load_cycles, without_generated_data
+from al_runner.figures.loading import NOT_A_PAPER_TASK, TEST_SCORES_FILE, load_cycles, without_generated_data
 from al_runner.figures.loss_scatter import Fig8Data, choose_fig8_runs, load_fig8_data
 from al_runner.figures.plots import (
     experiment_title,
@@ -98,13 +98,14 @@ def write_ranking_figure(cycles: pd.DataFrame, out_dir: Path, notes: list[str]) 
     return save_figure(plot_ranking_accuracy(series, show_model=show_model), out_dir, "fig5_ranking_accuracy")
 
 
-def _fig8_title(data: Fig8Data) -> str:
+def _fig8_title(data: Fig8Data, generated: bool) -> str:
     run = data.run
     seeds = f"seed {run.seed}"
     if len(run.seeds_available) > 1:
         seeds += f" (lowest of seeds {', '.join(map(str, run.seeds_available))})"
+    task = task_label(run.task) + (" (generated data)" if generated else "")  # e.g. mpii_cpu's stick figures
     return (
-        f"Fig. 8: {task_label(run.task)} ({run.model}), learn loss, {seeds}, cycle {data.cycle}: "
+        f"Fig. 8: {task} ({run.model}), learn loss, {seeds}, cycle {data.cycle}: "
         f"{len(data.points):,} of {data.n_test_points:,} test points"
     )
 
@@ -129,8 +130,9 @@ def write_loss_scatter_figures(
     several_models = _tasks_with_several_models(cycles)
     for run in runs:
         data = load_fig8_data(run)
-        paper = PAPER_FIG8_CORRELATION.get(paper_task_for(run.task, paper_task_map) or "")
-        figure = plot_loss_scatter(data, title=_fig8_title(data), paper=paper)
+        paper_task = paper_task_for(run.task, paper_task_map)
+        paper = PAPER_FIG8_CORRELATION.get(paper_task or "")
+        figure = plot_loss_scatter(data, title=_fig8_title(data, paper_task == NOT_A_PAPER_TASK), paper=paper)
         stem = _experiment_stem("fig8", run.task, run.model, run.task in several_models)
         report.written += save_figure(figure, out_dir, stem)
         report.fig8_sources.append(_fig8_source(data))
