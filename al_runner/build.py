@@ -91,6 +91,10 @@ def validate_schedule(cfg: DictConfig, pool_size: int) -> None:
     for key in ("cycles", "initial_size", "epochs", "batch_size", "eval_batch_size"):
         if int(s[key]) < 1:
             raise ConfigError(f"schedule.{key} must be >= 1, got {s[key]}")
+    if int(s.initial_size) == 1 and int(s.batch_size) > 1:
+        # loop.train_one_epoch skips a batch of one sample (train-mode BatchNorm cannot use it): nothing would train
+        raise ConfigError(f"schedule.initial_size=1 with batch_size {s.batch_size}: a training batch of one sample is "
+                          f"skipped, so cycle 0 would train on nothing; label at least 2 points first")
     if int(s.cycles) > 1 and int(s.query_size) < 1:
         raise ConfigError(f"schedule.query_size must be >= 1 with {s.cycles} cycles")
     needed = int(s.initial_size) + int(s.query_size) * (int(s.cycles) - 1)

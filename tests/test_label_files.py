@@ -182,6 +182,12 @@ def test_status_lists_rounds_classes_and_what_waits(two_rounds):
     assert "round 2: trained on 32 labels, accuracy" in out and "images: unchanged since init" in out
 
 
+def test_next_with_a_single_label_refuses_and_exports_nothing(tmp_path, images):
+    project = new_project(tmp_path, images, initial=1)
+    code, _, err = run("next", project, "--k", "4")
+    assert code == 1 and "only 1 image is labeled" in err and not (project / "rounds" / "round-001").exists()
+
+
 def test_next_again_before_any_import_exports_the_same_picks(tmp_path, images):
     project = new_project(tmp_path, images)
     assert run("next", project, "--k", "12")[0] == 0

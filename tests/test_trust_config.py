@@ -91,6 +91,13 @@ def test_zero_epochs_is_refused():
         validate_schedule(cfg, pool_size=200)
 
 
+def test_one_initial_point_is_refused_when_its_batch_would_be_skipped():
+    cfg = compose_config([*SMOKE, "schedule.initial_size=1", "schedule.batch_size=4"])
+    with pytest.raises(ConfigError, match=r"schedule\.initial_size=1 with batch_size 4: .* trains? on nothing"):
+        validate_schedule(cfg, pool_size=200)
+    validate_schedule(compose_config([*SMOKE, "schedule.initial_size=1", "schedule.batch_size=1"]), pool_size=200)
+
+
 def test_a_run_refused_at_build_time_leaves_no_empty_run_directory(tmp_path):
     from al_runner.runner import run_locked
     cfg = compose_config([*SMOKE, "schedule.epochs=0"])

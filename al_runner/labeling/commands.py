@@ -261,6 +261,11 @@ def _run_round(
         log.debug("round %d: no labels yet, %d images picked at random", number, k)
         return _NewRound(Round(number, k, picks, labels.revision, 0, random=True), learner_state)
 
+    if labeled.numel() == 1 and int(s.batch_size) > 1:  # loop.train_one_epoch skips a batch of one sample
+        raise LabelingError(
+            f"only 1 image is labeled: a training batch of one sample is skipped, so this round would train on "
+            f"nothing; import at least one more label first"
+        )
     sampler = sampler_of(cfg)
     task, learner = build_round(cfg, labeling, project, labels, sampler)
     if learner_state is not None and not s.reinit_each_cycle:
