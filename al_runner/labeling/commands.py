@@ -342,12 +342,13 @@ def write_outputs(project: Project, labeling, rounds: list[Round], document_root
     """Rewrite what is derived from the committed state: the last round's exports and al-run's run files."""
     if rounds:
         exports.write_round_exports(project, labeling, rounds[-1], document_root)
-    write_run_files(project, rounds)
+    write_run_files(project, labeling, rounds)
 
 
-def write_run_files(project: Project, rounds: list[Round]) -> None:
+def write_run_files(project: Project, labeling, rounds: list[Round], labels=None) -> None:
     """cycles.csv and selected.csv in al-run's format (round r = cycle r - 1: trained, evaluated, then picked),
-    so that al-plot draws a project's learning curve like a run's. Only rounds evaluated on a held-out part."""
+    so that al-plot draws a project's learning curve like a run's. Only rounds evaluated on a held-out part.
+    `labels`: the project's labels when the caller holds them (read from the project otherwise)."""
     cfg = project.config
     evaluated = [r for r in rounds if r.value is not None]
     if not evaluated:
@@ -369,8 +370,7 @@ def write_run_files(project: Project, rounds: list[Round]) -> None:
         for r in evaluated
     ]
     write_csv(project.dir / schema.CYCLES_CSV, schema.CYCLE_COLUMNS, rows)
-    labels = project.labels()
-    labeling = labeling_of(cfg)
+    labels = project.labels() if labels is None else labels
 
     def classes(path: str) -> str | None:  # what the label bought, once it came in (al-plot's class balance)
         known = labels.pool.get(path)
@@ -412,7 +412,7 @@ def commit_records(
     result.refused = list(unreadable) + result.refused
     if result.taken:
         project.save_labels(labels)  # the commit
-        write_run_files(project, rounds)
+        write_run_files(project, labeling, rounds, labels)
     return result
 
 
