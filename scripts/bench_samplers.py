@@ -29,7 +29,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.harness import machine_info, peak_rss_bytes, sync  # noqa: E402
+from benchmarks.harness import ForeignLoad, machine_info, peak_rss_bytes, sync  # noqa: E402
 
 SAMPLERS = ["random", "entropy", "margin", "least_confidence", "bald", "coreset", "badge", "learning_loss", "hybrid",
             "oracle_true_loss"]
@@ -124,7 +124,7 @@ def main(argv=None) -> None:
         return
     forwarded = [f"--{key}={getattr(args, key)}" for key in ("m", "d", "classes", "passes", "labeled", "k", "device",
                                                             "threads")]
-    t0, load0 = time.time(), os.getloadavg()
+    t0, load0, foreign = time.time(), os.getloadavg(), ForeignLoad()
     rows = []
     for name in args.only.split(","):
         runs = [json.loads(subprocess.run([sys.executable, __file__, *forwarded, "--child", name], cwd=REPO, check=True,
@@ -138,7 +138,8 @@ def main(argv=None) -> None:
               flush=True)
     write(args, rows, {**machine_info(torch.device(args.device)), "torch_threads": args.threads,
                        "loadavg_start": " ".join(f"{x:.2f}" for x in load0),
-                       "loadavg_end": " ".join(f"{x:.2f}" for x in os.getloadavg()), "wall_s": round(time.time() - t0)})
+                       "loadavg_end": " ".join(f"{x:.2f}" for x in os.getloadavg()), "wall_s": round(time.time() - t0),
+                       "other_processes_cores": round(foreign.cores(), 2)})
 
 
 def write(args, rows: list[dict], info: dict) -> None:
@@ -153,10 +154,9 @@ def write(args, rows: list[dict], info: dict) -> None:
              f"{args.labeled:,} labeled centres, K = {args.k:,}; median of {args.repeats} fresh processes. Only "
              "`sampler.select` is timed (inputs precomputed); peak = memory the first call adds to the inputs.", "",
              *(f"- {k}: {v}" for k, v in info.items()), "",
-             *([f"Load average above the {info['cores']} cores: other processes competed for the CPU while this "
-                "ran, so the times are upper bounds of an idle machine's.", ""]
-               if max(float(x) for x in (info["loadavg_start"] + " " + info["loadavg_end"]).split()) > info["cores"]
-               else []),
+             # the CPU time other processes used while this ran (the load average lags by minutes, so it is not used)
+             *([f"Other processes used {info['other_processes_cores']:.2f} cores while this ran: the times are upper "
+                "bounds of an idle machine's.", ""] if info["other_processes_cores"] > 0.2 else []),
              "| sampler | needs | first call (s) | second call (s) | peak extra memory (MiB) |", "|---|---|---:|---:|---:|",
              *(f"| {r['sampler']} | {r['needs']} | {r['cold_s']:.3f} | {r['warm_s']:.3f} | {r['peak_extra_mib']:.1f} |"
                for r in rows)]
