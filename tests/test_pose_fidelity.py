@@ -20,6 +20,7 @@ from al_runner.tasks.pose.hourglass import hourglass
 from al_runner.tasks.pose.metric import PCKh
 from al_runner.tasks.pose.task import MPIITask
 from tests.conftest import compose_config, load_script
+from tests.test_pose_data import small_task
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mpii-sample"
 needs_sample = pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"real MPII sample not present at {SAMPLE}")
@@ -32,9 +33,6 @@ def generated(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("mpii_fid"), people=12, seed=5)
 
 
-def small_task(root, **kw) -> MPIITask:
-    args = dict(root=str(root), annotation_file="hourglass.json", image_folder="images", input_size=64, heatmap_size=16)
-    return MPIITask(**(args | kw))
 
 
 def eval_batch(task: MPIITask, n: int | None = None):
