@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from al_runner.errors import ALRunnerError, ConfigError
 from al_runner.learner import NEEDS, Learner, Runtime
 from al_runner.learning_loss import LearningLoss, build_learning_loss, fraction_to_epoch
+from al_runner.loop import batch_is_skipped
 from al_runner.samplers import Sampler
 from al_runner.tasks.base import Task
 
@@ -91,8 +92,7 @@ def validate_schedule(cfg: DictConfig, pool_size: int) -> None:
     for key in ("cycles", "initial_size", "epochs", "batch_size", "eval_batch_size"):
         if int(s[key]) < 1:
             raise ConfigError(f"schedule.{key} must be >= 1, got {s[key]}")
-    if int(s.initial_size) == 1 and int(s.batch_size) > 1:
-        # loop.train_one_epoch skips a batch of one sample (train-mode BatchNorm cannot use it): nothing would train
+    if batch_is_skipped(int(s.initial_size), int(s.batch_size)):  # train-mode BatchNorm cannot use one sample
         raise ConfigError(f"schedule.initial_size=1 with batch_size {s.batch_size}: a training batch of one sample is "
                           f"skipped, so cycle 0 would train on nothing; label at least 2 points first")
     if int(s.cycles) > 1 and int(s.query_size) < 1:

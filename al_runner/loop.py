@@ -20,6 +20,11 @@ from al_runner.tasks.base import Task
 log = logging.getLogger(__name__)
 
 
+def batch_is_skipped(n_samples: int, batch_size: int) -> bool:
+    """A training batch of one sample is skipped (`train_one_epoch`) unless the batch size itself is 1."""
+    return n_samples == 1 and batch_size > 1
+
+
 def train_one_epoch(learner: Learner, task: Task, labeled: torch.Tensor, optimizer: torch.optim.Optimizer,
                     batch_size: int, generator: torch.Generator, epoch: int, cycle: int) -> float:
     """One pass over the labeled set; returns the mean training loss. Raises on a non-finite loss.
@@ -38,7 +43,7 @@ def train_one_epoch(learner: Learner, task: Task, labeled: torch.Tensor, optimiz
     batches = 0
     batches_of_epoch = task.labeled_batches(labeled, batch_size, generator, augment=True)
     for b, (inputs, targets, pool_indices) in enumerate(batches_of_epoch):
-        if len(pool_indices) == 1 and batch_size > 1:
+        if batch_is_skipped(len(pool_indices), batch_size):
             log.debug("cycle %d epoch %d: skipped the last training batch of 1 sample (pool index %d)",
                       cycle, epoch, int(pool_indices[0]))
             continue

@@ -33,8 +33,6 @@ def generated(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("mpii_fid"), people=12, seed=5)
 
 
-
-
 def eval_batch(task: MPIITask, n: int | None = None):
     return next(iter(task.test_batches(n or task.test_size)))
 

@@ -230,10 +230,9 @@ def _generated_by(config: dict[str, str] | None) -> str | None:
 
 
 def without_generated_data(cycles: pd.DataFrame, paper_task_map: dict[str, str],
-                           configs: dict[str, dict[str, str] | None] | None = None) -> tuple[dict[str, str], list[str]]:
+                           configs: dict[str, dict[str, str] | None]) -> tuple[dict[str, str], list[str]]:
     """The paper-task mapping with every task that has a run on generated data taken out, plus one note each.
-    `configs`: the runs' configs already read (`LoadedRuns.configs`); read here when not given."""
-    configs = read_run_configs(cycles) if configs is None else configs
+    `configs`: run_dir -> config (`LoadedRuns.configs`)."""
     mapping, notes = dict(paper_task_map), []
     for task, run_dirs in cycles.groupby("task")["run_dir"]:
         marks = sorted({mark for d in run_dirs.unique() if (mark := _generated_by(configs.get(d)))})

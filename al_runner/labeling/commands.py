@@ -51,7 +51,7 @@ from al_runner.labeling.project import (
     staged_directory,
     write_images_csv,
 )
-from al_runner.loop import evaluate, select, train_cycle
+from al_runner.loop import batch_is_skipped, evaluate, select, train_cycle
 from al_runner.rundir import save_config, write_csv
 from al_runner.runner import SELECT_STREAM, TRAIN_STREAM
 from al_runner.tasks.classification.imagefolder import IMAGE_EXTENSIONS
@@ -216,12 +216,12 @@ def next_round(project: Project, k: int | None = None, document_root: str = "/")
                 f"round {last.number} was exported with --k {last.k} and no label came in since; "
                 f"import its labels first, or rerun with --k {last.k} to export it again"
             )
-        write_outputs(project, labeling, rounds, document_root)
+        write_outputs(project, labeling, labels, rounds, document_root)
         return last, True
     new = _run_round(project, cfg, labeling, labels, rounds, state["learner"], k)
     rounds.append(new.round)
     project.save_state(rounds, new.learner_state)  # the commit: one atomic write
-    write_outputs(project, labeling, rounds, document_root)
+    write_outputs(project, labeling, labels, rounds, document_root)
     return new.round, False
 
 
@@ -261,7 +261,7 @@ def _run_round(
         log.debug("round %d: no labels yet, %d images picked at random", number, k)
         return _NewRound(Round(number, k, picks, labels.revision, 0, random=True), learner_state)
 
-    if labeled.numel() == 1 and int(s.batch_size) > 1:  # loop.train_one_epoch skips a batch of one sample
+    if batch_is_skipped(labeled.numel(), int(s.batch_size)):
         raise LabelingError(
             f"only 1 image is labeled: a training batch of one sample is skipped, so this round would train on "
             f"nothing; import at least one more label first"
@@ -338,17 +338,16 @@ def model_guesses(learner, task, labeling, project: Project, indices: torch.Tens
     return found
 
 
-def write_outputs(project: Project, labeling, rounds: list[Round], document_root: str = "/") -> None:
+def write_outputs(project: Project, labeling, labels, rounds: list[Round], document_root: str = "/") -> None:
     """Rewrite what is derived from the committed state: the last round's exports and al-run's run files."""
     if rounds:
         exports.write_round_exports(project, labeling, rounds[-1], document_root)
-    write_run_files(project, labeling, rounds)
+    write_run_files(project, labeling, labels, rounds)
 
 
-def write_run_files(project: Project, labeling, rounds: list[Round], labels=None) -> None:
+def write_run_files(project: Project, labeling, labels, rounds: list[Round]) -> None:
     """cycles.csv and selected.csv in al-run's format (round r = cycle r - 1: trained, evaluated, then picked),
-    so that al-plot draws a project's learning curve like a run's. Only rounds evaluated on a held-out part.
-    `labels`: the project's labels when the caller holds them (read from the project otherwise)."""
+    so that al-plot draws a project's learning curve like a run's. Only rounds evaluated on a held-out part."""
     cfg = project.config
     evaluated = [r for r in rounds if r.value is not None]
     if not evaluated:
@@ -370,7 +369,6 @@ def write_run_files(project: Project, labeling, rounds: list[Round], labels=None
         for r in evaluated
     ]
     write_csv(project.dir / schema.CYCLES_CSV, schema.CYCLE_COLUMNS, rows)
-    labels = project.labels() if labels is None else labels
 
     def classes(path: str) -> str | None:  # what the label bought, once it came in (al-plot's class balance)
         known = labels.pool.get(path)
@@ -412,7 +410,7 @@ def commit_records(
     result.refused = list(unreadable) + result.refused
     if result.taken:
         project.save_labels(labels)  # the commit
-        write_run_files(project, labeling, rounds, labels)
+        write_run_files(project, labeling, labels, rounds)
     return result
 
 

@@ -67,12 +67,14 @@ class SSDHeadOutputs(nn.Module):
 
 # torchvision's default for a pretrained VGG backbone in SSD (`ssd300_vgg16`: 4 of its 5 conv stages train)
 VGG_DEFAULT_TRAINABLE_STAGES = 4
-# the file torchvision downloads for SSD's ImageNet VGG (VGG16_Weights.IMAGENET1K_FEATURES)
+
+
 def weights_file_name(weights: torchvision.models.WeightsEnum) -> str:
     """The file name torchvision saves these weights under (the last part of their URL)."""
     return Path(urlparse(weights.url).path).name
 
 
+# the file torchvision downloads for SSD's ImageNet VGG (VGG16_Weights.IMAGENET1K_FEATURES)
 VGG16_FILE = weights_file_name(tv_models.VGG16_Weights.IMAGENET1K_FEATURES)
 
 
