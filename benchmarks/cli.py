@@ -36,8 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's, all cores)")
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench" / "bench.csv", help="CSV to write (a .md copy goes next to it)")
-    p.add_argument("--data", type=Path, default=(REPO / ".." / "shared" / "data" / "cifar10-jpg"),
-                   help="CIFAR-10 JPEG tree (train/<class>/*.jpg, test/<class>/*.jpg)")
+    p.add_argument("--data", type=Path,
+                   default=Path(os.environ.get("AL_RUNNER_CIFAR10_JPG", REPO / "data" / "cifar10-jpg")),
+                   help="CIFAR-10 JPEG tree (train/<class>/*.jpg, test/<class>/*.jpg); default $AL_RUNNER_CIFAR10_JPG, else data/cifar10-jpg")
     p.add_argument("--cache", type=Path, default=Path(os.environ.get("AL_RUNNER_CACHE", Path.home() / ".cache" / "al_runner")),
                    help="al_runner's decoded-image cache directory")
     p.add_argument("--widths", default="64,16", help="ResNet-18 widths (64 = full width)")

@@ -8,7 +8,7 @@ a measurement taken while other work runs says little; repeat it on an idle mach
 
   python scripts/bench_launchers.py                                  # demo, seed 0, 2 samplers, 2 cores
   python scripts/bench_launchers.py --experiment reduced_cifar10_jpg --extra schedule.cycles=1 \
-      --extra task.root=../shared/data/cifar10-jpg
+      --extra task.root=<CIFAR-10 JPEG tree>
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@
 # The GPU machine has torch, torchvision, scipy and pandas but no Hydra and no network. Prepare once, here:
 #   echo /.gpu/ >> .git/info/exclude; mkdir -p .gpu/site
 #   cp -r .venv/lib/python3.11/site-packages/{hydra,omegaconf,antlr4,defusedxml}* .gpu/site/
-#   (cd ../shared/data && tar czf - cifar10-jpg) > .gpu/cifar10-jpg.tgz     # 20 MB
+#   (cd <dir holding cifar10-jpg> && tar czf - cifar10-jpg) > .gpu/cifar10-jpg.tgz     # 20 MB
 # and before each run `git rev-parse HEAD > .gpu/commit.txt`. Then call the device tool with the command
 # `bash scripts/device_check_gpu.sh`, carry [".gpu"], timeout_s 540.
 # Results: $OUT/gpu_<kind>.tgz holds outputs/reference/gpu_<kind>/ (unpack it at the repository root, write its
