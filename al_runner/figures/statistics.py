@@ -16,7 +16,9 @@ CORRECTION_TITLES = {
 
 def plot_penalty_matrices(matrices: dict[str, pd.DataFrame], title: str):
     """One heatmap per correction: cell (row, column) = how often row beat column significantly."""
-    figure = new_figure(5.2 * len(matrices), 4.8)
+    n = max(len(m) for m in matrices.values())
+    # cells about half an inch wide, so 10 samplers' numbers do not run into each other
+    figure = new_figure(len(matrices) * max(5.2, 2.8 + 0.62 * n), max(4.8, 3.0 + 0.42 * n))
     axes = figure.subplots(1, len(matrices), squeeze=False)[0]
     vmax = max(1.0, max(float(m.to_numpy().max()) for m in matrices.values()))
     for ax, (correction, matrix) in zip(axes, matrices.items()):
@@ -29,7 +31,7 @@ def plot_penalty_matrices(matrices: dict[str, pd.DataFrame], title: str):
         ax.set_yticks(range(len(labels)), labels)
         for (i, j), value in np.ndenumerate(values):
             if i != j:
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                ax.text(j, i, "0" if value == 0 else f"{value:.2f}", ha="center", va="center", fontsize=8,
                         color="white" if value > 0.6 * vmax else "black")
         ax.set_xlabel("column: beaten (Σ = how often, in all)")
         ax.set_ylabel("row: won")
