@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # The paper's five samplers, in the paper's legend order.
 PAPER_SAMPLERS = ("random", "entropy", "coreset", "learning_loss_mse", "learning_loss")
 
@@ -34,6 +36,9 @@ SAMPLER_COLORS = {
     "learning_loss": "tab:red",
 }
 _EXTRA_COLORS = ("tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+# Line styles of the samplers that are not the paper's: the paper's five are solid, the others never are, and
+# after every spare colour has been used once with a style the next style starts: (colour, style) stays unique.
+_EXTRA_STYLES = ("--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
 
 TASK_LABELS = {"cifar10": "CIFAR-10", "voc": "VOC", "mpii": "MPII"}
 
@@ -65,23 +70,49 @@ def ordered_samplers(samplers) -> list[str]:
     return sorted(set(samplers), key=sampler_sort_key)
 
 
-def sampler_colors(samplers) -> dict[str, str]:
-    """Colour per sampler: the fixed one for paper samplers, the next spare one otherwise."""
-    colors, spare = {}, 0
+def _extra_style(index: int):
+    """The index-th style after the listed ones: a dash pattern no other index gets."""
+    if index < len(_EXTRA_STYLES):
+        return _EXTRA_STYLES[index]
+    dash = 2 + index - len(_EXTRA_STYLES)
+    return (0, (dash, 1.5))
+
+
+def sampler_styles(samplers) -> dict[str, tuple[str, object]]:
+    """(colour, line style) per sampler, a different pair for every sampler however many there are: the paper's
+    samplers keep their fixed colour, solid; every other sampler takes the next spare colour with a dashed,
+    dash-dotted, dotted, ... line (all spare colours with one style, then all with the next)."""
+    styles, spare = {}, 0
     for sampler in ordered_samplers(samplers):
         if sampler in SAMPLER_COLORS:
-            colors[sampler] = SAMPLER_COLORS[sampler]
+            styles[sampler] = (SAMPLER_COLORS[sampler], "-")
         else:
-            colors[sampler] = _EXTRA_COLORS[spare % len(_EXTRA_COLORS)]
+            styles[sampler] = (_EXTRA_COLORS[spare % len(_EXTRA_COLORS)], _extra_style(spare // len(_EXTRA_COLORS)))
             spare += 1
-    return colors
+    return styles
 
 
 def task_label(task: str) -> str:
     return TASK_LABELS.get(task, task)
 
 
-def ranking_variant_label(task: str, sampler: str, *, show_task: bool) -> str:
-    """Fig. 5 legend: the sampler whose module ranks ("learn loss", "learn loss mse"), prefixed with the task
-    when the figure holds several ("CIFAR-10: learn loss")."""
-    return f"{task_label(task)}: {sampler_label(sampler)}" if show_task else sampler_label(sampler)
+# Tasks named after a reader rather than a dataset: their figures name the folder they read instead.
+FOLDER_TASKS = ("imagefolder",)
+
+
+def dataset_label(task: str, paper_task: str | None = None, roots=()) -> str:
+    """What a figure's title calls the data: the paper's name when the runs are on (or mapped to) the paper's
+    dataset ("CIFAR-10"), the root folder's name for a reader task such as imagefolder ("my_images"; several
+    roots joined with " + "), else the task's own name."""
+    if paper_task in TASK_LABELS:
+        return TASK_LABELS[paper_task]
+    names = sorted({Path(str(root)).name for root in roots if str(root).strip() and Path(str(root)).name})
+    if task in FOLDER_TASKS and names:
+        return " + ".join(names)
+    return task_label(task)
+
+
+def ranking_variant_label(task: str, sampler: str, *, show_task: bool, dataset: str | None = None) -> str:
+    """Fig. 5 legend: the sampler whose module ranks ("learn loss", "learn loss mse"), prefixed with the data
+    when the figure holds several tasks ("CIFAR-10: learn loss")."""
+    return f"{dataset or task_label(task)}: {sampler_label(sampler)}" if show_task else sampler_label(sampler)

@@ -15,7 +15,7 @@ from al_runner.figures.labels import (
     PAPER_SAMPLERS,
     ordered_samplers,
     ranking_variant_label,
-    sampler_colors,
+    sampler_styles,
     sampler_label,
     task_label,
 )
@@ -61,17 +61,17 @@ def _style_labeled_axis(ax, n_labeled_values) -> None:
     ax.grid(alpha=0.3)
 
 
-def _plot_mean_with_band(ax, rows: pd.DataFrame, *, label: str, color: str, linestyle: str = "-") -> None:
+def _plot_mean_with_band(ax, rows: pd.DataFrame, *, label: str, color: str, linestyle="-", marker: str = "o") -> None:
     """Mean line with a ±1 std band; points averaged over fewer seeds than the line's maximum get hollow markers."""
     rows = rows.sort_values("n_labeled")
     x, mean = rows["n_labeled"].to_numpy(), rows["mean"].to_numpy()
     std = rows["std"].fillna(0.0).to_numpy()  # one seed: no band
     if (rows["n_seeds"] > 1).any():
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=BAND_ALPHA, linewidth=0)
-    ax.plot(x, mean, color=color, linestyle=linestyle, marker="o", markersize=3.5, label=label)
+    ax.plot(x, mean, color=color, linestyle=linestyle, marker=marker, markersize=3.5, label=label)
     fewer = (rows["n_seeds"] < rows["n_seeds"].max()).to_numpy()
     if fewer.any():
-        ax.plot(x[fewer], mean[fewer], linestyle="none", marker="o", markersize=5,
+        ax.plot(x[fewer], mean[fewer], linestyle="none", marker=marker, markersize=5,
                 markerfacecolor="white", markeredgecolor=color, label="_fewer_seeds")
 
 
@@ -86,22 +86,25 @@ def _seeds_per_sampler(series: pd.DataFrame) -> str:
     )
 
 
-def plot_metric_curves(series: pd.DataFrame, *, title: str, metric: str) -> Figure:
+def plot_metric_curves(series: pd.DataFrame, *, title: str, metric: str, report_missing_paper_samplers: bool = True) -> Figure:
     """Fig. 4 / 6 / 7: one line per sampler (paper order), mean ± 1 std over seeds vs number of labeled points.
 
-    `series`: the rows of `aggregate.metric_series` for one task × model.
+    `series`: the rows of `aggregate.metric_series` for one task × model. `report_missing_paper_samplers`: name
+    the paper's samplers that have no line (off when a sweep's plan says which samplers were asked for).
     """
     figure = new_figure(6.4, 4.8)
     ax = figure.add_subplot()
-    colors = sampler_colors(series["sampler"])
+    styles = sampler_styles(series["sampler"])
     for sampler in ordered_samplers(series["sampler"]):
-        _plot_mean_with_band(ax, series[series["sampler"] == sampler], label=sampler_label(sampler), color=colors[sampler])
+        color, linestyle = styles[sampler]
+        _plot_mean_with_band(ax, series[series["sampler"] == sampler], label=sampler_label(sampler), color=color,
+                             linestyle=linestyle)
     _style_labeled_axis(ax, series["n_labeled"])
     ax.set_ylabel(metric)
     ax.legend(**LEGEND_RIGHT)
     caption = [_seeds_per_sampler(series) + _band_caption(series)]
     missing = [sampler_label(sampler) for sampler in PAPER_SAMPLERS if sampler not in set(series["sampler"])]
-    if missing:
+    if missing and report_missing_paper_samplers:
         caption.append(f"no runs: {', '.join(missing)}")
     if (series["n_seeds"] < series.groupby("sampler")["n_seeds"].transform("max")).any():
         caption.append("hollow markers: averaged over fewer seeds (runs still going or stopped)")
@@ -118,29 +121,36 @@ def _band_caption(series: pd.DataFrame) -> str:
     return "; mean ± 1 std over seeds"
 
 
-def plot_ranking_accuracy(series: pd.DataFrame, *, show_model: bool) -> Figure:
+EXPERIMENT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def plot_ranking_accuracy(series: pd.DataFrame, *, show_model: bool, dataset_names: dict[str, str] | None = None) -> Figure:
     """Fig. 5: ranking accuracy of the loss-prediction module per cycle; one line per sampler with a module
-    (× task × model). Colour = task, solid = learn loss, dashed = learn loss mse, dotted = any other sampler.
-    `series`: `aggregate.ranking_series`.
+    (× task × model). Each sampler has its own colour and line style (the same as in the learning curves: no two
+    samplers share both); several tasks or models differ by marker. `series`: `aggregate.ranking_series`.
+    `dataset_names`: task -> what to call its data ("CIFAR-10", an ImageFolder root's folder name).
     """
+    names = dataset_names or {}
     figure = new_figure(8.4, 4.8)
     ax = figure.add_subplot()
     experiments = list(dict.fromkeys(zip(series["task"], series["model"])))
     show_task = len({task for task, _ in experiments}) > 1
-    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
-    styles = {"learning_loss": "-", "learning_loss_mse": "--"}
+    styles = sampler_styles(series["sampler"])
     for (task, model, sampler), rows in series.groupby(["task", "model", "sampler"], sort=False):
         seeds = int(rows["n_seeds"].max())
-        label = ranking_variant_label(task, sampler, show_task=show_task) + (f" ({model})" if show_model else "")
+        label = ranking_variant_label(task, sampler, show_task=show_task, dataset=names.get(task))
+        label += f" ({model})" if show_model else ""
         label += f", {seeds} seed{'s' if seeds != 1 else ''}"  # lines differ in seeds; the title has no room for all
-        color = palette[experiments.index((task, model)) % len(palette)]
-        _plot_mean_with_band(ax, rows, label=label, color=color, linestyle=styles.get(sampler, ":"))
+        color, linestyle = styles[sampler]
+        marker = EXPERIMENT_MARKERS[experiments.index((task, model)) % len(EXPERIMENT_MARKERS)]
+        _plot_mean_with_band(ax, rows, label=label, color=color, linestyle=linestyle, marker=marker)
     _style_labeled_axis(ax, series["n_labeled"])
     ax.set_ylabel("ranking accuracy")
     ax.legend(**LEGEND_RIGHT)  # outside: lines cross everywhere
     caption = _band_caption(series).removeprefix("; ")
     if not show_task:
-        caption = f"{task_label(experiments[0][0])}; {caption}"
+        task = experiments[0][0]
+        caption = f"{names.get(task) or task_label(task)}; {caption}"
     if (series["n_seeds"] < series.groupby(["task", "model", "sampler"])["n_seeds"].transform("max")).any():
         caption += "; hollow markers: fewer seeds"
     ax.set_title(f"Fig. 5: ranking accuracy of the loss-prediction module\n{caption}", fontsize=10)
@@ -216,10 +226,12 @@ def plot_loss_scatter(data: Fig8Data, *, title: str, paper: dict[str, PaperValue
     return figure
 
 
-def experiment_title(task: str, model: str, *, show_model: bool, figure_number: int | None) -> str:
+def experiment_title(task: str, model: str, *, show_model: bool, figure_number: int | None,
+                     dataset: str | None = None) -> str:
     """"Fig. 6: VOC" when the runs are on the paper's dataset (figure_number given), else "Learning curve:
-    voc_synth": a curve on other data does not claim to be the paper's figure."""
+    voc_synth": a curve on other data does not claim to be the paper's figure. `dataset`: what to call the data
+    (`labels.dataset_label`: "CIFAR-10", an ImageFolder root's folder name); default: the task's name."""
     model_part = f" ({model})" if show_model else ""
     if figure_number:
-        return f"Fig. {figure_number}: {task_label(task)}{model_part}"
-    return f"Learning curve: {task}{model_part}"
+        return f"Fig. {figure_number}: {dataset or task_label(task)}{model_part}"
+    return f"Learning curve: {dataset or task}{model_part}"

@@ -18,7 +18,7 @@ from al_runner.figures.aggregate import (
     selection_gain_over_control,
     timing_summary,
 )
-from al_runner.figures.labels import CONTROL_SAMPLER, figure_number, task_label
+from al_runner.figures.labels import CONTROL_SAMPLER, dataset_label, figure_number
 from al_runner.figures.loading import NOT_A_PAPER_TASK, TEST_SCORES_FILE, load_cycles, without_generated_data
 from al_runner.figures.loss_scatter import Fig8Data, choose_fig8_runs, load_fig8_data
 from al_runner.figures.plots import (
@@ -30,7 +30,7 @@ from al_runner.figures.plots import (
 )
 from al_runner.figures.statistics_report import (StatisticsTables, compute_statistics, statistics_sections,
                                                  summary_lines, write_statistics)
-from al_runner.figures.sweep_plan import planned_run_notes, unfinished_run_notes
+from al_runner.figures.sweep_plan import planned_experiments, planned_run_notes, unfinished_run_notes
 from al_runner.figures.tables import (
     LEADERS_MD_HEADERS,
     PAIRED_MD_HEADERS,
@@ -72,8 +72,35 @@ def _tasks_with_several_models(cycles: pd.DataFrame) -> set[str]:
     return set(models[models > 1].index)
 
 
-def write_metric_figures(cycles: pd.DataFrame, out_dir: Path, paper_task_map: dict[str, str]) -> list[Path]:
-    """Fig. 4 / 6 / 7: one learning-curve figure per task (× model)."""
+def _resolved_root(text: str) -> str | None:
+    """A config's `task.root` as a path: interpolations such as `${oc.env:VAR,default}` resolved where they can
+    be on their own, None where they cannot (e.g. `${paths.data}/x` outside its config)."""
+    if "${" not in text:
+        return text
+    from omegaconf import OmegaConf
+
+    try:
+        return str(OmegaConf.create({"root": text}).root)
+    except Exception:  # noqa: BLE001 - an unresolvable root only costs the title its folder name
+        return None
+
+
+def dataset_names(cycles: pd.DataFrame, configs: dict[str, dict[str, str] | None],
+                  paper_task_map: dict[str, str]) -> dict[str, str]:
+    """task -> what the figures call its data: "CIFAR-10" for runs on (or mapped to) the paper's CIFAR-10, an
+    ImageFolder root's folder name, else the task's name (`labels.dataset_label`)."""
+    names = {}
+    for task, run_dirs in cycles.groupby("task")["run_dir"]:
+        roots = {_resolved_root(root) for d in run_dirs.unique() if (root := (configs.get(d) or {}).get("task.root"))}
+        names[task] = dataset_label(task, paper_task_for(task, paper_task_map), [r for r in roots if r])
+    return names
+
+
+def write_metric_figures(cycles: pd.DataFrame, out_dir: Path, paper_task_map: dict[str, str],
+                         names: dict[str, str] | None = None, planned: set[tuple[str, str]] = frozenset()) -> list[Path]:
+    """Fig. 4 / 6 / 7: one learning-curve figure per task (× model). `names`: `dataset_names`; `planned`:
+    experiments whose sweep plan says which samplers were asked for (`sweep_plan.planned_experiments`)."""
+    names = names or {}
     series = metric_series(cycles)
     several_models = _tasks_with_several_models(cycles)
     written = []
@@ -82,28 +109,32 @@ def write_metric_figures(cycles: pd.DataFrame, out_dir: Path, paper_task_map: di
         show_model = task in several_models
         metric = " / ".join(sorted(cycles.loc[(cycles["task"] == task) & (cycles["model"] == model), "metric"].unique()))
         number = figure_number(paper_task, metric)  # the file name; the title claims a paper figure only on its data
-        title = experiment_title(task, model, show_model=show_model, figure_number=number if paper_task else None)
-        figure = plot_metric_curves(rows, title=title, metric=metric)
+        title = experiment_title(task, model, show_model=show_model, figure_number=number if paper_task else None,
+                                 dataset=names.get(task))
+        figure = plot_metric_curves(rows, title=title, metric=metric,
+                                    report_missing_paper_samplers=(task, model) not in planned)
         written += save_figure(figure, out_dir, _experiment_stem(f"fig{number}", task, model, show_model))
     return written
 
 
-def write_ranking_figure(cycles: pd.DataFrame, out_dir: Path, notes: list[str]) -> list[Path]:
+def write_ranking_figure(cycles: pd.DataFrame, out_dir: Path, notes: list[str],
+                         names: dict[str, str] | None = None) -> list[Path]:
     """Fig. 5, if any run has a loss-prediction module."""
     series = ranking_series(cycles)
     if series.empty:
         notes.append("no run has a ranking accuracy (no learn-loss runs); no Fig. 5")
         return []
     show_model = bool(_tasks_with_several_models(series))
-    return save_figure(plot_ranking_accuracy(series, show_model=show_model), out_dir, "fig5_ranking_accuracy")
+    return save_figure(plot_ranking_accuracy(series, show_model=show_model, dataset_names=names), out_dir,
+                       "fig5_ranking_accuracy")
 
 
-def _fig8_title(data: Fig8Data, generated: bool) -> str:
+def _fig8_title(data: Fig8Data, generated: bool, dataset: str | None = None) -> str:
     run = data.run
     seeds = f"seed {run.seed}"
     if len(run.seeds_available) > 1:
         seeds += f" (lowest of seeds {', '.join(map(str, run.seeds_available))})"
-    task = task_label(run.task) + (" (generated data)" if generated else "")  # e.g. mpii_cpu's stick figures
+    task = (dataset or dataset_label(run.task)) + (" (generated data)" if generated else "")  # e.g. mpii_cpu's stick figures
     return (
         f"Fig. 8: {task} ({run.model}), learn loss, {seeds}, cycle {data.cycle}: "
         f"{len(data.points):,} of {data.n_test_points:,} test points"
@@ -122,7 +153,8 @@ def _fig8_source(data: Fig8Data) -> str:
 
 
 def write_loss_scatter_figures(
-    cycles: pd.DataFrame, out_dir: Path, paper_task_map: dict[str, str], report: Report
+    cycles: pd.DataFrame, out_dir: Path, paper_task_map: dict[str, str], report: Report,
+    names: dict[str, str] | None = None,
 ) -> None:
     """Fig. 8 per task (× model) that has a learn-loss run with test scores."""
     runs, notes = choose_fig8_runs(cycles)
@@ -132,7 +164,8 @@ def write_loss_scatter_figures(
         data = load_fig8_data(run)
         paper_task = paper_task_for(run.task, paper_task_map)
         paper = PAPER_FIG8_CORRELATION.get(paper_task or "")
-        figure = plot_loss_scatter(data, title=_fig8_title(data, paper_task == NOT_A_PAPER_TASK), paper=paper)
+        figure = plot_loss_scatter(data, title=_fig8_title(data, paper_task == NOT_A_PAPER_TASK, (names or {}).get(run.task)),
+                                   paper=paper)
         stem = _experiment_stem("fig8", run.task, run.model, run.task in several_models)
         report.written += save_figure(figure, out_dir, stem)
         report.fig8_sources.append(_fig8_source(data))
@@ -201,7 +234,7 @@ def results_markdown(
         *(per_cycle_sections(per_cycle) if per_cycle is not None else []),
         *(statistics_sections(statistics) if statistics is not None else []),
         "## Missing or partial data",
-        _bullets(report.notes, "none: every task has all five paper samplers and all runs reached the same cycle"),
+        _bullets(report.notes, "none: nothing planned is missing and all runs reached the same cycle"),
         "## Fig. 8 sources",
         _bullets(report.fig8_sources, "none"),
         "## Figures",
@@ -230,15 +263,17 @@ def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[s
     loaded = load_cycles(run_roots)
     cycles = loaded.cycles
     paper_task_map, generated_notes = without_generated_data(cycles, paper_task_map, loaded.configs)
+    planned = planned_experiments(cycles, run_roots)
     report = Report(
         notes=loaded.notes + generated_notes + planned_run_notes(cycles, run_roots) + unfinished_run_notes(cycles)
-        + coverage_notes(cycles)
+        + coverage_notes(cycles, planned)
     )
     out_dir.mkdir(parents=True, exist_ok=True)
+    names = dataset_names(cycles, loaded.configs, paper_task_map)
 
-    report.written += write_metric_figures(cycles, out_dir, paper_task_map)
-    report.written += write_ranking_figure(cycles, out_dir, report.notes)
-    write_loss_scatter_figures(cycles, out_dir, paper_task_map, report)
+    report.written += write_metric_figures(cycles, out_dir, paper_task_map, names, planned)
+    report.written += write_ranking_figure(cycles, out_dir, report.notes, names)
+    write_loss_scatter_figures(cycles, out_dir, paper_task_map, report, names)
 
     last_cycle = last_cycle_summary(cycles)
     results = results_table(last_cycle, paper_task_map)

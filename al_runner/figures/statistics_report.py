@@ -81,12 +81,34 @@ def compute_statistics(cycles: pd.DataFrame) -> StatisticsTables:
     return StatisticsTables(
         aubc_per_run=per_run, aubc=_by_sampler_order(aubc_summary(per_run), samplers), aubc_tests=on_aubc,
         aubc_wins=significant_wins(on_aubc), per_cycle_tests=per_cycle,
-        penalty={c: penalty_matrix(per_cycle, samplers, c, SETTINGS.alpha) for c in CORRECTIONS},
+        penalty={c: without_untestable_pairs(penalty_matrix(per_cycle, samplers, c, SETTINGS.alpha), per_cycle)
+                 for c in CORRECTIONS},
         efficiency=_by_sampler_order(label_efficiency(cycles), samplers),
         class_histograms=histograms, class_balance=_by_sampler_order(class_balance(histograms), samplers),
         overlap=overlap_summary(pick_overlap(selected, samplers)),
         samplers=samplers,
     )
+
+
+def testable_pairs(per_cycle: pd.DataFrame) -> set[frozenset]:
+    """Pairs of samplers that a paired test could compare at some cycle after the first selection: they share
+    two seeds or more there. (Cycle 0 does not count: the penalty matrix leaves it out.)"""
+    if per_cycle.empty:
+        return set()
+    rows = per_cycle[(per_cycle["cycle"] >= 1) & (per_cycle["n_seeds"] >= 2)]
+    return {frozenset((a, b)) for a, b in zip(rows["sampler_a"], rows["sampler_b"])}
+
+
+def without_untestable_pairs(matrix: pd.DataFrame, per_cycle: pd.DataFrame) -> pd.DataFrame:
+    """The penalty matrix with NaN ("not testable") where the two samplers never shared two seeds at a selection
+    cycle: a 0 there would read as "tested, never beaten" (e.g. a one-seed sweep)."""
+    testable = testable_pairs(per_cycle)
+    masked = matrix.copy()
+    for winner in masked.index:
+        for loser in masked.columns:
+            if winner != loser and frozenset((winner, loser)) not in testable:
+                masked.loc[winner, loser] = float("nan")
+    return masked
 
 
 def _empty_selected() -> pd.DataFrame:
@@ -122,8 +144,8 @@ def statistics_sections(stats: StatisticsTables) -> list[str]:
         if len(stats.aubc) else "- no AUBC: the runs share fewer than two cycles",
         "### Paired tests on AUBC",
         "Mean of a − b over seeds with the paired t-test's 95 % interval; d_z = mean / std of the differences; "
-        "seeds for 80 % power = seeds a paired t-test needs to detect this d_z at alpha 0.05. With 5 seeds the "
-        "exact Wilcoxon test cannot give p below 0.0625.",
+        "seeds for 80 % power = seeds a paired t-test needs to detect this d_z at alpha 0.05. "
+        + wilcoxon_floor_sentence(stats.aubc_tests),
         _tests_table(stats.aubc_tests, with_cycle=False),
         "### Paired tests per cycle",
         "Cycle 0 precedes any selection: differences there come from training alone (with or without the "
@@ -155,6 +177,19 @@ def statistics_sections(stats: StatisticsTables) -> list[str]:
     return sections
 
 
+def wilcoxon_floor_sentence(tests: pd.DataFrame) -> str:
+    """The smallest p the exact two-sided Wilcoxon signed-rank test can give with the seeds these tests had
+    (2 / 2^n for n seeds), in words; no paired test at all with one seed."""
+    counts = sorted({int(n) for n in tests["n_seeds"] if n >= 2}) if len(tests) else []
+    if not counts:
+        return "With one seed per pair no paired test can be made (they need two seeds or more)."
+    floors = [2.0 / 2**n for n in counts]
+    if len(counts) == 1:
+        return f"With {counts[0]} seeds the exact Wilcoxon test cannot give p below {floors[0]:.4g}."
+    return (f"With n seeds the exact Wilcoxon test cannot give p below 2 / 2^n: here {counts[0]}–{counts[-1]} seeds, "
+            f"{floors[0]:.4g}–{floors[-1]:.4g}.")
+
+
 def _tests_table(tests: pd.DataFrame, with_cycle: bool) -> str:
     if tests.empty:
         return "- no pair of samplers shares a seed"
@@ -163,7 +198,13 @@ def _tests_table(tests: pd.DataFrame, with_cycle: bool) -> str:
 
 
 def _penalty_tables(stats: StatisticsTables) -> list[str]:
+    untestable = stats.penalty["none"].isna()
+    if untestable.to_numpy().sum() == len(untestable) * (len(untestable) - 1):  # every pair
+        return ["- not testable: no two samplers share two seeds at a cycle after the first selection (a paired "
+                "test needs at least two seeds each); the CSVs leave every cell empty"]
     out = []
+    if untestable.to_numpy().any():
+        out.append("\"not testable\": the two samplers never shared two seeds at a selection cycle.")
     for correction, title in (("none", "Uncorrected (p < 0.05 per cycle)"), ("holm", "Holm-corrected")):
         matrix = stats.penalty[correction]
         out += [f"{title}:", markdown_table(penalty_md_headers(matrix), penalty_markdown_rows(matrix))]

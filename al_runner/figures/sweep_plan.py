@@ -105,6 +105,18 @@ def planned_run_notes(cycles: pd.DataFrame, run_roots: list[Path]) -> list[str]:
     return notes
 
 
+def planned_experiments(cycles: pd.DataFrame, run_roots: list[Path]) -> set[tuple[str, str]]:
+    """The task × model experiments whose every run lies in a sweep directory with a multirun.yaml: the sweep's
+    plan says which samplers were asked for, so the paper's samplers it did not ask for are not missing."""
+    sweep_dirs = [path.parent.resolve() for root in run_roots for path in Path(root).rglob(MULTIRUN_FILE)]
+    planned = set()
+    for (task, model), rows in cycles.groupby(["task", "model"]):
+        if sweep_dirs and all(any(Path(run_dir).resolve().is_relative_to(sweep) for sweep in sweep_dirs)
+                              for run_dir in rows["run_dir"].unique()):
+            planned.add((task, model))
+    return planned
+
+
 def planned_cycles(run_dir: Path) -> int | None:
     """How many cycles the run's config.yaml asked for (None when it has no config or says it another way)."""
     planned = (read_run_config(Path(run_dir)) or {}).get("schedule.cycles")

@@ -295,9 +295,12 @@ PAIRED_TESTS_MD_HEADERS = ["a − b", "seeds", "mean difference [95 % CI]", "d_z
 def penalty_markdown_rows(matrix: pd.DataFrame) -> list[list[str]]:
     rows = []
     for winner, values in matrix.iterrows():
-        cells = ("·" if loser == winner else f"{values[loser]:.2f}" for loser in matrix.columns)
+        cells = ("·" if loser == winner else "not testable" if pd.isna(values[loser]) else f"{values[loser]:.2f}"
+                 for loser in matrix.columns)
         rows.append([sampler_label(winner), *cells])
-    rows.append(["**Σ beaten**", *(f"**{matrix[c].sum():.2f}**" for c in matrix.columns)])
+    sums = (f"**{matrix[c].sum():.2f}**" if matrix[c].drop(c, errors="ignore").notna().any() else "not testable"
+            for c in matrix.columns)  # a NaN cell adds nothing: Σ over the tested pairs
+    rows.append(["**Σ beaten**", *sums])
     return rows
 
 
