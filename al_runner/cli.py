@@ -8,6 +8,8 @@ used, a config Hydra cannot compose) ends with one line and exit code 1; Ctrl-C 
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import re
@@ -189,14 +191,34 @@ def _run_hydra() -> None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
+# Groups in conf/ that belong to another command: `label` is al-label's task group (conf/label.yaml).
+NOT_AL_RUN_GROUPS = ("label",)
+
+
+def _print_help() -> None:
+    """Hydra's --help, less the groups that are not al-run's (a user selecting `label=...` would get nothing)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            run_job()
+        except SystemExit as e:
+            if e.code not in (0, None):
+                raise
+    print("".join(line for line in out.getvalue().splitlines(keepends=True)
+                  if not line.startswith(tuple(f"{group}: " for group in NOT_AL_RUN_GROUPS))), end="")
+
+
 def main() -> None:
     if "--version" in sys.argv[1:]:
         print(f"al-run (al_runner) {al_runner.__version__}")
         return
     try:
-        config_schema.check_overrides(sys.argv[1:])
+        args = sys.argv[1:]
+        config_schema.check_overrides(args, [Path(CONFIG_DIR), *config_schema.config_dirs_from_args(args)])
     except ALRunnerError as e:
         sys.exit(f"al-run: error: {e}")
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        return _print_help()
     SweepState.sweep_dir = SweepState.records = None
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:

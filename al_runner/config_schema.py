@@ -13,9 +13,12 @@ and reports a bad value in one line that names the key and what it accepts. Valu
 """
 from __future__ import annotations
 
+import difflib
 import re
 import typing
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -232,14 +235,126 @@ def _spell(value) -> str:
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def check_overrides(args: list[str]) -> None:
-    """Raise ConfigError (one line) for a command-line value the schema does not accept."""
+# --- keys and groups that exist: no silent typos ---------------------------------------------------------
+def default_config_dir() -> Path:
+    """The repository's conf/ in a checkout, else the copy shipped inside the package (as `al_runner.cli`)."""
+    package = Path(__file__).resolve().parent
+    return next((c for c in (package.parent / "conf", package / "conf") if (c / "config.yaml").is_file()),
+                package.parent / "conf")
+
+
+def config_dirs_from_args(args: list[str]) -> list[Path]:
+    """The folders `--config-dir DIR` / `-cd DIR` / `--config-dir=DIR` add to Hydra's search path."""
+    found = []
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            found.append(Path(args[i + 1]))
+        elif arg.startswith("--config-dir="):
+            found.append(Path(arg.split("=", 1)[1]))
+    return found
+
+
+def _dotted(node, prefix: str) -> set[str]:
+    keys: set[str] = set()
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name in ("defaults", "hydra") and not prefix:
+                continue
+            key = f"{prefix}{name}"
+            keys.add(key)
+            keys |= _dotted(value, key + ".")
+    return keys
+
+
+def _schema_keys(owner: type, prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    hints = typing.get_type_hints(owner)
+    for f in fields(owner):
+        keys.add(prefix + f.name)
+        if is_dataclass(hints[f.name]):
+            keys |= _schema_keys(hints[f.name], f"{prefix}{f.name}.")
+    return keys
+
+
+def _read_yaml(path: Path):
+    import yaml  # PyYAML, OmegaConf's own dependency
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}  # Hydra reports an unreadable file itself
+
+
+@lru_cache(maxsize=8)
+def _declared(config_dirs: tuple[Path, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    """(every dotted key some file or the schema declares, every config group name) over the config folders."""
+    keys, groups = set(_schema_keys(RootSchema)), set()
+    for root in config_dirs:
+        if not root.is_dir():
+            continue
+        for path in root.rglob("*.yaml"):
+            relative = path.relative_to(root)
+            if len(relative.parts) == 1:  # a primary config (config.yaml): top-level keys
+                keys |= _dotted(_read_yaml(path), "")
+                continue
+            group = "/".join(relative.parts[:-1])
+            groups.add(group)
+            text = path.read_text(encoding="utf-8", errors="replace")
+            package = re.search(r"^#\s*@package\s+(\S+)", text, re.MULTILINE)
+            target = package.group(1) if package else group.replace("/", ".")
+            if target.startswith("hydra") or group.startswith("hydra"):
+                continue
+            keys |= _dotted(_read_yaml(path), "" if target == "_global_" else target + ".")
+    return frozenset(keys), frozenset(groups)
+
+
+def _closest(word: str, choices) -> str | None:
+    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def check_key(override, keys: frozenset[str], groups: frozenset[str]) -> None:
+    """Refuse a key or group that no config declares, naming the closest that exists ("did you mean ..."), with or
+    without `+`: Hydra's advice to append it with `+` would run with the default and ignore the key. A `+` key
+    under a node that some file builds with `_target_` (an optimizer's or a strategy's arguments) is allowed."""
+    key = override.key_or_group
+    if override.is_delete() or key.split(".")[0].split("/")[0] == "hydra" or key in keys or key in groups:
+        return
+    if "." not in key and "/" not in key:
+        guess = _closest(key, groups | {k for k in keys if "." not in k})
+        hint = f": did you mean {guess}?" if guess else f"; the groups are {', '.join(sorted(groups))}"
+        raise ConfigError(f"{key} is neither a config group nor a key{hint}")
+    if "/" in key:
+        guess = _closest(key, groups)
+        raise ConfigError(f"{key} is not a config group{f': did you mean {guess}?' if guess else ''}")
+    parts = key.split(".")
+    built = any(".".join(parts[:i]) + "._target_" in keys for i in range(1, len(parts)))
+    if built and (override.is_add() or override.is_force_add()):
+        return  # an argument of what `_target_` builds: its own code checks it
+    if built:
+        return  # Hydra's own message is right here: an argument is added with `+`
+    parent = ".".join(parts[:-1])
+    siblings = {k for k in keys if k.startswith(parent + ".") and k.count(".") == key.count(".")}
+    names = {k.rsplit(".", 1)[1] for k in siblings}
+    guess = (f"{parent}.{_closest(parts[-1], names)}" if _closest(parts[-1], names) else
+             None if siblings else _closest(key, keys))
+    hint = (f": did you mean {guess}?" if guess else f"; {parent} has {', '.join(sorted(names))}" if names else "")
+    raise ConfigError(f"{key} is not a key of this config (nothing would read it){hint}")
+
+
+def check_overrides(args: list[str], config_dirs: list[Path] | None = None) -> None:
+    """Raise ConfigError (one line) for a command-line key no config declares or a value the schema does not
+    accept. `config_dirs`: al_runner's conf/ and any `--config-dir` (default: conf/ and those in `args`)."""
+    if config_dirs is None:
+        config_dirs = [default_config_dir(), *config_dirs_from_args(args)]
+    keys, groups = _declared(tuple(Path(d).resolve() for d in config_dirs))
     candidates = [a for a in args if "=" in a and not a.startswith("-")]
     try:
         overrides = OverridesParser.create().parse_overrides(candidates)
     except OverrideParseException:
         return  # Hydra reports syntax errors itself
     for override in overrides:
+        check_key(override, keys, groups)
         key = override.key_or_group.lstrip("+~")
         rule = None if override.is_delete() else _rule(key)
         if rule is None:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
+import pickle
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from al_runner import platform
 from al_runner.atomic import atomic_torch_save, atomic_write_text
+from al_runner.errors import ALRunnerError, ConfigError
 from al_runner.schema import TEST_SCORE_COLUMNS
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"  # the run's composed config (interpolations kept), read by the figure script
 
@@ -95,4 +101,38 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def load_checkpoint(path: Path) -> dict | None:
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_tensors_only(path)
+
+
+def load_tensors_only(path: Path, error: type[ALRunnerError] = ConfigError):
+    """torch.load with `weights_only=True`: tensors, containers, numbers and text, nothing that runs code while it
+    is read (a checkpoint from a shared filesystem or a colleague's folder cannot execute anything). A file that
+    needs more is refused in one line naming it, before any of its objects is built."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        needs = str(e).split("Unsupported global: GLOBAL ", 1)[-1].split(" ", 1)[0] if "Unsupported global" in str(e) else ""
+        what = f" (it asks for {needs})" if needs else ""
+        raise error(f"{path} holds objects other than tensors, numbers and text{what}: refused, since loading it "
+                    f"could run code; al_runner never writes such a file, so move it away to start over") from None
+
+
+def save_platform(path: Path, record: dict) -> None:
+    """The run's floating-point path (`al_runner.platform`), beside config.yaml."""
+    atomic_write_text(path, platform.to_json(record))
+
+
+def check_platform(ckpt: dict, current: dict, run_dir: Path) -> None:
+    """A resume on another floating-point path (CPU, instruction set, torch / oneDNN build, threads) is refused,
+    naming what differs, as a changed config is; a checkpoint written before runs recorded it resumes with a warning."""
+    recorded = ckpt.get("platform")
+    if recorded is None:
+        log.warning("%s: this checkpoint predates the floating-point path record; resuming without checking that "
+                    "the CPU, its instruction set and the torch build are the ones it was written on", run_dir)
+        return
+    diffs = platform.differences(recorded, current)
+    if diffs:
+        raise ConfigError(
+            f"{run_dir} was run on another floating-point path (differs in: {'; '.join(diffs)}), which changes the "
+            f"numbers; resume it on its own machine, or start over in another directory (e.g. name=<new>)"
+        )

@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from al_runner import rundir, schema
+from al_runner import platform, rundir, schema
 from al_runner.atomic import remove_stale_temp_files
 from al_runner.build import (apply_threads, build_learner, build_method, build_sampler, build_task, check_sampler,
-                             instantiate, make_runtime, make_scheduler_factory, seed_for, validate_schedule)
+                             instantiate, make_runtime, make_scheduler_factory, resolve_threads, seed_for,
+                             validate_schedule)
 from al_runner.determinism import apply_determinism
 from al_runner.errors import ConfigError, DataError, NonFiniteLossError
 from al_runner.loop import evaluate, select, train_cycle
@@ -46,6 +47,8 @@ class ActiveLearningRun:
         apply_threads(cfg)
         apply_determinism(cfg)
         self.runtime = make_runtime(cfg)
+        # what decides the floating-point path (CPU, ISA, builds): logged, saved, compared on resume
+        self.platform = platform.floating_point_path(self.runtime.device, resolve_threads(cfg))
         self.task = build_task(cfg, self.runtime)
         validate_schedule(cfg, self.task.pool_size)
         self.learning_loss = build_method(cfg)
@@ -72,6 +75,7 @@ class ActiveLearningRun:
             "rows": self.state.rows, "selected": self.state.selected, "details": self.state.details,
             "learner": self.learner.state_dict(), "pool": self.pool.state_dict(),
             "generators": {"train": self.train_generator.get_state(), "select": self.select_generator.get_state()},
+            "platform": self.platform,
         }
 
     def _restore(self, ckpt: dict) -> None:
@@ -83,6 +87,7 @@ class ActiveLearningRun:
                 f"{self.run_dir} holds a run with a different config (differs in: {', '.join(diffs[:8])}). "
                 f"Use another output directory (e.g. name=<new>) or delete that one to start over"
             )
+        rundir.check_platform(ckpt, self.platform, self.run_dir)  # another CPU / ISA / build: refused
         changed = rundir.data_changes(ckpt["data"], self.task.fingerprint())
         if changed:
             raise DataError(
@@ -111,7 +116,9 @@ class ActiveLearningRun:
         if ckpt is not None:
             self._restore(ckpt)  # a refused resume raises here, before anything is written
         log.info("run directory: %s", self.run_dir)  # where this run's files go, once it is accepted
+        log.info("floating-point path: %s", platform.describe(self.platform))
         rundir.save_config(self.run_dir / rundir.CONFIG_FILE, self.cfg)
+        rundir.save_platform(self.run_dir / platform.PLATFORM_FILE, self.platform)
         if ckpt is not None:
             self._write_csvs()  # a kill between the checkpoint and the CSVs left them one cycle behind
             if self.state.finished:

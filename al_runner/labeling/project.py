@@ -29,7 +29,6 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from al_runner.atomic import atomic_torch_save, atomic_write_text
@@ -202,7 +201,9 @@ class Project:
         path = self.dir / STATE_FILE
         if not path.is_file():
             return {"rounds": [], "learner": None}
-        return torch.load(path, map_location="cpu", weights_only=False)
+        from al_runner.rundir import load_tensors_only  # weights_only: reading a project never runs code
+
+        return load_tensors_only(path, LabelingError)
 
     def rounds(self) -> list[Round]:
         return [Round(**r) for r in self.state()["rounds"]]

@@ -1,0 +1,117 @@
+"""What decides a run's floating-point path: the same config gives other numbers on another one.
+
+On CPU, the kernels torch picks depend on the CPU (ATen's vectorised code path, the instruction set oneDNN
+dispatches to, MKL's code path) and on the torch / oneDNN / MKL builds; the thread count changes the order of
+reductions. The committed demo (`outputs/reference/demo`) matched 5 of 75 rows on an AMD EPYC (AVX2) and 2 of 75
+on an Intel Xeon with AMX: the config alone does not fix the numbers. `floating_point_path` records all of it; a
+run writes it to its log, to `platform.json` and to its checkpoint, and refuses to resume on another one
+(`differences`). It is not part of the run directory's name (`al_runner.identity`): committed runs keep theirs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform as _stdlib_platform
+import re
+import sys
+import tempfile
+from functools import lru_cache
+
+import torch
+
+PLATFORM_FILE = "platform.json"  # in the run directory, beside config.yaml
+# Environment variables that change which instructions oneDNN, ATen or MKL use (recorded when set).
+ISA_ENVIRONMENT = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS",
+                   "MKL_CBWR", "ONEDNN_DEFAULT_FPMATH_MODE")
+# The keys a resume compares, by device type; a key absent from an older record is not compared.
+# `precision` is the resolved autocast precision ("fp32" / "bf16"), once runs record it.
+COMPARED = {
+    "cpu": ("device", "precision", "torch", "cpu_model", "cpu_capability", "onednn_isa", "onednn", "mkl", "threads",
+            "isa_environment"),
+    "cuda": ("device", "precision", "torch", "gpu", "cuda", "cudnn"),
+}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what Python's platform module says)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return _stdlib_platform.processor() or _stdlib_platform.machine() or "unknown"
+
+
+def _build_versions() -> dict[str, str | None]:
+    """oneDNN and MKL versions as torch's build configuration names them."""
+    config = torch.__config__.show()
+    onednn = re.search(r"(?:MKL-DNN|oneDNN)\s+v?([\w.]+)", config)
+    mkl = re.search(r"Math Kernel Library Version\s+([\w.]+)", config)
+    return {"onednn": onednn.group(1) if onednn else None, "mkl": mkl.group(1) if mkl else None}
+
+
+@lru_cache(maxsize=1)
+def onednn_isa() -> str | None:
+    """The instruction set oneDNN dispatches to on this CPU (e.g. "Intel AVX2", "Intel AVX-512 with AMX"),
+    read from its verbose header around one tiny convolution; None where it cannot be read."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as capture:
+        try:
+            os.dup2(capture.fileno(), 1)
+            with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON), torch.no_grad():
+                conv = torch.nn.Conv2d(16, 16, 3)  # large enough for ATen to hand it to oneDNN
+                conv(torch.zeros(2, 16, 16, 16))
+        except Exception:  # noqa: BLE001 - a build without verbose support: the ISA stays unknown
+            return None
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode("utf-8", errors="replace")
+    found = re.search(r"info,cpu,isa:([^\r\n]+)", text)
+    return found.group(1).strip() if found else None
+
+
+def floating_point_path(device: torch.device | str, threads: int | None) -> dict:
+    """What decides this process's floating-point path on `device` with `threads` CPU threads (a flat dict of
+    text and numbers, JSON-ready)."""
+    device = torch.device(device)
+    record: dict = {"device": device.type, "torch": str(torch.__version__), "cpu_model": cpu_model(),
+                    "cpu_capability": torch.backends.cpu.get_cpu_capability(), "onednn_isa": onednn_isa(),
+                    **_build_versions(), "threads": threads,
+                    "isa_environment": {k: os.environ[k] for k in ISA_ENVIRONMENT if k in os.environ}}
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        record.update(gpu=torch.cuda.get_device_name(index), cuda=torch.version.cuda,
+                      cudnn=torch.backends.cudnn.version())
+    return record
+
+
+def differences(recorded: dict, current: dict) -> list[str]:
+    """What differs between two records, on the keys that decide the path for the recorded device type, e.g.
+    "cpu_model: AMD EPYC then, Intel(R) Xeon(R) Platinum 8480+ now"."""
+    keys = COMPARED.get(str(recorded.get("device")), COMPARED["cpu"])
+    return [f"{key}: {_text(recorded[key])} then, {_text(current.get(key))} now"
+            for key in keys if key in recorded and key in current and recorded[key] != current[key]]
+
+
+def describe(record: dict) -> str:
+    """One line for the run's log."""
+    keys = COMPARED.get(str(record.get("device")), COMPARED["cpu"])
+    return ", ".join(f"{key} {_text(record[key])}" for key in keys if key in record)
+
+
+def _text(value) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True) if value else "none set"
+    return "unknown" if value is None else str(value)
+
+
+def to_json(record: dict) -> str:
+    return json.dumps(record, indent=1, sort_keys=True) + "\n"
