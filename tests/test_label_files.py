@@ -20,6 +20,7 @@ from PIL import Image
 
 from al_runner import schema
 from al_runner.label_cli import main as al_label
+from al_runner.labeling.exports import contact_sheet_key_height
 from al_runner.labeling.project import Project
 from al_runner.tasks.classification.synthetic import make_synthetic_splits
 
@@ -160,7 +161,8 @@ def test_round_exports_follow_label_studios_import_format(two_rounds):
         )
         assert result["value"] == {"choices": [row.guess]}
     sheet = Image.open(out / "contact_sheet.png")
-    assert sheet.width == 8 * 128 and sheet.height == 3 * (128 + 28)  # 24 picks, 8 per row
+    # 24 picks, 8 per row, under the line saying what each caption item is
+    assert sheet.width == 8 * 128 and sheet.height == contact_sheet_key_height(8 * 128) + 3 * (128 + 28)
 
 
 def test_the_project_reads_as_an_al_run_run_directory(two_rounds):

@@ -91,22 +91,54 @@ def write_round_exports(project: Project, labeling, round_: Round, document_root
     return out
 
 
+# What the numbers under each thumbnail are, written once across the top of the sheet.
+CONTACT_SHEET_KEY = ("#rank: pick order (#1 = the sampler's top score) | guess: the model's class "
+                     "(detection: its boxes' classes) | p: the model's confidence in it (softmax; top box score) "
+                     "| grey: file name")
+
+
+def contact_sheet_key_lines(width: int) -> list[str]:
+    """`CONTACT_SHEET_KEY` wrapped to a sheet `width` pixels wide (~6 px per character)."""
+    import textwrap
+
+    return textwrap.wrap(CONTACT_SHEET_KEY, width=max(20, width // 6 - 2))
+
+
+def contact_sheet_key_height(width: int) -> int:
+    """Pixels the key takes at the top of a sheet `width` pixels wide (12 per line, 6 of margin)."""
+    return 12 * len(contact_sheet_key_lines(width)) + 6
+
+
+def pick_caption(rank: int, pick: dict) -> tuple[str, str]:
+    """The two lines under a thumbnail, each item named: ("#1 guess: cat", "p=0.29"); ("#1 random pick", "")
+    for a pick made before there was a model. The file name follows the second line, in grey."""
+    guess = pick.get("guess")
+    if guess is None:
+        return f"#{rank} random pick", ""
+    return f"#{rank} guess: {guess}", f"p={pick['guess_score']:.2f}"
+
+
 def contact_sheet(
     project: Project, labeling, round_: Round, tile: int = 128, columns: int = 8, max_tiles: int = 200
 ) -> bytes:
-    """PNG bytes: each pick as a thumbnail with its rank, guess and score (boxes drawn for detection)."""
+    """PNG bytes: each pick as a thumbnail with its rank, guess and the guess's score, named as such (boxes drawn
+    for detection), under a line saying what each caption item is (`CONTACT_SHEET_KEY`)."""
     import io
 
     from PIL import Image, ImageDraw
 
     picks = round_.picks[:max_tiles]
     rows = max(1, math.ceil(len(picks) / columns))
-    caption = 28
-    sheet = Image.new("RGB", (columns * tile, rows * (tile + caption)), "white")
+    caption = 28  # two lines of text
+    key_lines = contact_sheet_key_lines(columns * tile)
+    header = contact_sheet_key_height(columns * tile)
+    sheet = Image.new("RGB", (columns * tile, header + rows * (tile + caption)), "white")
     draw = ImageDraw.Draw(sheet)
+    for line_number, line in enumerate(key_lines):
+        draw.text((2, 2 + 12 * line_number), line, fill="black")
     for k, pick in enumerate(picks):
         entry = project.by_path[pick["path"]]
-        x0, y0 = (k % columns) * tile, (k // columns) * (tile + caption)
+        x0, y0 = (k % columns) * tile, header + (k // columns) * (tile + caption)
         with Image.open(project.images_root / entry.path) as image:
             thumb = image.convert("RGB").resize((tile, tile))
         sheet.paste(thumb, (x0, y0))
@@ -114,10 +146,21 @@ def contact_sheet(
         for (x1, y1, x2, y2), name in labeling.overlay(pick, entry):
             draw.rectangle([x0 + x1 * sx, y0 + y1 * sy, x0 + x2 * sx, y0 + y2 * sy], outline="red", width=2)
             draw.text((x0 + x1 * sx + 2, y0 + y1 * sy + 1), name, fill="red")
-        guess = pick.get("guess")
-        text = f"{k + 1}. {guess} {pick['guess_score']:.2f}" if guess is not None else f"{k + 1}. (random pick)"
-        draw.text((x0 + 2, y0 + tile + 2), text[:24], fill="black")
-        draw.text((x0 + 2, y0 + tile + 14), Path(entry.path).name[:24], fill="gray")
+        first, second = pick_caption(k + 1, pick)
+        draw.text((x0 + 2, y0 + tile + 2), _fit(draw, first, tile - 4), fill="black")
+        if second:
+            draw.text((x0 + 2, y0 + tile + 14), second, fill="black")
+        offset = draw.textlength(second + "  ") if second else 0
+        draw.text((x0 + 2 + offset, y0 + tile + 14), _fit(draw, Path(entry.path).name, tile - 4 - offset), fill="gray")
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _fit(draw, text: str, width: float) -> str:
+    """`text`, cut with ".." at its end when wider than `width` pixels in the sheet's font."""
+    if draw.textlength(text) <= width:
+        return text
+    while text and draw.textlength(text + "..") > width:
+        text = text[:-1]
+    return text + ".."

@@ -52,18 +52,40 @@ def empty_boxes() -> dict:
 
 
 # --- classification: path,label CSV ----------------------------------------------------------------------
+CSV_DELIMITERS = (",", ";", "\t")  # a spreadsheet saves with its locale's separator
+PICKS_ONLY_COLUMNS = {"rank", "guess", "guess_score"}  # what tells a round's picks.csv from a label file
+
+
+def _delimiter(first_line: str) -> str:
+    """The separator the header uses most (a comma when it uses none: a one-column file)."""
+    counts = {d: first_line.count(d) for d in CSV_DELIMITERS}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def _header_refusal(path: Path, header: list[str]) -> Refusal:
+    found = ",".join(header) or "nothing"
+    if "path" in header and PICKS_ONLY_COLUMNS & set(header):  # a round's picks.csv, not filled in yet
+        return Refusal(f"{path}:1", "", f"header must name columns path,label (found {found}): this is a picks.csv "
+                                        "without answers; add a column named label holding each image's class "
+                                        "(the guess column is the model's guess and is never taken as a label)")
+    return Refusal(f"{path}:1", "", f"header must name columns path,label (found {found})")
+
+
 def read_label_csv(path: Path) -> Read:
-    """`path,label` with a header; row numbers in messages are file line numbers."""
+    """`path,label` with a header, in any column order among other columns (a round's picks.csv with a `label`
+    column added is a label file); column names in any case, separated by commas, semicolons or tabs. Row
+    numbers in messages are file line numbers."""
     records, refusals = [], []
     with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = [c.strip() for c in reader.fieldnames or []]
-        if header[:2] != ["path", "label"] and not {"path", "label"} <= set(header):
-            return [], [
-                Refusal(f"{path}:1", "", f"header must name columns path,label (found {','.join(header) or 'nothing'})")
-            ]
+        delimiter = _delimiter(f.readline())
+        f.seek(0)
+        reader = csv.DictReader(f, delimiter=delimiter)
+        columns = {str(c).strip().lower(): c for c in reader.fieldnames or [] if c is not None}
+        if not {"path", "label"} <= set(columns):
+            return [], [_header_refusal(path, list(columns))]
         for line, row in enumerate(reader, start=2):
-            image, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
+            image, label = (row.get(columns["path"]) or "").strip(), (row.get(columns["label"]) or "").strip()
             if not image or not label:
                 refusals.append(Refusal(f"{path}:{line}", image, "empty path or label"))
                 continue
@@ -246,6 +268,15 @@ def records_from_ls_tasks(tasks: list[dict], source: str, image_sizes: Callable[
     return records, refusals
 
 
+def no_annotation_reason(tasks: list) -> str:
+    """Why a Label Studio file with tasks gave no label: nobody's annotation is in it."""
+    predicted = sum(1 for task in tasks if isinstance(task, dict) and task.get("predictions"))
+    what = (f"{predicted} of its {len(tasks)} task(s) carry only the model's predictions (a round's tasks.json, "
+            "or an export made before anyone submitted)" if predicted else f"none of its {len(tasks)} task(s) is annotated")
+    return (f"no annotation found: {what}; label the tasks in Label Studio (import this file there, then submit) and "
+            "import Label Studio's JSON export, or use al-label sync, or add a label column to picks.csv")
+
+
 # --- dispatch by file ---------------------------------------------------------------------------------------
 def _read_json(path: Path, classes: list[str], image_sizes) -> Read:
     try:
@@ -253,7 +284,10 @@ def _read_json(path: Path, classes: list[str], image_sizes) -> Read:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         return [], [Refusal(str(path), "", f"not valid JSON ({error})")]
     if isinstance(data, list):
-        return records_from_ls_tasks(data, str(path), image_sizes)
+        records, refusals = records_from_ls_tasks(data, str(path), image_sizes)
+        if data and not records and not refusals:
+            return [], [Refusal(str(path), "", no_annotation_reason(data))]
+        return records, refusals
     if isinstance(data, dict) and "images" in data:
         return read_coco(path, data)
     return [], [
