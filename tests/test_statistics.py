@@ -223,3 +223,38 @@ def test_pick_overlap_per_cycle_and_of_the_labeled_sets():
     assert overlap["seed"].tolist() == [0, 0]
     assert overlap.loc[1, "overlap"] == 0.5 and overlap.loc[1, "labeled_jaccard"] == pytest.approx(3 / 5)
     assert overlap.loc[2, "overlap"] == 0 and overlap.loc[2, "labeled_jaccard"] == pytest.approx(3 / 9)
+
+
+def test_aubc_over_the_selection_cycles_leaves_cycle_0_out():
+    cycles = cycles_table({("random", 0): [0.5, 0.6, 0.7], ("learning_loss", 0): [0.3, 0.6, 0.7]})
+    everything = aubc_per_run(cycles).set_index("sampler")["aubc"]
+    selection = aubc_per_run(cycles, first_cycle=1).set_index("sampler")
+    assert everything["learning_loss"] < everything["random"]            # cycle 0's training cost counts
+    assert selection.loc["learning_loss", "aubc"] == pytest.approx(0.65) == selection.loc["random", "aubc"]
+    assert (selection["n_first"] == 1500).all()
+    assert aubc_per_run(cycles_table({("a", 0): [0.5, 0.6]}), first_cycle=1).empty  # one selection cycle: no area
+
+
+def test_aubc_summary_gives_the_t_interval_of_the_mean():
+    per_run = aubc_per_run(cycles_table({("a", s): [v, v] for s, v in enumerate([0.50, 0.54, 0.58])}))
+    row = aubc_summary(per_run).iloc[0]
+    half = 4.3027 * 0.04 / 3 ** 0.5   # t(0.975, 2 df) x std / sqrt(n)
+    assert row["ci_low"] == pytest.approx(0.54 - half, abs=1e-4) and row["ci_high"] == pytest.approx(0.54 + half, abs=1e-4)
+
+
+def test_label_efficiency_bootstrap_interval_over_seeds():
+    same = {("random", s): [0.50, 0.55, 0.60] for s in range(4)}
+    better = {("entropy", s): [0.50, 0.60, 0.65] for s in range(4)}   # reaches 0.60 at 1,500 on every resample
+    table = label_efficiency(cycles_table({**same, **better})).set_index("sampler")
+    assert table.loc["entropy", "ci_low"] == table.loc["entropy", "ci_high"] == 1500
+    assert table.loc["entropy", "p_reached"] == 1.0
+    spread = {("entropy", s): [0.50, v, v + 0.05] for s, v in enumerate([0.52, 0.56, 0.60, 0.64])}
+    table = label_efficiency(cycles_table({**same, **spread})).set_index("sampler")
+    low, high = table.loc["entropy", ["ci_low", "ci_high"]]
+    assert low < table.loc["entropy", "n_labeled_needed"] < high
+    assert 0 < table.loc["entropy", "p_reached"] <= 1
+    again = label_efficiency(cycles_table({**same, **spread})).set_index("sampler")
+    assert again.loc["entropy", "ci_low"] == low                      # seeded: the same CSVs, the same interval
+    never = {("coreset", s): [0.50, 0.51, 0.52] for s in range(4)}
+    row = label_efficiency(cycles_table({**same, **never})).set_index("sampler").loc["coreset"]
+    assert row["p_reached"] == 0 and row["ci_high"] == float("inf")
