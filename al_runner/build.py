@@ -85,26 +85,59 @@ def apply_threads(cfg: DictConfig) -> None:
     torch.set_num_threads(resolve_threads(cfg))
 
 
+def pool_count(schedule: DictConfig, key: str, pool_size: int) -> int:
+    """`schedule.initial_size` / `query_size` as a number of points: a count, or a fraction of the pool in (0, 1)
+    (0.1 = 10 % of the pool, rounded down, at least 1), so that one schedule fits pools of any size."""
+    value = schedule[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"schedule.{key}={value} is not valid: schedule.{key} must be an integer count, or a "
+                          f"fraction of the pool in (0, 1)")
+    if isinstance(value, float) and not value.is_integer():
+        if not 0 < value < 1:
+            raise ConfigError(f"schedule.{key}={value} is not valid: a fraction of the pool must lie in (0, 1), "
+                              f"a count must be an integer")
+        return max(1, int(value * pool_size + 1e-9))  # 1e-9: 0.29 * 100 is 28.999999999999996 in binary
+    return int(value)
+
+
+def schedule_sizes(cfg: DictConfig, pool_size: int) -> tuple[int, int]:
+    """(initial_size, query_size) in points for a pool of `pool_size` (`pool_count`)."""
+    return (pool_count(cfg.schedule, "initial_size", pool_size), pool_count(cfg.schedule, "query_size", pool_size))
+
+
+def _fitting_sizes(pool_size: int, initial: int, cycles: int) -> str:
+    """Overrides that make `cycles` cycles fit a pool of `pool_size` points."""
+    if cycles > 1 and initial < pool_size and (pool_size - initial) // (cycles - 1) >= 1:
+        return f"schedule.query_size={(pool_size - initial) // (cycles - 1)}"
+    each = max(1, pool_size // cycles)
+    return f"schedule.initial_size={each} schedule.query_size={each}"
+
+
 def validate_schedule(cfg: DictConfig, pool_size: int) -> None:
     """Refuse impossible schedules before any data is touched by training."""
     s = cfg.schedule
     # epochs=0 would train nothing and still report a metric and a ranking accuracy: refused like the others
-    for key in ("cycles", "initial_size", "epochs", "batch_size", "eval_batch_size"):
+    for key in ("cycles", "epochs", "batch_size", "eval_batch_size"):
         if int(s[key]) < 1:
             raise ConfigError(f"schedule.{key} must be >= 1, got {s[key]}")
-    if batch_is_skipped(int(s.initial_size), int(s.batch_size)):  # train-mode BatchNorm cannot use one sample
+    initial, query = schedule_sizes(cfg, pool_size)
+    if initial < 1:
+        raise ConfigError(f"schedule.initial_size must be >= 1, got {s.initial_size}")
+    if batch_is_skipped(initial, int(s.batch_size)):  # train-mode BatchNorm cannot use one sample
         raise ConfigError(f"schedule.initial_size=1 with batch_size {s.batch_size}: a training batch of one sample is "
                           f"skipped, so cycle 0 would train on nothing; label at least 2 points first")
-    if int(s.cycles) > 1 and int(s.query_size) < 1:
+    if int(s.cycles) > 1 and query < 1:
         raise ConfigError(f"schedule.query_size must be >= 1 with {s.cycles} cycles")
-    needed = int(s.initial_size) + int(s.query_size) * (int(s.cycles) - 1)
+    needed = initial + query * (int(s.cycles) - 1)
     if needed > pool_size:
         raise ConfigError(
-            f"the schedule labels {needed} points (initial_size {s.initial_size} + query_size {s.query_size} × "
-            f"{int(s.cycles) - 1} cycles) but the pool of task {cfg.task.name} has only {pool_size}"
+            f"the schedule labels {needed} points (initial_size {initial} + query_size {query} × "
+            f"{int(s.cycles) - 1} cycles) but the pool of task {cfg.task.name} has only {pool_size}: add "
+            f"{_fitting_sizes(pool_size, initial, int(s.cycles))}, or use schedule=own_data (sizes as fractions of "
+            f"the pool)"
         )
-    if s.subset_size is not None and int(s.subset_size) < int(s.query_size):
-        raise ConfigError(f"schedule.subset_size (M={s.subset_size}) must be >= query_size (K={s.query_size})")
+    if s.subset_size is not None and int(s.subset_size) < query:
+        raise ConfigError(f"schedule.subset_size (M={s.subset_size}) must be >= query_size (K={query})")
     lr_milestone_epochs(s)  # fractions in [0, 1]
 
 

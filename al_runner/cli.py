@@ -235,7 +235,8 @@ def main() -> None:
     failed = SweepState.failed()
     if failed:
         errors = "".join(f"\n  #{r.job} {r.run_dir}: {r.error}" for r in failed)
-        sys.exit(f"al-run: {len(failed)} job(s) failed (sweep.csv has them all; rerun the same command to resume):{errors}")
+        sys.exit(f"al-run: {len(failed)} job(s) failed (sweep.csv has them all): fix what each error names, then run "
+                 f"the same command again (finished runs are skipped, interrupted ones resume):{errors}")
 
 
 if __name__ == "__main__":

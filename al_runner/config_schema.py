@@ -94,8 +94,8 @@ class LearningLossSchema:
 class ScheduleSchema:
     name: str = MISSING
     cycles: int = MISSING
-    initial_size: int = MISSING
-    query_size: int = MISSING
+    initial_size: Any = MISSING  # a count, or a fraction of the pool in (0, 1) (al_runner.build.pool_count)
+    query_size: Any = MISSING    # idem; checked by RULES on the command line and by build.validate_schedule
     subset_size: Optional[int] = MISSING  # null: score the whole unlabeled pool
     epochs: int = MISSING
     batch_size: int = MISSING
@@ -157,6 +157,13 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _count_or_fraction(v, minimum: int) -> bool:
+    """A count of points (an integer >= minimum) or a fraction of the pool in (0, 1)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return (0 < v < 1) if isinstance(v, float) and not v.is_integer() else v >= minimum
+
+
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 # key -> (accepts value?, what it accepts)
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -173,6 +180,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "runtime.loss_module": (lambda v: v in LOSS_MODULE_KINDS, f"one of {', '.join(LOSS_MODULE_KINDS)}"),
     "runtime.cuda_graph": (lambda v: isinstance(v, bool), "one of true, false (true needs a CUDA device)"),
     "runtime.threads": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1, or null (all cores)"),
+    "schedule.initial_size": (lambda v: _count_or_fraction(v, 1),
+                              "an integer >= 1, or a fraction of the pool in (0, 1) (0.1 = 10 % of the pool)"),
+    "schedule.query_size": (lambda v: _count_or_fraction(v, 0),
+                            "an integer >= 0, or a fraction of the pool in (0, 1) (0.05 = 5 % of the pool)"),
 }
 
 

@@ -16,8 +16,8 @@ from omegaconf import DictConfig
 from al_runner import platform, rundir, schema
 from al_runner.atomic import remove_stale_temp_files
 from al_runner.build import (apply_threads, build_learner, build_method, build_sampler, build_task, check_sampler,
-                             instantiate, make_runtime, make_scheduler_factory, resolve_threads, seed_for,
-                             validate_schedule)
+                             instantiate, make_runtime, make_scheduler_factory, resolve_threads, schedule_sizes,
+                             seed_for, validate_schedule)
 from al_runner.determinism import apply_determinism
 from al_runner.errors import ConfigError, DataError, NonFiniteLossError
 from al_runner.loop import evaluate, select, train_cycle
@@ -51,6 +51,7 @@ class ActiveLearningRun:
         self.platform = platform.floating_point_path(self.runtime.device, resolve_threads(cfg))
         self.task = build_task(cfg, self.runtime)
         validate_schedule(cfg, self.task.pool_size)
+        self.initial_size, self.query_size = schedule_sizes(cfg, self.task.pool_size)  # counts, or pool fractions
         self.learning_loss = build_method(cfg)
         self.sampler = build_sampler(cfg)
         self.learner = build_learner(cfg, self.task, self.runtime, self.learning_loss)
@@ -128,7 +129,7 @@ class ActiveLearningRun:
             self.outcome = "resumed"
             log.info("resuming %s after cycle %d", self.run_dir, self.state.next_cycle - 1)
         else:
-            picks = self.pool.label_initial(int(self.cfg.schedule.initial_size), self.init_generator)
+            picks = self.pool.label_initial(self.initial_size, self.init_generator)
             self.state.selected += [{"cycle": 0, "pool_index": int(i), "item": name, "score": None, "classes": classes}
                                     for i, name, classes in zip(picks.tolist(), self.task.pool_item_names(picks),
                                                                 self._classes_of_labeled(picks))]
@@ -152,7 +153,7 @@ class ActiveLearningRun:
     def _select(self, cycle: int, labeled: torch.Tensor) -> None:
         s = self.cfg.schedule
         picked, scores = select(self.learner, self.task, self.sampler, self.pool.unlabeled_indices, labeled,
-                                int(s.query_size), s.subset_size, int(s.eval_batch_size), self.select_generator)
+                                self.query_size, s.subset_size, int(s.eval_batch_size), self.select_generator)
         self.pool.label(picked, cycle + 1)
         names = self.task.pool_item_names(picked)  # which image (or person) was labeled, by name
         classes = self._classes_of_labeled(picked)  # after labeling: what the labels bought (query diagnostics)
@@ -209,9 +210,9 @@ def run_locked(cfg: DictConfig, run_dir: str | Path, remove_if_refused: bool = T
         try:
             run = ActiveLearningRun(cfg, run_dir)
         except BaseException:
-            if fresh:  # refused at build time (bad config, missing data)
+            if fresh:  # refused at build time (bad config, missing data): what this attempt created goes
                 lock.path.unlink(missing_ok=True)
-                _remove_if_empty(run_dir)
+                _remove_files_of_refused_run(run_dir)
             raise
         run.run()
     return run
@@ -220,6 +221,18 @@ def run_locked(cfg: DictConfig, run_dir: str | Path, remove_if_refused: bool = T
 def run_experiment(cfg: DictConfig, run_dir: str | Path) -> list[dict]:
     """Run (or resume, or skip if finished) one (task, model, sampler, seed) into run_dir."""
     return run_locked(cfg, run_dir).state.rows
+
+
+def _remove_files_of_refused_run(run_dir: Path) -> None:
+    """The directory was empty (or absent) when the run began, so its files are this attempt's (Hydra's job log,
+    opened by a log line while the data was read): removed, then the directory, then `outputs/<name>/` if that
+    is left empty. The refusal itself is printed on the terminal."""
+    for path in run_dir.iterdir() if run_dir.is_dir() else []:
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+    _remove_if_empty(run_dir)
+    if not run_dir.exists():
+        _remove_if_empty(run_dir.parent)
 
 
 def _remove_if_empty(run_dir: Path) -> None:

@@ -27,6 +27,7 @@ EPILOG = """\
 example:
   al-plot --runs outputs/cifar10_sweep --runs outputs/cifar10_extra \\
       --out figures/ --paper-task imagefolder=cifar10
+  al-plot --runs outputs/demo --out outputs/demo/figures --reference outputs/reference/demo
 
 exit codes: 0 done, 2 bad input (no runs found, empty or malformed CSV; the message names the file).
 """
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare TASK's runs with the paper's numbers for PAPER_TASK "
              f"({', '.join(PAPER_TASKS)}), e.g. imagefolder=cifar10 for a JPEG copy of CIFAR-10 (repeatable)",
     )
+    parser.add_argument(
+        "--reference", type=Path, action="append", default=[], metavar="DIR",
+        help="committed reference runs (e.g. outputs/reference/demo) to compare with, per sampler and cycle: the mean "
+             "here against the reference's mean ± std over seeds (writes reference_comparison.csv; repeatable)",
+    )
     return parser
 
 
@@ -80,4 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         for note in report.notes:
             print(f"  - {note}")
     print("\n".join(report.summary))  # AUBC, last cycle, significant wins (the statistics are in results.md)
+    if args.reference:
+        from al_runner.figures.reference import compare_with_reference, comparison_lines, write_comparison
+
+        try:
+            comparison = compare_with_reference(args.runs, args.reference)
+        except FigureDataError as error:
+            print(f"error: --reference: {error}", file=sys.stderr)
+            return 2
+        print("\n".join(comparison_lines(comparison, args.reference)))
+        print(f"  (written to {write_comparison(comparison, args.out)})")
     return 0
