@@ -28,6 +28,7 @@ from al_runner.build import (
     instantiate,
     make_runtime,
     make_scheduler_factory,
+    pool_count,
     seed_for,
 )
 from al_runner.determinism import apply_determinism
@@ -251,7 +252,7 @@ def _run_round(
     k: int | None,
 ) -> _NewRound:
     s, seed, number = cfg.schedule, int(cfg.seed), len(rounds) + 1
-    k = int(s.query_size) if k is None else k
+    k = pool_count(s, "query_size", len(project.pool)) if k is None else k  # a count, or a fraction of the pool
     waiting = set(project.waiting(rounds, labels))
     labeled = torch.tensor([i for i, e in enumerate(project.pool) if e.path in labels.pool], dtype=torch.long)
     candidates = torch.tensor(
