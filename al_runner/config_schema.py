@@ -291,7 +291,7 @@ def _read_yaml(path: Path):
     import yaml  # PyYAML, OmegaConf's own dependency
 
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except (OSError, yaml.YAMLError):
         return {}  # Hydra reports an unreadable file itself
 
