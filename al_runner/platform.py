@@ -78,14 +78,52 @@ def onednn_isa() -> str | None:
     return found.group(1).strip() if found else None
 
 
-def floating_point_path(device: torch.device | str, threads: int | None) -> dict:
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU's feature flags: the first `flags` (x86) or `Features` (Arm) line of /proc/cpuinfo (or of the text
+    given); empty where it cannot be read."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return frozenset()
+    for line in cpuinfo.splitlines():
+        if line.lower().startswith(("flags", "features")) and ":" in line:
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+# The CPU units that run bf16 natively, best first (/proc/cpuinfo flags): AMX's tile matrix multiply, then
+# AVX-512's bf16 dot product (vdpbf16ps). Without either, oneDNN emulates bf16 with fp32 and conversions.
+BF16_UNITS = ("amx_bf16", "avx512_bf16")
+
+
+def bf16_units(flags: frozenset[str] | set[str] | None = None) -> str:
+    """"amx_bf16", "avx512_bf16" or "none": the best bf16 unit among `flags` (default: this CPU's)."""
+    flags = cpu_flags() if flags is None else flags
+    return next((unit for unit in BF16_UNITS if unit in flags), "none")
+
+
+def emulated_bf16_warning(record: dict) -> str | None:
+    """One line for the run's log when a CPU run asks for bf16 (runtime.amp=true) on a CPU without bf16 units."""
+    if record.get("device") != "cpu" or record.get("precision") != "bf16" or record.get("bf16_units") != "none":
+        return None
+    return ("runtime.amp=true on a CPU without bf16 units (no amx_bf16 or avx512_bf16 flag): bf16 is emulated here "
+            "and a training step measured ~11x slower than fp32 on an AVX2-only AMD EPYC "
+            "(docs/benchmarks.md, \"fp32 vs bf16 on CPU\"); runtime.amp=false runs fp32")
+
+
+def floating_point_path(device: torch.device | str, threads: int | None, precision: str | None = None) -> dict:
     """What decides this process's floating-point path on `device` with `threads` CPU threads (a flat dict of
-    text and numbers, JSON-ready)."""
+    text and numbers, JSON-ready). `precision`: the resolved autocast precision, "fp32" or "bf16" (compared on
+    resume); `bf16_units`: this CPU's native bf16 units (recorded, not compared: `cpu_model` already is)."""
     device = torch.device(device)
     record: dict = {"device": device.type, "torch": str(torch.__version__), "cpu_model": cpu_model(),
                     "cpu_capability": torch.backends.cpu.get_cpu_capability(), "onednn_isa": onednn_isa(),
-                    **_build_versions(), "threads": threads,
+                    **_build_versions(), "threads": threads, "bf16_units": bf16_units(),
                     "isa_environment": {k: os.environ[k] for k in ISA_ENVIRONMENT if k in os.environ}}
+    if precision is not None:
+        record["precision"] = precision
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         record.update(gpu=torch.cuda.get_device_name(index), cuda=torch.version.cuda,

@@ -48,7 +48,8 @@ class ActiveLearningRun:
         apply_determinism(cfg)
         self.runtime = make_runtime(cfg)
         # what decides the floating-point path (CPU, ISA, builds): logged, saved, compared on resume
-        self.platform = platform.floating_point_path(self.runtime.device, resolve_threads(cfg))
+        self.platform = platform.floating_point_path(self.runtime.device, resolve_threads(cfg),
+                                                     precision="bf16" if self.runtime.amp else "fp32")
         self.task = build_task(cfg, self.runtime)
         validate_schedule(cfg, self.task.pool_size)
         self.initial_size, self.query_size = schedule_sizes(cfg, self.task.pool_size)  # counts, or pool fractions
@@ -118,6 +119,9 @@ class ActiveLearningRun:
             self._restore(ckpt)  # a refused resume raises here, before anything is written
         log.info("run directory: %s", self.run_dir)  # where this run's files go, once it is accepted
         log.info("floating-point path: %s", platform.describe(self.platform))
+        emulated = platform.emulated_bf16_warning(self.platform)
+        if emulated:  # bf16 asked for where the CPU has no bf16 units: it runs, much slower
+            log.warning(emulated)
         rundir.save_config(self.run_dir / rundir.CONFIG_FILE, self.cfg)
         rundir.save_platform(self.run_dir / platform.PLATFORM_FILE, self.platform)
         if ckpt is not None:

@@ -16,10 +16,15 @@ side is composed from conf/ (experiment=reduced_cifar10_jpg + overrides) and bui
   5  ranking accuracy over 10,000 test points vs the chunked O(n²) count and the O(n²) Python pair loop
   6  per-phase seconds (train / eval / select) of one cycle of experiment=reduced_cifar10_jpg
   7  glibc malloc: default vs M_MMAP_MAX=0, fresh processes
+  8  fp32 vs bf16 autocast (runtime.amp=true), interleaved, per model (--models: ResNet-18 width 64 / 16, small
+     CNN, SSDlite320, SSD300, hourglass) and path (training step plain / with the module, scoring, evaluation):
+     img/s, bf16/fp32 speed ratio, FLOPs per image, achieved GFLOP/s against the CPU's fp32 and bf16 peaks
+     derived from its flags and clock. Only with --only 8 (not in the default run)
 
   .venv/bin/python -m benchmarks                       # everything (about 8-15 min on 2 CPU cores)
   .venv/bin/python -m benchmarks --only 4,5 --quick    # seconds
   .venv/bin/python -m benchmarks --device cuda --out outputs/bench/gpu.csv
+  .venv/bin/python -m benchmarks --only 8 --threads 1  # fp32 vs bf16 (docs/benchmarks.md "fp32 vs bf16 on CPU")
 
 Writes the table to stdout, the rows to --out (CSV) and a markdown copy next to it (.md).
 """

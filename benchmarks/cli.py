@@ -20,18 +20,20 @@ def cases():
     from benchmarks.cycle import bench_cycle
     from benchmarks.kcenter import bench_kcenter
     from benchmarks.malloc import bench_malloc
+    from benchmarks.precision import bench_precision
     from benchmarks.ranking import bench_ranking
     from benchmarks.scoring import bench_scoring
     from benchmarks.training import bench_epoch, bench_train_step
 
     return {1: bench_train_step, 2: bench_epoch, 3: bench_scoring, 4: bench_kcenter, 5: bench_ranking,
-            6: bench_cycle, 7: bench_malloc}
+            6: bench_cycle, 7: bench_malloc, 8: bench_precision}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=PACKAGE_DOC,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated benchmark numbers (default: all)")
+    p.add_argument("--only", default="1,2,3,4,5,6,7",
+                   help="comma-separated benchmark numbers (default: 1-7; 8, fp32 vs bf16, only when named)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs, numbers are not meaningful")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's, all cores)")
@@ -93,11 +95,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--malloc-n", type=int, default=1000)
     p.add_argument("--malloc-steps", type=int, default=4)
     p.add_argument("--malloc-repeats", type=int, default=2)
+    p.add_argument("--models", default=None,
+                   help="bench 8: models, from resnet18-w64, resnet18-w16, small_cnn, ssdlite320, ssd300, hourglass, "
+                        "hourglass_small (default: all but hourglass_small; --quick: resnet18-w16, small_cnn, "
+                        "ssdlite320 at 128 px, hourglass_small)")
+    p.add_argument("--precisions", default="fp32,bf16", help="bench 8: fp32, bf16 (bf16 = runtime.amp=true)")
+    p.add_argument("--precision-paths", default="train,score,eval", help="bench 8: train, score, eval")
+    p.add_argument("--precision-warmup", type=int, default=2, help="bench 8: warm-up training steps per case")
+    p.add_argument("--precision-repeats", type=int, default=10, help="bench 8: timed training steps per case")
+    p.add_argument("--precision-score-repeats", type=int, default=3, help="bench 8: timed scoring / evaluation passes")
+    p.add_argument("--precision-detection-images", type=int, default=48,
+                   help="bench 8: generated VOC images for SSDlite / SSD300 (pool + test)")
+    p.add_argument("--precision-pose-people", type=int, default=48,
+                   help="bench 8: generated MPII people for the hourglass (pool + test)")
     p.add_argument("--kcenter-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--malloc-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         apply_quick(args)
+    if args.models is None:
+        from benchmarks.precision import DEFAULT_MODELS, QUICK_MODELS
+
+        args.models = QUICK_MODELS if args.quick else DEFAULT_MODELS
     if args.eval_batch is None:
         args.eval_batch = int(OmegaConf.load(REPO / "conf" / "schedule" / "paper_cifar10.yaml").eval_batch_size)
     args.only = {int(x) for x in args.only.split(",") if x.strip()}
@@ -123,6 +142,9 @@ def apply_quick(args: argparse.Namespace) -> None:
     args.rank_n, args.rank_naive_n, args.rank_repeats = 2000, 200, 2
     args.cycle_epochs = 1 if args.cycle_epochs is None else args.cycle_epochs
     args.malloc_n, args.malloc_steps, args.malloc_repeats = 256, 1, 1
+    args.precision_warmup, args.precision_repeats, args.precision_score_repeats = 1, 2, 1
+    args.precision_detection_images = min(args.precision_detection_images, 16)
+    args.precision_pose_people = min(args.precision_pose_people, 24)
 
 
 def run_child(args: argparse.Namespace) -> None:
