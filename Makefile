@@ -35,7 +35,14 @@ $(LABEL_STAMP): $(STAMP)
 	$(LABEL_STUDIO_VENV)/bin/python -m pip install -q label-studio==1.23.2
 	touch $(LABEL_STAMP)
 
-test: $(STAMP) $(LABEL_STAMP)
+# The [tracking] extra (tensorboard, mlflow-skinny, wandb) for tests/test_tracking.py; `make demo` writes CSVs only.
+TRACKING_STAMP := $(VENV)/.installed-tracking
+
+$(TRACKING_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,tracking]' "numpy==$$($(PY) -c 'import numpy; print(numpy.__version__)')"
+	touch $(TRACKING_STAMP)
+
+test: $(STAMP) $(LABEL_STAMP) $(TRACKING_STAMP)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

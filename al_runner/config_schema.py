@@ -121,6 +121,7 @@ class RootSchema:
     progress: Optional[bool] = None
     runtime: RuntimeSchema = field(default_factory=RuntimeSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)
+    logger: Any = None  # the trackers (conf/logger/, al_runner.tracking); never part of a run's identity
 
 
 # Typed nodes whose options legitimately add keys: open while the group files merge, closed after.

@@ -59,8 +59,9 @@ def train_one_epoch(learner: Learner, task: Task, labeled: torch.Tensor, optimiz
 
 def train_cycle(learner: Learner, task: Task, labeled: torch.Tensor, *, epochs: int, batch_size: int,
                 make_optimizer, make_scheduler, generator: torch.Generator, cycle: int,
-                progress: bool | None = None) -> float:
-    """`epochs` epochs with a fresh optimizer and LR schedule; the scheduler steps after the optimizer."""
+                progress: bool | None = None, on_epoch=None) -> float:
+    """`epochs` epochs with a fresh optimizer and LR schedule; the scheduler steps after the optimizer.
+    on_epoch(epoch, mean loss, optimizer), if given, runs after each epoch, before the scheduler steps (trackers)."""
     optimizer = make_optimizer(learner.parameters())
     scheduler = make_scheduler(optimizer) if make_scheduler is not None else None
     log_every = max(1, epochs // 10)
@@ -70,6 +71,8 @@ def train_cycle(learner: Learner, task: Task, labeled: torch.Tensor, *, epochs: 
                disable=None if progress is None else not progress)
     for epoch in bar:
         loss = train_one_epoch(learner, task, labeled, optimizer, batch_size, generator, epoch, cycle)
+        if on_epoch is not None:
+            on_epoch(epoch, loss, optimizer)
         if scheduler is not None:
             scheduler.step()
         bar.set_postfix(loss=f"{loss:.4f}")

@@ -25,7 +25,7 @@ CONFIG_FILE = "config.yaml"  # the run's composed config (interpolations kept), 
 # and `runtime` by its resolved values (amp, channels_last and compile change fp rounding). On CPU the resolved
 # thread count counts too: it changes the order of float reductions, hence the numbers (the demo's cycle 0 at 1 vs
 # 2 threads: docs/sweeps.md "Run identity"). On CUDA it only drives host-side work, so it is left out there.
-IGNORED_KEYS = ("progress", "paths", "name", "hydra", "device", "runtime")
+IGNORED_KEYS = ("progress", "paths", "name", "hydra", "device", "runtime", "logger")  # logger: trackers (al_runner.tracking)
 
 
 def comparable_config(cfg: DictConfig, resolved_runtime: dict) -> dict:

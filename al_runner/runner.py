@@ -23,6 +23,7 @@ from al_runner.errors import ConfigError, DataError, NonFiniteLossError
 from al_runner.loop import evaluate, select, train_cycle
 from al_runner.pool import Pool
 from al_runner.runlock import RunLock
+from al_runner.tracking import Tracking
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class ActiveLearningRun:
         validate_schedule(cfg, self.task.pool_size)
         self.initial_size, self.query_size = schedule_sizes(cfg, self.task.pool_size)  # counts, or pool fractions
         self.learning_loss = build_method(cfg)
+        self.tracking = Tracking(cfg)  # logger=...: a tracker whose package is missing is refused here, in one line
         self.sampler = build_sampler(cfg)
         self.learner = build_learner(cfg, self.task, self.runtime, self.learning_loss)
         check_sampler(cfg, self.sampler, self.learner, self.task)  # what it needs, refused before any training
@@ -138,8 +140,13 @@ class ActiveLearningRun:
                                     for i, name, classes in zip(picks.tolist(), self.task.pool_item_names(picks),
                                                                 self._classes_of_labeled(picks))]
         cycles = int(self.cfg.schedule.cycles)
-        for cycle in range(self.state.next_cycle, cycles):
-            self._run_cycle(cycle, last=cycle == cycles - 1)
+        self.tracking.start(self.run_dir, self.learning_loss)  # a resumed run continues its tracked run
+        try:
+            for cycle in range(self.state.next_cycle, cycles):
+                self._run_cycle(cycle, last=cycle == cycles - 1)
+            self.tracking.finish()  # the run's figures as artifacts
+        finally:
+            self.tracking.close()
         return self.state.rows
 
     def _train(self, cycle: int, labeled: torch.Tensor) -> None:
@@ -149,7 +156,8 @@ class ActiveLearningRun:
         try:
             train_cycle(self.learner, self.task, labeled, epochs=int(s.epochs), batch_size=int(s.batch_size),
                         make_optimizer=instantiate(s.optimizer), make_scheduler=make_scheduler_factory(s),
-                        generator=self.train_generator, cycle=cycle, progress=cfg.progress)
+                        generator=self.train_generator, cycle=cycle, progress=cfg.progress,
+                        on_epoch=self.tracking.epoch_callback(cycle, int(s.epochs)))
         except NonFiniteLossError as e:
             kept = str(self.checkpoint_path) if self.checkpoint_path.is_file() else None
             raise NonFiniteLossError(e.cycle, e.epoch, e.batch, kept) from None
@@ -196,6 +204,7 @@ class ActiveLearningRun:
                                  evaluation.uncertainty, evaluation.predicted_loss)
         rundir.save_checkpoint(self.checkpoint_path, self._checkpoint())
         self._write_csvs()
+        self.tracking.log_cycle(row, [p for p in self.state.selected if p["cycle"] == cycle + 1])
         rank = "" if evaluation.ranking_accuracy is None else f" | ranking acc {evaluation.ranking_accuracy:.4f}"
         log.info("[%s seed %d] cycle %d (%d/%d) | labeled %d | %s %.4f%s | train %.1fs eval %.1fs select %.1fs",
                  cfg.sampler.name, cfg.seed, cycle, cycle + 1, int(cfg.schedule.cycles), row["n_labeled"], row["metric"],

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ JOBS_DIR = ".jobs"
 SWEEP_CSV = "sweep.csv"
 OUTCOMES = ("finished", "resumed", "skipped", "failed")
 SUMMARY_COLUMNS = ["job", "status", "run_dir", "overrides", "error", "log"]
+ASSIGNMENT_ENV = "AL_RUNNER_DEVICE_ASSIGNMENT"  # the GPU a launcher gave a job (hydra_plugins/al_runner_launchers)
 
 
 @dataclass
@@ -44,6 +46,12 @@ def write_job_record(sweep_dir: Path, record: JobRecord) -> None:
     jobs = Path(sweep_dir) / JOBS_DIR
     jobs.mkdir(parents=True, exist_ok=True)
     atomic_write_text(jobs / f"{record.job}.json", json.dumps(asdict(record)))
+
+
+def read_job_record(sweep_dir: Path, job: int) -> JobRecord | None:
+    """One job's record as written (a "running" one stays "running"), or None if it never started."""
+    path = Path(sweep_dir) / JOBS_DIR / f"{job}.json"
+    return JobRecord(**json.loads(path.read_text())) if path.is_file() else None
 
 
 def read_job_records(sweep_dir: Path) -> list[JobRecord]:
@@ -105,6 +113,12 @@ class SweepSummary(Callback):
 
     def __init__(self, statistics: bool = True):
         self.statistics = statistics
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """In the job, once its log is set up: the GPU a launcher gave it, in the run's log."""
+        assignment = os.environ.get(ASSIGNMENT_ENV)
+        if assignment:
+            logging.getLogger("al_runner.launcher").info("%s", assignment)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
