@@ -2,7 +2,7 @@
 
     python scripts/collect_reference.py outputs/cifar10_cpu outputs/reference/cifar10_cpu
 
-Copied per run directory: config.yaml, cycles.csv, selected.csv, metric_details.csv, and test_scores.csv for
+Copied per run directory: config.yaml, cycles.csv, selected.csv, metric_details.csv, platform.json, and test_scores.csv for
 the samplers named by --test-scores (Fig. 8 reads the learning-loss run; the other test_scores files are
 large and not needed for any figure); per sweep: sweep.csv and multirun.yaml (its plan, from which al-plot names
 the runs a partial sweep is missing). Runs without a cycles.csv yet (still in cycle 0), and runs with fewer
@@ -21,10 +21,13 @@ from pathlib import Path
 from al_runner.figures.loading import CONFIG_FILES, read_run_config
 from al_runner.figures.loss_scatter import FIG8_SAMPLER
 from al_runner.figures.sweep_plan import MULTIRUN_FILE, planned_cycles
+from al_runner.platform import PLATFORM_FILE
 from al_runner.schema import CYCLES_CSV, METRIC_DETAILS_CSV, SELECTED_CSV, TEST_SCORES_CSV
 from al_runner.sweep import SWEEP_CSV
 
-ALWAYS = (CONFIG_FILES[0], CYCLES_CSV, SELECTED_CSV, METRIC_DETAILS_CSV)
+# platform.json: the CPU, ISA and builds the runs were made on (al_runner.platform): what a rerun must match to repeat
+# them digit for digit
+ALWAYS = (CONFIG_FILES[0], CYCLES_CSV, SELECTED_CSV, METRIC_DETAILS_CSV, PLATFORM_FILE)
 
 
 def run_sampler(run_dir: Path) -> str | None:

@@ -111,3 +111,17 @@ def test_every_committed_run_keeps_its_directory_name():
         before_threads = config_hash(comparable)
         comparable["runtime"]["threads"] = 1
         assert run.name.endswith((before_threads, config_hash(comparable))), run
+
+
+def test_a_committed_reference_keeps_the_record_of_where_it_was_made(finished_run, tmp_path):
+    from tests.conftest import load_script
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    run = sweep / finished_run.name
+    run.mkdir()
+    for name in ("config.yaml", "cycles.csv", "selected.csv", platform.PLATFORM_FILE):
+        (run / name).write_bytes((finished_run / name).read_bytes())
+    assert load_script("collect_reference").main([str(sweep), str(tmp_path / "reference")]) == 0
+    copied = tmp_path / "reference" / run.name / platform.PLATFORM_FILE
+    assert json.loads(copied.read_text())["cpu_model"] == platform.cpu_model()
