@@ -26,7 +26,8 @@ def exported(tmp_path_factory, images):  # noqa: F811 - the module-scoped image 
     return project
 
 
-def test_held_out_images_outside_the_image_folder_are_refused_naming_the_fix(tmp_path, images):  # noqa: F811
+def test_held_out_images_outside_the_image_folder_are_refused_naming_the_fix(tmp_path, images, monkeypatch):  # noqa: F811
+    """Also when the pool has images of the same file names (0000.png): they are other images."""
     root, truth = images
     elsewhere = tmp_path / "test_images"
     elsewhere.mkdir()
@@ -38,6 +39,11 @@ def test_held_out_images_outside_the_image_folder_are_refused_naming_the_fix(tmp
                        "--classes", ",".join(CLASSES), *FAST)
     assert code == 1 and not (tmp_path / "p").exists()
     assert "held-out images must sit under the --images folder" in err
+    monkeypatch.chdir(tmp_path)  # the same files named relative to the working directory
+    relative = write_csv(tmp_path / "holdout_rel.csv", [(f"test_images/{Path(p).name}", truth[p]) for p in held])
+    code, _, err = run("init", tmp_path / "p", "--images", root / "pool", "--holdout", relative,
+                       "--classes", ",".join(CLASSES), *FAST)
+    assert code == 1 and "test_images/0000.png: unknown image" in err and not (tmp_path / "p").exists()
     docs = (Path(__file__).resolve().parent.parent / "docs" / "labeling.md").read_text()
     assert "held-out images must sit under the `--images` folder" in docs.replace("\n", " ").lower()
 

@@ -190,14 +190,17 @@ def _basenames(project: Project) -> dict[str, list[str]]:
 
 
 def _outside_images_root(project: Project, name: str) -> bool:
-    """An absolute path to a file that exists outside the image folder: another image than any of the project's,
-    even when one of them has the same file name (a held-out test/0001.png is not the pool's 0001.png)."""
-    path = Path(name)
-    return path.is_absolute() and path.is_file() and not path.resolve().is_relative_to(project.images_root.resolve())
+    """A path (absolute, or relative to the working directory) to a file that exists outside the image folder:
+    another image than any of the project's, even when one of them has the same file name (a held-out
+    test/0001.png is not the pool's 0001.png)."""
+    path = Path(name).expanduser()
+    return path.is_file() and not path.resolve().is_relative_to(project.images_root.resolve())
 
 
 def holdout_paths_by_name(project: Project, record) -> str:
-    path = None if _outside_images_root(project, record.image) else resolve_image(project, record.image, _basenames(project))
+    exact = record.image.replace("\\", "/").strip() in project.by_path  # the project's own relative path
+    outside = not exact and _outside_images_root(project, record.image)
+    path = None if outside else resolve_image(project, record.image, _basenames(project))
     if path is None:
         raise LabelingError(
             f"--holdout {record.where}: {record.image}: unknown image: not under {project.images_root}; held-out "
