@@ -209,7 +209,9 @@ def test_wandb_offline_runs_hold_the_csv_values_one_group_per_sweep_and_a_resume
                     assert (record.run.run_id, record.run.run_group, record.run.display_name) == \
                         (run_id, "tracked", run["dir"].name)
                 if kind == "history":
-                    items = {item.key: json.loads(item.value_json) for item in record.history.item}
+                    # W&B keeps a key with "/" as its parts (nested_key) in the record
+                    items = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                             for item in record.history.item}
                     if "cycle" in items:
                         for key, value in items.items():
                             if key.startswith(("cycle/", "picks/")):
