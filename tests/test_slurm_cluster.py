@@ -149,23 +149,25 @@ def test_a_job_requeued_mid_cycle_and_a_job_at_its_time_limit_both_resume_and_eq
         cluster, slurm_sweep, tmp_path):
     _, reference_dir, _ = slurm_sweep
     # both jobs stall in their second cycle (evaluated, not yet checkpointed) until released, at most 100 s
-    process = start_al_run(cluster, "-m", *SLURM, "hydra.launcher.signal_delay_s=45", *TINY, "sampler=random",
+    process = start_al_run(cluster, "-m", *SLURM, "hydra.launcher.signal_delay_s=55", *TINY, "sampler=random",
                            "seed=0,1", f"paths.output={tmp_path}",
                            AL_RUNNER_STALL_WRITE="test_scores.csv:2", AL_RUNNER_STALL_SECONDS="100")
     sweep_dir = tmp_path / "sweep"
-    stalled = wait_until(lambda: sorted(sweep_dir.glob("*-seed0-*/test_scores.csv.stalled")), "seed 0 to stall", process)
-    requeued_dir = stalled[0].parent
-    requeued = array_task_of(requeued_dir)
-    subprocess.run(["scontrol", "requeue", requeued], env=cluster, check=True)  # as an admin or a preemption would
-    # SLURM kills the old process (SIGTERM, which submitit ignores, then SIGKILL after KillWait) and queues the job
+    markers = wait_until(lambda: len(list(sweep_dir.glob("*/test_scores.csv.stalled"))) == 2 and
+                         sorted(sweep_dir.glob("*/test_scores.csv.stalled")), "both jobs to stall", process)
+    requeued_dir, timed_dir = (next(m.parent for m in markers if f"-seed{seed}-" in m.parent.name) for seed in (0, 1))
+    requeued, timed = array_task_of(requeued_dir), array_task_of(timed_dir)
+    # seed 1: its time limit cut to 1 min, so that SLURM sends submitit's signal (55 s before the limit) at its next
+    # time-limit check (slurmctld checks every 30 s); the stalled run would release itself only after 100 s
+    subprocess.run(["scontrol", "update", f"JobId={timed}", "TimeLimit=1"], env=cluster, check=True)
+    # seed 0: requeued as an admin or a preemption would; SLURM kills the old process (SIGTERM, which submitit
+    # ignores, then SIGKILL after KillWait) and queues the job again
+    subprocess.run(["scontrol", "requeue", requeued], env=cluster, check=True)
     wait_until(lambda: array_states(cluster)[requeued] == "PENDING", "the requeued job to be pending", process)
     (requeued_dir / "test_scores.csv.release").touch()  # its next start runs through
-    timed_dir = wait_until(lambda: sorted(sweep_dir.glob("*-seed1-*/test_scores.csv.stalled")), "seed 1 to stall",
-                           process)[0].parent
-    timed = array_task_of(timed_dir)
-    # its time limit cut to 1 min: SLURM sends submitit's signal 45 s before it, i.e. from 15 s on (slurmctld checks
-    # limits every 30 s); the stalled run never releases itself before that (100 s)
-    subprocess.run(["scontrol", "update", f"JobId={timed}", "TimeLimit=1"], env=cluster, check=True)
+    # once submitit has requeued the timed-out job, its next start gets its 10 minutes back
+    wait_until(lambda: int(job_field(cluster, timed, "Restarts")) >= 1, "the time-limit requeue", process, timeout=120)
+    subprocess.run(["scontrol", "update", f"JobId={timed}", "TimeLimit=10"], env=cluster, check=True)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
     assert int(job_field(cluster, requeued, "Restarts")) >= 1 and int(job_field(cluster, timed, "Restarts")) >= 1
