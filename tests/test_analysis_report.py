@@ -206,3 +206,20 @@ def test_runs_from_before_the_independent_seeds_are_not_a_separate_arm(sweep, tm
     pinned = (tmp_path / "random-seed1" / "config.yaml")
     pinned.write_text(pinned.read_text().replace("seed_data: null", "seed_data: 0"))
     assert set(load_cycles([tmp_path]).cycles["sampler"]) == {"random [seed_data=None]", "random [seed_data=0]"}
+
+
+def test_report_sentences_on_ranking_change_family_size_and_chance():
+    from al_runner.figures.statistics_report import chance_sentence, family_size_sentence, ranking_change_sentence
+
+    def summary(means):
+        return pd.DataFrame([{"task": "t", "model": "m", "sampler": s, "mean": v} for s, v in means.items()])
+
+    moved = ranking_change_sentence(summary({"random": 0.60, "learning_loss": 0.55}),
+                                    summary({"random": 0.62, "learning_loss": 0.64}))
+    assert "learn loss 2 → 1" in moved and "random 1 → 2" in moved
+    assert "changes no sampler's rank" in ranking_change_sentence(summary({"a": 2, "b": 1}), summary({"a": 2, "b": 1}))
+    per_cycle = pd.DataFrame({"cycle": [0, 0, 1, 1, 1, 2, 2, 2], "p_t": [float("nan"), 0.2, 0.01, 0.3, 0.5, 0.04,
+                                                                       0.6, 0.7]})
+    assert family_size_sentence(per_cycle).endswith("cycle 0: 1, cycle 1: 3, cycle 2: 3.")
+    chance = chance_sentence(per_cycle, 0.05)
+    assert "2 of the 6 paired comparisons" in chance and "about 0.3 would by chance" in chance

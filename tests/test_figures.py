@@ -388,7 +388,8 @@ def test_report_writes_every_figure_and_table(tmp_path, capsys):
         for suffix in ("png", "pdf")
     } | {"results.md", "results.csv", "timing.csv", "per_cycle_leaders.csv", "per_cycle_vs_random.csv",
          "per_cycle_ranking_accuracy.csv", "penalty_matrix.png", "penalty_matrix.pdf"} | {
-        f"{name}.csv" for name in ("aubc_per_run", "aubc", "paired_tests_aubc", "paired_tests_per_cycle", "penalty_matrix",
+        f"{name}.csv" for name in ("aubc_per_run", "aubc", "paired_tests_aubc", "aubc_selection_per_run", "aubc_selection",
+                                   "paired_tests_aubc_selection", "paired_tests_per_cycle", "penalty_matrix",
                                    "penalty_matrix_holm", "penalty_pairs", "label_efficiency", "query_class_histograms",
                                    "query_class_balance", "query_overlap")}
     assert {path.name for path in report.written} == expected

@@ -42,10 +42,10 @@ def common_last_cycle(cycles: pd.DataFrame) -> pd.Series:
 def aubc_per_run(cycles: pd.DataFrame, first_cycle: int = 0) -> pd.DataFrame:
     """One row per run: its AUBC over cycles first_cycle..last_cycle of its experiment, with that budget range.
 
-    Columns: task, model, sampler, seed, aubc, last_cycle, n_first, n_last. Experiments whose runs share
-    fewer than two of those cycles have no AUBC (left out).
+    Columns: task, model, sampler, seed, aubc, first_cycle, last_cycle, n_first, n_last. Experiments whose runs
+    share fewer than two of those cycles have no AUBC (left out).
     """
-    columns = [*RUN_KEY, "aubc", "last_cycle", "n_first", "n_last"]
+    columns = [*RUN_KEY, "aubc", "first_cycle", "last_cycle", "n_first", "n_last"]
     last = common_last_cycle(cycles).reset_index()
     within = cycles.merge(last, on=EXPERIMENT_KEY)
     within = within[(within["cycle"] >= first_cycle) & (within["cycle"] <= within["last_cycle"])]
@@ -54,7 +54,7 @@ def aubc_per_run(cycles: pd.DataFrame, first_cycle: int = 0) -> pd.DataFrame:
         if run["last_cycle"].iloc[0] < first_cycle + 1:
             continue
         rows.append({**dict(zip(RUN_KEY, key)), "aubc": area_under_budget_curve(run["n_labeled"], run["value"]),
-                     "last_cycle": int(run["last_cycle"].iloc[0]),
+                     "first_cycle": first_cycle, "last_cycle": int(run["last_cycle"].iloc[0]),
                      "n_first": int(run["n_labeled"].min()), "n_last": int(run["n_labeled"].max())})
     return pd.DataFrame(rows, columns=columns)
 
@@ -70,14 +70,15 @@ def t_interval(mean: float, std: float, n: int, level: float = 0.95) -> tuple[fl
 def aubc_summary(per_run: pd.DataFrame) -> pd.DataFrame:
     """Per task x model x sampler: AUBC mean, sample std (ddof=1) and the 95 % t-interval of the mean over seeds,
     and the budget range."""
-    columns = ["task", "model", "sampler", "n_seeds", "seeds", "mean", "std", "ci_low", "ci_high", "last_cycle",
-               "n_first", "n_last"]
+    columns = ["task", "model", "sampler", "n_seeds", "seeds", "mean", "std", "ci_low", "ci_high", "first_cycle",
+               "last_cycle", "n_first", "n_last"]
     if per_run.empty:
         return pd.DataFrame(columns=columns)
     summary = (
         per_run.groupby(["task", "model", "sampler"])
         .agg(n_seeds=("seed", "nunique"), seeds=("seed", lambda s: ",".join(map(str, sorted(s)))),
-             mean=("aubc", "mean"), std=("aubc", "std"), last_cycle=("last_cycle", "first"),
+             mean=("aubc", "mean"), std=("aubc", "std"), first_cycle=("first_cycle", "first"),
+             last_cycle=("last_cycle", "first"),
              n_first=("n_first", "first"), n_last=("n_last", "first"))
         .reset_index()
     )

@@ -41,6 +41,10 @@ class StatisticsTables:
     aubc: pd.DataFrame
     aubc_tests: pd.DataFrame
     aubc_wins: pd.DataFrame
+    selection_per_run: pd.DataFrame  # AUBC over the selection cycles only (cycle 0 left out)
+    selection: pd.DataFrame
+    selection_tests: pd.DataFrame
+    selection_wins: pd.DataFrame
     per_cycle_tests: pd.DataFrame
     penalty: dict[str, pd.DataFrame]  # correction -> square matrix
     efficiency: pd.DataFrame
@@ -54,6 +58,9 @@ class StatisticsTables:
             "aubc_per_run.csv": self.aubc_per_run, "aubc.csv": self.aubc.merge(
                 self.aubc_wins, on=["task", "model", "sampler"], how="left"),
             "paired_tests_aubc.csv": self.aubc_tests, "paired_tests_per_cycle.csv": self.per_cycle_tests,
+            "aubc_selection_per_run.csv": self.selection_per_run, "aubc_selection.csv": self.selection.merge(
+                self.selection_wins, on=["task", "model", "sampler"], how="left"),
+            "paired_tests_aubc_selection.csv": self.selection_tests,
             "penalty_matrix.csv": self.penalty["none"], "penalty_matrix_holm.csv": self.penalty["holm"],
             "penalty_pairs.csv": pd.concat([penalty_long(m, c) for c, m in self.penalty.items()], ignore_index=True),
             "label_efficiency.csv": self.efficiency, "query_class_histograms.csv": self.class_histograms,
@@ -75,12 +82,16 @@ def compute_statistics(cycles: pd.DataFrame) -> StatisticsTables:
     samplers = ordered_samplers(cycles["sampler"])
     per_run = aubc_per_run(cycles)
     on_aubc = aubc_tests(per_run, samplers, SETTINGS)
+    selection_per_run = aubc_per_run(cycles, first_cycle=1)
+    on_selection = aubc_tests(selection_per_run, samplers, SETTINGS)
     per_cycle = per_cycle_tests(cycles, samplers, SETTINGS)
     selected = load_selected(cycles) if "run_dir" in cycles.columns else _empty_selected()  # no picks: empty frames
     histograms = class_histograms(selected)
     return StatisticsTables(
         aubc_per_run=per_run, aubc=_by_sampler_order(aubc_summary(per_run), samplers), aubc_tests=on_aubc,
-        aubc_wins=significant_wins(on_aubc), per_cycle_tests=per_cycle,
+        aubc_wins=significant_wins(on_aubc), selection_per_run=selection_per_run,
+        selection=_by_sampler_order(aubc_summary(selection_per_run), samplers), selection_tests=on_selection,
+        selection_wins=significant_wins(on_selection), per_cycle_tests=per_cycle,
         penalty={c: without_untestable_pairs(penalty_matrix(per_cycle, samplers, c, SETTINGS.alpha), per_cycle)
                  for c in CORRECTIONS},
         efficiency=_by_sampler_order(label_efficiency(cycles), samplers),
@@ -142,14 +153,24 @@ def statistics_sections(stats: StatisticsTables) -> list[str]:
         "Computed over the cycles every run of the experiment reached.",
         markdown_table(AUBC_MD_HEADERS, aubc_markdown_rows(stats.aubc, stats.aubc_wins))
         if len(stats.aubc) else "- no AUBC: the runs share fewer than two cycles",
+        "### AUBC over the selection cycles (cycle 0 left out)",
+        "Cycle 0 is the random initial set: there samplers differ only in training (with or without the "
+        "loss-prediction module). The same area over cycles 1 to the last separates selection quality from that "
+        "training cost. " + ranking_change_sentence(stats.aubc, stats.selection),
+        markdown_table(AUBC_MD_HEADERS, aubc_markdown_rows(stats.selection, stats.selection_wins))
+        if len(stats.selection) else "- no AUBC over the selection cycles: the runs share fewer than two of them",
         "### Paired tests on AUBC",
         "Mean of a − b over seeds with the paired t-test's 95 % interval; d_z = mean / std of the differences; "
-        "seeds for 80 % power = seeds a paired t-test needs to detect this d_z at alpha 0.05. "
+        "seeds for 80 % power = seeds a paired t-test would need to detect this d_z at alpha 0.05, before any "
+        "correction: illustrative only, since the observed d_z of a few seeds is itself a noisy estimate. "
         + wilcoxon_floor_sentence(stats.aubc_tests),
         _tests_table(stats.aubc_tests, with_cycle=False),
+        "### Paired tests on AUBC over the selection cycles",
+        _tests_table(stats.selection_tests, with_cycle=False),
         "### Paired tests per cycle",
         "Cycle 0 precedes any selection: differences there come from training alone (with or without the "
-        "loss-prediction module); pairs that trained alike are identical there and are no test.",
+        "loss-prediction module); pairs that trained alike are identical there and are no test. "
+        + family_size_sentence(stats.per_cycle_tests),
         _tests_table(stats.per_cycle_tests, with_cycle=True),
         "### Penalty matrix",
         "Entry = how often the row sampler beat the column sampler significantly: per experiment, each cycle "
@@ -158,9 +179,13 @@ def statistics_sections(stats: StatisticsTables) -> list[str]:
         "Uncorrected (p < 0.05 per cycle, as Ash et al. and Lüth et al. report it) first, then Holm-corrected. "
         "Figure: [penalty_matrix.png](penalty_matrix.png); CSVs: `penalty_matrix.csv`, `penalty_matrix_holm.csv`.",
         *(_penalty_tables(stats) if len(stats.samplers) > 1 else ["- one sampler only: no matrix"]),
+        chance_sentence(stats.per_cycle_tests, alpha),
         "### Label efficiency",
         "Labels each sampler needs (mean curve over its seeds, linearly interpolated between cycles) to reach "
-        "random's mean metric at random's last cycle; \"not reached\" when its curve never gets there.",
+        "random's mean metric at random's last cycle; \"not reached\" when its curve never gets there. A point "
+        "estimate from mean curves, not a test: the interval is a 95 % percentile bootstrap over the seeds both "
+        "samplers ran (resampled together, 2,000 times, fixed generator), \"reached\" the share of resamples whose "
+        "curve gets there at all.",
         markdown_table(EFFICIENCY_MD_HEADERS, efficiency_markdown_rows(stats.efficiency))
         if len(stats.efficiency) else "- no random sampler in these runs: no reference to reach",
         "### Query class balance",
@@ -175,6 +200,42 @@ def statistics_sections(stats: StatisticsTables) -> list[str]:
         if len(stats.overlap) else "- fewer than two samplers share a seed",
     ]
     return sections
+
+
+def ranking_change_sentence(everything: pd.DataFrame, selection: pd.DataFrame) -> str:
+    """Which samplers change rank (by mean AUBC, per experiment) when cycle 0 is left out, in words."""
+    changes = []
+    for (task, model), rows in everything.groupby(["task", "model"], sort=True):
+        other = selection[(selection["task"] == task) & (selection["model"] == model)]
+        if other.empty:
+            continue
+        before = {s: i + 1 for i, s in enumerate(rows.sort_values("mean", ascending=False)["sampler"])}
+        after = {s: i + 1 for i, s in enumerate(other.sort_values("mean", ascending=False)["sampler"])}
+        moved = [f"{sampler_label(s)} {before[s]} → {after[s]}" for s in before if s in after and before[s] != after[s]]
+        if moved:
+            changes.append(f"{task} ({model}), rank by mean AUBC with → without cycle 0: " + ", ".join(moved) + ".")
+    return " ".join(changes) if changes else "Leaving cycle 0 out changes no sampler's rank by mean AUBC."
+
+
+def family_size_sentence(per_cycle: pd.DataFrame) -> str:
+    """How many pairs each cycle's family holds (identical pairs leave it, so cycle 0's is smaller)."""
+    if per_cycle.empty:
+        return ""
+    tested = per_cycle[per_cycle["p_t"].notna()]
+    sizes = tested.groupby("cycle").size()
+    listed = ", ".join(f"cycle {c}: {n}" for c, n in sizes.items())
+    return f"Pairs per family (tested pairs, per task × model): {listed}." if listed else ""
+
+
+def chance_sentence(per_cycle: pd.DataFrame, alpha: float) -> str:
+    """The uncorrected matrix against what chance alone would give if no sampler differed."""
+    tested = per_cycle[(per_cycle["cycle"] >= 1) & per_cycle["p_t"].notna()] if len(per_cycle) else per_cycle
+    if tested.empty:
+        return ""
+    hits = int((tested["p_t"] < alpha).sum())
+    return (f"Reading the uncorrected matrix: {hits} of the {len(tested)} paired comparisons at selection cycles have "
+            f"p < {alpha}; if no sampler differed from any other, about {alpha * len(tested):.1f} would by chance "
+            f"alone. The Holm-corrected matrix is the one to draw conclusions from.")
 
 
 def wilcoxon_floor_sentence(tests: pd.DataFrame) -> str:

@@ -94,6 +94,10 @@ def format_mean_std(mean: float, std: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def format_interval(low: float, high: float, digits: int = 4) -> str:
+    return "—" if _is_missing(low) or _is_missing(high) else f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def format_duration(seconds: float) -> str:
     if _is_missing(seconds):
         return "—"
@@ -263,13 +267,13 @@ def aubc_markdown_rows(summary: pd.DataFrame, wins: pd.DataFrame) -> list[list[s
     for row in summary.to_dict("records"):
         w = record.get((row["task"], row["model"], row["sampler"]))
         rows.append([row["task"], row["model"], sampler_label(row["sampler"]), str(row["n_seeds"]),
-                     f"{row['n_first']:,}–{row['n_last']:,} (cycles 0–{row['last_cycle']})",
-                     format_mean_std(row["mean"], row["std"]),
+                     f"{row['n_first']:,}–{row['n_last']:,} (cycles {row['first_cycle']}–{row['last_cycle']})",
+                     format_mean_std(row["mean"], row["std"]), format_interval(row["ci_low"], row["ci_high"]),
                      "—" if w is None else f"{w['wins']} / {w['losses']} of {w['comparisons']}"])
     return rows
 
 
-AUBC_MD_HEADERS = ["task", "model", "sampler", "seeds", "labeled range", "AUBC (mean ± std)",
+AUBC_MD_HEADERS = ["task", "model", "sampler", "seeds", "labeled range", "AUBC (mean ± std)", "95 % CI of the mean",
                    "significant wins / losses on AUBC (Holm)"]
 
 
@@ -314,12 +318,23 @@ def efficiency_markdown_rows(efficiency: pd.DataFrame) -> list[list[str]]:
         needed = f"{row['n_labeled_needed']:,.0f}" if row["reached"] else "not reached"
         ratio = f"{row['ratio']:.2f}" if row["reached"] else "—"
         rows.append([row["task"], row["model"], sampler_label(row["sampler"]), f"{row['target']:.4f}",
-                     f"{row['reference_n_labeled']:,.0f}", needed, ratio])
+                     f"{row['reference_n_labeled']:,.0f}", needed, ratio,
+                     _labels_interval(row["ci_low"], row["ci_high"]),
+                     "—" if _is_missing(row["p_reached"]) else f"{100 * row['p_reached']:.0f} %"])
     return rows
 
 
+def _labels_interval(low: float, high: float) -> str:
+    if _is_missing(low):
+        return "—"
+    def cell(value: float) -> str:
+        return "not reached" if value == float("inf") else f"{value:,.0f}"
+    return f"[{cell(low)}, {cell(high)}]"
+
+
 EFFICIENCY_MD_HEADERS = ["task", "model", "sampler", "target (random's final mean)", "random's labels",
-                         "labels needed (interpolated)", "ratio to random"]
+                         "labels needed (interpolated)", "ratio to random", "95 % bootstrap interval over seeds",
+                         "reached (share of resamples)"]
 
 
 def class_balance_markdown_rows(balance: pd.DataFrame) -> list[list[str]]:
