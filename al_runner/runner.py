@@ -45,6 +45,7 @@ class ActiveLearningRun:
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.checkpoint_path = self.run_dir / schema.CHECKPOINT
+        self.tracking = Tracking(cfg)  # logger=...: a tracker whose package is missing is refused at once, in one line
         apply_threads(cfg)
         apply_determinism(cfg)
         self.runtime = make_runtime(cfg)
@@ -55,7 +56,6 @@ class ActiveLearningRun:
         validate_schedule(cfg, self.task.pool_size)
         self.initial_size, self.query_size = schedule_sizes(cfg, self.task.pool_size)  # counts, or pool fractions
         self.learning_loss = build_method(cfg)
-        self.tracking = Tracking(cfg)  # logger=...: a tracker whose package is missing is refused here, in one line
         self.sampler = build_sampler(cfg)
         self.learner = build_learner(cfg, self.task, self.runtime, self.learning_loss)
         check_sampler(cfg, self.sampler, self.learner, self.task)  # what it needs, refused before any training

@@ -20,7 +20,7 @@ Selecting trackers never changes a run's identity (`logger` is not part of the c
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib
 import json
 import logging
 from collections import Counter
@@ -197,8 +197,10 @@ def check_available(cfg: DictConfig) -> None:
     """Refuse, in one line, a selected tracker whose package is not installed."""
     for name, node in _entries(cfg).items():
         cls = _tracker_class(str(node._target_))
-        if importlib.util.find_spec(cls.module) is None:
-            raise ConfigError(f"logger={name} needs the {cls.package} package, which is not installed: {EXTRA}")
+        try:
+            importlib.import_module(cls.module)
+        except ImportError:
+            raise ConfigError(f"logger={name} needs the {cls.package} package, which is not installed: {EXTRA}") from None
 
 
 def _tracker_class(target: str) -> type[Tracker]:
