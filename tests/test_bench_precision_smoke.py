@@ -66,6 +66,7 @@ def test_every_model_is_composed_as_al_run_composes_it(tmp_path):
             assert cfg.model.name == model and make_runtime(cfg).amp is amp, name
             assert cfg.sampler.name == ("learning_loss" if precision == "bf16" else "random")
             assert cfg.schedule.batch_size == spec.batch
+            assert cfg.schedule.optimizer.lr == 1e-5  # repeated steps on one batch stay finite
             if spec.family == "classification":
                 assert cfg.model.net.width == size and cfg.task.build.data.size == 32
             elif spec.family == "detection":
