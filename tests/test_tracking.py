@@ -115,6 +115,7 @@ def test_a_tracker_whose_package_is_missing_is_refused_in_one_line_naming_the_ex
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_tensorboard_holds_the_csv_values_one_folder_per_sweep(tracked_sweep):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -143,6 +144,7 @@ def test_tensorboard_holds_the_csv_values_one_folder_per_sweep(tracked_sweep):
         assert any(tag.startswith("figures/") for tag in events.Tags()["images"])
 
 
+@pytest.mark.slow
 def test_mlflow_holds_the_csv_values_one_experiment_per_sweep_and_the_resumed_run_is_the_same_run(tracked_sweep):
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow.tracking import MlflowClient
@@ -191,6 +193,7 @@ def wandb_records(path: Path):
             yield record
 
 
+@pytest.mark.slow
 def test_wandb_offline_runs_hold_the_csv_values_one_group_per_sweep_and_a_resume_keeps_the_run_id(tracked_sweep):
     import json
 
