@@ -123,8 +123,7 @@ class MLflowTracker(Tracker):
 
         self.client = MlflowClient(tracking_uri=uri)
         name = str(self.settings.get("experiment_name") or sweep)
-        experiment = self.client.get_experiment_by_name(name)
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
+        experiment_id = self._experiment_id(name)
         run_id = state.get("mlflow_run_id")
         if run_id is None:
             run = self.client.create_run(experiment_id, run_name=run_dir.name, tags={"al_runner.run_dir": str(run_dir)})
@@ -137,6 +136,18 @@ class MLflowTracker(Tracker):
         else:
             self.client.update_run(run_id, status="RUNNING")
         self.run_id = state["mlflow_run_id"] = run_id
+
+    def _experiment_id(self, name: str) -> str:
+        """The sweep's experiment; jobs running at once may both try to create it: the loser takes the winner's."""
+        from mlflow.exceptions import MlflowException
+
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException:
+            return self.client.get_experiment_by_name(name).experiment_id
 
     def log_metrics(self, metrics, step):
         import time
