@@ -32,7 +32,7 @@ def test_jobs_go_round_robin_over_the_gpus_and_a_job_naming_its_device_keeps_it(
         joblib_gpus.resolve_gpus(-1)
 
 
-def test_a_job_gets_device_cuda_k_when_that_gpu_exists(monkeypatch):
+def test_a_job_gets_device_cuda_k_when_that_gpu_exists(monkeypatch, tmp_path):
     from hydra_plugins.hydra_joblib_launcher import _core
 
     seen = {}
@@ -45,11 +45,27 @@ def test_a_job_gets_device_cuda_k_when_that_gpu_exists(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     # gpu_shared with 8 jobs at once on 4 GPUs: job 6 on GPU 2, 2 jobs per GPU
-    assert joblib_gpus.execute_job_on_gpu(2, 4, 8, 6, ["sampler=random", "device=auto"], None) == "ran"
+    assert joblib_gpus.execute_job_on_gpu(2, 4, 8, tmp_path, 6, ["sampler=random", "device=auto"], None) == "ran"
     assert seen["overrides"] == ["sampler=random", "device=cuda:2"]
-    assert seen["logged"] == ("job #6 assigned GPU 2 of 4 (round-robin over job numbers; up to 2 job(s) per GPU at "
-                              "once): device=cuda:2")
+    assert seen["logged"] == ("job #6 assigned GPU 2 of 4 (its round-robin GPU; at most 2 job(s) per GPU at once): "
+                              "device=cuda:2")
     assert joblib_gpus.ASSIGNMENT_ENV not in os.environ  # not left behind for the worker's next job
+    # GPU 2 full (its 2 places held by running jobs): the next GPU with room
+    held = [joblib_gpus.acquire_gpu_slot(tmp_path, 4, 2, 2)[1] for _ in range(2)]
+    joblib_gpus.execute_job_on_gpu(2, 4, 8, tmp_path, 10, ["sampler=random"], None)
+    assert seen["overrides"] == ["sampler=random", "device=cuda:3"]
+    assert "GPU 3 of 4 (its round-robin GPU 2 was full;" in seen["logged"]
+    for fd in held:
+        os.close(fd)
+
+
+def test_gpu_places_are_held_while_a_job_runs_and_freed_when_it_ends(tmp_path):
+    first, first_fd = joblib_gpus.acquire_gpu_slot(tmp_path, 2, 1, 0)
+    second, second_fd = joblib_gpus.acquire_gpu_slot(tmp_path, 2, 1, 0)  # GPU 0 holds its one job: GPU 1
+    assert (first, second) == (0, 1)
+    os.close(first_fd)
+    assert joblib_gpus.acquire_gpu_slot(tmp_path, 2, 1, 1)[0] == 0  # GPU 1 busy, GPU 0 free again
+    os.close(second_fd)
 
 
 def test_both_launchers_name_the_same_run_directories_with_or_without_gpus(monkeypatch):

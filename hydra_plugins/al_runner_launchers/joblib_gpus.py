@@ -1,15 +1,18 @@
 """hydra/launcher=parallel and gpu_shared: Hydra's joblib launcher, spreading jobs over the machine's GPUs.
 
 On a machine with several GPUs, each job gets one GPU, round-robin over the job numbers (job k on GPU k mod N), by a
-`device=cuda:<g>` override. `gpus` (launcher key) says how many GPUs to spread over: `auto` = all that torch sees, an
-integer = that many (fewer than there are leaves the rest free; more than there are is how the tests fake a multi-GPU
-machine on CPU: a job whose GPU does not exist there stays on its configured device and its log says so). With
-n_jobs = N x m jobs at once, each GPU holds m of them (gpu_shared packs several per GPU this way). A job that names
-its device itself (device=cpu, cuda:<k>) keeps it. The assignment is logged in each run's log (sweep.SweepSummary's
-on_job_start); it never changes a run's identity (the run directory names the device *type* only: al_runner/rundir.py).
+`device=cuda:<g>` override; if that GPU already holds its share of the jobs running at once (jobs finish at different
+times), the job takes the next GPU with room (`acquire_gpu_slot`), so no GPU holds more than ceil(n_jobs / N): with
+n_jobs = N x m, m per GPU (gpu_shared packs several per GPU this way). `gpus` (launcher key) says how many GPUs to
+spread over: `auto` = all that torch sees, an integer = that many (fewer than there are leaves the rest free; more
+than there are is how the tests fake a multi-GPU machine on CPU: a job whose GPU does not exist there stays on its
+configured device and its log says so). A job that names its device itself (device=cpu, cuda:<k>) keeps it. The
+assignment is logged in each run's log (sweep.SweepSummary's on_job_start); it never changes a run's identity (the run
+directory names the device *type* only: al_runner/rundir.py).
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 from pathlib import Path
@@ -61,19 +64,38 @@ def plan_devices(job_overrides: Sequence[Sequence[str]], initial_job_idx: int, g
     return plan
 
 
-def execute_job_on_gpu(gpu: int | None, gpus: int, jobs_at_once: int, idx: int, overrides: Sequence[str],
-                       *args: Any) -> JobReturn:
+def acquire_gpu_slot(slot_dir: Path, gpus: int, per_gpu: int, preferred: int) -> tuple[int, int | None]:
+    """A free place on a GPU for the job starting now: its round-robin GPU if that holds fewer than `per_gpu` jobs,
+    else the next GPU that does. Places are `flock`ed files under slot_dir, held by the job's worker for the job's
+    whole run (a dead worker's lock is released by the kernel). Returns (gpu, open file to close when done)."""
+    slot_dir.mkdir(parents=True, exist_ok=True)
+    for gpu in [(preferred + k) % gpus for k in range(gpus)]:
+        for place in range(per_gpu):
+            fd = os.open(slot_dir / f"gpu{gpu}-{place}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return gpu, fd
+            except BlockingIOError:
+                os.close(fd)
+    return preferred, None  # every place taken (cannot happen with per_gpu x gpus >= jobs at once)
+
+
+def execute_job_on_gpu(gpu: int | None, gpus: int, jobs_at_once: int, slot_dir: Path, idx: int,
+                       overrides: Sequence[str], *args: Any) -> JobReturn:
     """Hydra's joblib `execute_job` in a worker, with the job's GPU given as `device=cuda:<gpu>` when it exists."""
     from hydra_plugins.hydra_joblib_launcher._core import execute_job
 
-    overrides = list(overrides)
+    overrides, held = list(overrides), None
     if gpu is None:
         os.environ.pop(ASSIGNMENT_ENV, None)
     else:
         import torch
 
         per_gpu = -(-jobs_at_once // gpus)
-        where = f"GPU {gpu} of {gpus} (round-robin over job numbers; up to {per_gpu} job(s) per GPU at once)"
+        preferred = gpu
+        gpu, held = acquire_gpu_slot(slot_dir, gpus, per_gpu, preferred)
+        why = "its round-robin GPU" if gpu == preferred else f"its round-robin GPU {preferred} was full"
+        where = f"GPU {gpu} of {gpus} ({why}; at most {per_gpu} job(s) per GPU at once)"
         if torch.cuda.is_available() and gpu < torch.cuda.device_count():
             overrides = [o for o in overrides if o.partition("=")[0].lstrip("+") != "device"] + [f"device=cuda:{gpu}"]
             os.environ[ASSIGNMENT_ENV] = f"job #{idx} assigned {where}: device=cuda:{gpu}"
@@ -84,6 +106,8 @@ def execute_job_on_gpu(gpu: int | None, gpus: int, jobs_at_once: int, idx: int, 
         return execute_job(idx, overrides, *args)
     finally:
         os.environ.pop(ASSIGNMENT_ENV, None)
+        if held is not None:
+            os.close(held)  # releases the flock: the next job may take this place
 
 
 class JoblibLauncher(_HydraJoblibLauncher):
@@ -116,8 +140,9 @@ class JoblibLauncher(_HydraJoblibLauncher):
         log.info("%d job(s), %d at once, over %d GPU(s) round-robin", len(job_overrides), jobs_at_once, gpus)
         singleton_state = Singleton.get_state()
         runs = Parallel(**joblib_cfg)(
-            delayed(execute_job_on_gpu)(gpu, gpus, jobs_at_once, initial_job_idx + offset, overrides,
-                                        self.hydra_context, self.config, self.task_function, singleton_state)
+            delayed(execute_job_on_gpu)(gpu, gpus, jobs_at_once, sweep_dir / ".gpu_slots", initial_job_idx + offset,
+                                        overrides, self.hydra_context, self.config, self.task_function,
+                                        singleton_state)
             for offset, (overrides, gpu) in enumerate(zip(job_overrides, plan))
         )
         return list(runs)
