@@ -121,7 +121,8 @@ def _wait(condition, timeout: float, what: str, state: Path) -> None:
         if condition():
             return
         time.sleep(0.2)
-    logs = "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in sorted((state / "log").glob("*")))
+    logs = "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-1500:]}"
+                   for p in sorted((state / "log").glob("*")))
     raise RuntimeError(f"slurm_cluster: timed out waiting for {what}{logs}")
 
 

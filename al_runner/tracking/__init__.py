@@ -211,7 +211,8 @@ def check_available(cfg: DictConfig) -> None:
         try:
             importlib.import_module(cls.module)
         except ImportError:
-            raise ConfigError(f"logger={name} needs the {cls.package} package, which is not installed: {EXTRA}") from None
+            raise ConfigError(f"logger={name} needs the {cls.package} package, which is not installed: "
+                              f"{EXTRA}") from None
 
 
 def _tracker_class(target: str) -> type[Tracker]:

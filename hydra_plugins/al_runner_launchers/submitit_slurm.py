@@ -6,8 +6,9 @@
   failed, cancelled or killed job is named in the sweep summary with its SLURM job id, state and submitit log.
 - On a cluster without an accounting database (`sacct` refuses: "accounting storage is disabled"), job states are
   read with `squeue --states=all`, which shows finished jobs for the cluster's MinJobAge.
-Preemption and time-outs stay submitit's: SIGUSR1 -> `checkpoint()` (a resubmission of the same job) -> requeue;
-the requeued job resumes its run from checkpoint.pt (al_runner.runner), losing at most the cycle in progress.
+Preemption and time-outs stay submitit's: its signal (SIGUSR2) -> `checkpoint()` (a resubmission of the same job)
+-> requeue; the requeued job resumes its run from checkpoint.pt (al_runner.runner), losing at most the cycle in
+progress.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def _squeue_watcher_class():
             to_check = sorted({x.split("_")[0] for x in self._registered - self._finished})
             if not to_check:
                 return None
-            return ["squeue", "--states=all", "--array", "--noheader", "--format=%i|%T|%N", "--jobs", ",".join(to_check)]
+            return ["squeue", "--states=all", "--array", "--noheader", "--format=%i|%T|%N",
+                    "--jobs", ",".join(to_check)]
 
         def read_info(self, string):
             text = string.decode() if isinstance(string, bytes) else string
