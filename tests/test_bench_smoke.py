@@ -31,9 +31,9 @@ def one_thread():
 
 def toy_args(tmp_path, *extra):
     args = benchmarks.parse_args(["--quick", "--device", "cpu", "--synthetic", "96,40", "--out", str(tmp_path / "b.csv"),
-                                  "--override", "model.net.width=2", "--override", "schedule.initial_size=16",
+                                  "--override", "model.net.width=8", "--override", "schedule.initial_size=16",
                                   "--override", "schedule.query_size=8", "--override", "schedule.subset_size=32", *extra])
-    args.widths, args.batch, args.eval_batch, args.alt_eval_batch = [2], 8, 32, 16
+    args.widths, args.batch, args.eval_batch, args.alt_eval_batch = [8], 8, 32, 16
     args.epoch_images, args.score_m, args.eval_n = 32, 48, 40
     args.step_warmup = args.step_repeats = 1
     args.rank_n, args.rank_naive_n = 300, 40
@@ -44,12 +44,12 @@ def test_benchmarks_run_at_toy_sizes_and_write_csv(tmp_path):
     args = toy_args(tmp_path, "--only", "1,2,3,5,6", "--gap-ablation")
     res = cli.run_benchmarks(args)
     names = {r["name"] for r in res.rows}
-    assert "w2 loss-module step time / plain (channels_last), autograd-mean GAP" in names
-    assert "w2 loss-module step time / plain (NCHW)" in names
-    assert "w2 loss-module step time / plain (channels_last)" in names
-    assert "w2 epoch throughput runner NCHW / reference" in names
-    assert "w2 scoring runner NCHW / reference" in names
-    assert "w2 evaluation runner channels_last / reference" in names
+    assert "w8 loss-module step time / plain (channels_last), autograd-mean GAP" in names
+    assert "w8 loss-module step time / plain (NCHW)" in names
+    assert "w8 loss-module step time / plain (channels_last)" in names
+    assert "w8 epoch throughput runner NCHW / reference" in names
+    assert "w8 scoring runner NCHW / reference" in names
+    assert "w8 evaluation runner channels_last / reference" in names
     assert "train seconds per epoch" in names  # bench 6: one cycle through ActiveLearningRun
     assert {f"bench {n}: CPU used by other processes meanwhile" for n in (1, 2, 3, 5, 6)} <= names
     assert all(isinstance(r["value"], float) and not math.isnan(r["value"]) for r in res.rows)
@@ -57,7 +57,7 @@ def test_benchmarks_run_at_toy_sizes_and_write_csv(tmp_path):
     assert same["value"] == 1.0
     benchmarks.write_outputs(args.out, res, {"cpu": "test"}, [])
     assert (tmp_path / "b.csv").read_text().startswith("bench,name,value")
-    assert "| 1 train step w2 |" in (tmp_path / "b.md").read_text()
+    assert "| 1 train step w8 |" in (tmp_path / "b.md").read_text()
 
 
 def test_runner_side_is_the_configured_learner(tmp_path):

@@ -311,17 +311,17 @@ def test_benchmark_one_compares_the_module_options_at_toy_size(tmp_path):
     try:
         args = benchmarks.parse_args(["--quick", "--device", "cpu", "--only", "1", "--out", str(tmp_path / "b.csv"),
                                       "--loss-modules", "eager,fused", "--steps-per-sample", "2"])
-        args.widths, args.batch, args.step_warmup, args.step_repeats = [2], 8, 1, 1
+        args.widths, args.batch, args.step_warmup, args.step_repeats = [8], 8, 1, 1
         args.option_repeats, args.option_warmup = 6, 1
         res = cli.run_benchmarks(args)
     finally:
         torch.set_num_threads(threads)
     rows = {r["name"]: r for r in res.rows}
     for kind in ("eager", "fused"):
-        ratio = rows[f"w2 module {kind} step time / plain"]
+        ratio = rows[f"w8 module {kind} step time / plain"]
         assert ratio["value"] > 0 and ratio["target"] == "<= 1.05" and "95 % CI" in ratio["note"]
-        assert rows[f"w2 train module {kind}"]["value"] > 0
-    assert "w2 train plain" in rows
+        assert rows[f"w8 train module {kind}"]["value"] > 0
+    assert "w8 train plain" in rows
 
 
 def test_schema_names_the_same_module_kinds_as_the_model_code():

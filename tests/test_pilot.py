@@ -38,7 +38,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def run(pilot, tree: Path, out: Path, seeds=(0,)):
-    return pilot.run_pilot(out, widths=[2], epochs=[2], seeds=list(seeds), train_size=16, heldout_size=8,
+    return pilot.run_pilot(out, widths=[8], epochs=[2], seeds=list(seeds), train_size=16, heldout_size=8,
                            data_root=str(tree), threads=1, overrides=TINY + (f"paths.cache={tree.parent / 'cache'}",))
 
 
@@ -48,7 +48,7 @@ def read(path: Path) -> list[dict]:
 
 
 def test_held_out_images_come_from_the_train_split_disjoint_and_fixed_per_seed(pilot, tree):
-    cfg = pilot.compose_pilot_config(2, 2, 0, "with", data_root=str(tree), overrides=(f"paths.cache={tree.parent / 'c'}",))
+    cfg = pilot.compose_pilot_config(8, 2, 0, "with", data_root=str(tree), overrides=(f"paths.cache={tree.parent / 'c'}",))
     data = pilot.load_pool(cfg)
     train_idx, heldout_idx = pilot.split_pool(data.train_images.shape[0], 0, 16, 8)
     assert set(train_idx.tolist()).isdisjoint(heldout_idx.tolist())
@@ -68,7 +68,7 @@ def test_rows_resume_and_summary(pilot, tree, tmp_path):
     out = tmp_path / "pilot" / "pilot.csv"
     assert run(pilot, tree, out) == 2
     rows = read(out)
-    assert [(r["width"], r["epochs"], r["seed"], r["arm"]) for r in rows] == [("2", "2", "0", "with"), ("2", "2", "0", "without")]
+    assert [(r["width"], r["epochs"], r["seed"], r["arm"]) for r in rows] == [("8", "2", "0", "with"), ("8", "2", "0", "without")]
     with_, without = rows
     assert with_["batches_per_epoch"] == "2" and with_["steps"] == "4" and with_["module_steps"] == "4"
     assert without["module_steps"] == "0" and without["heldout_ranking_accuracy"] == ""
@@ -84,11 +84,11 @@ def test_rows_resume_and_summary(pilot, tree, tmp_path):
     assert run(pilot, tree, out, seeds=(0, 1)) == 2
     assert [(r["seed"], r["arm"]) for r in read(out)] == [("0", "with"), ("0", "without"), ("1", "with"), ("1", "without")]
     with pytest.raises(ConfigError, match="train_size 16"):
-        pilot.run_pilot(out, [2], [2], [0], train_size=12, heldout_size=8)
+        pilot.run_pilot(out, [8], [2], [0], train_size=12, heldout_size=8)
 
     md, png = pilot.summarise(out)
     text = md.read_text()
-    assert "| 2 | 2 | 4 | 2 / 2 |" in text  # width, epochs, module steps, n seeds per arm
+    assert "| 8 | 2 | 4 | 2 / 2 |" in text  # width, epochs, module steps, n seeds per arm
     assert "±" in text and "never the test split" in text
     assert png.stat().st_size > 10_000
 
