@@ -76,7 +76,7 @@ def test_rows_resume_and_summary(pilot, tree, tmp_path):
     assert 0.0 <= float(with_["heldout_ranking_accuracy"]) <= 1.0
     for row in rows:
         assert 0.0 <= float(row["heldout_accuracy"]) <= 1.0 and row["heldout_size"] == "8"
-        assert 0.0 < float(row["train_median_loss"]) < 50.0
+        assert 0.0 <= float(row["train_median_loss"]) < 50.0  # width 8 can fit the two-colour toy set exactly
     # the same rows again: nothing retrained, nothing duplicated
     assert run(pilot, tree, out) == 0
     assert read(out) == rows
