@@ -71,7 +71,8 @@ def execute(cfg: DictConfig, run_dir: Path, multirun: bool) -> str:
     from al_runner.runner import run_locked  # torch import after Hydra has parsed the command line
 
     # a sweep's refused job keeps its directory: its log holds the refusal, and sweep.csv names that log
-    return run_locked(cfg, run_dir, remove_if_refused=not multirun).outcome
+    # a single run refused at build time also leaves no empty outputs/<name>/ (Hydra made it for this run)
+    return run_locked(cfg, run_dir, remove_if_refused=not multirun, remove_empty_parent=not multirun).outcome
 
 
 def share_loader_workers(hydra_cfg) -> None:

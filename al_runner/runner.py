@@ -211,7 +211,8 @@ class ActiveLearningRun:
                  row["value"], rank, row["train_s"], row["eval_s"], row["select_s"])
 
 
-def run_locked(cfg: DictConfig, run_dir: str | Path, remove_if_refused: bool = True) -> ActiveLearningRun:
+def run_locked(cfg: DictConfig, run_dir: str | Path, remove_if_refused: bool = True,
+               remove_empty_parent: bool = False) -> ActiveLearningRun:
     """Lock the run directory first (a second process refuses at once, touching nothing), then build and run.
 
     remove_if_refused: a run refused at build time leaves no empty run directory behind (a sweep keeps it: the
@@ -225,7 +226,7 @@ def run_locked(cfg: DictConfig, run_dir: str | Path, remove_if_refused: bool = T
         except BaseException:
             if fresh:  # refused at build time (bad config, missing data): what this attempt created goes
                 lock.path.unlink(missing_ok=True)
-                _remove_files_of_refused_run(run_dir)
+                _remove_files_of_refused_run(run_dir, remove_empty_parent)
             raise
         run.run()
     return run
@@ -236,15 +237,15 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path) -> list[dict]:
     return run_locked(cfg, run_dir).state.rows
 
 
-def _remove_files_of_refused_run(run_dir: Path) -> None:
+def _remove_files_of_refused_run(run_dir: Path, remove_empty_parent: bool) -> None:
     """The directory was empty (or absent) when the run began, so its files are this attempt's (Hydra's job log,
-    opened by a log line while the data was read): removed, then the directory, then `outputs/<name>/` if that
-    is left empty. The refusal itself is printed on the terminal."""
+    opened by a log line while the data was read): removed, then the directory, then (`remove_empty_parent`, al-run's
+    single runs) `outputs/<name>/` if that is left empty. The refusal itself is printed on the terminal."""
     for path in run_dir.iterdir() if run_dir.is_dir() else []:
         if path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
     _remove_if_empty(run_dir)
-    if not run_dir.exists():
+    if remove_empty_parent and not run_dir.exists():
         _remove_if_empty(run_dir.parent)
 
 
