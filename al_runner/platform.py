@@ -59,13 +59,16 @@ def onednn_isa() -> str | None:
     if not torch.backends.mkldnn.is_available():
         return None
     sys.stdout.flush()
-    saved = os.dup(1)
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout to redirect (a closed descriptor): the ISA stays unknown
+        return None
     with tempfile.TemporaryFile() as capture:
         try:
             os.dup2(capture.fileno(), 1)
             with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON), torch.no_grad():
-                conv = torch.nn.Conv2d(16, 16, 3)  # large enough for ATen to hand it to oneDNN
-                conv(torch.zeros(2, 16, 16, 16))
+                # zeros, not a Conv2d module: no draw from torch's global generator; large enough for oneDNN
+                torch.nn.functional.conv2d(torch.zeros(2, 16, 16, 16), torch.zeros(16, 16, 3, 3))
         except Exception:  # noqa: BLE001 - a build without verbose support: the ISA stays unknown
             return None
         finally:

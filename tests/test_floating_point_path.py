@@ -125,3 +125,11 @@ def test_a_committed_reference_keeps_the_record_of_where_it_was_made(finished_ru
     assert load_script("collect_reference").main([str(sweep), str(tmp_path / "reference")]) == 0
     copied = tmp_path / "reference" / run.name / platform.PLATFORM_FILE
     assert json.loads(copied.read_text())["cpu_model"] == platform.cpu_model()
+
+
+def test_reading_the_isa_draws_nothing_from_torchs_global_generator():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    platform.onednn_isa.__wrapped__()  # uncached: it runs a convolution under oneDNN's verbose mode
+    assert torch.equal(torch.rand(3), expected)
