@@ -2,7 +2,8 @@
 
     python scripts/collect_reference.py outputs/cifar10_cpu outputs/reference/cifar10_cpu
 
-Copied per run directory: config.yaml, cycles.csv, selected.csv, metric_details.csv, platform.json, and test_scores.csv for
+Copied per run directory: config.yaml, cycles.csv, selected.csv, metric_details.csv, platform.json (al-run.log with
+--logs), and test_scores.csv for
 the samplers named by --test-scores (Fig. 8 reads the learning-loss run; the other test_scores files are
 large and not needed for any figure); per sweep: sweep.csv and multirun.yaml (its plan, from which al-plot names
 the runs a partial sweep is missing). Runs without a cycles.csv yet (still in cycle 0), and runs with fewer
@@ -28,6 +29,7 @@ from al_runner.sweep import SWEEP_CSV
 # platform.json: the CPU, ISA and builds the runs were made on (al_runner.platform): what a rerun must match to repeat
 # them digit for digit
 ALWAYS = (CONFIG_FILES[0], CYCLES_CSV, SELECTED_CSV, METRIC_DETAILS_CSV, PLATFORM_FILE)
+RUN_LOG = "al-run.log"  # the job log (conf/config.yaml hydra.job.name)
 
 
 def run_sampler(run_dir: Path) -> str | None:
@@ -44,7 +46,8 @@ def is_unfinished(run_dir: Path) -> bool:
     return len(reached) < planned
 
 
-def collect(sweep: Path, dest: Path, test_score_samplers: set[str], include_unfinished: bool = False) -> list[Path]:
+def collect(sweep: Path, dest: Path, test_score_samplers: set[str], include_unfinished: bool = False,
+            logs: bool = False) -> list[Path]:
     if not sweep.is_dir():
         raise SystemExit(f"{sweep}: no such sweep directory")
     copied = []
@@ -52,7 +55,8 @@ def collect(sweep: Path, dest: Path, test_score_samplers: set[str], include_unfi
         if not include_unfinished and is_unfinished(run_dir):
             print(f"skipped (not finished yet; --include-unfinished copies it): {run_dir}")
             continue
-        names = list(ALWAYS) + ([TEST_SCORES_CSV] if run_sampler(run_dir) in test_score_samplers else [])
+        names = list(ALWAYS) + ([TEST_SCORES_CSV] if run_sampler(run_dir) in test_score_samplers else []) \
+            + ([RUN_LOG] if logs else [])
         for name in names:
             if (run_dir / name).is_file():
                 (dest / run_dir.name).mkdir(parents=True, exist_ok=True)
@@ -75,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         "--include-unfinished", action="store_true",
         help="also copy runs that have fewer cycles than their config's schedule.cycles (a run still going)",
     )
+    parser.add_argument("--logs", action="store_true", help=f"also copy each run's {RUN_LOG} (its per-epoch losses, timings)")
     args = parser.parse_args(argv)
-    copied = collect(args.sweep, args.dest, set(args.test_scores), args.include_unfinished)
+    copied = collect(args.sweep, args.dest, set(args.test_scores), args.include_unfinished, args.logs)
     runs = {path.parent for path in copied if path.name == CYCLES_CSV}
     print(f"copied {len(copied)} files from {len(runs)} runs into {args.dest}")
     return 0

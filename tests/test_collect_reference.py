@@ -53,3 +53,12 @@ def test_unfinished_runs_are_left_out_unless_asked_for(tmp_path):
     assert (dest / "done" / "cycles.csv").is_file() and not (dest / "going").exists()
     collect_reference.main([str(sweep), str(dest), "--include-unfinished"])
     assert (dest / "going" / "cycles.csv").is_file()
+
+
+def test_logs_are_copied_only_when_asked(tmp_path):
+    sweep, dest = tmp_path / "sweep", tmp_path / "reference"
+    (fake_run(sweep, "rnd", "random") / "al-run.log").write_text("cycle 0 epoch 1/2 loss 1.0\n")
+    collect_reference.main([str(sweep), str(dest)])
+    assert not (dest / "rnd" / "al-run.log").exists()
+    collect_reference.main([str(sweep), str(dest), "--logs"])
+    assert (dest / "rnd" / "al-run.log").read_text() == "cycle 0 epoch 1/2 loss 1.0\n"
