@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast venv clean
+.PHONY: demo test test-cluster test-fast venv clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,7 +43,12 @@ $(TRACKING_STAMP): $(STAMP)
 	touch $(TRACKING_STAMP)
 
 test: $(STAMP) $(LABEL_STAMP) $(TRACKING_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slurm"
+
+# The real one-node SLURM cluster's tests (tests/test_slurm_cluster.py; Debian's slurm-wlm + munge, which .ci/run
+# installs): apart from `make test` because their waits are SLURM's clock (time-limit checks, requeue delays).
+test-cluster: $(STAMP)
+	$(PY) -m pytest -q -m slurm
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
