@@ -27,6 +27,34 @@ def smoke_cfg():
     return make
 
 
+RUN_CSVS = ("cycles.csv", "selected.csv", "test_scores.csv")
+
+
+def csv_contents(directory: Path, names=RUN_CSVS) -> dict[str, list[dict]]:
+    """A run's CSVs without the wall-clock columns: what must be identical between two runs of one config."""
+    import csv
+
+    from al_runner.schema import TIMING_COLUMNS
+
+    contents = {}
+    for name in names:
+        with open(directory / name) as f:
+            contents[name] = [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(f)]
+    return contents
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: at toy sizes it is fastest, and a 2-thread pool next to concurrent tests can be slower by
+    orders of magnitude (threads wait at every op's barrier for a descheduled peer)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def load_script(name: str):
     """scripts/<name>.py imported as module <name> (registered in sys.modules: dataclasses look their module up)."""
     import importlib.util

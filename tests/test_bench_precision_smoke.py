@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 import benchmarks
 from al_runner.build import make_runtime
@@ -14,12 +13,7 @@ from benchmarks.precision import MODELS, Fixture, machine_peaks, model_overrides
 from benchmarks.runner_side import compose_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def quick_args(tmp_path, *extra):

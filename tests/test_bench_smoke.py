@@ -19,14 +19,7 @@ from benchmarks.runner_side import BenchTask, build_bench_task, build_side, comp
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # One intra-op thread: at toy sizes it is fastest, and a 2-thread pool next to concurrent tests can
-    # be slower by orders of magnitude (threads wait at every op's barrier for a descheduled peer).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_args(tmp_path, *extra):

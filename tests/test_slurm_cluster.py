@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import getpass
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,13 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from al_runner.schema import TIMING_COLUMNS
-from tests.conftest import load_script
+from tests.conftest import csv_contents, load_script
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
-CSVS = ("cycles.csv", "selected.csv", "test_scores.csv")
+
 TINY = ["task=synthetic", "model=small_cnn", "schedule=smoke", "model.net.width=8", "progress=false", "name=sweep",
         "hydra.callbacks.sweep_summary.statistics=false"]
 # one CPU per job (also its torch threads), no GPU, 1 GB: the local reference runs use runtime.threads=1
@@ -63,14 +61,6 @@ def al_run(cluster_env: dict, *args: str, timeout: float = 300, **extra) -> subp
 def start_al_run(cluster_env: dict, *args: str, **extra) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "al_runner", *args], cwd=REPO, env=al_run_env(cluster_env, **extra),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def csv_contents(directory: Path) -> dict[str, list[dict]]:
-    contents = {}
-    for name in CSVS:
-        with open(directory / name) as f:
-            contents[name] = [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(f)]
-    return contents
 
 
 def sweep_rows(sweep_dir: Path) -> list[dict]:

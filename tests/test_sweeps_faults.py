@@ -5,7 +5,6 @@ the wall-clock columns) with an uninterrupted run.
 """
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
@@ -15,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from al_runner.schema import TIMING_COLUMNS
+from tests.conftest import csv_contents
 
 REPO = Path(__file__).resolve().parent.parent
 ARGS = ["task=synthetic", "model=small_cnn", "schedule=smoke", "model.net.width=8", "progress=false",
         "schedule.cycles=3", "runtime.threads=1", "name=faults"]
-CSVS = ("cycles.csv", "selected.csv", "test_scores.csv")
 
 
 def env(**extra) -> dict:
@@ -53,14 +51,6 @@ def wait_for(path_glob, process: subprocess.Popen, timeout: float = 120) -> Path
         assert process.poll() is None, process.communicate()[1][-2000:]
         time.sleep(0.05)
     raise AssertionError("timed out waiting for the stall marker")
-
-
-def csv_contents(directory: Path) -> dict[str, list[dict]]:
-    contents = {}
-    for name in CSVS:
-        with open(directory / name) as f:
-            contents[name] = [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(f)]
-    return contents
 
 
 @pytest.fixture(scope="module")
