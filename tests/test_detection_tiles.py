@@ -172,3 +172,12 @@ def test_al_run_on_a_tiled_folder_names_picks_by_tile(tiled, tmp_path):
     assert cycles.ranking_accuracy.notna().all()
     selected = pd.read_csv(tmp_path / "run" / "selected.csv")
     assert selected.item.str.match(r"scene_x\d+_y\d+$").all()
+
+
+def test_a_source_without_any_pair_is_refused(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "notes.xml").write_text("<annotation/>")  # an XML without its image
+    with pytest.raises(DataError, match="no image \\+ VOC XML pair"):
+        tiles.write_tiles(tmp_path / "src", tmp_path / "out", tile=100)
+    with pytest.raises(DataError, match="not found or not a folder"):
+        tiles.write_tiles(tmp_path / "missing", tmp_path / "out2", tile=100)

@@ -27,6 +27,8 @@ import io
 import sys
 import xml.etree.ElementTree as ET
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -63,33 +65,40 @@ class Tile:
 
 
 # --- reading sources ---------------------------------------------------------------------------------------
-def read_pairs(source: Path) -> list[tuple[str, Image.Image, list[SourceBox]]]:
-    """(stem, RGB image, boxes) for every image + XML pair of a folder or a zip/wheel, sorted by stem."""
+def read_pairs(source: Path) -> Iterator[tuple[str, Image.Image, list[SourceBox]]]:
+    """(stem, RGB image, boxes) for every image + XML pair of a folder or a zip/wheel, in stem order, one image
+    decoded at a time (a folder of large scenes never sits in memory at once)."""
+    with _members(source) as (names, read):
+        xmls = sorted(name[:-4] for name in names if name.lower().endswith(".xml"))
+        found = 0
+        for stem in xmls:
+            image_name = next((stem + s for s in IMAGE_SUFFIXES if stem + s in names), None)
+            if image_name is None:
+                continue  # an XML without its image (the wheel has a few): nothing to cut
+            try:
+                image = Image.open(io.BytesIO(read(image_name))).convert("RGB")
+            except OSError as error:
+                raise DataError(f"cannot decode {source}/{image_name}: {error}") from None
+            boxes, size = _parse_xml(read(stem + ".xml"), f"{source}/{stem}.xml")
+            if size is not None and size != image.size:
+                raise DataError(f"{source}/{stem}.xml says {size[0]}x{size[1]} but its image {image_name} is "
+                                f"{image.size[0]}x{image.size[1]}")
+            found += 1
+            yield Path(stem).name, image, boxes
+        if not found:
+            raise DataError(f"no image + VOC XML pair (same stem, image {'/'.join(IMAGE_SUFFIXES)}) in {source}")
+
+
+@contextmanager
+def _members(source: Path):
+    """(file names, read(name) -> bytes) of a folder's files or a zip/wheel's members."""
     if source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
-            files = {name: archive.read(name) for name in archive.namelist() if not name.endswith("/")}
+            yield {name for name in archive.namelist() if not name.endswith("/")}, archive.read
     elif source.is_dir():
-        files = {str(path.relative_to(source)): path.read_bytes() for path in source.iterdir() if path.is_file()}
+        yield {path.name for path in source.iterdir() if path.is_file()}, lambda name: (source / name).read_bytes()
     else:
         raise DataError(f"tile source not found or not a folder / zip / wheel: {source}")
-    xmls = {name[:-4]: data for name, data in files.items() if name.lower().endswith(".xml")}
-    pairs = []
-    for stem in sorted(xmls):
-        image_name = next((stem + s for s in IMAGE_SUFFIXES if stem + s in files), None)
-        if image_name is None:
-            continue  # an XML without its image (the wheel has a few): nothing to cut
-        try:
-            image = Image.open(io.BytesIO(files[image_name])).convert("RGB")
-        except OSError as error:
-            raise DataError(f"cannot decode {source}/{image_name}: {error}") from None
-        boxes, size = _parse_xml(xmls[stem], f"{source}/{stem}.xml")
-        if size is not None and size != image.size:
-            raise DataError(f"{source}/{stem}.xml says {size[0]}x{size[1]} but its image {image_name} is "
-                            f"{image.size[0]}x{image.size[1]}")
-        pairs.append((Path(stem).name, image, boxes))
-    if not pairs:
-        raise DataError(f"no image + VOC XML pair (same stem, image {'/'.join(IMAGE_SUFFIXES)}) in {source}")
-    return pairs
 
 
 def _parse_xml(data: bytes, where: str) -> tuple[list[SourceBox], tuple[int, int] | None]:
