@@ -209,6 +209,18 @@ def _print_help() -> None:
                   if not line.startswith(tuple(f"{group}: " for group in NOT_AL_RUN_GROUPS))), end="")
 
 
+def register_launchers() -> None:
+    """Our launchers (hydra_plugins.al_runner_launchers), registered with Hydra by hand: Hydra finds plugins by
+    scanning the hydra_plugins namespace's folders, which an editable install does not extend with ours, so an
+    installed `al-run` would otherwise answer "Unknown plugin class". Only for multiruns (only they launch)."""
+    from hydra.core.plugins import Plugins  # local: launcher modules pull in joblib / submitit, needed by -m only
+    from hydra_plugins.al_runner_launchers.joblib_gpus import JoblibLauncher
+    from hydra_plugins.al_runner_launchers.submitit_slurm import LocalLauncher, SlurmLauncher
+
+    for launcher in (JoblibLauncher, LocalLauncher, SlurmLauncher):
+        Plugins.instance().register(launcher)
+
+
 def main() -> None:
     if "--version" in sys.argv[1:]:
         print(f"al-run (al_runner) {al_runner.__version__}")
@@ -221,6 +233,8 @@ def main() -> None:
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         return _print_help()
     SweepState.sweep_dir = SweepState.records = None
+    if {"-m", "--multirun"} & set(sys.argv[1:]):
+        register_launchers()
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         _run_hydra()

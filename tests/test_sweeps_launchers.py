@@ -97,3 +97,16 @@ def test_a_wheel_installed_into_a_fresh_venv_runs_the_demo(tmp_path):
         shown = subprocess.run(al_run_script + [f"hydra/launcher={preset}", "--cfg", "hydra", "-p", "hydra.launcher"],
                                cwd=outside, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
         assert expected in shown.stdout, shown.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_installed_al_run_launches_our_launchers_outside_the_checkout(tmp_path):
+    """The console script, run from another folder with no PYTHONPATH: hydra_plugins.al_runner_launchers must be
+    found through the install, not through a checkout on sys.path ("Unknown plugin class" otherwise)."""
+    script = Path(sys.executable).parent / "al-run"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+    result = subprocess.run([str(script), "-m", "hydra/launcher=parallel", *TINY, "sampler=random", "seed=0,1",
+                             f"paths.output={tmp_path}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["status"] for r in sweep_rows(tmp_path / "sweep")] == ["finished", "finished"]
