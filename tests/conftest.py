@@ -44,6 +44,16 @@ def csv_contents(directory: Path, names=RUN_CSVS) -> dict[str, list[dict]]:
 
 
 @pytest.fixture
+def keep_torch_threads():
+    """Leave torch's thread count as it was (al-run's main and runs set it for their process)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def one_torch_thread():
     """One intra-op thread: at toy sizes it is fastest, and a 2-thread pool next to concurrent tests can be slower by
     orders of magnitude (threads wait at every op's barrier for a descheduled peer)."""

@@ -23,11 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = [*SMOKE, "schedule.cycles=1", "runtime.threads=1"]
 
 
-@pytest.fixture(autouse=True)
-def restore_torch_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from tests.conftest import load_script
 
 
 
-@pytest.fixture(autouse=True)
-def keep_thread_count():
-    """main() sets torch's thread count for its process; leave the test process's as it was."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 
 
 @pytest.fixture(scope="module")
