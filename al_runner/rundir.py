@@ -18,7 +18,7 @@ from al_runner.schema import TEST_SCORE_COLUMNS
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"  # the run's composed config (interpolations kept), read by the figure script
+CONFIG_FILE = "config.yaml"  # the run's composed config (interpolations kept, environment pinned), read by the figure script
 
 # Top-level keys that cannot change a number: where files go, how progress shows, what the sweep is called.
 # `device` is replaced by the resolved device *type* (cpu vs cuda changes numbers, cuda:0 vs cuda:1 does not),
@@ -69,8 +69,28 @@ def data_changes(recorded: dict, current: dict) -> list[str]:
             for part in sorted(set(recorded) | set(current)) if recorded.get(part) != current.get(part)]
 
 
+def pin_environment(cfg: DictConfig) -> DictConfig:
+    """A copy of `cfg` in which every value read from an environment variable (`${oc.env:...}`, e.g. a data root
+    given as $AL_RUNNER_CIFAR10_JPG) holds the value it resolved to now; other interpolations are kept. The run's
+    identity (`comparable_config`) resolves the environment, so only a saved config that pins it can be recomputed
+    from the run's own files later, in a shell without those variables."""
+    pinned = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    _pin_environment_nodes(pinned, cfg)
+    return pinned
+
+
+def _pin_environment_nodes(pinned, cfg) -> None:
+    keys = range(len(cfg)) if OmegaConf.is_list(cfg) else list(cfg.keys())
+    for key in keys:
+        node = cfg._get_node(key)
+        if OmegaConf.is_config(node):
+            _pin_environment_nodes(pinned[key], node)
+        elif OmegaConf.is_interpolation(cfg, key) and "oc.env" in str(node._value()):
+            pinned[key] = cfg[key]
+
+
 def save_config(path: Path, cfg: DictConfig) -> None:
-    atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=False))
+    atomic_write_text(path, OmegaConf.to_yaml(pin_environment(cfg), resolve=False))
 
 
 def write_csv(path: Path, columns, rows: list[dict]) -> None:

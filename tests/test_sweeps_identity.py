@@ -87,3 +87,31 @@ def test_a_refused_config_leaves_the_saved_config_untouched(tmp_path):
     with pytest.raises(ConfigError, match="different config.*schedule.epochs"):
         run_experiment(image_cfg(tmp_path, "schedule.epochs=3"), run_dir)
     assert (run_dir / "config.yaml").read_text() == saved and "epochs: 2" in saved
+
+
+def test_a_data_root_from_the_environment_is_pinned_in_the_saved_config(tmp_path, monkeypatch):
+    """A root read from an environment variable (as the cifar10_cpu preset reads $AL_RUNNER_CIFAR10_JPG) is saved as
+    its value, so the run's directory name is recomputed from its own config.yaml in a shell without the variable."""
+    from al_runner.identity import config_hash
+    from al_runner.rundir import comparable_config
+    from al_runner.build import make_runtime
+
+    write_tree(tmp_path / "tree", per_class=12)
+    monkeypatch.setenv("AL_RUNNER_TEST_ROOT", str(tmp_path / "tree"))
+    cfg = root_from_environment(image_cfg(tmp_path))
+    expected = config_hash(comparable_config(cfg, make_runtime(cfg).resolved()))
+    run_dir = tmp_path / "run"
+    run_experiment(cfg, run_dir)
+    monkeypatch.delenv("AL_RUNNER_TEST_ROOT")
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    assert saved.task.root == str(tmp_path / "tree")
+    assert OmegaConf.is_interpolation(saved.task.build.data, "root")  # interpolations not read from the environment stay
+    assert config_hash(comparable_config(saved, make_runtime(saved).resolved())) == expected
+    # a rerun in the same environment resumes the saved run (nothing refused, nothing retrained)
+    monkeypatch.setenv("AL_RUNNER_TEST_ROOT", str(tmp_path / "tree"))
+    run_experiment(root_from_environment(image_cfg(tmp_path)), run_dir)
+
+
+def root_from_environment(cfg):
+    cfg.task.root = "${oc.env:AL_RUNNER_TEST_ROOT,${paths.data}/elsewhere}"  # as conf/experiment/cifar10_cpu.yaml
+    return cfg
