@@ -25,14 +25,15 @@ demo: $(STAMP)
 # The [label] extra (Label Studio SDK, for `al-label sync`) and a Label Studio server for the real-server test
 # (tests/test_label_studio.py); only `make test` needs them, `make demo` stays lean. The SDK is installed holding
 # numpy at the version above (see pyproject.toml); the server gets its own venv, because label-studio 1.23.2 pins
-# numpy < 2.3 (and Django et al.) and would change ours.
+# numpy < 2.3 (and Django et al.) and would change ours. Its dependencies are held at a known-good set (a new sentry-sdk
+# once stopped the server from starting): tests/label_studio_server_constraints.txt.
 LABEL_STUDIO_VENV := $(VENV)/label-studio
 LABEL_STAMP := $(VENV)/.installed-label
 
 $(LABEL_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[test,label]' "numpy==$$($(PY) -c 'import numpy; print(numpy.__version__)')"
 	test -x $(LABEL_STUDIO_VENV)/bin/python || $(PYTHON) -m venv $(LABEL_STUDIO_VENV)
-	$(LABEL_STUDIO_VENV)/bin/python -m pip install -q label-studio==1.23.2
+	$(LABEL_STUDIO_VENV)/bin/python -m pip install -q label-studio==1.23.2 -c tests/label_studio_server_constraints.txt
 	touch $(LABEL_STAMP)
 
 # The [tracking] extra (tensorboard, mlflow-skinny, wandb) for tests/test_tracking.py; `make demo` writes CSVs only.
