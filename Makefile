@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-cluster test-fast venv clean
+.PHONY: demo lint test test-cluster test-fast venv clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ TRACKING_STAMP := $(VENV)/.installed-tracking
 $(TRACKING_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[test,tracking]' "numpy==$$($(PY) -c 'import numpy; print(numpy.__version__)')"
 	touch $(TRACKING_STAMP)
+
+# ruff (pyproject.toml [tool.ruff]): the linter and the formatter's check; `ruff format .` fixes the formatting.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP) $(LABEL_STAMP) $(TRACKING_STAMP)
 	$(PY) -m pytest -q -m "not slurm"

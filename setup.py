@@ -3,6 +3,7 @@
 conf/ stays where it is in the repository; a wheel (or `pip install .`) gets it as al_runner/conf/,
 which `al_runner.cli` finds when there is no source checkout around it.
 """
+
 from pathlib import Path
 
 from setuptools import find_namespace_packages, find_packages, setup
@@ -15,7 +16,9 @@ setup(
     # hydra_plugins is a namespace shared with Hydra's own plugins (joblib, submitit): ours are found as namespace
     # packages, or an installed al-run could not load the launchers in hydra_plugins.al_runner_launchers
     # (hydra_plugins.al_runner_config registers the typed schema and the run-id resolver with Hydra)
-    packages=find_packages(include=["al_runner*"]) + find_namespace_packages(include=["hydra_plugins.*"]) + conf_packages,
+    packages=find_packages(include=["al_runner*"])
+    + find_namespace_packages(include=["hydra_plugins.*"])
+    + conf_packages,
     package_dir={"al_runner.conf": "conf"},
     package_data={name: ["*.yaml"] for name in conf_packages},
 )

@@ -17,6 +17,7 @@ with λ and the detach point applied by `learning_loss.LearningLoss`, and the sa
     scored = api.score_unlabeled(model, predictor, unlabeled_loader)
     picks = api.top_k(scored.predicted_loss, k=100)      # positions in the unlabeled loader's order
 """
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -26,13 +27,36 @@ from torch import nn
 
 from al_runner.learning_loss import MODULE_KINDS, LearningLoss, LossMSE, MarginRankingLoss
 from al_runner.models.taps import FeatureTaps, global_average_pool
-from al_runner.samplers import (Candidates, CoreSetSampler, EntropySampler, MarginSampler, PredictedLossSampler,
-                                PredictedLossThenCoreSet, RandomSampler, Sampler, entropy_scores, top_k)
+from al_runner.samplers import (
+    Candidates,
+    CoreSetSampler,
+    EntropySampler,
+    MarginSampler,
+    PredictedLossSampler,
+    PredictedLossThenCoreSet,
+    RandomSampler,
+    Sampler,
+    entropy_scores,
+    top_k,
+)
 
 __all__ = [
-    "LossPredictor", "attach_loss_module", "ranking_loss", "mse_loss", "score_unlabeled", "embed", "select",
-    "top_k", "Candidates", "Sampler", "PredictedLossSampler", "PredictedLossThenCoreSet", "EntropySampler",
-    "MarginSampler", "CoreSetSampler", "RandomSampler",
+    "LossPredictor",
+    "attach_loss_module",
+    "ranking_loss",
+    "mse_loss",
+    "score_unlabeled",
+    "embed",
+    "select",
+    "top_k",
+    "Candidates",
+    "Sampler",
+    "PredictedLossSampler",
+    "PredictedLossThenCoreSet",
+    "EntropySampler",
+    "MarginSampler",
+    "CoreSetSampler",
+    "RandomSampler",
 ]
 
 
@@ -49,9 +73,18 @@ class LossPredictor(nn.Module):
     module's first layers take their sizes from the features they first see.
     """
 
-    def __init__(self, model: nn.Module, layers: list[str], *, hidden: int = 128, margin: float = 1.0,
-                 weight: float = 1.0, detach_epoch: int | None = None, objective: str = "margin_ranking",
-                 kind: str = "eager"):
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: list[str],
+        *,
+        hidden: int = 128,
+        margin: float = 1.0,
+        weight: float = 1.0,
+        detach_epoch: int | None = None,
+        objective: str = "margin_ranking",
+        kind: str = "eager",
+    ):
         super().__init__()
         if not layers:
             raise ValueError("name at least one layer of the model to attach the loss-prediction module to")
@@ -61,7 +94,10 @@ class LossPredictor(nn.Module):
         self.taps = FeatureTaps(model, self.layers)  # refuses an unknown layer name, with close matches
         self.method = LearningLoss(
             objective=MarginRankingLoss(margin) if objective == "margin_ranking" else LossMSE(),
-            weight=float(weight), detach_epoch=detach_epoch if detach_epoch is not None else 2**62, hidden=hidden)
+            weight=float(weight),
+            detach_epoch=detach_epoch if detach_epoch is not None else 2**62,
+            hidden=hidden,
+        )
         self.module = self.method.new_module(len(self.layers), kind)
 
     def features(self) -> list[torch.Tensor]:
@@ -90,8 +126,9 @@ def _first(batch):
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-def attach_loss_module(model: nn.Module, layers: list[str], *, example_input: torch.Tensor | None = None,
-                       **options) -> LossPredictor:
+def attach_loss_module(
+    model: nn.Module, layers: list[str], *, example_input: torch.Tensor | None = None, **options
+) -> LossPredictor:
     """`LossPredictor(model, layers, **options)`; with `example_input` (a batch of two or more inputs), one
     forward pass in eval mode without gradients gives the module's layers their sizes, so that
     `predictor.parameters()` can go to an optimizer at once. Options: hidden, margin, weight (λ), detach_epoch,
@@ -124,15 +161,25 @@ def mse_loss(predicted_loss: torch.Tensor, target_loss: torch.Tensor) -> torch.T
 
 
 @torch.inference_mode()
-def score_unlabeled(model: nn.Module, predictor: LossPredictor | None, loader: Iterable, *,
-                    probabilities: bool = False, embedding_layer: str | None = None,
-                    device: torch.device | str | None = None) -> Candidates:
+def score_unlabeled(
+    model: nn.Module,
+    predictor: LossPredictor | None,
+    loader: Iterable,
+    *,
+    probabilities: bool = False,
+    embedding_layer: str | None = None,
+    device: torch.device | str | None = None,
+) -> Candidates:
     """One pass over an unlabeled loader in eval mode, without labels (a batch's first element is the input;
     anything else in it is ignored), as al-run scores its pool. Returns what a sampler may see
     (`samplers.Candidates`), positions 0..N−1 in the loader's order: `predicted_loss` (with a predictor),
     `probabilities` (softmax of the model's outputs, for entropy), `embedding` (the global-average-pooled
     output of `embedding_layer`, for core-set and the hybrid). The model is left in the mode it was in."""
-    device = torch.device(device) if device is not None else next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = (
+        torch.device(device)
+        if device is not None
+        else next((p.device for p in model.parameters()), torch.device("cpu"))
+    )
     extra = FeatureTaps(model, [embedding_layer]) if embedding_layer else None
     was_training = model.training
     model.eval()
@@ -149,7 +196,8 @@ def score_unlabeled(model: nn.Module, predictor: LossPredictor | None, loader: I
                 parts.setdefault("probabilities", []).append(torch.softmax(outputs.float(), dim=1).cpu())
             if extra is not None:
                 parts.setdefault("embedding", []).append(
-                    global_average_pool(extra.features([embedding_layer])[0]).float().cpu())
+                    global_average_pool(extra.features([embedding_layer])[0]).float().cpu()
+                )
     finally:
         model.train(was_training)
         if extra is not None:
@@ -173,7 +221,9 @@ def select(sampler: Sampler, candidates: Candidates, k: int, *, seed: int = 0) -
     if sampler.needs_labeled_embedding and candidates.labeled_embedding is None:
         missing.append("labeled_embedding")
     if missing:
-        raise ValueError(f"{type(sampler).__name__} needs {', '.join(sorted(missing))} in the candidates "
-                         "(score_unlabeled(..., probabilities=True / embedding_layer=...); "
-                         "candidates.labeled_embedding = embed(model, labeled_loader, layer))")
+        raise ValueError(
+            f"{type(sampler).__name__} needs {', '.join(sorted(missing))} in the candidates "
+            "(score_unlabeled(..., probabilities=True / embedding_layer=...); "
+            "candidates.labeled_embedding = embed(model, labeled_loader, layer))"
+        )
     return sampler.select(candidates, k, torch.Generator().manual_seed(seed))

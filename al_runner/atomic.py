@@ -11,6 +11,7 @@ file in this process stops half-way, creates `<file>.stalled` as a signal, and w
 SIGKILL the process in the middle of a checkpoint or CSV write, or start a second process while the
 first is busy.
 """
+
 from __future__ import annotations
 
 import io
@@ -38,7 +39,10 @@ def _stall_if_requested(path: Path) -> None:
     if _writes_seen[name] != int(nth or 1):
         return
     path.with_name(path.name + ".stalled").touch()
-    release, deadline = path.with_name(path.name + ".release"), time.time() + float(os.environ.get(STALL_SECONDS_ENV) or 10**9)
+    release, deadline = (
+        path.with_name(path.name + ".release"),
+        time.time() + float(os.environ.get(STALL_SECONDS_ENV) or 10**9),
+    )
     while not release.exists() and time.time() < deadline:  # the test kills us here, or lets us go on
         time.sleep(0.05)
 

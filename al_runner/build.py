@@ -2,6 +2,7 @@
 
 Everything is refused here, before any training, when the config cannot work.
 """
+
 from __future__ import annotations
 
 import functools
@@ -54,11 +55,14 @@ def _auto_flag(value, device: torch.device) -> bool:
 
 def make_runtime(cfg: DictConfig) -> Runtime:
     device = resolve_device(str(cfg.device))
-    return Runtime(device=device, amp=_auto_flag(cfg.runtime.amp, device),
-                   channels_last=_auto_flag(cfg.runtime.channels_last, device),
-                   compile=bool(cfg.runtime.get("compile", False)),
-                   loss_module=str(cfg.runtime.get("loss_module", "eager")),
-                   cuda_graph=bool(cfg.runtime.get("cuda_graph", False)))
+    return Runtime(
+        device=device,
+        amp=_auto_flag(cfg.runtime.amp, device),
+        channels_last=_auto_flag(cfg.runtime.channels_last, device),
+        compile=bool(cfg.runtime.get("compile", False)),
+        loss_module=str(cfg.runtime.get("loss_module", "eager")),
+        cuda_graph=bool(cfg.runtime.get("cuda_graph", False)),
+    )
 
 
 # torch's own CPU thread count in this process, read before any run sets it: what `runtime.threads=null` means
@@ -90,12 +94,16 @@ def pool_count(schedule: DictConfig, key: str, pool_size: int) -> int:
     (0.1 = 10 % of the pool, rounded down, at least 1), so that one schedule fits pools of any size."""
     value = schedule[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"schedule.{key}={value} is not valid: schedule.{key} must be an integer count, or a "
-                          f"fraction of the pool in (0, 1)")
+        raise ConfigError(
+            f"schedule.{key}={value} is not valid: schedule.{key} must be an integer count, or a "
+            f"fraction of the pool in (0, 1)"
+        )
     if isinstance(value, float) and not value.is_integer():
         if not 0 < value < 1:
-            raise ConfigError(f"schedule.{key}={value} is not valid: a fraction of the pool must lie in (0, 1), "
-                              f"a count must be an integer")
+            raise ConfigError(
+                f"schedule.{key}={value} is not valid: a fraction of the pool must lie in (0, 1), "
+                f"a count must be an integer"
+            )
         return max(1, int(value * pool_size + 1e-9))  # 1e-9: 0.29 * 100 is 28.999999999999996 in binary
     return int(value)
 
@@ -124,8 +132,10 @@ def validate_schedule(cfg: DictConfig, pool_size: int) -> None:
     if initial < 1:
         raise ConfigError(f"schedule.initial_size must be >= 1, got {s.initial_size}")
     if batch_is_skipped(initial, int(s.batch_size)):  # train-mode BatchNorm cannot use one sample
-        raise ConfigError(f"schedule.initial_size=1 with batch_size {s.batch_size}: a training batch of one sample is "
-                          f"skipped, so cycle 0 would train on nothing; label at least 2 points first")
+        raise ConfigError(
+            f"schedule.initial_size=1 with batch_size {s.batch_size}: a training batch of one sample is "
+            f"skipped, so cycle 0 would train on nothing; label at least 2 points first"
+        )
     if int(s.cycles) > 1 and query < 1:
         raise ConfigError(f"schedule.query_size must be >= 1 with {s.cycles} cycles")
     needed = initial + query * (int(s.cycles) - 1)
@@ -144,7 +154,10 @@ def validate_schedule(cfg: DictConfig, pool_size: int) -> None:
 def lr_milestone_epochs(schedule: DictConfig) -> list[int]:
     """`schedule.lr_milestones` are fractions of the epochs (0.8 of 200 -> 160), so an epochs override keeps
     the paper's shape instead of silently dropping the LR step."""
-    return [fraction_to_epoch(f, int(schedule.epochs), "schedule.lr_milestones") for f in schedule.get("lr_milestones") or []]
+    return [
+        fraction_to_epoch(f, int(schedule.epochs), "schedule.lr_milestones")
+        for f in schedule.get("lr_milestones") or []
+    ]
 
 
 def make_scheduler_factory(schedule: DictConfig):
@@ -187,8 +200,10 @@ def check_sampler(cfg: DictConfig, sampler: Sampler, learner: Learner, task: Tas
     if label_needs and not sampler.reads_labels:
         raise ConfigError(f"sampler {name} needs {', '.join(label_needs)}, which reads labels: only an oracle may")
     if sampler.reads_labels and not name.startswith(ORACLE_PREFIX):
-        raise ConfigError(f"sampler {name} reads the candidates' labels (an oracle, a diagnostic): its name must "
-                          f"start with {ORACLE_PREFIX} so that no table or figure mistakes it for a method")
+        raise ConfigError(
+            f"sampler {name} reads the candidates' labels (an oracle, a diagnostic): its name must "
+            f"start with {ORACLE_PREFIX} so that no table or figure mistakes it for a method"
+        )
     unmet = learner.unmet_needs(task, sampler.needs, sampler.need_options)
     if unmet:
         raise ConfigError(f"sampler {name} cannot run on task {task.name}: {'; '.join(unmet)}")
@@ -201,7 +216,13 @@ def build_learner(cfg: DictConfig, task: Task, runtime: Runtime, learning_loss: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed_for(cfg, "model"))
         model = instantiate(cfg.model.net)(**task.model_kwargs())
-        learner = Learner(model, list(cfg.model.taps), str(embedding.layer), runtime, learning_loss,
-                          embedding_reduce=instantiate(embedding.reduce))
+        learner = Learner(
+            model,
+            list(cfg.model.taps),
+            str(embedding.layer),
+            runtime,
+            learning_loss,
+            embedding_reduce=instantiate(embedding.reduce),
+        )
         learner.materialize(task.example_inputs())
     return learner

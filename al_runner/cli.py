@@ -6,6 +6,7 @@ exits non-zero if any job failed. Every refusal (a bad value, a missing one, dat
 used, a config Hydra cannot compose) ends with one line and exit code 1; Ctrl-C (130) and SIGTERM
 (143, what a cluster sends before a kill) end with one line saying how to resume.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,8 +63,14 @@ identity.register_resolver()
 
 def _job_record(hydra_cfg, run_dir: Path, status: str, error: str = "") -> JobRecord:
     log_file = run_dir / f"{hydra_cfg.job.name}.log"
-    return JobRecord(job=int(hydra_cfg.job.num), status=status, run_dir=str(run_dir),
-                     overrides=" ".join(hydra_cfg.overrides.task), error=error, log=str(log_file))
+    return JobRecord(
+        job=int(hydra_cfg.job.num),
+        status=status,
+        run_dir=str(run_dir),
+        overrides=" ".join(hydra_cfg.overrides.task),
+        error=error,
+        log=str(log_file),
+    )
 
 
 def execute(cfg: DictConfig, run_dir: Path, multirun: bool) -> str:
@@ -205,8 +212,14 @@ def _print_help() -> None:
         except SystemExit as e:
             if e.code not in (0, None):
                 raise
-    print("".join(line for line in out.getvalue().splitlines(keepends=True)
-                  if not line.startswith(tuple(f"{group}: " for group in NOT_AL_RUN_GROUPS))), end="")
+    print(
+        "".join(
+            line
+            for line in out.getvalue().splitlines(keepends=True)
+            if not line.startswith(tuple(f"{group}: " for group in NOT_AL_RUN_GROUPS))
+        ),
+        end="",
+    )
 
 
 def register_launchers() -> None:
@@ -214,6 +227,7 @@ def register_launchers() -> None:
     scanning the hydra_plugins namespace's folders, which an editable install does not extend with ours, so an
     installed `al-run` would otherwise answer "Unknown plugin class". Only for multiruns (only they launch)."""
     from hydra.core.plugins import Plugins  # local: launcher modules pull in joblib / submitit, needed by -m only
+
     from hydra_plugins.al_runner_launchers.joblib_gpus import JoblibLauncher
     from hydra_plugins.al_runner_launchers.submitit_slurm import LocalLauncher, SlurmLauncher
 
@@ -240,8 +254,9 @@ def main() -> None:
         _run_hydra()
     except KeyboardInterrupt as stop:
         how = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
-        sys.stderr.write(f"\nal-run: {how}; finished cycles are saved, run the same command to resume: "
-                         f"{_command_line()}\n")
+        sys.stderr.write(
+            f"\nal-run: {how}; finished cycles are saved, run the same command to resume: {_command_line()}\n"
+        )
         sys.exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED)
     except SystemExit as e:
         if e.code not in (0, None):
@@ -250,8 +265,10 @@ def main() -> None:
     failed = SweepState.failed()
     if failed:
         errors = "".join(f"\n  #{r.job} {r.run_dir}: {r.error}" for r in failed)
-        sys.exit(f"al-run: {len(failed)} job(s) failed (sweep.csv has them all): fix what each error names, then run "
-                 f"the same command again (finished runs are skipped, interrupted ones resume):{errors}")
+        sys.exit(
+            f"al-run: {len(failed)} job(s) failed (sweep.csv has them all): fix what each error names, then run "
+            f"the same command again (finished runs are skipped, interrupted ones resume):{errors}"
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ also checks the command line's overrides against the same fields before composin
 and reports a bad value in one line that names the key and what it accepts. Value ranges (epochs >= 1,
 ...) are checked where the run is built (`al_runner.build`).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -38,12 +39,12 @@ CLOSED_NAME = "al_runner_closed"  # last in conf/config.yaml's defaults: closes 
 
 @dataclass
 class RuntimeSchema:
-    amp: Any = "auto"             # auto | true | false
-    channels_last: Any = True     # auto | true | false
+    amp: Any = "auto"  # auto | true | false
+    channels_last: Any = True  # auto | true | false
     compile: bool = False
     threads: Optional[int] = None
     deterministic: bool = False
-    loss_module: str = "eager"    # eager | fused | compiled
+    loss_module: str = "eager"  # eager | fused | compiled
     cuda_graph: bool = False
 
 
@@ -57,37 +58,38 @@ class PathsSchema:
 @dataclass
 class TaskSchema:
     """Keys every task shares; each task adds its own (root, build, image_size, ...)."""
+
     name: str = MISSING
 
 
 @dataclass
 class ModelSchema:
     name: str = MISSING
-    net: Any = MISSING           # the target network (`_target_` + `_partial_`)
-    taps: List[str] = MISSING    # module names feeding the loss-prediction module
-    embedding: Any = MISSING     # core-set embedding: a layer and its reduction
+    net: Any = MISSING  # the target network (`_target_` + `_partial_`)
+    taps: List[str] = MISSING  # module names feeding the loss-prediction module
+    embedding: Any = MISSING  # core-set embedding: a layer and its reduction
 
 
 @dataclass
 class SamplerSchema:
     name: str = MISSING
-    strategy: Any = MISSING               # the selection strategy (`_target_`); its own settings inside
+    strategy: Any = MISSING  # the selection strategy (`_target_`); its own settings inside
     loss_objective: Optional[str] = None  # margin_ranking | mse | null (no loss-prediction module)
 
 
 @dataclass
 class OptimizerSchema:
     _target_: str = MISSING
-    lr: float = MISSING          # other settings differ per optimizer (momentum, alpha, ...): open
+    lr: float = MISSING  # other settings differ per optimizer (momentum, alpha, ...): open
 
 
 @dataclass
 class LearningLossSchema:
-    hidden: int = MISSING        # width of each tap's FC layer
-    margin: float = MISSING      # xi of the margin ranking loss
-    weight: float = MISSING      # lambda
+    hidden: int = MISSING  # width of each tap's FC layer
+    margin: float = MISSING  # xi of the margin ranking loss
+    weight: float = MISSING  # lambda
     weight_mse: float = MISSING  # lambda of the "learn loss mse" variant
-    detach_at: float = MISSING   # fraction of the epochs after which the module's features are detached
+    detach_at: float = MISSING  # fraction of the epochs after which the module's features are detached
 
 
 @dataclass
@@ -95,7 +97,7 @@ class ScheduleSchema:
     name: str = MISSING
     cycles: int = MISSING
     initial_size: Any = MISSING  # a count, or a fraction of the pool in (0, 1) (al_runner.build.pool_count)
-    query_size: Any = MISSING    # idem; checked by RULES on the command line and by build.validate_schedule
+    query_size: Any = MISSING  # idem; checked by RULES on the command line and by build.validate_schedule
     subset_size: Optional[int] = MISSING  # null: score the whole unlabeled pool
     epochs: int = MISSING
     batch_size: int = MISSING
@@ -115,7 +117,7 @@ class RootSchema:
     schedule: ScheduleSchema = field(default_factory=ScheduleSchema)
     name: str = "default"
     seed: int = 0
-    seed_data: Optional[int] = None   # initial labeled set; None = seed
+    seed_data: Optional[int] = None  # initial labeled set; None = seed
     seed_model: Optional[int] = None  # initial weights; None = seed
     device: str = "auto"
     progress: Optional[bool] = None
@@ -172,7 +174,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed_data": (lambda v: v is None or _is_int(v), "an integer, or null (= seed)"),
     "seed_model": (lambda v: v is None or _is_int(v), "an integer, or null (= seed)"),
     "device": (lambda v: isinstance(v, str) and bool(_DEVICE.match(v)), "one of auto, cpu, cuda, cuda:N, mps"),
-    "progress": (lambda v: v is None or isinstance(v, bool), "one of true, false, null (null: bars only on a terminal)"),
+    "progress": (
+        lambda v: v is None or isinstance(v, bool),
+        "one of true, false, null (null: bars only on a terminal)",
+    ),
     "name": (lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a folder name"),
     "runtime.amp": (lambda v: v in ("auto", None) or isinstance(v, bool), "one of auto, true, false"),
     "runtime.channels_last": (lambda v: v in ("auto", None) or isinstance(v, bool), "one of auto, true, false"),
@@ -181,10 +186,14 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "runtime.loss_module": (lambda v: v in LOSS_MODULE_KINDS, f"one of {', '.join(LOSS_MODULE_KINDS)}"),
     "runtime.cuda_graph": (lambda v: isinstance(v, bool), "one of true, false (true needs a CUDA device)"),
     "runtime.threads": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1, or null (all cores)"),
-    "schedule.initial_size": (lambda v: _count_or_fraction(v, 1),
-                              "an integer >= 1, or a fraction of the pool in (0, 1) (0.1 = 10 % of the pool)"),
-    "schedule.query_size": (lambda v: _count_or_fraction(v, 0),
-                            "an integer >= 0, or a fraction of the pool in (0, 1) (0.05 = 5 % of the pool)"),
+    "schedule.initial_size": (
+        lambda v: _count_or_fraction(v, 1),
+        "an integer >= 1, or a fraction of the pool in (0, 1) (0.1 = 10 % of the pool)",
+    ),
+    "schedule.query_size": (
+        lambda v: _count_or_fraction(v, 0),
+        "an integer >= 0, or a fraction of the pool in (0, 1) (0.05 = 5 % of the pool)",
+    ),
 }
 
 
@@ -210,7 +219,8 @@ def describe_type(annotation) -> str:
         return describe_type(next(a for a in args if a is not type(None))) + ", or null"
     if typing.get_origin(annotation) in (list, List):
         return {float: "a list of numbers, e.g. [0.8]", int: "a list of integers, e.g. [1,2]"}.get(
-            args[0], "a list of names, e.g. [layer1,layer2]")
+            args[0], "a list of names, e.g. [layer1,layer2]"
+        )
     return {int: "an integer", float: "a number", bool: "one of true, false", str: "text"}.get(annotation, "a value")
 
 
@@ -251,8 +261,10 @@ def _spell(value) -> str:
 def default_config_dir() -> Path:
     """The repository's conf/ in a checkout, else the copy shipped inside the package (as `al_runner.cli`)."""
     package = Path(__file__).resolve().parent
-    return next((c for c in (package.parent / "conf", package / "conf") if (c / "config.yaml").is_file()),
-                package.parent / "conf")
+    return next(
+        (c for c in (package.parent / "conf", package / "conf") if (c / "config.yaml").is_file()),
+        package.parent / "conf",
+    )
 
 
 def config_dirs_from_args(args: list[str]) -> list[Path]:
@@ -348,9 +360,14 @@ def check_key(override, keys: frozenset[str], groups: frozenset[str]) -> None:
     parent = ".".join(parts[:-1])
     siblings = {k for k in keys if k.startswith(parent + ".") and k.count(".") == key.count(".")}
     names = {k.rsplit(".", 1)[1] for k in siblings}
-    guess = (f"{parent}.{_closest(parts[-1], names)}" if _closest(parts[-1], names) else
-             None if siblings else _closest(key, keys))
-    hint = (f": did you mean {guess}?" if guess else f"; {parent} has {', '.join(sorted(names))}" if names else "")
+    guess = (
+        f"{parent}.{_closest(parts[-1], names)}"
+        if _closest(parts[-1], names)
+        else None
+        if siblings
+        else _closest(key, keys)
+    )
+    hint = f": did you mean {guess}?" if guess else f"; {parent} has {', '.join(sorted(names))}" if names else ""
     raise ConfigError(f"{key} is not a key of this config (nothing would read it){hint}")
 
 

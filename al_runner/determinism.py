@@ -5,6 +5,7 @@ run's seeded generators). On CUDA, cuDNN autotuning and atomics-based kernels va
 this switch turns them off. CUBLAS_WORKSPACE_CONFIG must be set before cuBLAS starts, so it is set
 here unless the user already chose one.
 """
+
 from __future__ import annotations
 
 import os

@@ -9,6 +9,7 @@ directory, and a path given as an override never nests folders.
 On CPU the resolved thread count is part of it (it changes the numbers): the resolver fills `runtime.threads`
 exactly as the job will (`launcher_threads`), so a sweep job's directory names the count that job applies.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,7 +48,9 @@ def run_id(cfg: DictConfig) -> str:
     from al_runner.build import make_runtime
     from al_runner.rundir import comparable_config
 
-    readable = "-".join([_safe(cfg.task.name), _safe(cfg.model.name), _safe(cfg.sampler.name), f"seed{_safe(cfg.seed)}"])
+    readable = "-".join(
+        [_safe(cfg.task.name), _safe(cfg.model.name), _safe(cfg.sampler.name), f"seed{_safe(cfg.seed)}"]
+    )
     return f"{readable}-{config_hash(comparable_config(cfg, make_runtime(cfg).resolved()))}"
 
 
@@ -96,8 +99,10 @@ def refuse_missing_values(cfg: DictConfig) -> None:
 
     missing = sorted(_missing_keys(OmegaConf.to_container(cfg, resolve=False)))  # OmegaConf.missing_keys resolves
     if missing:
-        raise ConfigError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required but not set: "
-                          f"add {' '.join(f'{key}=<value>' for key in missing)} to the command line")
+        raise ConfigError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required but not set: "
+            f"add {' '.join(f'{key}=<value>' for key in missing)} to the command line"
+        )
 
 
 def register_resolver() -> None:

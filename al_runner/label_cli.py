@@ -177,8 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", type=Path, help="labels you already have (CSV path,label; VOC XMLs; COCO json; Label Studio export)"
     )
     init.add_argument(
-        "--holdout", type=Path, help="labeled images kept apart to measure the model each round (never picked); they must sit under --images "
-        "too (e.g. DIR/holdout/), as every image of the project does"
+        "--holdout",
+        type=Path,
+        help="labeled images kept apart to measure the model each round (never picked); they must sit under --images "
+        "too (e.g. DIR/holdout/), as every image of the project does",
     )
     init.add_argument("--classes", help="comma-separated class names (default: those used in --labels / --holdout)")
     init.add_argument(
@@ -198,8 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         "import", help="take labels from a file (CSV, VOC XML(s), COCO json, Label Studio export)"
     )
     imp.add_argument("project")
-    imp.add_argument("file", help="label file (a CSV with path and label columns: a round's picks.csv with a label "
-                                  "column added works), or a folder of VOC XML files")
+    imp.add_argument(
+        "file",
+        help="label file (a CSV with path and label columns: a round's picks.csv with a label "
+        "column added works), or a folder of VOC XML files",
+    )
     imp.set_defaults(run=cmd_import)
 
     sync = commands.add_parser("sync", help="push the picks to a Label Studio project and pull finished annotations")
@@ -220,8 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--document-root",
             default="/",
-            help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, "
-            "for the image URLs in task files (default /)",
+            help="Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, for the image URLs in task files (default /)",
         )
 
     status = commands.add_parser("status", help="rounds, labels per class, what is waiting, held-out accuracy")

@@ -4,6 +4,7 @@ One forward pass yields the outputs (handed to the task in fp32), the tapped fea
 and the core-set embedding. The learner knows nothing task-specific: the task turns outputs into losses,
 uncertainty and metrics.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,11 +33,14 @@ class Runtime:
 
     def __post_init__(self):
         if self.loss_module not in MODULE_KINDS:
-            raise ConfigError(f"runtime.loss_module={self.loss_module} not supported, "
-                              f"choose from {', '.join(MODULE_KINDS)}")
+            raise ConfigError(
+                f"runtime.loss_module={self.loss_module} not supported, choose from {', '.join(MODULE_KINDS)}"
+            )
         if self.cuda_graph and self.device.type != "cuda":
-            raise ConfigError(f"runtime.cuda_graph=true needs a CUDA device (device is {self.device.type} here); "
-                              "set runtime.cuda_graph=false")
+            raise ConfigError(
+                f"runtime.cuda_graph=true needs a CUDA device (device is {self.device.type} here); "
+                "set runtime.cuda_graph=false"
+            )
 
     def autocast(self):
         if self.amp:
@@ -52,8 +56,12 @@ class Runtime:
 
     def resolved(self) -> dict:
         """The settings that can change a number (part of a run's identity)."""
-        resolved = {"device_type": self.device.type, "amp": self.amp, "channels_last": self.channels_last,
-                    "compile": self.compile}
+        resolved = {
+            "device_type": self.device.type,
+            "amp": self.amp,
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+        }
         # absent at their defaults, so the runs made before these switches keep their identity (and hash)
         if self.loss_module != "eager":  # fused / compiled sum in another order (fp32 rounding)
             resolved["loss_module"] = self.loss_module
@@ -104,23 +112,32 @@ def copy_into(static, batch) -> None:
     if isinstance(static, torch.Tensor):
         static.copy_(batch, non_blocking=True)
     elif isinstance(static, (dict, tuple)):
-        for key in (static if isinstance(static, dict) else range(len(static))):
+        for key in static if isinstance(static, dict) else range(len(static)):
             copy_into(static[key], batch[key])
 
 
 def optimizer_constants(optimizer: torch.optim.Optimizer) -> tuple:
     """The plain values of each param group (lr, momentum, ...): a captured step holds them as constants."""
-    return tuple(tuple(sorted((key, value) for key, value in group.items()
-                              if key != "params" and isinstance(value, (bool, int, float, str, type(None)))))
-                 for group in optimizer.param_groups)
+    return tuple(
+        tuple(
+            sorted(
+                (key, value)
+                for key, value in group.items()
+                if key != "params" and isinstance(value, (bool, int, float, str, type(None)))
+            )
+        )
+        for group in optimizer.param_groups
+    )
 
 
 def check_capturable(optimizer: torch.optim.Optimizer) -> None:
     if isinstance(optimizer, torch.optim.SGD) or all(g.get("capturable", False) for g in optimizer.param_groups):
         return
-    raise ConfigError(f"runtime.cuda_graph=true: {type(optimizer).__name__} counts its steps on the host, which a "
-                      f"replayed step would not advance; build it with capturable=true "
-                      f"(+schedule.optimizer.capturable=true) or set runtime.cuda_graph=false")
+    raise ConfigError(
+        f"runtime.cuda_graph=true: {type(optimizer).__name__} counts its steps on the host, which a "
+        f"replayed step would not advance; build it with capturable=true "
+        f"(+schedule.optimizer.capturable=true) or set runtime.cuda_graph=false"
+    )
 
 
 class CudaGraphs:
@@ -163,11 +180,11 @@ class CudaGraphStep:
         self.learner, self.warmup_steps = learner, warmup_steps
         self.backend = backend if backend is not None else CudaGraphs()
         self.optimizer: torch.optim.Optimizer | None = None
-        self.constants = None       # (optimiser hyperparameters, features detached) the graph was captured with
-        self.signature = None       # the batch shapes it replays
-        self.warm = 0               # eager warm-up steps done with this optimiser
+        self.constants = None  # (optimiser hyperparameters, features detached) the graph was captured with
+        self.signature = None  # the batch shapes it replays
+        self.warm = 0  # eager warm-up steps done with this optimiser
         self.replay: Callable[[], torch.Tensor] | None = None
-        self.static = None          # (inputs, targets) buffers the graph reads
+        self.static = None  # (inputs, targets) buffers the graph reads
         self.counts = {"eager": 0, "captures": 0, "replays": 0}
 
     def __call__(self, task, inputs, targets, optimizer: torch.optim.Optimizer, epoch: int) -> torch.Tensor:
@@ -221,15 +238,22 @@ class CudaGraphStep:
 class Learner:
     """Target model + taps (+ loss-prediction module when `learning_loss` is given)."""
 
-    def __init__(self, model: nn.Module, taps: list[str], embedding_layer: str, runtime: Runtime,
-                 learning_loss: LearningLoss | None = None,
-                 embedding_reduce: Callable[[torch.Tensor], torch.Tensor] = global_average_pool):
+    def __init__(
+        self,
+        model: nn.Module,
+        taps: list[str],
+        embedding_layer: str,
+        runtime: Runtime,
+        learning_loss: LearningLoss | None = None,
+        embedding_reduce: Callable[[torch.Tensor], torch.Tensor] = global_average_pool,
+    ):
         self.model, self.runtime, self.learning_loss = model, runtime, learning_loss
         self.tap_names, self.embedding_layer, self.embedding_reduce = list(taps), embedding_layer, embedding_reduce
         self.taps = FeatureTaps(model, self.tap_names + [embedding_layer])
         self._layer_inputs: dict[str, torch.Tensor | None] = {}  # inputs of watched layers (`watch_input`)
-        self.loss_module = (learning_loss.new_module(len(self.tap_names), runtime.loss_module)
-                            if learning_loss is not None else None)
+        self.loss_module = (
+            learning_loss.new_module(len(self.tap_names), runtime.loss_module) if learning_loss is not None else None
+        )
         self.to_runtime()
         self._graph_step = CudaGraphStep(self) if runtime.cuda_graph else None
         # The compiled wrapper shares parameters and hooks with `model`; state dicts stay `model`'s.
@@ -269,7 +293,9 @@ class Learner:
         outputs = self.forward(inputs)
         per_sample, loss = task.training_losses(outputs, targets)  # same forward pass: no second one for l
         if self.learning_loss is not None:
-            loss = loss + self.learning_loss.loss(self.loss_module, self.taps.features(self.tap_names), per_sample, epoch)
+            loss = loss + self.learning_loss.loss(
+                self.loss_module, self.taps.features(self.tap_names), per_sample, epoch
+            )
         return loss
 
     def train_step(self, task, inputs, targets, optimizer: torch.optim.Optimizer, epoch: int) -> torch.Tensor:
@@ -296,8 +322,9 @@ class Learner:
         with torch.autocast(feature.device.type, enabled=False):
             return self.embedding_reduce(feature.float())
 
-    def score(self, task, inputs, needs: frozenset[str], options: dict | None = None,
-              generator: torch.Generator | None = None) -> dict:
+    def score(
+        self, task, inputs, needs: frozenset[str], options: dict | None = None, generator: torch.Generator | None = None
+    ) -> dict:
         """What a sampler needs (names of `NEEDS`) from one forward pass over unlabeled inputs.
 
         `options` are the sampler's `need_options` (e.g. the last layer's name, the number of MC passes);
@@ -307,8 +334,11 @@ class Learner:
         if "last_layer" in options:
             self.watch_input(options["last_layer"])
         outputs = self.forward(inputs)
-        return {name: NEEDS[name].compute(self, task, outputs, options, generator)
-                for name in needs if not NEEDS[name].reads_labels}
+        return {
+            name: NEEDS[name].compute(self, task, outputs, options, generator)
+            for name in needs
+            if not NEEDS[name].reads_labels
+        }
 
     def watch_input(self, layer: str) -> None:
         """Keep the input of a named layer from every forward pass (a pre-hook registered once)."""
@@ -351,8 +381,10 @@ class Learner:
         self.model.train(was_training)
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(),
-                "loss_module": None if self.loss_module is None else self.loss_module.state_dict()}
+        return {
+            "model": self.model.state_dict(),
+            "loss_module": None if self.loss_module is None else self.loss_module.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -364,6 +396,7 @@ class Learner:
 # A task gives class probabilities if it defines `class_probabilities(outputs) -> [B, C]` (classification
 # does; detection and pose do not). Samplers name what they need (`Sampler.needs`); a need the learner or
 # the task cannot give is refused at build time (`unmet_needs`, called by `al_runner.build`), before training.
+
 
 @dataclass(frozen=True)
 class Need:
@@ -384,8 +417,10 @@ def _no_last_layer(learner, task, options) -> str | None:
     layer = options.get("last_layer")
     if layer in dict(learner.model.named_modules()) and isinstance(learner.model.get_submodule(layer), nn.Linear):
         return _no_class_probabilities(learner, task, options)
-    return (f"{type(learner.model).__name__} has no linear layer '{layer}' "
-            f"(sampler.strategy.last_layer must name the classifier, e.g. fc)")
+    return (
+        f"{type(learner.model).__name__} has no linear layer '{layer}' "
+        f"(sampler.strategy.last_layer must name the classifier, e.g. fc)"
+    )
 
 
 def _no_loss_module(learner, task, options) -> str | None:
@@ -421,8 +456,9 @@ def _gradient_embedding(learner, task, outputs, options, generator) -> GradientE
 
 NEEDS: dict[str, Need] = {
     "uncertainty": Need(lambda learner, task, outputs, options, g: task.uncertainty(outputs).float()),
-    "probabilities": Need(lambda learner, task, outputs, options, g: task.class_probabilities(outputs).float(),
-                          _no_class_probabilities),
+    "probabilities": Need(
+        lambda learner, task, outputs, options, g: task.class_probabilities(outputs).float(), _no_class_probabilities
+    ),
     "mc_probabilities": Need(_mc_probabilities, _no_last_layer),
     "gradient_embedding": Need(_gradient_embedding, _no_last_layer),
     "predicted_loss": Need(lambda learner, task, outputs, options, g: learner.predicted_loss(), _no_loss_module),

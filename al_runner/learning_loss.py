@@ -14,6 +14,7 @@
 What is *not* here: the per-sample target loss (the task's `per_sample_loss`), the taps (forward hooks,
 `al_runner.models.taps`) and the sampler that ranks by predicted loss (`al_runner.samplers`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -85,7 +86,7 @@ class FusedLossPredictionModule(LazyModuleMixin, nn.Module):
             raise ValueError("the loss-prediction module needs at least one tapped layer")
         self.num_taps, self.hidden = num_taps, hidden
         self.weight = UninitializedParameter()  # [T·hidden, ΣC], block-diagonal
-        self.bias = UninitializedParameter()    # [T·hidden]
+        self.bias = UninitializedParameter()  # [T·hidden]
         self.register_buffer("block_mask", None, persistent=False)
         self.head = nn.Linear(hidden * num_taps, 1)
         self.channels: tuple[int, ...] = ()
@@ -97,8 +98,10 @@ class FusedLossPredictionModule(LazyModuleMixin, nn.Module):
         if self.has_uninitialized_params():
             self._check_taps(features)
             with torch.no_grad():
-                blocks = [nn.Linear(pooled_width(f), self.hidden, device=self.weight.device, dtype=self.weight.dtype)
-                          for f in features]
+                blocks = [
+                    nn.Linear(pooled_width(f), self.hidden, device=self.weight.device, dtype=self.weight.dtype)
+                    for f in features
+                ]
                 self._materialize([block.in_features for block in blocks])
                 self._copy_blocks([b.weight for b in blocks], [b.bias for b in blocks])
 
@@ -225,15 +228,17 @@ class MarginRankingLoss(nn.Module):
     def forward(self, predicted_loss: torch.Tensor, target_loss: torch.Tensor) -> torch.Tensor:
         predicted_loss, target_loss = predicted_loss.flatten(), target_loss.detach().flatten()
         if predicted_loss.shape != target_loss.shape:
-            raise ValueError(f"shape mismatch: predicted {tuple(predicted_loss.shape)} vs target {tuple(target_loss.shape)}")
+            raise ValueError(
+                f"shape mismatch: predicted {tuple(predicted_loss.shape)} vs target {tuple(target_loss.shape)}"
+            )
         n = predicted_loss.numel()
         if n < 2:
             return predicted_loss.sum() * 0.0
         # The pairs of `split_into_pairs`, (i, n-1-i) for i < n//2, taken by slicing: index tensors built on the
         # host would be copied to the device, and that copy waits for the GPU to finish every queued kernel.
         half = n // 2
-        first_p, second_p = predicted_loss[:half], predicted_loss[n - half:].flip(0)
-        first_t, second_t = target_loss[:half], target_loss[n - half:].flip(0)
+        first_p, second_p = predicted_loss[:half], predicted_loss[n - half :].flip(0)
+        first_t, second_t = target_loss[:half], target_loss[n - half :].flip(0)
         sign = torch.where(first_t > second_t, 1.0, -1.0).to(predicted_loss.dtype)
         # = mean over the B/2 pairs of max(0, -s·(l̂_i - l̂_j) + ξ), i.e. (2/B) Σ (torch's own margin ranking loss)
         return F.margin_ranking_loss(first_p, second_p, sign, margin=self.margin)
@@ -273,8 +278,9 @@ class LearningLoss:
         with torch.autocast(features[0].device.type, enabled=False):
             return module([f.float() for f in features])
 
-    def loss(self, module: LossPredictionModule, features: list[torch.Tensor], per_sample_loss: torch.Tensor,
-             epoch: int) -> torch.Tensor:
+    def loss(
+        self, module: LossPredictionModule, features: list[torch.Tensor], per_sample_loss: torch.Tensor, epoch: int
+    ) -> torch.Tensor:
         """λ · objective(l̂, l) for one batch; l (the task's per-sample loss) is the detached target."""
         if self.detaches_at(epoch):
             features = [f.detach() for f in features]
@@ -295,7 +301,9 @@ def fraction_to_epoch(fraction: float, epochs: int, key: str) -> int:
     """A schedule point given as a fraction of the epochs (0.6 of 200 -> 120), so `epochs=50` keeps the shape."""
     fraction = float(fraction)
     if not 0.0 <= fraction <= 1.0 or math.isnan(fraction):
-        raise ConfigError(f"{key}={fraction} must be a fraction of schedule.epochs in [0, 1] (e.g. 0.6 = 120 of 200 epochs)")
+        raise ConfigError(
+            f"{key}={fraction} must be a fraction of schedule.epochs in [0, 1] (e.g. 0.6 = 120 of 200 epochs)"
+        )
     return int(round(fraction * epochs))
 
 
@@ -304,7 +312,9 @@ def build_learning_loss(objective_name: str | None, spec, epochs: int, batch_siz
     if objective_name is None:
         return None
     if objective_name not in OBJECTIVES:
-        raise ConfigError(f"sampler.loss_objective={objective_name} not supported, choose from {', '.join(OBJECTIVES)} (or null)")
+        raise ConfigError(
+            f"sampler.loss_objective={objective_name} not supported, choose from {', '.join(OBJECTIVES)} (or null)"
+        )
     make_objective, weight_key = OBJECTIVES[objective_name]
     objective = make_objective(spec)
     if objective.needs_even_batches and batch_size % 2:
@@ -313,7 +323,8 @@ def build_learning_loss(objective_name: str | None, spec, epochs: int, batch_siz
             f"B/2 disjoint pairs, so use an even batch size"
         )
     return LearningLoss(
-        objective=objective, weight=float(spec[weight_key]),
+        objective=objective,
+        weight=float(spec[weight_key]),
         detach_epoch=fraction_to_epoch(spec.detach_at, epochs, "schedule.learning_loss.detach_at"),
         hidden=int(spec.hidden),
     )

@@ -2,6 +2,7 @@
 
 Nothing here knows what the inputs, targets or outputs are: the task does.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,16 @@ def batch_is_skipped(n_samples: int, batch_size: int) -> bool:
     return n_samples == 1 and batch_size > 1
 
 
-def train_one_epoch(learner: Learner, task: Task, labeled: torch.Tensor, optimizer: torch.optim.Optimizer,
-                    batch_size: int, generator: torch.Generator, epoch: int, cycle: int) -> float:
+def train_one_epoch(
+    learner: Learner,
+    task: Task,
+    labeled: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    generator: torch.Generator,
+    epoch: int,
+    cycle: int,
+) -> float:
     """One pass over the labeled set; returns the mean training loss. Raises on a non-finite loss.
 
     The loss sum and the first non-finite batch stay on the device and are read once, at the end of the
@@ -44,8 +53,12 @@ def train_one_epoch(learner: Learner, task: Task, labeled: torch.Tensor, optimiz
     batches_of_epoch = task.labeled_batches(labeled, batch_size, generator, augment=True)
     for b, (inputs, targets, pool_indices) in enumerate(batches_of_epoch):
         if batch_is_skipped(len(pool_indices), batch_size):
-            log.debug("cycle %d epoch %d: skipped the last training batch of 1 sample (pool index %d)",
-                      cycle, epoch, int(pool_indices[0]))
+            log.debug(
+                "cycle %d epoch %d: skipped the last training batch of 1 sample (pool index %d)",
+                cycle,
+                epoch,
+                int(pool_indices[0]),
+            )
             continue
         loss = learner.train_step(task, inputs, targets, optimizer, epoch).float()  # eager, or a CUDA graph replay
         total += loss
@@ -57,9 +70,20 @@ def train_one_epoch(learner: Learner, task: Task, labeled: torch.Tensor, optimiz
     return loss_sum / max(batches, 1)
 
 
-def train_cycle(learner: Learner, task: Task, labeled: torch.Tensor, *, epochs: int, batch_size: int,
-                make_optimizer, make_scheduler, generator: torch.Generator, cycle: int,
-                progress: bool | None = None, on_epoch=None) -> float:
+def train_cycle(
+    learner: Learner,
+    task: Task,
+    labeled: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    make_optimizer,
+    make_scheduler,
+    generator: torch.Generator,
+    cycle: int,
+    progress: bool | None = None,
+    on_epoch=None,
+) -> float:
     """`epochs` epochs with a fresh optimizer and LR schedule; the scheduler steps after the optimizer.
     on_epoch(epoch, mean loss, optimizer), if given, runs after each epoch, before the scheduler steps (trackers)."""
     optimizer = make_optimizer(learner.parameters())
@@ -67,8 +91,13 @@ def train_cycle(learner: Learner, task: Task, labeled: torch.Tensor, *, epochs: 
     log_every = max(1, epochs // 10)
     loss = math.nan
     # progress None: a bar only on a terminal (tqdm's own check); True/False force it on/off
-    bar = tqdm(range(epochs), desc=f"cycle {cycle} train", unit="epoch", leave=False,
-               disable=None if progress is None else not progress)
+    bar = tqdm(
+        range(epochs),
+        desc=f"cycle {cycle} train",
+        unit="epoch",
+        leave=False,
+        disable=None if progress is None else not progress,
+    )
     for epoch in bar:
         loss = train_one_epoch(learner, task, labeled, optimizer, batch_size, generator, epoch, cycle)
         if on_epoch is not None:
@@ -78,8 +107,14 @@ def train_cycle(learner: Learner, task: Task, labeled: torch.Tensor, *, epochs: 
         bar.set_postfix(loss=f"{loss:.4f}")
         if (epoch + 1) % log_every == 0 or epoch + 1 == epochs:
             # without a bar (a background or launcher job), progress goes to the run's log every 10 % of epochs
-            log.log(logging.DEBUG if not bar.disable else logging.INFO,
-                    "cycle %d epoch %d/%d loss %.4f", cycle, epoch + 1, epochs, loss)
+            log.log(
+                logging.DEBUG if not bar.disable else logging.INFO,
+                "cycle %d epoch %d/%d loss %.4f",
+                cycle,
+                epoch + 1,
+                epochs,
+                loss,
+            )
     return loss
 
 
@@ -108,15 +143,25 @@ def evaluate(learner: Learner, task: Task, batch_size: int) -> Evaluation:
             predicted.append(learner.predicted_loss().cpu())
     real_t, predicted_t = torch.cat(real), torch.cat(predicted) if predicted else None
     return Evaluation(
-        metric=metric.compute(), details=metric.details(), real_loss=real_t, uncertainty=torch.cat(uncertainty),
+        metric=metric.compute(),
+        details=metric.details(),
+        real_loss=real_t,
+        uncertainty=torch.cat(uncertainty),
         predicted_loss=predicted_t,
         ranking_accuracy=None if predicted_t is None else ranking_accuracy(predicted_t, real_t),
     )
 
 
 @torch.inference_mode()
-def score_inputs(learner: Learner, task: Task, indices: torch.Tensor, batch_size: int, needs: frozenset[str],
-                 options: dict | None = None, generator: torch.Generator | None = None) -> dict:
+def score_inputs(
+    learner: Learner,
+    task: Task,
+    indices: torch.Tensor,
+    batch_size: int,
+    needs: frozenset[str],
+    options: dict | None = None,
+    generator: torch.Generator | None = None,
+) -> dict:
     """Eval-mode, un-augmented pass over pool inputs (no labels) collecting what a sampler needs."""
     learner.eval()
     collected: dict[str, list] = {}
@@ -157,16 +202,28 @@ def draw_subset(unlabeled: torch.Tensor, subset_size: int | None, generator: tor
     return unlabeled[torch.randperm(unlabeled.numel(), generator=generator)[:subset_size]]
 
 
-def select(learner: Learner, task: Task, sampler: Sampler, unlabeled: torch.Tensor, labeled: torch.Tensor,
-           k: int, subset_size: int | None, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def select(
+    learner: Learner,
+    task: Task,
+    sampler: Sampler,
+    unlabeled: torch.Tensor,
+    labeled: torch.Tensor,
+    k: int,
+    subset_size: int | None,
+    batch_size: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Score a random subset of the unlabeled pool and return (pool indices, scores) of the top k."""
     subset = draw_subset(unlabeled, subset_size, generator)
     unmet = learner.unmet_needs(task, sampler.needs, sampler.need_options)
     if unmet:  # normally refused at build time (build.check_sampler); this guards direct calls
         raise RuntimeError(f"{type(sampler).__name__} cannot be given what it needs: {'; '.join(unmet)}")
     input_needs = frozenset(name for name in sampler.needs if not NEEDS[name].reads_labels)
-    scored = (score_inputs(learner, task, subset, batch_size, input_needs, sampler.need_options, generator)
-              if input_needs else {})
+    scored = (
+        score_inputs(learner, task, subset, batch_size, input_needs, sampler.need_options, generator)
+        if input_needs
+        else {}
+    )
     if input_needs != sampler.needs:  # an oracle (build.check_sampler made sure it is one and is named so)
         scored.update(score_with_labels(learner, task, subset, batch_size))
     if sampler.needs_labeled_embedding:

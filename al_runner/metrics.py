@@ -1,4 +1,5 @@
 """Task-independent metrics: ranking accuracy of predicted losses (paper Fig. 5) and classification accuracy."""
+
 from __future__ import annotations
 
 import torch
@@ -64,7 +65,9 @@ def _count_increasing_pairs(values: torch.Tensor) -> int:
         block = torch.div(positions, 2 * width, rounding_mode="floor")
         right = (positions % (2 * width)) >= width
         keys = block * stride + values  # each width-block of `values` is already sorted
-        below = torch.searchsorted(keys[~right], keys[right]) - block[right] * width  # earlier blocks hold `width` left elements each
+        below = (
+            torch.searchsorted(keys[~right], keys[right]) - block[right] * width
+        )  # earlier blocks hold `width` left elements each
         total += int(below.sum())
         values = torch.sort(keys).values - block * stride  # merge: each 2·width-block now sorted
         width *= 2

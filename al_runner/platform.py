@@ -7,6 +7,7 @@ on an Intel Xeon with AMX: the config alone does not fix the numbers. `floating_
 run writes it to its log, to `platform.json` and to its checkpoint, and refuses to resume on another one
 (`differences`). It is not part of the run directory's name (`al_runner.identity`): committed runs keep theirs.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,29 @@ import torch
 
 PLATFORM_FILE = "platform.json"  # in the run directory, beside config.yaml
 # Environment variables that change which instructions oneDNN, ATen or MKL use (recorded when set).
-ISA_ENVIRONMENT = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS",
-                   "MKL_CBWR", "ONEDNN_DEFAULT_FPMATH_MODE")
+ISA_ENVIRONMENT = (
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "ATEN_CPU_CAPABILITY",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_CBWR",
+    "ONEDNN_DEFAULT_FPMATH_MODE",
+)
 # The keys a resume compares, by device type; a key absent from an older record is not compared.
 # `precision` is the resolved autocast precision ("fp32" / "bf16"), once runs record it.
 COMPARED = {
-    "cpu": ("device", "precision", "torch", "cpu_model", "cpu_capability", "onednn_isa", "onednn", "mkl", "threads",
-            "isa_environment"),
+    "cpu": (
+        "device",
+        "precision",
+        "torch",
+        "cpu_model",
+        "cpu_capability",
+        "onednn_isa",
+        "onednn",
+        "mkl",
+        "threads",
+        "isa_environment",
+    ),
     "cuda": ("device", "precision", "torch", "gpu", "cuda", "cudnn"),
 }
 
@@ -102,7 +119,7 @@ BF16_UNITS = ("amx_bf16", "avx512_bf16")
 
 
 def bf16_units(flags: frozenset[str] | set[str] | None = None) -> str:
-    """"amx_bf16", "avx512_bf16" or "none": the best bf16 unit among `flags` (default: this CPU's)."""
+    """ "amx_bf16", "avx512_bf16" or "none": the best bf16 unit among `flags` (default: this CPU's)."""
     flags = cpu_flags() if flags is None else flags
     return next((unit for unit in BF16_UNITS if unit in flags), "none")
 
@@ -111,9 +128,11 @@ def emulated_bf16_warning(record: dict) -> str | None:
     """One line for the run's log when a CPU run asks for bf16 (runtime.amp=true) on a CPU without bf16 units."""
     if record.get("device") != "cpu" or record.get("precision") != "bf16" or record.get("bf16_units") != "none":
         return None
-    return ("runtime.amp=true on a CPU without bf16 units (no amx_bf16 or avx512_bf16 flag): bf16 is emulated here "
-            "and a training step measured ~11x slower than fp32 on an AVX2-only AMD EPYC "
-            "(docs/benchmarks.md, \"fp32 vs bf16 on CPU\"); runtime.amp=false runs fp32")
+    return (
+        "runtime.amp=true on a CPU without bf16 units (no amx_bf16 or avx512_bf16 flag): bf16 is emulated here "
+        "and a training step measured ~11x slower than fp32 on an AVX2-only AMD EPYC "
+        '(docs/benchmarks.md, "fp32 vs bf16 on CPU"); runtime.amp=false runs fp32'
+    )
 
 
 def floating_point_path(device: torch.device | str, threads: int | None, precision: str | None = None) -> dict:
@@ -121,16 +140,24 @@ def floating_point_path(device: torch.device | str, threads: int | None, precisi
     text and numbers, JSON-ready). `precision`: the resolved autocast precision, "fp32" or "bf16" (compared on
     resume); `bf16_units`: this CPU's native bf16 units (recorded, not compared: `cpu_model` already is)."""
     device = torch.device(device)
-    record: dict = {"device": device.type, "torch": str(torch.__version__), "cpu_model": cpu_model(),
-                    "cpu_capability": torch.backends.cpu.get_cpu_capability(), "onednn_isa": onednn_isa(),
-                    **_build_versions(), "threads": threads, "bf16_units": bf16_units(),
-                    "isa_environment": {k: os.environ[k] for k in ISA_ENVIRONMENT if k in os.environ}}
+    record: dict = {
+        "device": device.type,
+        "torch": str(torch.__version__),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_isa": onednn_isa(),
+        **_build_versions(),
+        "threads": threads,
+        "bf16_units": bf16_units(),
+        "isa_environment": {k: os.environ[k] for k in ISA_ENVIRONMENT if k in os.environ},
+    }
     if precision is not None:
         record["precision"] = precision
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
-        record.update(gpu=torch.cuda.get_device_name(index), cuda=torch.version.cuda,
-                      cudnn=torch.backends.cudnn.version())
+        record.update(
+            gpu=torch.cuda.get_device_name(index), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version()
+        )
     return record
 
 
@@ -138,8 +165,11 @@ def differences(recorded: dict, current: dict) -> list[str]:
     """What differs between two records, on the keys that decide the path for the recorded device type, e.g.
     "cpu_model: AMD EPYC then, Intel(R) Xeon(R) Platinum 8480+ now"."""
     keys = COMPARED.get(str(recorded.get("device")), COMPARED["cpu"])
-    return [f"{key}: {_text(recorded[key])} then, {_text(current.get(key))} now"
-            for key in keys if key in recorded and key in current and recorded[key] != current[key]]
+    return [
+        f"{key}: {_text(recorded[key])} then, {_text(current.get(key))} now"
+        for key in keys
+        if key in recorded and key in current and recorded[key] != current[key]
+    ]
 
 
 def describe(record: dict) -> str:

@@ -1,4 +1,5 @@
 """Pool bookkeeping: per point, the cycle in which it was labeled (-1 = unlabeled)."""
+
 from __future__ import annotations
 
 import torch

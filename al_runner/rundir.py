@@ -1,5 +1,6 @@
 """The run directory: CSVs rewritten atomically from the run state, the checkpoint, and which config a
 checkpoint belongs to (file names and columns: `al_runner.schema`)."""
+
 from __future__ import annotations
 
 import csv
@@ -18,14 +19,25 @@ from al_runner.schema import TEST_SCORE_COLUMNS
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"  # the run's composed config (interpolations kept, environment pinned), read by the figure script
+CONFIG_FILE = (
+    "config.yaml"  # the run's composed config (interpolations kept, environment pinned), read by the figure script
+)
 
 # Top-level keys that cannot change a number: where files go, how progress shows, what the sweep is called.
 # `device` is replaced by the resolved device *type* (cpu vs cuda changes numbers, cuda:0 vs cuda:1 does not),
 # and `runtime` by its resolved values (amp, channels_last and compile change fp rounding). On CPU the resolved
 # thread count counts too: it changes the order of float reductions, hence the numbers (the demo's cycle 0 at 1 vs
 # 2 threads: docs/sweeps.md "Run identity"). On CUDA it only drives host-side work, so it is left out there.
-IGNORED_KEYS = ("progress", "paths", "name", "hydra", "device", "runtime", "logger")  # logger: trackers (al_runner.tracking)
+# logger: trackers (al_runner.tracking)
+IGNORED_KEYS = (
+    "progress",
+    "paths",
+    "name",
+    "hydra",
+    "device",
+    "runtime",
+    "logger",
+)
 
 
 def comparable_config(cfg: DictConfig, resolved_runtime: dict) -> dict:
@@ -40,7 +52,9 @@ def comparable_config(cfg: DictConfig, resolved_runtime: dict) -> dict:
     comparable["runtime"] = dict(resolved_runtime)
     if resolved_runtime.get("device_type") == "cpu":
         comparable["runtime"]["threads"] = resolve_threads(cfg)
-    if cfg.get("runtime", {}).get("deterministic", False):  # other kernels on GPU; absent when off (same hash as before)
+    if cfg.get("runtime", {}).get(
+        "deterministic", False
+    ):  # other kernels on GPU; absent when off (same hash as before)
         comparable["runtime"]["deterministic"] = True
     return comparable
 
@@ -65,8 +79,11 @@ def _fmt(value) -> str:
 
 def data_changes(recorded: dict, current: dict) -> list[str]:
     """What differs between the data fingerprints of a checkpoint and of the data found now."""
-    return [f"{part}: {recorded.get(part, 'absent')} then, {current.get(part, 'absent')} now"
-            for part in sorted(set(recorded) | set(current)) if recorded.get(part) != current.get(part)]
+    return [
+        f"{part}: {recorded.get(part, 'absent')} then, {current.get(part, 'absent')} now"
+        for part in sorted(set(recorded) | set(current))
+        if recorded.get(part) != current.get(part)
+    ]
 
 
 def pin_environment(cfg: DictConfig) -> DictConfig:
@@ -103,8 +120,9 @@ def write_csv(path: Path, columns, rows: list[dict]) -> None:
     atomic_write_text(path, out.getvalue())
 
 
-def write_test_scores(path: Path, cycle: int, real_loss: torch.Tensor, uncertainty: torch.Tensor,
-                      predicted_loss: torch.Tensor | None) -> None:
+def write_test_scores(
+    path: Path, cycle: int, real_loss: torch.Tensor, uncertainty: torch.Tensor, predicted_loss: torch.Tensor | None
+) -> None:
     predicted = [None] * real_loss.numel() if predicted_loss is None else predicted_loss.tolist()
     rows = [
         {"cycle": cycle, "test_index": i, "real_loss": r, "predicted_loss": p, "uncertainty": u}
@@ -131,10 +149,16 @@ def load_tensors_only(path: Path, error: type[ALRunnerError] = ConfigError):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        needs = str(e).split("Unsupported global: GLOBAL ", 1)[-1].split(" ", 1)[0] if "Unsupported global" in str(e) else ""
+        needs = (
+            str(e).split("Unsupported global: GLOBAL ", 1)[-1].split(" ", 1)[0]
+            if "Unsupported global" in str(e)
+            else ""
+        )
         what = f" (it asks for {needs})" if needs else ""
-        raise error(f"{path} holds objects other than tensors, numbers and text{what}: refused, since loading it "
-                    f"could run code; al_runner never writes such a file, so move it away to start over") from None
+        raise error(
+            f"{path} holds objects other than tensors, numbers and text{what}: refused, since loading it "
+            f"could run code; al_runner never writes such a file, so move it away to start over"
+        ) from None
 
 
 def save_platform(path: Path, record: dict) -> None:
@@ -147,8 +171,11 @@ def check_platform(ckpt: dict, current: dict, run_dir: Path) -> None:
     naming what differs, as a changed config is; a checkpoint written before runs recorded it resumes with a warning."""
     recorded = ckpt.get("platform")
     if recorded is None:
-        log.warning("%s: this checkpoint predates the floating-point path record; resuming without checking that "
-                    "the CPU, its instruction set and the torch build are the ones it was written on", run_dir)
+        log.warning(
+            "%s: this checkpoint predates the floating-point path record; resuming without checking that "
+            "the CPU, its instruction set and the torch build are the ones it was written on",
+            run_dir,
+        )
         return
     diffs = platform.differences(recorded, current)
     if diffs:

@@ -16,6 +16,7 @@ owner (host, pid, SLURM job, start time, heartbeat) in JSON:
 Refusing touches nothing: the lock file is opened without truncation and never written unless
 acquired.
 """
+
 from __future__ import annotations
 
 import errno
@@ -50,8 +51,12 @@ def slurm_job_id() -> str | None:
 
 
 def _owner_record() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": slurm_job_id(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job": slurm_job_id(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
 def _describe(owner: dict) -> str:
@@ -118,9 +123,11 @@ class RunLock:
 
     def _in_use_message(self, owner: dict, heartbeat_age: float | None = None) -> str:
         seen = "" if heartbeat_age is None else f" (last heartbeat {heartbeat_age:.0f} s ago)"
-        return (f"run directory {self.path.parent} is in use by {_describe(owner) if owner else 'another process'}"
-                f"{seen}; refusing to touch it. Wait for that run to end, or if it is dead on another host, "
-                f"delete {self.path}")
+        return (
+            f"run directory {self.path.parent} is in use by {_describe(owner) if owner else 'another process'}"
+            f"{seen}; refusing to touch it. Wait for that run to end, or if it is dead on another host, "
+            f"delete {self.path}"
+        )
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):

@@ -3,6 +3,7 @@
 Building the pieces from config is `al_runner.build`; the phases are `al_runner.loop`; the files are
 `al_runner.rundir` (names and columns in `al_runner.schema`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,9 +16,21 @@ from omegaconf import DictConfig
 
 from al_runner import platform, rundir, schema
 from al_runner.atomic import remove_stale_temp_files
-from al_runner.build import (apply_threads, build_learner, build_method, build_sampler, build_task, check_sampler,
-                             instantiate, make_runtime, make_scheduler_factory, resolve_threads, schedule_sizes,
-                             seed_for, validate_schedule)
+from al_runner.build import (
+    apply_threads,
+    build_learner,
+    build_method,
+    build_sampler,
+    build_task,
+    check_sampler,
+    instantiate,
+    make_runtime,
+    make_scheduler_factory,
+    resolve_threads,
+    schedule_sizes,
+    seed_for,
+    validate_schedule,
+)
 from al_runner.determinism import apply_determinism
 from al_runner.errors import ConfigError, DataError, NonFiniteLossError
 from al_runner.loop import evaluate, select, train_cycle
@@ -50,8 +63,9 @@ class ActiveLearningRun:
         apply_determinism(cfg)
         self.runtime = make_runtime(cfg)
         # what decides the floating-point path (CPU, ISA, builds): logged, saved, compared on resume
-        self.platform = platform.floating_point_path(self.runtime.device, resolve_threads(cfg),
-                                                     precision="bf16" if self.runtime.amp else "fp32")
+        self.platform = platform.floating_point_path(
+            self.runtime.device, resolve_threads(cfg), precision="bf16" if self.runtime.amp else "fp32"
+        )
         self.task = build_task(cfg, self.runtime)
         validate_schedule(cfg, self.task.pool_size)
         self.initial_size, self.query_size = schedule_sizes(cfg, self.task.pool_size)  # counts, or pool fractions
@@ -74,17 +88,25 @@ class ActiveLearningRun:
 
     def _checkpoint(self) -> dict:
         return {
-            "format": CHECKPOINT_FORMAT, "config": self.comparable_config(), "data": self.task.fingerprint(),
-            "next_cycle": self.state.next_cycle, "finished": self.state.finished,
-            "rows": self.state.rows, "selected": self.state.selected, "details": self.state.details,
-            "learner": self.learner.state_dict(), "pool": self.pool.state_dict(),
+            "format": CHECKPOINT_FORMAT,
+            "config": self.comparable_config(),
+            "data": self.task.fingerprint(),
+            "next_cycle": self.state.next_cycle,
+            "finished": self.state.finished,
+            "rows": self.state.rows,
+            "selected": self.state.selected,
+            "details": self.state.details,
+            "learner": self.learner.state_dict(),
+            "pool": self.pool.state_dict(),
             "generators": {"train": self.train_generator.get_state(), "select": self.select_generator.get_state()},
             "platform": self.platform,
         }
 
     def _restore(self, ckpt: dict) -> None:
         if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(f"{self.checkpoint_path} was written by an incompatible version; move it away to start over")
+            raise ConfigError(
+                f"{self.checkpoint_path} was written by an incompatible version; move it away to start over"
+            )
         diffs = rundir.config_differences(ckpt["config"], self.comparable_config())
         if diffs:
             raise ConfigError(
@@ -136,9 +158,12 @@ class ActiveLearningRun:
             log.info("resuming %s after cycle %d", self.run_dir, self.state.next_cycle - 1)
         else:
             picks = self.pool.label_initial(self.initial_size, self.init_generator)
-            self.state.selected += [{"cycle": 0, "pool_index": int(i), "item": name, "score": None, "classes": classes}
-                                    for i, name, classes in zip(picks.tolist(), self.task.pool_item_names(picks),
-                                                                self._classes_of_labeled(picks))]
+            self.state.selected += [
+                {"cycle": 0, "pool_index": int(i), "item": name, "score": None, "classes": classes}
+                for i, name, classes in zip(
+                    picks.tolist(), self.task.pool_item_names(picks), self._classes_of_labeled(picks)
+                )
+            ]
         cycles = int(self.cfg.schedule.cycles)
         self.tracking.start(self.run_dir, self.learning_loss)  # a resumed run continues its tracked run
         try:
@@ -154,23 +179,43 @@ class ActiveLearningRun:
         if cycle > 0 and s.reinit_each_cycle:
             self.learner = build_learner(cfg, self.task, self.runtime, self.learning_loss)
         try:
-            train_cycle(self.learner, self.task, labeled, epochs=int(s.epochs), batch_size=int(s.batch_size),
-                        make_optimizer=instantiate(s.optimizer), make_scheduler=make_scheduler_factory(s),
-                        generator=self.train_generator, cycle=cycle, progress=cfg.progress,
-                        on_epoch=self.tracking.epoch_callback(cycle, int(s.epochs)))
+            train_cycle(
+                self.learner,
+                self.task,
+                labeled,
+                epochs=int(s.epochs),
+                batch_size=int(s.batch_size),
+                make_optimizer=instantiate(s.optimizer),
+                make_scheduler=make_scheduler_factory(s),
+                generator=self.train_generator,
+                cycle=cycle,
+                progress=cfg.progress,
+                on_epoch=self.tracking.epoch_callback(cycle, int(s.epochs)),
+            )
         except NonFiniteLossError as e:
             kept = str(self.checkpoint_path) if self.checkpoint_path.is_file() else None
             raise NonFiniteLossError(e.cycle, e.epoch, e.batch, kept) from None
 
     def _select(self, cycle: int, labeled: torch.Tensor) -> None:
         s = self.cfg.schedule
-        picked, scores = select(self.learner, self.task, self.sampler, self.pool.unlabeled_indices, labeled,
-                                self.query_size, s.subset_size, int(s.eval_batch_size), self.select_generator)
+        picked, scores = select(
+            self.learner,
+            self.task,
+            self.sampler,
+            self.pool.unlabeled_indices,
+            labeled,
+            self.query_size,
+            s.subset_size,
+            int(s.eval_batch_size),
+            self.select_generator,
+        )
         self.pool.label(picked, cycle + 1)
         names = self.task.pool_item_names(picked)  # which image (or person) was labeled, by name
         classes = self._classes_of_labeled(picked)  # after labeling: what the labels bought (query diagnostics)
-        self.state.selected += [{"cycle": cycle + 1, "pool_index": int(i), "item": name, "score": float(v), "classes": c}
-                                for i, name, v, c in zip(picked.tolist(), names, scores.tolist(), classes)]
+        self.state.selected += [
+            {"cycle": cycle + 1, "pool_index": int(i), "item": name, "score": float(v), "classes": c}
+            for i, name, v, c in zip(picked.tolist(), names, scores.tolist(), classes)
+        ]
 
     def _classes_of_labeled(self, indices: torch.Tensor) -> list[str | None]:
         """selected.csv's `classes` of points the pool has labeled: for the query diagnostics, never a sampler."""
@@ -192,27 +237,54 @@ class ActiveLearningRun:
             self._select(cycle, labeled)
         t3 = time.perf_counter()
         row = {
-            "task": cfg.task.name, "model": cfg.model.name, "sampler": cfg.sampler.name, "seed": int(cfg.seed),
-            "cycle": cycle, "n_labeled": labeled.numel(), "metric": self.task.metric_name, "value": evaluation.metric,
-            "uncertainty": self.task.uncertainty_name, "ranking_accuracy": evaluation.ranking_accuracy,
-            "train_s": round(t1 - t0, 3), "eval_s": round(t2 - t1, 3), "select_s": round(t3 - t2, 3),
+            "task": cfg.task.name,
+            "model": cfg.model.name,
+            "sampler": cfg.sampler.name,
+            "seed": int(cfg.seed),
+            "cycle": cycle,
+            "n_labeled": labeled.numel(),
+            "metric": self.task.metric_name,
+            "value": evaluation.metric,
+            "uncertainty": self.task.uncertainty_name,
+            "ranking_accuracy": evaluation.ranking_accuracy,
+            "train_s": round(t1 - t0, 3),
+            "eval_s": round(t2 - t1, 3),
+            "select_s": round(t3 - t2, 3),
         }
         self.state.rows.append(row)
         self.state.details += [{"cycle": cycle, "name": k, "value": float(v)} for k, v in evaluation.details.items()]
         self.state.next_cycle, self.state.finished = cycle + 1, last
-        rundir.write_test_scores(self.run_dir / schema.TEST_SCORES_CSV, cycle, evaluation.real_loss,
-                                 evaluation.uncertainty, evaluation.predicted_loss)
+        rundir.write_test_scores(
+            self.run_dir / schema.TEST_SCORES_CSV,
+            cycle,
+            evaluation.real_loss,
+            evaluation.uncertainty,
+            evaluation.predicted_loss,
+        )
         rundir.save_checkpoint(self.checkpoint_path, self._checkpoint())
         self._write_csvs()
         self.tracking.log_cycle(row, [p for p in self.state.selected if p["cycle"] == cycle + 1])
         rank = "" if evaluation.ranking_accuracy is None else f" | ranking acc {evaluation.ranking_accuracy:.4f}"
-        log.info("[%s seed %d] cycle %d (%d/%d) | labeled %d | %s %.4f%s | train %.1fs eval %.1fs select %.1fs",
-                 cfg.sampler.name, cfg.seed, cycle, cycle + 1, int(cfg.schedule.cycles), row["n_labeled"], row["metric"],
-                 row["value"], rank, row["train_s"], row["eval_s"], row["select_s"])
+        log.info(
+            "[%s seed %d] cycle %d (%d/%d) | labeled %d | %s %.4f%s | train %.1fs eval %.1fs select %.1fs",
+            cfg.sampler.name,
+            cfg.seed,
+            cycle,
+            cycle + 1,
+            int(cfg.schedule.cycles),
+            row["n_labeled"],
+            row["metric"],
+            row["value"],
+            rank,
+            row["train_s"],
+            row["eval_s"],
+            row["select_s"],
+        )
 
 
-def run_locked(cfg: DictConfig, run_dir: str | Path, remove_if_refused: bool = True,
-               remove_empty_parent: bool = False) -> ActiveLearningRun:
+def run_locked(
+    cfg: DictConfig, run_dir: str | Path, remove_if_refused: bool = True, remove_empty_parent: bool = False
+) -> ActiveLearningRun:
     """Lock the run directory first (a second process refuses at once, touching nothing), then build and run.
 
     remove_if_refused: a run refused at build time leaves no empty run directory behind (a sweep keeps it: the

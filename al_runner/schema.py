@@ -9,8 +9,21 @@ CHECKPOINT = "checkpoint.pt"
 
 # One row per cycle. `metric` names the task's metric (accuracy, mAP@0.5, PCKh@0.5) and `value` holds it;
 # `uncertainty` names what the task's uncertainty measures (softmax_entropy, ...), the right panel of Fig. 8.
-CYCLE_COLUMNS = ("task", "model", "sampler", "seed", "cycle", "n_labeled", "metric", "value", "uncertainty",
-                 "ranking_accuracy", "train_s", "eval_s", "select_s")
+CYCLE_COLUMNS = (
+    "task",
+    "model",
+    "sampler",
+    "seed",
+    "cycle",
+    "n_labeled",
+    "metric",
+    "value",
+    "uncertainty",
+    "ranking_accuracy",
+    "train_s",
+    "eval_s",
+    "select_s",
+)
 TIMING_COLUMNS = ("train_s", "eval_s", "select_s")  # wall-clock: the only columns that differ between reruns
 # Pool indices labeled in each cycle (cycle 0: the random initial set, no score) with their sampler scores, and
 # what each point is in the task's data (`item`: "train/cat/0001.jpg", "VOC2007/000005", "015601864.jpg#0").

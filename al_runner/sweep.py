@@ -7,6 +7,7 @@ sweep, the launching process (a Hydra callback, then `al-run`'s exit code) reads
 one line per job and writes `<sweep dir>/sweep.csv`. A job that is still "running" afterwards died
 without reporting (SIGKILL, out of memory, node failure) and counts as failed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -59,7 +60,10 @@ def read_job_records(sweep_dir: Path) -> list[JobRecord]:
     for path in (Path(sweep_dir) / JOBS_DIR).glob("*.json"):
         record = JobRecord(**json.loads(path.read_text()))
         if record.status not in OUTCOMES:
-            record.status, record.error = "failed", "the job ended without reporting (killed, out of memory or node lost)"
+            record.status, record.error = (
+                "failed",
+                "the job ended without reporting (killed, out of memory or node lost)",
+            )
         records.append(record)
     return sorted(records, key=lambda r: r.job)
 

@@ -28,6 +28,7 @@ side is composed from conf/ (experiment=reduced_cifar10_jpg + overrides) and bui
 
 Writes the table to stdout, the rows to --out (CSV) and a markdown copy next to it (.md).
 """
+
 from benchmarks.harness import Results, interleaved, paired_ratio, write_outputs
 
 __all__ = ["Results", "interleaved", "main", "paired_ratio", "parse_args", "write_outputs"]

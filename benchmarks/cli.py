@@ -1,4 +1,5 @@
 """`python -m benchmarks`: options, the run of the selected benchmarks, the report."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,53 +26,108 @@ def cases():
     from benchmarks.scoring import bench_scoring
     from benchmarks.training import bench_epoch, bench_train_step
 
-    return {1: bench_train_step, 2: bench_epoch, 3: bench_scoring, 4: bench_kcenter, 5: bench_ranking,
-            6: bench_cycle, 7: bench_malloc, 8: bench_precision}
+    return {
+        1: bench_train_step,
+        2: bench_epoch,
+        3: bench_scoring,
+        4: bench_kcenter,
+        5: bench_ranking,
+        6: bench_cycle,
+        7: bench_malloc,
+        8: bench_precision,
+    }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=PACKAGE_DOC,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="1,2,3,4,5,6,7",
-                   help="comma-separated benchmark numbers (default: 1-7; 8, fp32 vs bf16, only when named)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs, numbers are not meaningful")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=PACKAGE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--only",
+        default="1,2,3,4,5,6,7",
+        help="comma-separated benchmark numbers (default: 1-7; 8, fp32 vs bf16, only when named)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes: checks that everything runs, numbers are not meaningful"
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's, all cores)")
-    p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench" / "bench.csv", help="CSV to write (a .md copy goes next to it)")
-    p.add_argument("--data", type=Path,
-                   default=Path(os.environ.get("AL_RUNNER_CIFAR10_JPG", REPO / "data" / "cifar10-jpg")),
-                   help="CIFAR-10 JPEG tree (train/<class>/*.jpg, test/<class>/*.jpg); default $AL_RUNNER_CIFAR10_JPG, else data/cifar10-jpg")
-    p.add_argument("--cache", type=Path, default=Path(os.environ.get("AL_RUNNER_CACHE", Path.home() / ".cache" / "al_runner")),
-                   help="al_runner's decoded-image cache directory")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "outputs" / "bench" / "bench.csv",
+        help="CSV to write (a .md copy goes next to it)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("AL_RUNNER_CIFAR10_JPG", REPO / "data" / "cifar10-jpg")),
+        help="CIFAR-10 JPEG tree (train/<class>/*.jpg, test/<class>/*.jpg); default $AL_RUNNER_CIFAR10_JPG, "
+        "else data/cifar10-jpg",
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(os.environ.get("AL_RUNNER_CACHE", Path.home() / ".cache" / "al_runner")),
+        help="al_runner's decoded-image cache directory",
+    )
     p.add_argument("--widths", default="64,16", help="ResNet-18 widths (64 = full width)")
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--eval-batch", type=int, default=None,
-                   help="runner's eval/scoring batch (default: schedule.eval_batch_size of conf/schedule/paper_cifar10.yaml)")
-    p.add_argument("--alt-eval-batch", type=int, default=1000, help="a second eval batch size, to show its effect (bench 3, 7)")
+    p.add_argument(
+        "--eval-batch",
+        type=int,
+        default=None,
+        help="runner's eval/scoring batch (default: schedule.eval_batch_size of conf/schedule/paper_cifar10.yaml)",
+    )
+    p.add_argument(
+        "--alt-eval-batch", type=int, default=1000, help="a second eval batch size, to show its effect (bench 3, 7)"
+    )
     p.add_argument("--step-warmup-full", type=int, default=2)
     p.add_argument("--step-repeats-full", type=int, default=8)
     p.add_argument("--step-warmup", type=int, default=3)
     p.add_argument("--step-repeats", type=int, default=20)
-    p.add_argument("--gap-ablation", action="store_true",
-                   help="bench 1: also time the loss module with its earlier pooling (autograd mean, NCHW gradient)")
-    p.add_argument("--compile", action="store_true", help="also time runtime.compile=true (torch.compile) in bench 1 and 3")
-    p.add_argument("--cl-for-compile", action="store_true", help="compile comparison in channels_last even where it is not the default")
-    p.add_argument("--loss-modules", default=None,
-                   help="bench 1: also compare runtime.loss_module options, e.g. eager,fused,compiled "
-                        "(default memory format only)")
-    p.add_argument("--cuda-graph", action="store_true",
-                   help="bench 1 module options: also with runtime.cuda_graph=true (CUDA)")
+    p.add_argument(
+        "--gap-ablation",
+        action="store_true",
+        help="bench 1: also time the loss module with its earlier pooling (autograd mean, NCHW gradient)",
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="also time runtime.compile=true (torch.compile) in bench 1 and 3"
+    )
+    p.add_argument(
+        "--cl-for-compile",
+        action="store_true",
+        help="compile comparison in channels_last even where it is not the default",
+    )
+    p.add_argument(
+        "--loss-modules",
+        default=None,
+        help="bench 1: also compare runtime.loss_module options, e.g. eager,fused,compiled "
+        "(default memory format only)",
+    )
+    p.add_argument(
+        "--cuda-graph", action="store_true", help="bench 1 module options: also with runtime.cuda_graph=true (CUDA)"
+    )
     p.add_argument("--option-repeats", type=int, default=30, help="bench 1 module options: timed samples per case")
     p.add_argument("--option-warmup", type=int, default=6, help="bench 1 module options: warm-up samples per case")
-    p.add_argument("--steps-per-sample", type=int, default=1,
-                   help="bench 1 module options: training steps per timed sample, with no host sync between them")
+    p.add_argument(
+        "--steps-per-sample",
+        type=int,
+        default=1,
+        help="bench 1 module options: training steps per timed sample, with no host sync between them",
+    )
     p.add_argument("--epoch-images", type=int, default=1000)
     p.add_argument("--epoch-repeats-full", type=int, default=2)
     p.add_argument("--epoch-repeats", type=int, default=3)
     p.add_argument("--pipe-repeats", type=int, default=5)
     p.add_argument("--ref-workers", type=int, default=0, help="reference DataLoader num_workers (popular code: 0)")
     p.add_argument("--score-m", type=int, default=10_000, help="unlabeled images scored at width < 64")
-    p.add_argument("--score-m-full", type=int, default=1000, help="unlabeled images scored at full width (img/s is reported, M=10k seconds projected)")
+    p.add_argument(
+        "--score-m-full",
+        type=int,
+        default=1000,
+        help="unlabeled images scored at full width (img/s is reported, M=10k seconds projected)",
+    )
     p.add_argument("--eval-n", type=int, default=10_000)
     p.add_argument("--eval-n-full", type=int, default=1000)
     p.add_argument("--score-repeats", type=int, default=3)
@@ -88,26 +144,45 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cycle-epochs", type=int, default=None, help="shrink the preset's epochs (said so in the output)")
     p.add_argument("--cycle-sampler", default="learning_loss")
     p.add_argument("--override", action="append", default=[], help="extra Hydra override for bench 6 (repeatable)")
-    p.add_argument("--synthetic", type=lambda s: tuple(int(x) for x in s.split(",")), default=None,
-                   help="N_TRAIN,N_TEST generated images (task=synthetic) instead of the JPEG tree (benches 2, 3, 6; for tests)")
-    p.add_argument("--malloc", choices=["default", "no-mmap"], default="default",
-                   help="no-mmap: glibc mallopt(M_MMAP_MAX=0) before anything is allocated (see bench 7)")
+    p.add_argument(
+        "--synthetic",
+        type=lambda s: tuple(int(x) for x in s.split(",")),
+        default=None,
+        help="N_TRAIN,N_TEST generated images (task=synthetic) instead of the JPEG tree (benches 2, 3, 6; for tests)",
+    )
+    p.add_argument(
+        "--malloc",
+        choices=["default", "no-mmap"],
+        default="default",
+        help="no-mmap: glibc mallopt(M_MMAP_MAX=0) before anything is allocated (see bench 7)",
+    )
     p.add_argument("--malloc-n", type=int, default=1000)
     p.add_argument("--malloc-steps", type=int, default=4)
     p.add_argument("--malloc-repeats", type=int, default=2)
-    p.add_argument("--models", default=None,
-                   help="bench 8: models, from resnet18-w64, resnet18-w16, small_cnn, ssdlite320, ssd300, hourglass, "
-                        "hourglass_small (default: all but hourglass_small; --quick: resnet18-w16, small_cnn, "
-                        "ssdlite320 at 128 px, hourglass_small)")
+    p.add_argument(
+        "--models",
+        default=None,
+        help="bench 8: models, from resnet18-w64, resnet18-w16, small_cnn, ssdlite320, ssd300, hourglass, "
+        "hourglass_small (default: all but hourglass_small; --quick: resnet18-w16, small_cnn, "
+        "ssdlite320 at 128 px, hourglass_small)",
+    )
     p.add_argument("--precisions", default="fp32,bf16", help="bench 8: fp32, bf16 (bf16 = runtime.amp=true)")
     p.add_argument("--precision-paths", default="train,score,eval", help="bench 8: train, score, eval")
     p.add_argument("--precision-warmup", type=int, default=2, help="bench 8: warm-up training steps per case")
     p.add_argument("--precision-repeats", type=int, default=10, help="bench 8: timed training steps per case")
     p.add_argument("--precision-score-repeats", type=int, default=3, help="bench 8: timed scoring / evaluation passes")
-    p.add_argument("--precision-detection-images", type=int, default=48,
-                   help="bench 8: generated VOC images for SSDlite / SSD300 (pool + test)")
-    p.add_argument("--precision-pose-people", type=int, default=48,
-                   help="bench 8: generated MPII people for the hourglass (pool + test)")
+    p.add_argument(
+        "--precision-detection-images",
+        type=int,
+        default=48,
+        help="bench 8: generated VOC images for SSDlite / SSD300 (pool + test)",
+    )
+    p.add_argument(
+        "--precision-pose-people",
+        type=int,
+        default=48,
+        help="bench 8: generated MPII people for the hourglass (pool + test)",
+    )
     p.add_argument("--kcenter-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--malloc-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -171,8 +246,13 @@ def run_benchmarks(args: argparse.Namespace) -> Results:
         fn(args, res)
         other = round(load.cores(), 2)
         warn = other > 0.2
-        res.add(f"{number} {'LOAD' if warn else 'load'}", f"bench {number}: CPU used by other processes meanwhile", other,
-                "cores", note="numbers above disturbed: rerun" if warn else "")
+        res.add(
+            f"{number} {'LOAD' if warn else 'load'}",
+            f"bench {number}: CPU used by other processes meanwhile",
+            other,
+            "cores",
+            note="numbers above disturbed: rerun" if warn else "",
+        )
     if 64 in args.widths:
         from benchmarks.projection import projection
 

@@ -4,6 +4,7 @@ Every comparison runs in one process with the A/B repeats interleaved (the order
 repeat), so machine noise hits both sides; each figure is the median of the repeats after warm-up and
 each ratio is the median of the per-repeat paired ratios.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved(cases: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device,
-                warmup_cases: dict[str, Callable[[], object]] | None = None) -> dict[str, list[float]]:
+def interleaved(
+    cases: dict[str, Callable[[], object]],
+    repeats: int,
+    warmup: int,
+    device: torch.device,
+    warmup_cases: dict[str, Callable[[], object]] | None = None,
+) -> dict[str, list[float]]:
     """Seconds per call of each case; repeat r runs the cases in forward order if r is even, else reversed."""
     names = list(cases)
     for _ in range(warmup):
@@ -40,7 +46,7 @@ def interleaved(cases: dict[str, Callable[[], object]], repeats: int, warmup: in
             sync(device)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             sync(device)
             t0 = time.perf_counter()
             cases[name]()
@@ -148,9 +154,15 @@ def machine_info(device: torch.device) -> dict:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "device": str(device),
-            "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -180,11 +192,21 @@ class Results:
     rows: list[dict] = field(default_factory=list)
     facts: dict[str, float] = field(default_factory=dict)  # cross-benchmark numbers (e.g. training img/s)
 
-    def add(self, bench: str, name: str, value: float, unit: str, target: str = "", note: str = "",
-            met: bool | None = None) -> None:
+    def add(
+        self, bench: str, name: str, value: float, unit: str, target: str = "", note: str = "", met: bool | None = None
+    ) -> None:
         status = "" if met is None else ("met" if met else "MISSED")
-        self.rows.append({"bench": bench, "name": name, "value": value, "unit": unit, "target": target,
-                          "status": status, "note": note})
+        self.rows.append(
+            {
+                "bench": bench,
+                "name": name,
+                "value": value,
+                "unit": unit,
+                "target": target,
+                "status": status,
+                "note": note,
+            }
+        )
         print(f"  {name:<58} {fmt(value):>10} {unit:<8} {target:<8} {status:<7} {note}", flush=True)
 
 
@@ -201,8 +223,10 @@ def write_outputs(out: Path, res: Results, info: dict, argv: list[str]) -> Path:
     lines += [f"- {k}: {v}" for k, v in info.items()] + [""]
     lines += ["| benchmark | measurement | value | unit | target | status | note |", "|---|---|---:|---|---|---|---|"]
     for row in res.rows:
-        lines.append(f"| {row['bench']} | {row['name']} | {fmt(row['value'])} | {row['unit']} | {row['target']} | "
-                     f"{row['status']} | {row['note']} |")
+        lines.append(
+            f"| {row['bench']} | {row['name']} | {fmt(row['value'])} | {row['unit']} | {row['target']} | "
+            f"{row['status']} | {row['note']} |"
+        )
     md.write_text("\n".join(lines) + "\n")
     print(f"\nwrote {out} and {md}")
     return md

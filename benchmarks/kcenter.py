@@ -1,5 +1,6 @@
 """Benchmark 4: K-Center-Greedy at paper scale (10,000 candidates, 9,000 centers, 512-d, K = 1,000) in fresh
 subprocesses: seconds and peak memory, vs the full-distance-matrix implementation of typical public code."""
+
 from __future__ import annotations
 
 import contextlib
@@ -68,19 +69,21 @@ def run_child(flag: str, spec: list) -> dict:
     """`python -m benchmarks <flag> <spec>` in a fresh process (repository root as cwd, this process's torch
     threads); its result is the last stdout line."""
     cmd = [sys.executable, "-m", "benchmarks", "--threads", str(torch.get_num_threads()), flag, json.dumps(spec)]
-    proc = subprocess.run(cmd, cwd=REPO,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def bench_kcenter(args, res: Results) -> None:
     n, m, d, k = args.kc_n, args.kc_m, args.kc_d, args.kc_k
     b = "4 k-center"
-    print(f"\n[4] K-Center-Greedy: {n} candidates, {m} labeled centers, {d}-d, K={k}; "
-          f"{args.kc_repeats} fresh processes per implementation, alternating", flush=True)
+    print(
+        f"\n[4] K-Center-Greedy: {n} candidates, {m} labeled centers, {d}-d, K={k}; "
+        f"{args.kc_repeats} fresh processes per implementation, alternating",
+        flush=True,
+    )
     runs: dict[str, list[dict]] = {"al_runner": [], "naive": []}
     for r in range(args.kc_repeats):
-        for impl in (["al_runner", "naive"] if r % 2 == 0 else ["naive", "al_runner"]):
+        for impl in ["al_runner", "naive"] if r % 2 == 0 else ["naive", "al_runner"]:
             if impl == "naive" and args.kc_skip_naive:
                 continue
             runs[impl].append(run_child("--kcenter-child", [impl, n, m, d, k, args.device.type]))
@@ -96,15 +99,33 @@ def bench_kcenter(args, res: Results) -> None:
         cold, warm = median([x["cold_s"] for x in rs]), median([x["warm_s"] for x in rs])
         peak = median([x["peak_extra_bytes"] for x in rs]) / 2**20
         ok = cold <= 2.0 if impl == "al_runner" else None
-        res.add(b, f"{label}: seconds, first call in a fresh process", cold, "s", "<= 2" if impl == "al_runner" else "", met=ok)
+        res.add(
+            b,
+            f"{label}: seconds, first call in a fresh process",
+            cold,
+            "s",
+            "<= 2" if impl == "al_runner" else "",
+            met=ok,
+        )
         res.add(b, f"{label}: seconds, second call", warm, "s")
         what = "max-RSS delta" if args.device.type == "cpu" else "CUDA max_memory_allocated delta"
-        res.add(b, f"{label}: peak extra memory ({what})", peak, "MiB", note=f"analytic {analytic[impl] / 2**20:.0f} MiB")
+        res.add(
+            b, f"{label}: peak extra memory ({what})", peak, "MiB", note=f"analytic {analytic[impl] / 2**20:.0f} MiB"
+        )
         res.facts[f"kc/{impl}/cold"] = cold
     if runs["al_runner"] and runs["naive"]:
         a, z = runs["al_runner"][0]["picks"], runs["naive"][0]["picks"]
         same = next((i for i, (p, q) in enumerate(zip(a, z)) if p != q), None)
-        res.add(b, "picks identical to the naive implementation", float(same is None), "bool",
-                note="all K" if same is None else f"first difference at pick {same} (fp rounding near a tie)")
-        res.add(b, "speed-up vs naive (first call)",
-                median([x["cold_s"] for x in runs["naive"]]) / median([x["cold_s"] for x in runs["al_runner"]]), "x")
+        res.add(
+            b,
+            "picks identical to the naive implementation",
+            float(same is None),
+            "bool",
+            note="all K" if same is None else f"first difference at pick {same} (fp rounding near a tie)",
+        )
+        res.add(
+            b,
+            "speed-up vs naive (first call)",
+            median([x["cold_s"] for x in runs["naive"]]) / median([x["cold_s"] for x in runs["al_runner"]]),
+            "x",
+        )

@@ -1,4 +1,5 @@
 """Benchmark 7: glibc malloc default vs M_MMAP_MAX=0 (`--malloc no-mmap`), in alternating fresh processes."""
+
 from __future__ import annotations
 
 import torch
@@ -6,7 +7,14 @@ import torch
 from al_runner.loop import score_inputs
 from benchmarks.harness import Results, interleaved, median, peak_rss_bytes, tune_glibc_malloc
 from benchmarks.kcenter import run_child
-from benchmarks.runner_side import build_bench_task, build_side, compose_config, default_format, side_overrides, task_overrides
+from benchmarks.runner_side import (
+    build_bench_task,
+    build_side,
+    compose_config,
+    default_format,
+    side_overrides,
+    task_overrides,
+)
 from benchmarks.training import one_step
 
 
@@ -36,19 +44,31 @@ def malloc_child(args, mode: str, width: int, n: int, steps: int) -> dict:
 
 def child_argv(args, mode: str, width: int) -> list[str]:
     """The options the child process needs to rebuild the same runner side (it parses them like main)."""
-    return [mode, width, args.malloc_n, args.malloc_steps, str(args.device), args.batch, args.eval_batch, args.alt_eval_batch]
+    return [
+        mode,
+        width,
+        args.malloc_n,
+        args.malloc_steps,
+        str(args.device),
+        args.batch,
+        args.eval_batch,
+        args.alt_eval_batch,
+    ]
 
 
 def bench_malloc(args, res: Results) -> None:
     width = max(args.widths)
     b = "7 malloc"
     n, steps = args.malloc_n, args.malloc_steps
-    print(f"\n[7] glibc malloc default vs M_MMAP_MAX=0 (--malloc no-mmap), ResNet-18 width {width} + loss module, "
-          f"{default_format(args)}: {steps} training steps of {args.batch}, scoring {n} images at batch "
-          f"{args.alt_eval_batch} and {args.eval_batch}; {args.malloc_repeats} fresh processes per mode, alternating", flush=True)
+    print(
+        f"\n[7] glibc malloc default vs M_MMAP_MAX=0 (--malloc no-mmap), ResNet-18 width {width} + loss module, "
+        f"{default_format(args)}: {steps} training steps of {args.batch}, scoring {n} images at batch "
+        f"{args.alt_eval_batch} and {args.eval_batch}; {args.malloc_repeats} fresh processes per mode, alternating",
+        flush=True,
+    )
     runs: dict[str, list[dict]] = {"default": [], "no-mmap": []}
     for r in range(args.malloc_repeats):
-        for mode in (["default", "no-mmap"] if r % 2 == 0 else ["no-mmap", "default"]):
+        for mode in ["default", "no-mmap"] if r % 2 == 0 else ["no-mmap", "default"]:
             runs[mode].append(run_child("--malloc-child", child_argv(args, mode, width)))
     if not runs["no-mmap"][0]["tuned"]:
         print("  (mallopt unavailable here: not glibc/Linux)")

@@ -21,6 +21,7 @@ VOC tree (`task=voc_synth`, as `experiment=voc_cpu`, at the model's input size);
 MPII people (`experiment=mpii_cpu`, at the paper's 256 px for `hourglass`). Only the pixels are not real: the
 models, losses and module are those of the runs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -71,8 +72,9 @@ LL_NEEDS = frozenset({"predicted_loss"})
 AMX_BF16_FLOP_PER_CYCLE = 2 * 16 * 16 * 32 // 16  # TDPBF16PS: 2·M·N·K FLOP per 16 cycles = 1,024
 
 
-def fp32_flop_per_cycle(flags: frozenset[str] | set[str], vendor: str = "", family: int | None = None,
-                        model: int | None = None) -> tuple[int, str]:
+def fp32_flop_per_cycle(
+    flags: frozenset[str] | set[str], vendor: str = "", family: int | None = None, model: int | None = None
+) -> tuple[int, str]:
     """fp32 FLOP per cycle per core from the CPU's flags (and vendor/family/model where the flags are not enough),
     and the reasoning in words."""
     amd = vendor == "AuthenticAMD"
@@ -128,8 +130,16 @@ class CpuPeaks:
         return self.bf16_gflops if precision == "bf16" else self.fp32_gflops
 
 
-def derive_peaks(flags: frozenset[str] | set[str], mhz: float, cores: int, *, vendor: str = "",
-                 family: int | None = None, model: int | None = None, clock_source: str = "given") -> CpuPeaks:
+def derive_peaks(
+    flags: frozenset[str] | set[str],
+    mhz: float,
+    cores: int,
+    *,
+    vendor: str = "",
+    family: int | None = None,
+    model: int | None = None,
+    clock_source: str = "given",
+) -> CpuPeaks:
     """fp32 and bf16 peaks (GFLOP/s) = cores x clock x FLOP per cycle per core (see the assumptions above)."""
     fp32, fp32_basis = fp32_flop_per_cycle(flags, vendor, family, model)
     bf16, bf16_basis = bf16_flop_per_cycle(flags, fp32)
@@ -170,16 +180,24 @@ def machine_peaks(cores: int | None = None) -> CpuPeaks:
         cpuinfo = ""
     info = parse_cpuinfo(cpuinfo)
     try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10,
-                               env={**os.environ, "LC_ALL": "C"}).stdout
+        lscpu = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, timeout=10, env={**os.environ, "LC_ALL": "C"}
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         lscpu = ""
     mhz = lscpu_max_mhz(lscpu)
     source = "lscpu CPU max MHz"
     if mhz is None:
         mhz, source = info.get("mhz", math.nan), "/proc/cpuinfo cpu MHz (the current clock; lscpu gives no max MHz)"
-    return derive_peaks(platform.cpu_flags(cpuinfo), mhz, cores or torch.get_num_threads(), vendor=info.get("vendor", ""),
-                        family=info.get("family"), model=info.get("model"), clock_source=source)
+    return derive_peaks(
+        platform.cpu_flags(cpuinfo),
+        mhz,
+        cores or torch.get_num_threads(),
+        vendor=info.get("vendor", ""),
+        family=info.get("family"),
+        model=info.get("model"),
+        clock_source=source,
+    )
 
 
 # --- the models --------------------------------------------------------------------------------------------
@@ -192,22 +210,34 @@ class ModelSpec:
     batch: int
     label: str
     score_m: int = 0  # 0: the whole generated pool
-    eval_n: int = 0   # 0: the whole generated test split
+    eval_n: int = 0  # 0: the whole generated test split
     quick: tuple[str, ...] = ()  # extra overrides under --quick (smaller inputs)
 
 
 MODELS = {
-    "resnet18-w64": ModelSpec("classification", ("model.net.width=64",), 128, "ResNet-18 (CIFAR stem), full width",
-                              1000, 1000),
-    "resnet18-w16": ModelSpec("classification", ("model.net.width=16",), 128, "ResNet-18 (CIFAR stem), width 16",
-                              10_000, 10_000),
-    "small_cnn": ModelSpec("classification", ("model=small_cnn", "model.net.width=32"), 128, "small CNN (width 32)",
-                           10_000, 10_000),
-    "ssdlite320": ModelSpec("detection", ("model=ssdlite320_mobilenet_v3", "task.image_size=320"), 8,
-                            "SSDlite320-MobileNetV3 at 320 px", quick=("task.image_size=128",)),  # voc_cpu's size
+    "resnet18-w64": ModelSpec(
+        "classification", ("model.net.width=64",), 128, "ResNet-18 (CIFAR stem), full width", 1000, 1000
+    ),
+    "resnet18-w16": ModelSpec(
+        "classification", ("model.net.width=16",), 128, "ResNet-18 (CIFAR stem), width 16", 10_000, 10_000
+    ),
+    "small_cnn": ModelSpec(
+        "classification", ("model=small_cnn", "model.net.width=32"), 128, "small CNN (width 32)", 10_000, 10_000
+    ),
+    "ssdlite320": ModelSpec(
+        "detection",
+        ("model=ssdlite320_mobilenet_v3", "task.image_size=320"),
+        8,
+        "SSDlite320-MobileNetV3 at 320 px",
+        quick=("task.image_size=128",),
+    ),  # voc_cpu's size
     "ssd300": ModelSpec("detection", ("model=ssd300_vgg16", "task.image_size=300"), 4, "SSD300-VGG16 at 300 px"),
-    "hourglass": ModelSpec("pose", ("model=hourglass", "task.input_size=256", "task.heatmap_size=64"), 6,
-                           "stacked hourglass 2x256 at 256 px (paper)"),
+    "hourglass": ModelSpec(
+        "pose",
+        ("model=hourglass", "task.input_size=256", "task.heatmap_size=64"),
+        6,
+        "stacked hourglass 2x256 at 256 px (paper)",
+    ),
     "hourglass_small": ModelSpec("pose", (), 6, "hourglass 2x32 at 64 px (mpii_cpu)"),
 }
 DEFAULT_MODELS = "resnet18-w64,resnet18-w16,small_cnn,ssdlite320,ssd300,hourglass"
@@ -228,8 +258,9 @@ class Fixture:
             from al_runner.tasks.detection.generate import generate_vocdevkit
 
             # VOC-sized images (375-500 px sides), resized by the task to the model's input size
-            self._voc = generate_vocdevkit(self.root / "voc", images=self.detection_images, seed=0,
-                                           size_range=(375, 500))
+            self._voc = generate_vocdevkit(
+                self.root / "voc", images=self.detection_images, seed=0, size_range=(375, 500)
+            )
         return self._voc
 
 
@@ -240,20 +271,30 @@ def family_overrides(args, spec: ModelSpec, fixture: Fixture, batch: int, score_
     if spec.family == "detection":
         return ["experiment=voc_cpu", f"task.root={fixture.voc()}", *spec.overrides, *quick]
     if spec.family == "pose":
-        return ["experiment=mpii_cpu", f"paths.data={fixture.root / 'pose'}",
-                f"task.generate_people={fixture.pose_people}", *spec.overrides, *quick]
+        return [
+            "experiment=mpii_cpu",
+            f"paths.data={fixture.root / 'pose'}",
+            f"task.generate_people={fixture.pose_people}",
+            *spec.overrides,
+            *quick,
+        ]
     raise ValueError(f"unknown model family {spec.family}")
 
 
-def model_overrides(args, spec: ModelSpec, fixture: Fixture, *, with_module: bool, precision: str,
-                    sizes: tuple[int, int, int, int]) -> list[str]:
+def model_overrides(
+    args, spec: ModelSpec, fixture: Fixture, *, with_module: bool, precision: str, sizes: tuple[int, int, int, int]
+) -> list[str]:
     """The overrides `al-run` would get for this model, path and precision (`sizes`: `model_sizes`)."""
     batch, eval_batch, score_m, eval_n = sizes
     return family_overrides(args, spec, fixture, batch, score_m, eval_n) + [
-        f"device={args.device}", f"schedule.batch_size={batch}", f"schedule.eval_batch_size={eval_batch}",
+        f"device={args.device}",
+        f"schedule.batch_size={batch}",
+        f"schedule.eval_batch_size={eval_batch}",
         f"sampler={'learning_loss' if with_module else 'random'}",
-        f"runtime.amp={'true' if precision == 'bf16' else 'false'}", "progress=false",
-        f"schedule.optimizer.lr={BENCH_LR}"]
+        f"runtime.amp={'true' if precision == 'bf16' else 'false'}",
+        "progress=false",
+        f"schedule.optimizer.lr={BENCH_LR}",
+    ]
 
 
 def count_flops(fn) -> float:
@@ -268,8 +309,9 @@ def count_flops(fn) -> float:
 def train_step(side, task: BenchTask, batch: int):
     from al_runner.loop import train_one_epoch
 
-    return lambda: train_one_epoch(side.learner, task, torch.arange(batch), side.optimizer, batch,
-                                   torch.Generator(), 0, 0)
+    return lambda: train_one_epoch(
+        side.learner, task, torch.arange(batch), side.optimizer, batch, torch.Generator(), 0, 0
+    )
 
 
 # --- the benchmark ---------------------------------------------------------------------------------------------
@@ -288,13 +330,26 @@ def bench_precision(args, res: Results) -> None:
     b = "8 precision"
     peaks = machine_peaks(torch.get_num_threads()) if args.device.type == "cpu" else None
     if peaks is not None:
-        res.add(b, f"fp32 peak, {peaks.cores} core(s) at {peaks.mhz:.0f} MHz", peaks.fp32_gflops, "GFLOP/s",
-                note=f"{peaks.fp32_per_cycle} FLOP/cycle/core: {peaks.fp32_basis}; clock: {peaks.clock_source}")
-        res.add(b, f"bf16 peak ({peaks.bf16_units})", peaks.bf16_gflops, "GFLOP/s",
-                note=(f"{peaks.bf16_per_cycle} FLOP/cycle/core: " if peaks.bf16_per_cycle else "") + peaks.bf16_basis)
+        res.add(
+            b,
+            f"fp32 peak, {peaks.cores} core(s) at {peaks.mhz:.0f} MHz",
+            peaks.fp32_gflops,
+            "GFLOP/s",
+            note=f"{peaks.fp32_per_cycle} FLOP/cycle/core: {peaks.fp32_basis}; clock: {peaks.clock_source}",
+        )
+        res.add(
+            b,
+            f"bf16 peak ({peaks.bf16_units})",
+            peaks.bf16_gflops,
+            "GFLOP/s",
+            note=(f"{peaks.bf16_per_cycle} FLOP/cycle/core: " if peaks.bf16_per_cycle else "") + peaks.bf16_basis,
+        )
         if peaks.bf16_units == "none" and "bf16" in precisions:
-            print("  note: this CPU has no bf16 units: the bf16 figures measure oneDNN's emulation, "
-                  "not what bf16 gives on a CPU with AMX or AVX-512 BF16", flush=True)
+            print(
+                "  note: this CPU has no bf16 units: the bf16 figures measure oneDNN's emulation, "
+                "not what bf16 gives on a CPU with AMX or AVX-512 BF16",
+                flush=True,
+            )
     with tempfile.TemporaryDirectory(prefix="al_runner_bench_precision_") as tmp:
         fixture = Fixture(Path(tmp), args.precision_detection_images, args.precision_pose_people)
         for name in names:
@@ -309,13 +364,21 @@ def model_sizes(args, spec: ModelSpec) -> tuple[int, int, int, int]:
     return spec.batch, args.eval_batch, spec.score_m, spec.eval_n
 
 
-def bench_model(args, res: Results, b: str, name: str, spec: ModelSpec, fixture: Fixture, precisions: list[str],
-                paths: list[str], peaks: CpuPeaks | None) -> None:
+def bench_model(
+    args,
+    res: Results,
+    b: str,
+    name: str,
+    spec: ModelSpec,
+    fixture: Fixture,
+    precisions: list[str],
+    paths: list[str],
+    peaks: CpuPeaks | None,
+) -> None:
     device = args.device
     sizes = model_sizes(args, spec)
     batch, eval_batch, score_m, eval_n = sizes
-    first = compose_config(model_overrides(args, spec, fixture, with_module=True, precision=precisions[0],
-                                           sizes=sizes))
+    first = compose_config(model_overrides(args, spec, fixture, with_module=True, precision=precisions[0], sizes=sizes))
     base = build_bench_task(first)
     score_m = min(score_m or base.pool_size, base.pool_size)
     eval_n = min(eval_n or base.test_size, base.test_size)
@@ -325,29 +388,41 @@ def bench_model(args, res: Results, b: str, name: str, spec: ModelSpec, fixture:
     sides = {}
     for precision in precisions:
         for with_module in (False, True):
-            cfg = compose_config(model_overrides(args, spec, fixture, with_module=with_module, precision=precision,
-                                                 sizes=sizes))
+            cfg = compose_config(
+                model_overrides(args, spec, fixture, with_module=with_module, precision=precision, sizes=sizes)
+            )
             sides[(precision, with_module)] = build_side(cfg, task)
     idx = torch.randperm(base.pool_size, generator=torch.Generator().manual_seed(0))[:score_m]
     reference = sides[(precisions[0], True)]
-    flops = {"train plain": count_flops(train_step(sides[(precisions[0], False)], task, batch)) / batch,
-             "train module": count_flops(train_step(reference, task, batch)) / batch}
+    flops = {
+        "train plain": count_flops(train_step(sides[(precisions[0], False)], task, batch)) / batch,
+        "train module": count_flops(train_step(reference, task, batch)) / batch,
+    }
     one = idx[:eval_batch]
     flops["score"] = count_flops(lambda: score_inputs(reference.learner, task, one, eval_batch, LL_NEEDS)) / len(one)
     n_first = min(eval_batch, eval_n)  # the first test batch
-    flops["eval"] = count_flops(lambda: evaluate(reference.learner, task.variant(test_limit=n_first), eval_batch)) \
-        / n_first
-    print(f"\n[8] {spec.label} ({name}), {device.type}, {torch.get_num_threads()} thread(s): train batch {batch}, "
-          f"score M={score_m}, eval {eval_n} test items at batch {eval_batch}; precisions {', '.join(precisions)} "
-          f"interleaved", flush=True)
+    flops["eval"] = (
+        count_flops(lambda: evaluate(reference.learner, task.variant(test_limit=n_first), eval_batch)) / n_first
+    )
+    print(
+        f"\n[8] {spec.label} ({name}), {device.type}, {torch.get_num_threads()} thread(s): train batch {batch}, "
+        f"score M={score_m}, eval {eval_n} test items at batch {eval_batch}; precisions {', '.join(precisions)} "
+        f"interleaved",
+        flush=True,
+    )
     groups: dict[str, tuple[dict, int, int, int]] = {}  # path -> (cases, images per call, warm-up, repeats)
     if "train" in paths:
-        cases = {f"train {'module' if m else 'plain'} {p}": train_step(sides[(p, m)], task, batch)
-                 for p in precisions for m in (False, True)}
+        cases = {
+            f"train {'module' if m else 'plain'} {p}": train_step(sides[(p, m)], task, batch)
+            for p in precisions
+            for m in (False, True)
+        }
         groups["train"] = (cases, batch, args.precision_warmup, args.precision_repeats)
     if "score" in paths:
-        cases = {f"score {p}": (lambda s=sides[(p, True)]: score_inputs(s.learner, task, idx, eval_batch, LL_NEEDS))
-                 for p in precisions}
+        cases = {
+            f"score {p}": (lambda s=sides[(p, True)]: score_inputs(s.learner, task, idx, eval_batch, LL_NEEDS))
+            for p in precisions
+        }
         groups["score"] = (cases, score_m, 1, args.precision_score_repeats)
     if "eval" in paths:
         cases = {f"eval {p}": (lambda s=sides[(p, True)]: evaluate(s.learner, task, eval_batch)) for p in precisions}
@@ -361,13 +436,28 @@ def bench_model(args, res: Results, b: str, name: str, spec: ModelSpec, fixture:
             for p in precisions:
                 module, plain = times[f"train module {p}"], times[f"train plain {p}"]
                 ratio, (lo, hi) = paired_ratio(module, plain), paired_spread(module, plain)
-                res.add(b, f"{name} loss-module step time / plain ({p})", ratio, "x", "<= 1.03",
-                        f"overhead {100 * (ratio - 1):+.1f} % (repeats {100 * (lo - 1):+.1f} … {100 * (hi - 1):+.1f} %)",
-                        met=ratio <= 1.03)
+                res.add(
+                    b,
+                    f"{name} loss-module step time / plain ({p})",
+                    ratio,
+                    "x",
+                    "<= 1.03",
+                    f"overhead {100 * (ratio - 1):+.1f} % (repeats {100 * (lo - 1):+.1f} … {100 * (hi - 1):+.1f} %)",
+                    met=ratio <= 1.03,
+                )
 
 
-def report_kind(res: Results, b: str, name: str, kind: str, times: dict, images: int, flop_per_image: float,
-                precisions: list[str], peaks: CpuPeaks | None) -> None:
+def report_kind(
+    res: Results,
+    b: str,
+    name: str,
+    kind: str,
+    times: dict,
+    images: int,
+    flop_per_image: float,
+    precisions: list[str],
+    peaks: CpuPeaks | None,
+) -> None:
     gflop = flop_per_image / 1e9
     res.add(b, f"{name} {kind}: FLOPs per image", gflop, "GFLOP")
     for p in precisions:
@@ -377,8 +467,11 @@ def report_kind(res: Results, b: str, name: str, kind: str, times: dict, images:
         note = ""
         if peaks is not None:
             parts = [f"{100 * achieved / peaks.fp32_gflops:.1f} % of the fp32 peak"]
-            parts.append(f"{100 * achieved / peaks.bf16_gflops:.1f} % of the bf16 peak" if peaks.bf16_per_cycle
-                         else "no bf16 peak (no bf16 units)")
+            parts.append(
+                f"{100 * achieved / peaks.bf16_gflops:.1f} % of the bf16 peak"
+                if peaks.bf16_per_cycle
+                else "no bf16 peak (no bf16 units)"
+            )
             note = ", ".join(parts)
         res.add(b, f"{name} {kind} {p}: achieved", achieved, "GFLOP/s", note=note)
     if "fp32" in precisions and "bf16" in precisions:

@@ -2,6 +2,7 @@
 
 The protocol's numbers are read from conf/schedule/paper_cifar10.yaml (Sec. 4.1), not restated.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,8 +29,11 @@ class PaperProtocol:
         return self.epochs * sum(self.initial_size + self.query_size * c for c in range(self.cycles))
 
     def hours(self, train_ips: float, score_ips: float, eval_ips: float) -> float:
-        return (self.training_images / train_ips + self.cycles * self.test_size / eval_ips
-                + (self.cycles - 1) * self.subset_size / score_ips) / 3600
+        return (
+            self.training_images / train_ips
+            + self.cycles * self.test_size / eval_ips
+            + (self.cycles - 1) * self.subset_size / score_ips
+        ) / 3600
 
 
 def paper_protocol() -> PaperProtocol:
@@ -51,15 +55,28 @@ def projection(args, res: Results) -> None:
         return
     p = paper_protocol()
     b = "projection"
-    print(f"\nProjection: one paper trial of Fig. 4 (learning loss, ResNet-18 full width): "
-          f"{p.epochs} epochs x (labeled sets of {p.cycles} cycles) = {p.training_images:,} training images, "
-          f"{p.cycles} x {p.test_size:,} test images, {p.cycles - 1} x M={p.subset_size:,} scored, "
-          f"from the measured throughputs on {args.device.type}", flush=True)
+    print(
+        f"\nProjection: one paper trial of Fig. 4 (learning loss, ResNet-18 full width): "
+        f"{p.epochs} epochs x (labeled sets of {p.cycles} cycles) = {p.training_images:,} training images, "
+        f"{p.cycles} x {p.test_size:,} test images, {p.cycles - 1} x M={p.subset_size:,} scored, "
+        f"from the measured throughputs on {args.device.type}",
+        flush=True,
+    )
     for name, (tr, sc, ev) in sides.items():
-        res.add(b, f"one Fig. 4 trial, {name}", p.hours(tr, sc, ev), "h", note=f"train {p.training_images / tr / 3600:.1f} h")
+        res.add(
+            b,
+            f"one Fig. 4 trial, {name}",
+            p.hours(tr, sc, ev),
+            "h",
+            note=f"train {p.training_images / tr / 3600:.1f} h",
+        )
     ref = f.get("epoch_ips/w64/ref")
     if ref:
         res.add(b, "one Fig. 4 trial, reference pipeline (training only)", p.training_images / ref / 3600, "h")
     first = next(iter(sides.values()))
-    res.add(b, f"whole Fig. 4 sweep ({FIG4_SAMPLERS} samplers x {FIG4_TRIALS} trials), one device",
-            p.hours(*first) * FIG4_SAMPLERS * FIG4_TRIALS / 24, "days")
+    res.add(
+        b,
+        f"whole Fig. 4 sweep ({FIG4_SAMPLERS} samplers x {FIG4_TRIALS} trials), one device",
+        p.hours(*first) * FIG4_SAMPLERS * FIG4_TRIALS / 24,
+        "days",
+    )

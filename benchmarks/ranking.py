@@ -1,4 +1,5 @@
 """Benchmark 5: ranking accuracy over 10,000 test points vs the chunked O(n²) count and the O(n²) Python pair loop."""
+
 from __future__ import annotations
 
 import math
@@ -43,10 +44,17 @@ def bench_ranking(args, res: Results) -> None:
     predicted = (real.log() + torch.randn(n, generator=g)).float()
     real, predicted = real.to(device), predicted.to(device)
     b = "5 ranking accuracy"
-    print(f"\n[5] ranking accuracy over n={n} points; Python pair loop on the first {sub} points, "
-          f"extrapolated by (n/{sub})²", flush=True)
-    t = interleaved({"al_runner": lambda: ranking_accuracy(predicted, real),
-                     "chunked": lambda: ranking_chunked(predicted, real)}, args.rank_repeats, 1, device)
+    print(
+        f"\n[5] ranking accuracy over n={n} points; Python pair loop on the first {sub} points, "
+        f"extrapolated by (n/{sub})²",
+        flush=True,
+    )
+    t = interleaved(
+        {"al_runner": lambda: ranking_accuracy(predicted, real), "chunked": lambda: ranking_chunked(predicted, real)},
+        args.rank_repeats,
+        1,
+        device,
+    )
     fast = median(t["al_runner"])
     res.add(b, f"al_runner ranking_accuracy, n={n}", fast, "s", "<= 0.5", met=fast <= 0.5)
     res.add(b, f"chunked O(n²) tensor count (previous al_runner), n={n}", median(t["chunked"]), "s")
@@ -56,8 +64,15 @@ def bench_ranking(args, res: Results) -> None:
     loop_s = time.perf_counter() - t0
     scale = (n / sub) ** 2
     res.add(b, f"Python pair loop, n={sub} (measured)", loop_s, "s")
-    res.add(b, f"Python pair loop, n={n} (extrapolated x{scale:.0f})", loop_s * scale, "s", note="extrapolated, not run")
+    res.add(
+        b, f"Python pair loop, n={n} (extrapolated x{scale:.0f})", loop_s * scale, "s", note="extrapolated, not run"
+    )
     res.add(b, "speed-up vs Python pair loop (extrapolated)", loop_s * scale / fast, "x")
     fast_sub = ranking_accuracy(predicted[:sub], real[:sub])
-    res.add(b, f"same value as the pair loop on n={sub}", float(fast_sub == loop_value), "bool",
-            note=f"{fast_sub:.6f} vs {loop_value:.6f}")
+    res.add(
+        b,
+        f"same value as the pair loop on n={sub}",
+        float(fast_sub == loop_value),
+        "bool",
+        note=f"{fast_sub:.6f} vs {loop_value:.6f}",
+    )

@@ -5,6 +5,7 @@ In-memory HWC uint8 array -> PIL image -> `RandomCrop(32, padding=4)`, `RandomHo
 It runs the same network and loss module as the runner (built from the same config, so the FLOPs and the
 initial weights are identical): only the pipeline and the loops are the reference's.
 """
+
 from __future__ import annotations
 
 import time
@@ -44,10 +45,14 @@ def reference_loader(images, labels, train: bool, batch_size: int, workers: int,
     """`augmentation`: the runner task's CropFlipNormalize, whose statistics and padding the reference copies."""
     mean, std = augmentation.mean.flatten().tolist(), augmentation.std.flatten().tolist()
     ds = PILDataset(images, labels, reference_transforms(train, mean, std, augmentation.padding, images.shape[-1]))
-    sampler = (torch.utils.data.SubsetRandomSampler(range(len(ds)), generator=torch.Generator().manual_seed(seed))
-               if train else None)
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers,
-                                       pin_memory=device.type == "cuda")
+    sampler = (
+        torch.utils.data.SubsetRandomSampler(range(len(ds)), generator=torch.Generator().manual_seed(seed))
+        if train
+        else None
+    )
+    return torch.utils.data.DataLoader(
+        ds, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda"
+    )
 
 
 def _features(learner: Learner) -> list[torch.Tensor]:

@@ -4,6 +4,7 @@ Nothing about the model is restated here: taps, embedding, loss-module numbers, 
 statistics, channels_last and AMP all come from `conf/` (experiment=reduced_cifar10_jpg plus the
 benchmark's overrides) and the same builders the runner uses.
 """
+
 from __future__ import annotations
 
 import time
@@ -43,18 +44,37 @@ def task_overrides(args, real_data: bool, n_train: int = 0, n_test: int = 0) -> 
         return [PRESET, f"task.root={args.data}", f"paths.cache={args.cache}"]
     if real_data:
         n_train, n_test = args.synthetic
-    return [PRESET, "task=synthetic", "task.build.data.size=32", "task.build.data.num_classes=10",
-            "task.build.augmentation.padding=4", f"task.build.data.n_train={max(n_train, 2)}",
-            f"task.build.data.n_test={max(n_test, 2)}"]
+    return [
+        PRESET,
+        "task=synthetic",
+        "task.build.data.size=32",
+        "task.build.data.num_classes=10",
+        "task.build.augmentation.padding=4",
+        f"task.build.data.n_train={max(n_train, 2)}",
+        f"task.build.data.n_test={max(n_test, 2)}",
+    ]
 
 
-def side_overrides(args, width: int, *, loss_module: bool = True, channels_last: bool | None = None,
-                   amp: bool | None = None, compile: bool = False, module_kind: str | None = None,
-                   cuda_graph: bool = False) -> list[str]:
+def side_overrides(
+    args,
+    width: int,
+    *,
+    loss_module: bool = True,
+    channels_last: bool | None = None,
+    amp: bool | None = None,
+    compile: bool = False,
+    module_kind: str | None = None,
+    cuda_graph: bool = False,
+) -> list[str]:
     """Model width, device, batch sizes, sampler (learning loss = with the module, random = plain model), runtime
     (module_kind: runtime.loss_module; cuda_graph: runtime.cuda_graph)."""
-    out = [f"model.net.width={width}", f"device={args.device}", f"schedule.batch_size={args.batch}",
-           f"schedule.eval_batch_size={args.eval_batch}", f"sampler={'learning_loss' if loss_module else 'random'}"]
+    out = [
+        f"model.net.width={width}",
+        f"device={args.device}",
+        f"schedule.batch_size={args.batch}",
+        f"schedule.eval_batch_size={args.eval_batch}",
+        f"sampler={'learning_loss' if loss_module else 'random'}",
+    ]
     if channels_last is not None:
         out.append(f"runtime.channels_last={str(channels_last).lower()}")
     if amp is not None:
@@ -114,16 +134,27 @@ class BenchTask(Task):
     - `data_seconds`: time spent producing training batches (indexing + augmentation), when `timed`.
     """
 
-    def __init__(self, task: Task, fixed_batch: tuple[Any, Any] | None = None, test_limit: int | None = None,
-                 timed: bool = False, fixed_repeats: int = 1):
+    def __init__(
+        self,
+        task: Task,
+        fixed_batch: tuple[Any, Any] | None = None,
+        test_limit: int | None = None,
+        timed: bool = False,
+        fixed_repeats: int = 1,
+    ):
         self.task, self.fixed_batch, self.test_limit, self.timed = task, fixed_batch, test_limit, timed
         self.fixed_repeats = fixed_repeats  # steps per epoch on the fixed batch
         self.name, self.metric_name, self.uncertainty_name = task.name, task.metric_name, task.uncertainty_name
         self.data_seconds = 0.0
 
     def variant(self, **changes) -> "BenchTask":
-        kwargs = {"fixed_batch": self.fixed_batch, "test_limit": self.test_limit, "timed": self.timed,
-                  "fixed_repeats": self.fixed_repeats, **changes}
+        kwargs = {
+            "fixed_batch": self.fixed_batch,
+            "test_limit": self.test_limit,
+            "timed": self.timed,
+            "fixed_repeats": self.fixed_repeats,
+            **changes,
+        }
         return BenchTask(self.task, **kwargs)
 
     @property

@@ -1,5 +1,6 @@
 """Benchmark 3: scoring M unlabeled images per sampler (loop.score_inputs) and test evaluation (loop.evaluate),
 vs the reference's DataLoader loops; and scoring vs training throughput."""
+
 from __future__ import annotations
 
 import torch
@@ -8,10 +9,21 @@ from al_runner.loop import evaluate, score_inputs
 from benchmarks.harness import Results, interleaved, median, paired_ratio
 from benchmarks.projection import paper_protocol
 from benchmarks.reference import reference_loader, reference_score, reference_test
-from benchmarks.runner_side import build_bench_task, build_side, compose_config, default_format, formats, side_overrides, task_overrides
+from benchmarks.runner_side import (
+    build_bench_task,
+    build_side,
+    compose_config,
+    default_format,
+    formats,
+    side_overrides,
+    task_overrides,
+)
 
-NEEDS = {"entropy": frozenset({"uncertainty"}), "core-set": frozenset({"embedding"}),
-         "learning loss": frozenset({"predicted_loss"})}
+NEEDS = {
+    "entropy": frozenset({"uncertainty"}),
+    "core-set": frozenset({"embedding"}),
+    "learning loss": frozenset({"predicted_loss"}),
+}
 
 
 def bench_scoring(args, res: Results) -> None:
@@ -30,11 +42,15 @@ def bench_scoring(args, res: Results) -> None:
         repeats = args.score_repeats_full if full else args.score_repeats
         idx = pool_perm[:m]
         task = base.variant(test_limit=n_eval)
-        learners = {label: build_side(compose_config(data_cfg + side_overrides(args, width, channels_last=cl)), task).learner
-                    for label, cl in fmts}
-        reference = build_side(compose_config(data_cfg + side_overrides(args, width, channels_last=False, amp=False)), task).learner
+        learners = {
+            label: build_side(compose_config(data_cfg + side_overrides(args, width, channels_last=cl)), task).learner
+            for label, cl in fmts
+        }
+        reference = build_side(
+            compose_config(data_cfg + side_overrides(args, width, channels_last=False, amp=False)), task
+        ).learner
         cases, warm = {}, {}
-        for sampler in (["learning loss"] if full else list(NEEDS)):
+        for sampler in ["learning loss"] if full else list(NEEDS):
             for label, _ in fmts:
                 if sampler != "learning loss" and label != dflt:
                     continue
@@ -48,27 +64,41 @@ def bench_scoring(args, res: Results) -> None:
         if args.compile:  # runtime.compile=true; its compilation happens in the warm-up
             cl = dflt == "channels_last" or args.cl_for_compile
             cfmt = "channels_last" if cl else "NCHW"
-            compiled = build_side(compose_config(data_cfg + side_overrides(args, width, channels_last=cl, compile=True)), task).learner
+            compiled = build_side(
+                compose_config(data_cfg + side_overrides(args, width, channels_last=cl, compile=True)), task
+            ).learner
             k = f"score learning loss runner {cfmt} compiled"
             cases[k] = lambda: score_inputs(compiled, task, idx, eb, NEEDS["learning loss"])
             warm[k] = lambda: score_inputs(compiled, task, idx[:eb], eb, NEEDS["learning loss"])
-        pool_loader = reference_loader(*task.pool_images(idx), False, args.batch, args.ref_workers, device, augmentation)
+        pool_loader = reference_loader(
+            *task.pool_images(idx), False, args.batch, args.ref_workers, device, augmentation
+        )
         warm_loader = reference_loader(*task.pool_images(idx[: args.batch]), False, args.batch, 0, device, augmentation)
         cases["score learning loss reference"] = lambda: reference_score(reference, pool_loader, device)
         warm["score learning loss reference"] = lambda: reference_score(reference, warm_loader, device)
         for label, _ in fmts:
             cases[f"eval runner {label}"] = lambda l=learners[label]: evaluate(l, task, eb)
-            warm[f"eval runner {label}"] = lambda l=learners[label]: score_inputs(l, task, idx[: args.batch], eb, NEEDS["learning loss"])
+            warm[f"eval runner {label}"] = lambda l=learners[label]: score_inputs(
+                l, task, idx[: args.batch], eb, NEEDS["learning loss"]
+            )
         test_loader = reference_loader(*task.test_images(), False, args.batch, args.ref_workers, device, augmentation)
         cases["eval reference"] = lambda: reference_test(reference, test_loader, device)
         warm["eval reference"] = lambda: reference_test(reference, warm_loader, device)
-        print(f"\n[3] scoring M={m} unlabeled pool images and evaluating {n_eval} test images, ResNet-18 width {width} "
-              f"+ loss module; runner eval batch {eb}, reference batch {args.batch}; "
-              f"{repeats} timed runs per case after a one-batch warm-up, interleaved", flush=True)
+        print(
+            f"\n[3] scoring M={m} unlabeled pool images and evaluating {n_eval} test images, ResNet-18 width {width} "
+            f"+ loss module; runner eval batch {eb}, reference batch {args.batch}; "
+            f"{repeats} timed runs per case after a one-batch warm-up, interleaved",
+            flush=True,
+        )
         t = interleaved(cases, repeats, 1, device, warmup_cases=warm)
         ref_score = m / median(t["score learning loss reference"])
-        res.add(b, f"w{width} scoring: reference (DataLoader, no_grad, batch {args.batch})", ref_score, "img/s",
-                note=f"M={paper_m:,}: {paper_m / ref_score:.0f} s")
+        res.add(
+            b,
+            f"w{width} scoring: reference (DataLoader, no_grad, batch {args.batch})",
+            ref_score,
+            "img/s",
+            note=f"M={paper_m:,}: {paper_m / ref_score:.0f} s",
+        )
         for k in cases:
             if not k.startswith("score") or "reference" in k:
                 continue
@@ -86,9 +116,16 @@ def bench_scoring(args, res: Results) -> None:
             eager = f"score learning loss runner {k.split()[-2]}"
             res.add(b, f"w{width} torch.compile speed-up, scoring ({k.split()[-2]})", paired_ratio(t[eager], t[k]), "x")
         if f"score learning loss runner {dflt} batch {alt}" in t:
-            r = paired_ratio(t[f"score learning loss runner {dflt} batch {alt}"], t[f"score learning loss runner {dflt}"])
+            r = paired_ratio(
+                t[f"score learning loss runner {dflt} batch {alt}"], t[f"score learning loss runner {dflt}"]
+            )
             res.add(b, f"w{width} eval batch {eb} vs {alt} (runner {dflt}, speed-up)", r, "x")
-        res.add(b, f"w{width} evaluation: reference (accuracy only, batch {args.batch})", n_eval / median(t["eval reference"]), "img/s")
+        res.add(
+            b,
+            f"w{width} evaluation: reference (accuracy only, batch {args.batch})",
+            n_eval / median(t["eval reference"]),
+            "img/s",
+        )
         for label, _ in fmts:
             ips = n_eval / median(t[f"eval runner {label}"])
             res.facts[f"eval_ips/w{width}/{label}"] = ips

@@ -5,6 +5,7 @@
 2  one training epoch over N real images: the runner's pipeline (uint8 tensor, batched augmentation, Learner,
    loop.train_one_epoch) vs the reference's DataLoader + PIL loop, same network and optimiser
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,15 +16,25 @@ import torch
 from al_runner.loop import train_one_epoch
 from benchmarks.harness import Results, interleaved, median, median_interval, paired_ratio, paired_spread, sync
 from benchmarks.reference import reference_loader, reference_train_epoch
-from benchmarks.runner_side import (BenchTask, Side, build_bench_task, build_side, compose_config, default_format,
-                                    formats, side_overrides, task_overrides)
+from benchmarks.runner_side import (
+    BenchTask,
+    Side,
+    build_bench_task,
+    build_side,
+    compose_config,
+    default_format,
+    formats,
+    side_overrides,
+    task_overrides,
+)
 
 
 def one_step(side: Side, task: BenchTask, batch: int):
     """loop.train_one_epoch over the task's fixed batch: one optimiser step per `task.fixed_repeats`, and one host
     sync at the end."""
-    return lambda: train_one_epoch(side.learner, task, torch.arange(batch), side.optimizer, batch, torch.Generator(),
-                                   0, 0)
+    return lambda: train_one_epoch(
+        side.learner, task, torch.arange(batch), side.optimizer, batch, torch.Generator(), 0, 0
+    )
 
 
 @contextlib.contextmanager
@@ -53,8 +64,10 @@ def step_sides(args, width: int, task: BenchTask) -> dict[str, tuple[Side, str, 
     sides = {}
     for label, cl in formats(args):
         for with_module in (False, True):
-            cfg = compose_config(task_overrides(args, False, args.batch, 2)
-                                 + side_overrides(args, width, loss_module=with_module, channels_last=cl))
+            cfg = compose_config(
+                task_overrides(args, False, args.batch, 2)
+                + side_overrides(args, width, loss_module=with_module, channels_last=cl)
+            )
             sides[f"{'loss module' if with_module else 'plain'} {label}"] = (build_side(cfg, task), label, with_module)
             if with_module and args.gap_ablation:
                 sides[f"loss module {label} old GAP"] = (build_side(cfg, task), label, with_module)
@@ -65,8 +78,9 @@ def flops_per_image(args, width: int, task: BenchTask) -> float:
     """GFLOP of one plain NCHW training step per image (counted once, outside the timed runs)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    cfg = compose_config(task_overrides(args, False, args.batch, 2)
-                         + side_overrides(args, width, loss_module=False, channels_last=False))
+    cfg = compose_config(
+        task_overrides(args, False, args.batch, 2) + side_overrides(args, width, loss_module=False, channels_last=False)
+    )
     side = build_side(cfg, task)
     counter = FlopCounterMode(display=False)
     with counter:
@@ -79,40 +93,77 @@ def bench_train_step(args, res: Results) -> None:
     fmts = formats(args)
     for width in args.widths:
         full = width == 64
-        warmup, repeats = (args.step_warmup_full, args.step_repeats_full) if full else (args.step_warmup, args.step_repeats)
+        warmup, repeats = (
+            (args.step_warmup_full, args.step_repeats_full) if full else (args.step_warmup, args.step_repeats)
+        )
         base = build_bench_task(compose_config(task_overrides(args, False, batch, 2) + side_overrides(args, width)))
         task = base.variant(fixed_batch=base.first_batch(batch, torch.Generator().manual_seed(1)))
         sides = step_sides(args, width, task)
         gflop = flops_per_image(args, width, task)
-        print(f"\n[1] training step, ResNet-18 width {width}, batch {batch}, {device.type}: "
-              f"{warmup} warm-up + {repeats} timed steps per case, interleaved", flush=True)
+        print(
+            f"\n[1] training step, ResNet-18 width {width}, batch {batch}, {device.type}: "
+            f"{warmup} warm-up + {repeats} timed steps per case, interleaved",
+            flush=True,
+        )
         cases = {name: one_step(side, task, batch) for name, (side, _, _) in sides.items()}
-        cases = {name: with_autograd_mean_gap(step) if name.endswith("old GAP") else step for name, step in cases.items()}
+        cases = {
+            name: with_autograd_mean_gap(step) if name.endswith("old GAP") else step for name, step in cases.items()
+        }
         t = interleaved(cases, repeats, warmup, device)
         b = f"1 train step w{width}"
         for name, (_, label, with_module) in sides.items():
             ips = batch / median(t[name])
-            res.add(b, f"w{width} train {name}", ips, "img/s", note="autograd-mean GAP (before 408f17d)" if "old" in name else "")
+            res.add(
+                b,
+                f"w{width} train {name}",
+                ips,
+                "img/s",
+                note="autograd-mean GAP (before 408f17d)" if "old" in name else "",
+            )
             if not name.endswith("old GAP"):
                 res.facts[f"train_ips/w{width}/{label}/{'ll' if with_module else 'plain'}"] = ips
         for label, _ in fmts:
             ll, plain = t[f"loss module {label}"], t[f"plain {label}"]
             ratio = paired_ratio(ll, plain)
             lo, hi = paired_spread(ll, plain)
-            res.add(b, f"w{width} loss-module step time / plain ({label})", ratio, "x", "<= 1.03",
-                    f"overhead {100 * (ratio - 1):+.1f} % (repeats {100 * (lo - 1):+.1f} … {100 * (hi - 1):+.1f} %)",
-                    met=ratio <= 1.03)
+            res.add(
+                b,
+                f"w{width} loss-module step time / plain ({label})",
+                ratio,
+                "x",
+                "<= 1.03",
+                f"overhead {100 * (ratio - 1):+.1f} % (repeats {100 * (lo - 1):+.1f} … {100 * (hi - 1):+.1f} %)",
+                met=ratio <= 1.03,
+            )
             if args.gap_ablation:
                 old = t[f"loss module {label} old GAP"]
                 ratio, (lo, hi) = paired_ratio(old, plain), paired_spread(old, plain)
-                res.add(b, f"w{width} loss-module step time / plain ({label}), autograd-mean GAP", ratio, "x",
-                        note=f"overhead {100 * (ratio - 1):+.1f} % (repeats {100 * (lo - 1):+.1f} … {100 * (hi - 1):+.1f} %)")
-                res.add(b, f"w{width} GAP with channels_last backward: speed-up of the loss-module step ({label})",
-                        paired_ratio(old, ll), "x")
-        res.add(b, f"w{width} channels_last speed-up (plain, NCHW time / CL time)",
-                paired_ratio(t["plain NCHW"], t["plain channels_last"]), "x")
-        res.add(b, f"w{width} channels_last speed-up (loss module)",
-                paired_ratio(t["loss module NCHW"], t["loss module channels_last"]), "x")
+                res.add(
+                    b,
+                    f"w{width} loss-module step time / plain ({label}), autograd-mean GAP",
+                    ratio,
+                    "x",
+                    note=f"overhead {100 * (ratio - 1):+.1f} % (repeats {100 * (lo - 1):+.1f} … "
+                    f"{100 * (hi - 1):+.1f} %)",
+                )
+                res.add(
+                    b,
+                    f"w{width} GAP with channels_last backward: speed-up of the loss-module step ({label})",
+                    paired_ratio(old, ll),
+                    "x",
+                )
+        res.add(
+            b,
+            f"w{width} channels_last speed-up (plain, NCHW time / CL time)",
+            paired_ratio(t["plain NCHW"], t["plain channels_last"]),
+            "x",
+        )
+        res.add(
+            b,
+            f"w{width} channels_last speed-up (loss module)",
+            paired_ratio(t["loss module NCHW"], t["loss module channels_last"]),
+            "x",
+        )
         res.add(b, f"w{width} FLOPs per training image (fwd+bwd, plain)", gflop, "GFLOP")
         best = max(res.facts[f"train_ips/w{width}/{lab}/plain"] for lab, _ in fmts)
         res.add(b, f"w{width} achieved (best format, plain)", gflop * best, "GFLOP/s")
@@ -129,8 +180,9 @@ def bench_compile_step(args, res: Results, width: int, task: BenchTask, warmup: 
     cl = default_format(args) == "channels_last" or args.cl_for_compile
     sides = {}
     for name, compile in (("eager", False), ("compiled", True)):
-        cfg = compose_config(task_overrides(args, False, batch, 2)
-                             + side_overrides(args, width, channels_last=cl, compile=compile))
+        cfg = compose_config(
+            task_overrides(args, False, batch, 2) + side_overrides(args, width, channels_last=cl, compile=compile)
+        )
         sides[name] = build_side(cfg, task)
     t0 = time.perf_counter()
     one_step(sides["compiled"], task, batch)()
@@ -139,8 +191,12 @@ def bench_compile_step(args, res: Results, width: int, task: BenchTask, warmup: 
     t = interleaved({k: one_step(s, task, batch) for k, s in sides.items()}, repeats, warmup, device)
     b = f"1 train step w{width}"
     res.add(b, f"w{width} torch.compile first step (compilation)", compile_s, "s")
-    res.add(b, f"w{width} torch.compile speed-up, loss module ({'channels_last' if cl else 'NCHW'})",
-            paired_ratio(t["eager"], t["compiled"]), "x")
+    res.add(
+        b,
+        f"w{width} torch.compile speed-up, loss module ({'channels_last' if cl else 'NCHW'})",
+        paired_ratio(t["eager"], t["compiled"]),
+        "x",
+    )
 
 
 def bench_module_options(args, res: Results, width: int, task: BenchTask) -> None:
@@ -155,14 +211,21 @@ def bench_module_options(args, res: Results, width: int, task: BenchTask) -> Non
     for graph in graphs:
         suffix = " graph" if graph else ""
         for name, with_module, kind in [("plain", False, None)] + [(f"module {k}", True, k) for k in kinds]:
-            cfg = compose_config(task_overrides(args, False, batch, 2) + side_overrides(
-                args, width, loss_module=with_module, channels_last=cl, module_kind=kind, cuda_graph=graph))
+            cfg = compose_config(
+                task_overrides(args, False, batch, 2)
+                + side_overrides(
+                    args, width, loss_module=with_module, channels_last=cl, module_kind=kind, cuda_graph=graph
+                )
+            )
             sides[name + suffix] = build_side(cfg, task)
     # warm-up covers the graph's eager steps and capture (CudaGraphStep: 3 + 1) and torch.compile's first calls
     warmup = max(args.option_warmup, 5 if args.cuda_graph else 1)
-    print(f"\n[1] module options, ResNet-18 width {width}, batch {batch}, {device.type}, "
-          f"{'channels_last' if cl else 'NCHW'}: {warmup} warm-up + {args.option_repeats} timed samples of {steps} "
-          f"step(s) per case, interleaved", flush=True)
+    print(
+        f"\n[1] module options, ResNet-18 width {width}, batch {batch}, {device.type}, "
+        f"{'channels_last' if cl else 'NCHW'}: {warmup} warm-up + {args.option_repeats} timed samples of {steps} "
+        f"step(s) per case, interleaved",
+        flush=True,
+    )
     repeated = task.variant(fixed_repeats=steps)
     t = interleaved({k: one_step(s, repeated, batch) for k, s in sides.items()}, args.option_repeats, warmup, device)
     b = f"1 module options w{width}"
@@ -174,12 +237,22 @@ def bench_module_options(args, res: Results, width: int, task: BenchTask) -> Non
             ratios = [m / p for m, p in zip(t[f"module {kind}{suffix}"], t[f"plain{suffix}"])]
             lo, hi = median_interval(ratios)
             ratio = median(ratios)
-            res.add(b, f"w{width} module {kind}{suffix} step time / plain{suffix}", ratio, "x", "<= 1.05",
-                    f"overhead {100 * (ratio - 1):+.1f} % (95 % CI {100 * (lo - 1):+.1f} … {100 * (hi - 1):+.1f} %)",
-                    met=ratio <= 1.05)
+            res.add(
+                b,
+                f"w{width} module {kind}{suffix} step time / plain{suffix}",
+                ratio,
+                "x",
+                "<= 1.05",
+                f"overhead {100 * (ratio - 1):+.1f} % (95 % CI {100 * (lo - 1):+.1f} … {100 * (hi - 1):+.1f} %)",
+                met=ratio <= 1.05,
+            )
             if graph:
-                res.add(b, f"w{width} module {kind} graph step time / plain eager",
-                        paired_ratio(t[f"module {kind} graph"], t["plain"]), "x")
+                res.add(
+                    b,
+                    f"w{width} module {kind} graph step time / plain eager",
+                    paired_ratio(t[f"module {kind} graph"], t["plain"]),
+                    "x",
+                )
         if graph:
             res.add(b, f"w{width} CUDA graph speed-up, plain step", paired_ratio(t["plain"], t["plain graph"]), "x")
     for name, side in sides.items():
@@ -214,27 +287,49 @@ def bench_epoch(args, res: Results) -> None:
 
     t = interleaved({"runner": runner_pipeline, "reference": reference_pipeline}, args.pipe_repeats, 1, device)
     res.add(b, "data pipeline alone: runner (uint8 tensor, batched augmentation)", n / median(t["runner"]), "img/s")
-    res.add(b, f"data pipeline alone: reference (DataLoader, PIL, workers={args.ref_workers})", n / median(t["reference"]), "img/s")
+    res.add(
+        b,
+        f"data pipeline alone: reference (DataLoader, PIL, workers={args.ref_workers})",
+        n / median(t["reference"]),
+        "img/s",
+    )
     res.facts["pipe_ips/runner"], res.facts["pipe_ips/ref"] = n / median(t["runner"]), n / median(t["reference"])
 
     for width in args.widths:
         repeats = args.epoch_repeats_full if width == 64 else args.epoch_repeats
-        sides = {f"runner {label}": build_side(compose_config(data_cfg + side_overrides(args, width, channels_last=cl)), task)
-                 for label, cl in fmts}
-        reference = build_side(compose_config(data_cfg + side_overrides(args, width, channels_last=False, amp=False)), task)
+        sides = {
+            f"runner {label}": build_side(
+                compose_config(data_cfg + side_overrides(args, width, channels_last=cl)), task
+            )
+            for label, cl in fmts
+        }
+        reference = build_side(
+            compose_config(data_cfg + side_overrides(args, width, channels_last=False, amp=False)), task
+        )
         timed = {k: task.variant(timed=True) for k in sides}
         ref_timing: dict[str, float] = {}
-        cases = {k: (lambda k=k: train_one_epoch(sides[k].learner, timed[k], subset, sides[k].optimizer, batch, gen, 0, 0))
-                 for k in sides}
-        cases["reference"] = lambda: reference_train_epoch(reference.learner, loader, reference.optimizer, device, ref_timing)
+        cases = {
+            k: (lambda k=k: train_one_epoch(sides[k].learner, timed[k], subset, sides[k].optimizer, batch, gen, 0, 0))
+            for k in sides
+        }
+        cases["reference"] = lambda: reference_train_epoch(
+            reference.learner, loader, reference.optimizer, device, ref_timing
+        )
         # warm-up: two batches through each side (allocator, thread pool, loader), not a full epoch
         small = subset[: 2 * batch]
         small_loader = reference_loader(*task.pool_images(small), True, batch, 0, device, augmentation)
-        warm = {k: (lambda k=k: train_one_epoch(sides[k].learner, task, small, sides[k].optimizer, batch, gen, 0, 0))
-                for k in sides}
-        warm["reference"] = lambda: reference_train_epoch(reference.learner, small_loader, reference.optimizer, device, {})
-        print(f"\n[2] one training epoch, ResNet-18 width {width} + loss module, {n} images, batch {batch}: "
-              f"warm-up 2 batches, {repeats} timed epochs per case, interleaved", flush=True)
+        warm = {
+            k: (lambda k=k: train_one_epoch(sides[k].learner, task, small, sides[k].optimizer, batch, gen, 0, 0))
+            for k in sides
+        }
+        warm["reference"] = lambda: reference_train_epoch(
+            reference.learner, small_loader, reference.optimizer, device, {}
+        )
+        print(
+            f"\n[2] one training epoch, ResNet-18 width {width} + loss module, {n} images, batch {batch}: "
+            f"warm-up 2 batches, {repeats} timed epochs per case, interleaved",
+            flush=True,
+        )
         ref_timing.clear()
         t = interleaved(cases, repeats, 1, device, warmup_cases=warm)
         ref_ips = n / median(t["reference"])
@@ -247,7 +342,23 @@ def bench_epoch(args, res: Results) -> None:
             res.facts[f"epoch_ips/w{width}/{label}"] = ips
             res.add(b, f"w{width} epoch: runner {label}{' (default)' if label == dflt else ''}", ips, "img/s")
             ratio = paired_ratio(t["reference"], t[k])
-            res.add(b, f"w{width} epoch throughput runner {label} / reference", ratio, "x", f">= {target}", met=ratio >= target)
-            res.add(b, f"w{width} runner {label}: step time outside the model (batch+augment)",
-                    100 * timed[k].data_seconds / sum(t[k]), "%")
-        res.add(b, f"w{width} reference: step time waiting on the DataLoader", 100 * ref_timing.get("data", 0.0) / sum(t["reference"]), "%")
+            res.add(
+                b,
+                f"w{width} epoch throughput runner {label} / reference",
+                ratio,
+                "x",
+                f">= {target}",
+                met=ratio >= target,
+            )
+            res.add(
+                b,
+                f"w{width} runner {label}: step time outside the model (batch+augment)",
+                100 * timed[k].data_seconds / sum(t[k]),
+                "%",
+            )
+        res.add(
+            b,
+            f"w{width} reference: step time waiting on the DataLoader",
+            100 * ref_timing.get("data", 0.0) / sum(t["reference"]),
+            "%",
+        )

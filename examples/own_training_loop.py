@@ -8,6 +8,7 @@ module's predicted loss, label the top K (here the labels are known: a real user
     python examples/own_training_loop.py            # ~10 s on one CPU thread
     python examples/own_training_loop.py --sampler hybrid --cycles 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,14 +44,15 @@ def load_digits(pool_size: int, test_size: int, seed: int):
     x = (x - 0.1307) / 0.3081
     y = torch.tensor(labels, dtype=torch.long)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    pool, test = order[:pool_size], order[pool_size:pool_size + test_size]
+    pool, test = order[:pool_size], order[pool_size : pool_size + test_size]
     return x[pool], y[pool], x[test], y[test]
 
 
 def train(model, predictor, dataset, epochs: int, batch_size: int, seed: int) -> float:
     """Your loop, with the module's loss added to the task's loss; returns the last epoch's ranking loss."""
-    optimizer = torch.optim.SGD([*model.parameters(), *predictor.parameters()], lr=0.05, momentum=0.9,
-                                weight_decay=5e-4)
+    optimizer = torch.optim.SGD(
+        [*model.parameters(), *predictor.parameters()], lr=0.05, momentum=0.9, weight_decay=5e-4
+    )
     order = torch.Generator().manual_seed(seed)
     model.train()
     last = 0.0
@@ -91,14 +93,25 @@ def main(argv=None) -> dict:
 
     pool_x, pool_y, test_x, test_y = load_digits(args.pool, args.test, args.seed)
     pool = TensorDataset(pool_x, pool_y)
-    labeled = torch.randperm(args.pool, generator=torch.Generator().manual_seed(args.seed))[:args.initial]
+    labeled = torch.randperm(args.pool, generator=torch.Generator().manual_seed(args.seed))[: args.initial]
 
     model = SmallNet()
     # the paper's numbers: λ = 1, margin 1, features detached for the last 40 % of the epochs
-    predictor = api.attach_loss_module(model, ["block1", "block2", "block3"], example_input=pool_x[:2],
-                                       hidden=64, weight=1.0, margin=1.0, detach_epoch=round(0.6 * args.epochs))
-    samplers = {"learning_loss": api.PredictedLossSampler(), "hybrid": api.PredictedLossThenCoreSet(beta=2.0),
-                "entropy": api.EntropySampler(), "random": api.RandomSampler()}
+    predictor = api.attach_loss_module(
+        model,
+        ["block1", "block2", "block3"],
+        example_input=pool_x[:2],
+        hidden=64,
+        weight=1.0,
+        margin=1.0,
+        detach_epoch=round(0.6 * args.epochs),
+    )
+    samplers = {
+        "learning_loss": api.PredictedLossSampler(),
+        "hybrid": api.PredictedLossThenCoreSet(beta=2.0),
+        "entropy": api.EntropySampler(),
+        "random": api.RandomSampler(),
+    }
     sampler = samplers[args.sampler]
     history = []
     for cycle in range(args.cycles + 1):
@@ -106,8 +119,10 @@ def main(argv=None) -> dict:
         test_accuracy = accuracy(model, test_x, test_y)
         row = {"cycle": cycle, "labeled": len(labeled), "accuracy": test_accuracy, "ranking_loss": module_loss}
         history.append(row)
-        print(f"cycle {cycle}: {len(labeled)} labeled, test accuracy {test_accuracy:.3f}, "
-              f"ranking loss {module_loss:.3f}", flush=True)
+        print(
+            f"cycle {cycle}: {len(labeled)} labeled, test accuracy {test_accuracy:.3f}, ranking loss {module_loss:.3f}",
+            flush=True,
+        )
         if cycle == args.cycles:
             break
         # score the unlabeled pool: inputs only, no label is read
@@ -117,8 +132,9 @@ def main(argv=None) -> dict:
         loader = DataLoader(TensorDataset(pool_x[unlabeled]), batch_size=256)
         candidates = api.score_unlabeled(model, predictor, loader, probabilities=True, embedding_layer="block3")
         if sampler.needs_labeled_embedding:
-            candidates.labeled_embedding = api.embed(model, DataLoader(TensorDataset(pool_x[labeled]), batch_size=256),
-                                                     "block3")
+            candidates.labeled_embedding = api.embed(
+                model, DataLoader(TensorDataset(pool_x[labeled]), batch_size=256), "block3"
+            )
         positions, scores = api.select(sampler, candidates, args.k, seed=args.seed + cycle)
         picked = unlabeled[positions]
         row["picked"] = picked.tolist()

@@ -10,6 +10,7 @@ points the run labeled (`Task.labeled_class_names`); they go into a separate `se
 data as it is now: `--check-checkpoint` compares the data with the fingerprint a run's checkpoint recorded
 (refuses on any difference), since committed reference runs keep no checkpoint of their own.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,13 @@ def write_classes(run_dir: Path, task) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("roots", type=Path, nargs="+")
-    parser.add_argument("--check-checkpoint", type=Path, action="append", default=[],
-                        help="a checkpoint.pt of a run on the same data: its data fingerprint must match")
+    parser.add_argument(
+        "--check-checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="a checkpoint.pt of a run on the same data: its data fingerprint must match",
+    )
     args = parser.parse_args(argv)
     # each checkpoint read once, each built task fingerprinted and checked once (not once per run)
     recorded = {c: torch.load(c, map_location="cpu", weights_only=False)["data"] for c in args.check_checkpoint}

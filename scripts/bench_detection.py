@@ -21,6 +21,7 @@ printed at start and end.
 
   OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_detection.py --threads 1 [--sections 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,14 +36,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from torchvision.models.detection import ssd300_vgg16 as tv_ssd300  # noqa: E402
+
 from al_runner.learner import Learner, Runtime  # noqa: E402
 from al_runner.learning_loss import LearningLoss, MarginRankingLoss  # noqa: E402
-from al_runner.tasks.detection import (VOCDetectionTask, samples, ssd300_vgg16,  # noqa: E402
-                                       ssdlite320_mobilenet_v3_large)
+from al_runner.tasks.detection import (
+    VOCDetectionTask,
+    samples,
+    ssd300_vgg16,  # noqa: E402
+    ssdlite320_mobilenet_v3_large,
+)
 from al_runner.tasks.detection.generate import CLASSES, generate_vocdevkit  # noqa: E402
 from al_runner.tasks.detection.multibox import MultiBoxLoss  # noqa: E402
 from benchmarks.harness import ForeignLoad  # noqa: E402
-from torchvision.models.detection import ssd300_vgg16 as tv_ssd300  # noqa: E402
 
 TAPS = [f"backbone[{i}]" for i in range(6)]
 VOC_CLASSES = 20
@@ -61,31 +67,46 @@ def make_tree(tmp: Path, images: int = 60) -> Path:
 
 
 def task_for(root: Path, image_size: int, classes=CLASSES) -> VOCDetectionTask:
-    return VOCDetectionTask("bench", str(root), list(classes), [[2007, "trainval"], [2012, "trainval"]],
-                            [[2007, "test"]], image_size=image_size)
+    return VOCDetectionTask(
+        "bench",
+        str(root),
+        list(classes),
+        [[2007, "trainval"], [2012, "trainval"]],
+        [[2007, "test"]],
+        image_size=image_size,
+    )
 
 
 def learner_for(build, num_classes, with_module: bool, example) -> Learner:
     torch.manual_seed(0)
     method = LearningLoss(MarginRankingLoss(1.0), weight=1.0, detach_epoch=10**9) if with_module else None
-    learner = Learner(build(num_classes=num_classes), TAPS, "backbone[1]",
-                      Runtime(torch.device("cpu"), amp=False, channels_last=True), method)
+    learner = Learner(
+        build(num_classes=num_classes),
+        TAPS,
+        "backbone[1]",
+        Runtime(torch.device("cpu"), amp=False, channels_last=True),
+        method,
+    )
     learner.materialize(example)
     return learner
 
 
 def bench_training_steps(root: Path, repeats: int) -> list[str]:
     rows = []
-    for name, build, size, batch in (("SSD300-VGG16", ssd300_vgg16, 300, 2),
-                                     ("SSDlite320-MobileNetV3", ssdlite320_mobilenet_v3_large, 320, 8),
-                                     ("SSDlite320-MobileNetV3 @128 (voc_cpu)", ssdlite320_mobilenet_v3_large, 128, 8)):
+    for name, build, size, batch in (
+        ("SSD300-VGG16", ssd300_vgg16, 300, 2),
+        ("SSDlite320-MobileNetV3", ssdlite320_mobilenet_v3_large, 320, 8),
+        ("SSDlite320-MobileNetV3 @128 (voc_cpu)", ssdlite320_mobilenet_v3_large, 128, 8),
+    ):
         task = task_for(root, size)
-        inputs, targets, _ = next(iter(task.labeled_batches(torch.arange(batch), batch, torch.Generator().manual_seed(0))))
+        inputs, targets, _ = next(
+            iter(task.labeled_batches(torch.arange(batch), batch, torch.Generator().manual_seed(0)))
+        )
         learners = {m: learner_for(build, len(CLASSES) + 1, m, inputs[:2]) for m in (False, True)}
         optimizers = {m: torch.optim.SGD(l.parameters(), lr=1e-3, momentum=0.9) for m, l in learners.items()}
         times = {False: [], True: []}
         for r in range(repeats + 1):
-            for m in ((False, True) if r % 2 == 0 else (True, False)):
+            for m in (False, True) if r % 2 == 0 else (True, False):
                 learner, optimizer = learners[m], optimizers[m]
                 learner.train()
                 start = time.perf_counter()
@@ -96,14 +117,20 @@ def bench_training_steps(root: Path, repeats: int) -> list[str]:
                 if r > 0:
                     times[m].append(time.perf_counter() - start)
         ratios = [w / p for p, w in zip(times[False], times[True])]
-        rows.append(f"| {name} | {batch} | {size} | {median_ms(times[False]):.0f} | {median_ms(times[True]):.0f} "
-                    f"| {100 * (statistics.median(ratios) - 1):+.1f} % |")
-    return ["| model | batch | input px | plain step (ms) | with module (ms) | module overhead |",
-            "|---|---|---|---|---|---|", *rows]
+        rows.append(
+            f"| {name} | {batch} | {size} | {median_ms(times[False]):.0f} | {median_ms(times[True]):.0f} "
+            f"| {100 * (statistics.median(ratios) - 1):+.1f} % |"
+        )
+    return [
+        "| model | batch | input px | plain step (ms) | with module (ms) | module overhead |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
-def bench_pipeline_throughput(root: Path, device: torch.device, workers_list: list[int], epochs: int,
-                              batch: int = 32) -> list[str]:
+def bench_pipeline_throughput(
+    root: Path, device: torch.device, workers_list: list[int], epochs: int, batch: int = 32
+) -> list[str]:
     """img/s of paper_voc's training (SSD300, batch 32, the module on the six source maps, bf16 + channels_last on
     CUDA) with the data pipeline at each worker count; the pipeline alone and the model alone for comparison."""
     from al_runner.loop import train_one_epoch
@@ -112,14 +139,26 @@ def bench_pipeline_throughput(root: Path, device: torch.device, workers_list: li
     rows = []
     model_alone = None
     for workers in workers_list:
-        task = VOCDetectionTask("bench", str(root), list(CLASSES), [[2007, "trainval"], [2012, "trainval"]],
-                                [[2007, "test"]], image_size=300, num_workers=workers).to(device)
+        task = VOCDetectionTask(
+            "bench",
+            str(root),
+            list(CLASSES),
+            [[2007, "trainval"], [2012, "trainval"]],
+            [[2007, "test"]],
+            image_size=300,
+            num_workers=workers,
+        ).to(device)
         pool = torch.arange(task.pool_size)
         inputs, targets, _ = next(iter(task.labeled_batches(pool[:batch], batch, torch.Generator().manual_seed(0))))
         torch.manual_seed(0)
         method = LearningLoss(MarginRankingLoss(1.0), weight=1.0, detach_epoch=10**9)
-        learner = Learner(ssd300_vgg16(num_classes=len(CLASSES) + 1), TAPS, "backbone[1]",
-                          Runtime(device, amp=cuda, channels_last=cuda), method)
+        learner = Learner(
+            ssd300_vgg16(num_classes=len(CLASSES) + 1),
+            TAPS,
+            "backbone[1]",
+            Runtime(device, amp=cuda, channels_last=cuda),
+            method,
+        )
         learner.materialize(inputs[:2])
         optimizer = torch.optim.SGD(learner.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
         generator = torch.Generator().manual_seed(1)
@@ -133,24 +172,35 @@ def bench_pipeline_throughput(root: Path, device: torch.device, workers_list: li
 
         first = timed(lambda: train_one_epoch(learner, task, pool, optimizer, batch, generator, 0, 0))  # workers start
         data = min(timed(lambda: [None for _ in task.labeled_batches(pool, batch, generator)]) for _ in range(2))
-        train = timed(lambda: [train_one_epoch(learner, task, pool, optimizer, batch, generator, 0, 0)
-                               for _ in range(epochs)]) / epochs
+        train = (
+            timed(
+                lambda: [train_one_epoch(learner, task, pool, optimizer, batch, generator, 0, 0) for _ in range(epochs)]
+            )
+            / epochs
+        )
         if model_alone is None:
             steps = max(4, task.pool_size // batch)
             learner.train()
             for _ in range(3):
                 learner.train_step(task, inputs, targets, optimizer, 0)
-            model_alone = steps * batch / timed(lambda: [learner.train_step(task, inputs, targets, optimizer, 0)
-                                                         for _ in range(steps)])
+            model_alone = (
+                steps
+                * batch
+                / timed(lambda: [learner.train_step(task, inputs, targets, optimizer, 0) for _ in range(steps)])
+            )
         n = task.pool_size
-        rate = (lambda x: f"{x:,.0f}" if x >= 100 else f"{x:.2f}")
+        rate = lambda x: f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
         rows.append(f"| {workers} | {rate(n / data)} | {rate(n / train)} | {rate(model_alone)} | {first:.1f} |")
-        del task  # its persistent workers end with it
-    return [f"SSD300-VGG16 + loss module, batch {batch}, {device}, {os.cpu_count()} CPU cores; "
-            f"{epochs} timed epochs over the generated pool (after one that starts the workers):", "",
-            "| DataLoader workers | data pipeline alone (img/s) | training with the pipeline (img/s) | "
-            "model alone, one fixed batch (img/s) | first epoch incl. worker start (s) |", "|---|---|---|---|---|",
-            *rows]
+        task = None  # its persistent workers end with it
+    return [
+        f"SSD300-VGG16 + loss module, batch {batch}, {device}, {os.cpu_count()} CPU cores; "
+        f"{epochs} timed epochs over the generated pool (after one that starts the workers):",
+        "",
+        "| DataLoader workers | data pipeline alone (img/s) | training with the pipeline (img/s) | "
+        "model alone, one fixed batch (img/s) | first epoch incl. worker start (s) |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def sync(device: torch.device) -> None:
@@ -166,15 +216,19 @@ def bench_loss(root: Path, repeats: int) -> list[str]:
     targets = (targets * 4)[:32]
     model = tv_ssd300(weights=None, weights_backbone=None, num_classes=VOC_CLASSES + 1)
     wrapper = ssd300_vgg16(num_classes=VOC_CLASSES + 1)
-    anchor_boxes = wrapper.default_boxes(torch.zeros(1, 3, 300, 300), [torch.zeros(s, s) for s in (38, 19, 10, 5, 3, 1)])
+    anchor_boxes = wrapper.default_boxes(
+        torch.zeros(1, 3, 300, 300), [torch.zeros(s, s) for s in (38, 19, 10, 5, 3, 1)]
+    )
     n = anchor_boxes.shape[0]
     targets = [{"boxes": t["boxes"], "labels": t["labels"].clamp(max=VOC_CLASSES)} for t in targets]
     ours = MultiBoxLoss()
 
     def outputs():
-        return {"cls_logits": torch.randn(32, n, VOC_CLASSES + 1, requires_grad=True),
-                "bbox_regression": torch.randn(32, n, 4, requires_grad=True),
-                "anchors": anchor_boxes.expand(32, -1, -1)}
+        return {
+            "cls_logits": torch.randn(32, n, VOC_CLASSES + 1, requires_grad=True),
+            "bbox_regression": torch.randn(32, n, 4, requires_grad=True),
+            "anchors": anchor_boxes.expand(32, -1, -1),
+        }
 
     def torchvision_step(out):
         matched = ours.match(targets, out["anchors"])  # = SSD.forward's matching loop
@@ -185,16 +239,18 @@ def bench_loss(root: Path, repeats: int) -> list[str]:
 
     times = {"tv": [], "ours": []}
     for r in range(repeats + 1):
-        for key in (("tv", "ours") if r % 2 == 0 else ("ours", "tv")):
+        for key in ("tv", "ours") if r % 2 == 0 else ("ours", "tv"):
             out = outputs()
             start = time.perf_counter()
             (torchvision_step if key == "tv" else our_step)(out)
             if r > 0:
                 times[key].append(time.perf_counter() - start)
     ratios = [o / t for t, o in zip(times["tv"], times["ours"])]
-    return [f"anchors {n}, batch 32, 21 classes: torchvision match + compute_loss + backward "
-            f"{median_ms(times['tv']):.1f} ms; ours (per-image + batch loss) + backward {median_ms(times['ours']):.1f} ms "
-            f"({100 * (statistics.median(ratios) - 1):+.1f} %)"]
+    return [
+        f"anchors {n}, batch 32, 21 classes: torchvision match + compute_loss + backward "
+        f"{median_ms(times['tv']):.1f} ms; ours (per-image + batch loss) + backward {median_ms(times['ours']):.1f} ms "
+        f"({100 * (statistics.median(ratios) - 1):+.1f} %)"
+    ]
 
 
 def bench_data(root: Path, repeats: int, limit: int = 60) -> tuple[list[str], float, float]:
@@ -212,8 +268,10 @@ def _bench_data(root: Path, repeats: int, limit: int) -> tuple[list[str], float,
     task = task_for(root, 300)
     dataset = task._pool_with_targets
     n = min(len(dataset), limit)
-    pipelines = {"reference": samples.ssd_train_transform(300, pipeline="reference"),
-                 "fast": samples.ssd_train_transform(300, pipeline="fast")}
+    pipelines = {
+        "reference": samples.ssd_train_transform(300, pipeline="reference"),
+        "fast": samples.ssd_train_transform(300, pipeline="fast"),
+    }
     decoded = [dataset._decode(i) for i in range(n)]
 
     def augment(pipeline, r):
@@ -224,6 +282,7 @@ def _bench_data(root: Path, repeats: int, limit: int) -> tuple[list[str], float,
                 with torch.random.fork_rng(devices=[]):
                     torch.default_generator.manual_seed(1000 * r + i)
                     pipeline(decoded[i], {"boxes": dataset._boxes(i, decoded[i], keep), "labels": a.labels[keep]})
+
         return run
 
     cases = {
@@ -239,7 +298,7 @@ def _bench_data(root: Path, repeats: int, limit: int) -> tuple[list[str], float,
     wall, cpu = {name: [] for name in cases}, {name: [] for name in cases}
     load = ForeignLoad()
     for r in range(repeats + 1):  # the first round warms up
-        for name in (list(cases) if r % 2 == 0 else list(cases)[::-1]):
+        for name in list(cases) if r % 2 == 0 else list(cases)[::-1]:
             start, start_cpu = time.perf_counter(), time.process_time()
             cases[name](r)()
             if r > 0:
@@ -247,11 +306,16 @@ def _bench_data(root: Path, repeats: int, limit: int) -> tuple[list[str], float,
                 cpu[name].append((time.process_time() - start_cpu) / n)
     wall_ms, cpu_ms = ({name: median_ms(t) for name, t in times.items()} for times in (wall, cpu))
     ratio = statistics.median(a / b for a, b in zip(cpu["reference augmentation"], cpu["fast augmentation"]))
-    lines = [f"{n} VOC-sized JPEGs (375-500 px), {repeats} interleaved rounds, medians per image, one thread:", "",
-             "| stage | CPU ms / image | wall ms / image |", "|---|---|---|",
-             *(f"| {name} | {cpu_ms[name]:.2f} | {wall_ms[name]:.2f} |" for name in cases),
-             "", f"fast augmentation needs {ratio:.1f}x less CPU than the reference (median of paired rounds); "
-             f"CPU used by other processes meanwhile: {load.cores():.2f} cores of {os.cpu_count()}"]
+    lines = [
+        f"{n} VOC-sized JPEGs (375-500 px), {repeats} interleaved rounds, medians per image, one thread:",
+        "",
+        "| stage | CPU ms / image | wall ms / image |",
+        "|---|---|---|",
+        *(f"| {name} | {cpu_ms[name]:.2f} | {wall_ms[name]:.2f} |" for name in cases),
+        "",
+        f"fast augmentation needs {ratio:.1f}x less CPU than the reference (median of paired rounds); "
+        f"CPU used by other processes meanwhile: {load.cores():.2f} cores of {os.cpu_count()}",
+    ]
     return lines, cpu_ms["training item (decode + fast augmentation)"], cpu_ms["eval item (decode + resize)"]
 
 
@@ -271,10 +335,11 @@ def flops_per_image() -> tuple[float, float]:
     return inference, counter.get_total_flops() / 2
 
 
-def projection(inference: float, train: float, data_train_ms: float, data_eval_ms: float,
-               utilisation: float, workers: int) -> list[str]:
-    train_images = EPOCHS * sum(K * (c + 1) for c in range(CYCLES))            # 300 x (1k + ... + 10k)
-    scored_images = sum(POOL - K * (c + 1) for c in range(CYCLES - 1))          # whole unlabeled pool, 9 selections
+def projection(
+    inference: float, train: float, data_train_ms: float, data_eval_ms: float, utilisation: float, workers: int
+) -> list[str]:
+    train_images = EPOCHS * sum(K * (c + 1) for c in range(CYCLES))  # 300 x (1k + ... + 10k)
+    scored_images = sum(POOL - K * (c + 1) for c in range(CYCLES - 1))  # whole unlabeled pool, 9 selections
     test_images = CYCLES * TEST
     flops = train * train_images + inference * (scored_images + test_images)
     effective = H100_BF16_DENSE_TFLOPS * 1e12 * utilisation
@@ -323,8 +388,9 @@ def main() -> None:
         if 5 in sections:
             print(f"\n## 5 Training throughput with the data pipeline ({args.device})\n", flush=True)
             workers = [int(w) for w in args.workers_list.split(",")]
-            print("\n".join(bench_pipeline_throughput(root, torch.device(args.device), workers, args.epochs,
-                                                       args.batch)))
+            print(
+                "\n".join(bench_pipeline_throughput(root, torch.device(args.device), workers, args.epochs, args.batch))
+            )
     if 4 in sections:
         print("\n## 4 FLOPs and projected fig6_voc trial\n")
         inference, train = flops_per_image()

@@ -10,6 +10,7 @@ a measurement taken while other work runs says little; repeat it on an idle mach
   python scripts/bench_launchers.py --experiment reduced_cifar10_jpg --extra schedule.cycles=1 \
       --extra task.root=<CIFAR-10 JPEG tree>
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,24 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_sweep(args: argparse.Namespace, out: Path, parallel: bool) -> float:
-    mode = ["hydra/launcher=parallel", f"hydra.launcher.n_jobs={args.cores}", "runtime.threads=1"] if parallel \
+    mode = (
+        ["hydra/launcher=parallel", f"hydra.launcher.n_jobs={args.cores}", "runtime.threads=1"]
+        if parallel
         else [f"runtime.threads={args.cores}"]
-    command = [sys.executable, "-m", "al_runner", "-m", f"experiment={args.experiment}", f"seed={args.seeds}",
-               f"sampler={args.samplers}", "progress=false", f"paths.output={out}", *mode, *args.extra]
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "al_runner",
+        "-m",
+        f"experiment={args.experiment}",
+        f"seed={args.seeds}",
+        f"sampler={args.samplers}",
+        "progress=false",
+        f"paths.output={out}",
+        *mode,
+        *args.extra,
+    ]
     # no thread caps inherited from the caller: runtime.threads decides
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env["PYTHONPATH"] = str(REPO)
@@ -48,8 +63,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--extra", action="append", default=[], help="more overrides (repeatable)")
     args = parser.parse_args()
-    print(f"cpu_count={os.cpu_count()} experiment={args.experiment} seeds={args.seeds} samplers={args.samplers} "
-          f"extra={args.extra}")
+    print(
+        f"cpu_count={os.cpu_count()} experiment={args.experiment} seeds={args.seeds} samplers={args.samplers} "
+        f"extra={args.extra}"
+    )
     for repeat in range(args.repeats):
         for parallel in (False, True):
             with tempfile.TemporaryDirectory() as tmp:
@@ -57,8 +74,12 @@ def main() -> None:
                 seconds = run_sweep(args, Path(tmp), parallel)
                 load_after = os.getloadavg()
             name = f"{args.cores} jobs x 1 thread " if parallel else f"1 job x {args.cores} threads"
-            print(f"repeat {repeat}: {name}: {seconds:7.1f} s   load avg before {load_before[0]:.2f}/{load_before[1]:.2f}/"
-                  f"{load_before[2]:.2f} after {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}", flush=True)
+            print(
+                f"repeat {repeat}: {name}: {seconds:7.1f} s   load avg before "
+                f"{load_before[0]:.2f}/{load_before[1]:.2f}/"
+                f"{load_before[2]:.2f} after {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

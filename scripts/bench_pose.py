@@ -7,6 +7,7 @@ A step = forward, heatmap MSE (+ the loss-prediction module on the taps and the 
 lambda 1e-4), backward, RMSprop step; batch 6 (Sec. 4.3). Timings are medians over `--steps` steps
 after one warm-up step. The CPU is shared: the load average is printed with the results.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,17 +84,28 @@ def trial_flops(train_step_flops: float, forward_flops_per_image: float) -> dict
     """fig7_mpii, one trial (one seed x one sampler): 10 cycles, 1k..10k labeled, 125 epochs, batch 6;
     each cycle evaluates the 2,958 validation people; 9 cycles score M = 5,000 people."""
     steps = sum(125 * math.ceil(1000 * c / BATCH) for c in range(1, 11))
-    return {"train steps": steps, "train": steps * train_step_flops,
-            "eval+score": (10 * 2958 + 9 * 5000) * forward_flops_per_image}
+    return {
+        "train steps": steps,
+        "train": steps * train_step_flops,
+        "eval+score": (10 * 2958 + 9 * 5000) * forward_flops_per_image,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--gpu-tflops", type=float, default=400.0,
-                        help="assumed dense bf16 throughput of the GPU, TFLOP/s (H100 SXM peak ~990)")
-    parser.add_argument("--utilisation", type=float, default=0.3,
-                        help="assumed fraction of that throughput a batch-6 hourglass step reaches")
+    parser.add_argument(
+        "--gpu-tflops",
+        type=float,
+        default=400.0,
+        help="assumed dense bf16 throughput of the GPU, TFLOP/s (H100 SXM peak ~990)",
+    )
+    parser.add_argument(
+        "--utilisation",
+        type=float,
+        default=0.3,
+        help="assumed fraction of that throughput a batch-6 hourglass step reaches",
+    )
     args = parser.parse_args()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, loadavg before {os.getloadavg()}")
     print(f"{'setting':32s} {'module':>6s} {'step s':>8s} {'GFLOP/step':>11s}")
@@ -114,11 +126,15 @@ def main() -> None:
     trial = trial_flops(flops[(paper, True)], flops[(paper, "forward")])
     total = trial["train"] + trial["eval+score"]
     rate = args.gpu_tflops * 1e12 * args.utilisation
-    print(f"\nfig7_mpii trial (learning_loss, one seed): {trial['train steps']:,} train steps, "
-          f"{trial['train'] / 1e15:.1f} PFLOP train + {trial['eval+score'] / 1e15:.2f} PFLOP eval/scoring")
-    print(f"assumed GPU: {args.gpu_tflops:.0f} TFLOP/s x {args.utilisation:.0%} utilisation = {rate / 1e12:.0f} TFLOP/s "
-          f"-> {total / rate / 3600:.1f} GPU-hours per trial, x15 trials (3 seeds x 5 samplers) = "
-          f"{15 * total / rate / 3600:.0f} GPU-hours (compute only, data loading assumed hidden)")
+    print(
+        f"\nfig7_mpii trial (learning_loss, one seed): {trial['train steps']:,} train steps, "
+        f"{trial['train'] / 1e15:.1f} PFLOP train + {trial['eval+score'] / 1e15:.2f} PFLOP eval/scoring"
+    )
+    print(
+        f"assumed GPU: {args.gpu_tflops:.0f} TFLOP/s x {args.utilisation:.0%} utilisation = {rate / 1e12:.0f} TFLOP/s "
+        f"-> {total / rate / 3600:.1f} GPU-hours per trial, x15 trials (3 seeds x 5 samplers) = "
+        f"{15 * total / rate / 3600:.0f} GPU-hours (compute only, data loading assumed hidden)"
+    )
     print(f"loadavg after {os.getloadavg()}")
 
 

@@ -12,6 +12,7 @@ Each sampler runs in its own process (peak RSS would otherwise carry over), `--r
 gives medians: the first call in a fresh process (cold) and a second call (warm), and the peak memory added
 by the first call over what the inputs already hold (max-RSS delta on CPU, max_memory_allocated on CUDA).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,18 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.harness import ForeignLoad, machine_info, peak_rss_bytes, sync  # noqa: E402
 
-SAMPLERS = ["random", "entropy", "margin", "least_confidence", "bald", "coreset", "badge", "learning_loss", "hybrid",
-            "oracle_true_loss"]
+SAMPLERS = [
+    "random",
+    "entropy",
+    "margin",
+    "least_confidence",
+    "bald",
+    "coreset",
+    "badge",
+    "learning_loss",
+    "hybrid",
+    "oracle_true_loss",
+]
 
 
 def build_sampler(name: str):
@@ -59,8 +70,9 @@ def candidates(sampler, m: int, d: int, classes: int, passes: int, labeled: int,
         fields["mc_probabilities"] = torch.softmax(torch.randn(m, classes, passes, generator=g) * 2, 1)
     if "gradient_embedding" in needs:
         p = torch.softmax(torch.randn(m, classes, generator=g) * 2, 1)
-        fields["gradient_embedding"] = GradientEmbedding(p - torch.nn.functional.one_hot(p.argmax(1), classes).float(),
-                                                         torch.randn(m, d, generator=g).relu_())
+        fields["gradient_embedding"] = GradientEmbedding(
+            p - torch.nn.functional.one_hot(p.argmax(1), classes).float(), torch.randn(m, d, generator=g).relu_()
+        )
     if "predicted_loss" in needs:
         fields["predicted_loss"] = torch.randn(m, generator=g)
     if "true_loss" in needs:
@@ -69,8 +81,14 @@ def candidates(sampler, m: int, d: int, classes: int, passes: int, labeled: int,
         fields["embedding"] = torch.randn(m, d, generator=g).relu_()
     if sampler.needs_labeled_embedding:
         fields["labeled_embedding"] = torch.randn(labeled, d, generator=g).relu_()
-    moved = {k: (GradientEmbedding(v.loss_gradient.to(device), v.features.to(device)) if isinstance(v, GradientEmbedding)
-                 else v.to(device)) for k, v in fields.items()}
+    moved = {
+        k: (
+            GradientEmbedding(v.loss_gradient.to(device), v.features.to(device))
+            if isinstance(v, GradientEmbedding)
+            else v.to(device)
+        )
+        for k, v in fields.items()
+    }
     return Candidates(indices=torch.arange(m), **moved)
 
 
@@ -84,8 +102,12 @@ def child(name: str, args) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         cuda0 = torch.cuda.memory_allocated(device)
-    out = {"sampler": name, "needs": "+".join(sorted(sampler.needs | ({"labeled_embedding"}
-                                                                       if sampler.needs_labeled_embedding else set())))}
+    out = {
+        "sampler": name,
+        "needs": "+".join(
+            sorted(sampler.needs | ({"labeled_embedding"} if sampler.needs_labeled_embedding else set()))
+        ),
+    }
     for run in ("cold", "warm"):
         t0 = time.perf_counter()
         picks, _ = sampler.select(inputs, args.k, torch.Generator().manual_seed(1))
@@ -122,24 +144,53 @@ def main(argv=None) -> None:
     if args.child:
         print(json.dumps(child(args.child, args)))
         return
-    forwarded = [f"--{key}={getattr(args, key)}" for key in ("m", "d", "classes", "passes", "labeled", "k", "device",
-                                                            "threads")]
+    forwarded = [
+        f"--{key}={getattr(args, key)}" for key in ("m", "d", "classes", "passes", "labeled", "k", "device", "threads")
+    ]
     t0, load0, foreign = time.time(), os.getloadavg(), ForeignLoad()
     rows = []
     for name in args.only.split(","):
-        runs = [json.loads(subprocess.run([sys.executable, __file__, *forwarded, "--child", name], cwd=REPO, check=True,
-                                          capture_output=True, text=True).stdout.strip().splitlines()[-1])
-                for _ in range(args.repeats)]
-        row = {"sampler": name, "needs": runs[0]["needs"], "m": args.m, "d": args.d, "k": args.k,
-               "cold_s": statistics.median(r["cold_s"] for r in runs), "warm_s": statistics.median(r["warm_s"] for r in runs),
-               "peak_extra_mib": statistics.median(r["peak_extra_mib"] for r in runs)}
+        runs = [
+            json.loads(
+                subprocess.run(
+                    [sys.executable, __file__, *forwarded, "--child", name],
+                    cwd=REPO,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
+            for _ in range(args.repeats)
+        ]
+        row = {
+            "sampler": name,
+            "needs": runs[0]["needs"],
+            "m": args.m,
+            "d": args.d,
+            "k": args.k,
+            "cold_s": statistics.median(r["cold_s"] for r in runs),
+            "warm_s": statistics.median(r["warm_s"] for r in runs),
+            "peak_extra_mib": statistics.median(r["peak_extra_mib"] for r in runs),
+        }
         rows.append(row)
-        print(f"{name:<18} cold {row['cold_s']:.3f} s  warm {row['warm_s']:.3f} s  peak +{row['peak_extra_mib']:.1f} MiB",
-              flush=True)
-    write(args, rows, {**machine_info(torch.device(args.device)), "torch_threads": args.threads,
-                       "loadavg_start": " ".join(f"{x:.2f}" for x in load0),
-                       "loadavg_end": " ".join(f"{x:.2f}" for x in os.getloadavg()), "wall_s": round(time.time() - t0),
-                       "other_processes_cores": round(foreign.cores(), 2)})
+        print(
+            f"{name:<18} cold {row['cold_s']:.3f} s  warm {row['warm_s']:.3f} s  peak +{row['peak_extra_mib']:.1f} MiB",
+            flush=True,
+        )
+    write(
+        args,
+        rows,
+        {
+            **machine_info(torch.device(args.device)),
+            "torch_threads": args.threads,
+            "loadavg_start": " ".join(f"{x:.2f}" for x in load0),
+            "loadavg_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "wall_s": round(time.time() - t0),
+            "other_processes_cores": round(foreign.cores(), 2),
+        },
+    )
 
 
 def write(args, rows: list[dict], info: dict) -> None:
@@ -148,18 +199,34 @@ def write(args, rows: list[dict], info: dict) -> None:
         writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["# Sampler selection benchmark", "",
-             f"Command: `python scripts/bench_samplers.py {' '.join(sys.argv[1:])}`", "",
-             f"M = {args.m:,} candidates, {args.d}-d embeddings, {args.classes} classes, T = {args.passes} MC passes, "
-             f"{args.labeled:,} labeled centres, K = {args.k:,}; median of {args.repeats} fresh processes. Only "
-             "`sampler.select` is timed (inputs precomputed); peak = memory the first call adds to the inputs.", "",
-             *(f"- {k}: {v}" for k, v in info.items()), "",
-             # the CPU time other processes used while this ran (the load average lags by minutes, so it is not used)
-             *([f"Other processes used {info['other_processes_cores']:.2f} cores while this ran: the times are upper "
-                "bounds of an idle machine's.", ""] if info["other_processes_cores"] > 0.2 else []),
-             "| sampler | needs | first call (s) | second call (s) | peak extra memory (MiB) |", "|---|---|---:|---:|---:|",
-             *(f"| {r['sampler']} | {r['needs']} | {r['cold_s']:.3f} | {r['warm_s']:.3f} | {r['peak_extra_mib']:.1f} |"
-               for r in rows)]
+    lines = [
+        "# Sampler selection benchmark",
+        "",
+        f"Command: `python scripts/bench_samplers.py {' '.join(sys.argv[1:])}`",
+        "",
+        f"M = {args.m:,} candidates, {args.d}-d embeddings, {args.classes} classes, T = {args.passes} MC passes, "
+        f"{args.labeled:,} labeled centres, K = {args.k:,}; median of {args.repeats} fresh processes. Only "
+        "`sampler.select` is timed (inputs precomputed); peak = memory the first call adds to the inputs.",
+        "",
+        *(f"- {k}: {v}" for k, v in info.items()),
+        "",
+        # the CPU time other processes used while this ran (the load average lags by minutes, so it is not used)
+        *(
+            [
+                f"Other processes used {info['other_processes_cores']:.2f} cores while this ran: the times are upper "
+                "bounds of an idle machine's.",
+                "",
+            ]
+            if info["other_processes_cores"] > 0.2
+            else []
+        ),
+        "| sampler | needs | first call (s) | second call (s) | peak extra memory (MiB) |",
+        "|---|---|---:|---:|---:|",
+        *(
+            f"| {r['sampler']} | {r['needs']} | {r['cold_s']:.3f} | {r['warm_s']:.3f} | {r['peak_extra_mib']:.1f} |"
+            for r in rows
+        ),
+    ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

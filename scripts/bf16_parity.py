@@ -17,6 +17,7 @@ Refuses to start on a CPU without native bf16 units (no amx_bf16 / avx512_bf16 f
 about 11x slower than fp32, so a sweep would take days and say nothing about the machines that have the units.
 `--force` runs anyway. `--analyse-only` only reads runs, on any CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,13 +35,28 @@ sys.path.insert(0, str(REPO))  # this checkout's al_runner, not an installed one
 METRICS = {"accuracy": "value", "ranking accuracy": "ranking_accuracy"}  # label -> cycles.csv column
 
 
-def sweep_command(seeds: list[int], samplers: list[str], threads: int, name: str, output: Path, launcher: str,
-                  extra: list[str]) -> list[str]:
+def sweep_command(
+    seeds: list[int], samplers: list[str], threads: int, name: str, output: Path, launcher: str, extra: list[str]
+) -> list[str]:
     """The al-run multirun: every seed x sampler x precision, cycle 0 only, as its own resumable run."""
-    return [sys.executable, "-m", "al_runner", "-m", "experiment=cifar10_cpu", "schedule.cycles=1",
-            f"seed={','.join(str(s) for s in seeds)}", f"sampler={','.join(samplers)}", "runtime.amp=false,true",
-            f"runtime.threads={threads}", f"name={name}", f"paths.output={output}", f"hydra/launcher={launcher}",
-            "hydra.callbacks.sweep_summary.statistics=false", "progress=false", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "al_runner",
+        "-m",
+        "experiment=cifar10_cpu",
+        "schedule.cycles=1",
+        f"seed={','.join(str(s) for s in seeds)}",
+        f"sampler={','.join(samplers)}",
+        "runtime.amp=false,true",
+        f"runtime.threads={threads}",
+        f"name={name}",
+        f"paths.output={output}",
+        f"hydra/launcher={launcher}",
+        "hydra.callbacks.sweep_summary.statistics=false",
+        "progress=false",
+        *extra,
+    ]
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -62,9 +78,14 @@ def collect(sweep_dir: Path) -> list[dict]:
         if cycle0 is None:
             continue
         record = json.loads((run / "platform.json").read_text()) if (run / "platform.json").exists() else {}
-        row = {"run": run.name, "sampler": str(cfg.sampler.name), "seed": int(cfg.seed),
-               "precision": "bf16" if amp else "fp32", "cpu_model": record.get("cpu_model", "unknown"),
-               "bf16_units": record.get("bf16_units", "unknown")}
+        row = {
+            "run": run.name,
+            "sampler": str(cfg.sampler.name),
+            "seed": int(cfg.seed),
+            "precision": "bf16" if amp else "fp32",
+            "cpu_model": record.get("cpu_model", "unknown"),
+            "bf16_units": record.get("bf16_units", "unknown"),
+        }
         for label, column in METRICS.items():
             value = cycle0.get(column, "")
             row[label] = float(value) if value not in ("", None) else math.nan
@@ -97,27 +118,45 @@ def paired_differences(rows: list[dict], level: float = 0.95) -> list[dict]:
             else:
                 half, p = (0.0, math.nan) if n > 1 else (math.nan, math.nan)
             fp32_sd = statistics.stdev(fp32) if n > 1 else math.nan
-            out.append({"sampler": sampler, "metric": metric, "n": n,
-                        "fp32_mean": statistics.fmean(fp32), "fp32_sd": fp32_sd,
-                        "bf16_mean": statistics.fmean(bf16), "bf16_sd": statistics.stdev(bf16) if n > 1 else math.nan,
-                        "diff_mean": mean, "diff_sd": sd, "ci_low": mean - half, "ci_high": mean + half, "p": p,
-                        "ci_within_fp32_spread": bool(n > 1 and -fp32_sd <= mean - half and mean + half <= fp32_sd)})
+            out.append(
+                {
+                    "sampler": sampler,
+                    "metric": metric,
+                    "n": n,
+                    "fp32_mean": statistics.fmean(fp32),
+                    "fp32_sd": fp32_sd,
+                    "bf16_mean": statistics.fmean(bf16),
+                    "bf16_sd": statistics.stdev(bf16) if n > 1 else math.nan,
+                    "diff_mean": mean,
+                    "diff_sd": sd,
+                    "ci_low": mean - half,
+                    "ci_high": mean + half,
+                    "p": p,
+                    "ci_within_fp32_spread": bool(n > 1 and -fp32_sd <= mean - half and mean + half <= fp32_sd),
+                }
+            )
     return out
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| sampler | metric | seeds | fp32 mean ± sd | bf16 mean ± sd | bf16 − fp32 (95 % CI) | paired t p | "
-             "CI within ± fp32 sd |", "|---|---|---:|---|---|---|---:|---|"]
+    lines = [
+        "| sampler | metric | seeds | fp32 mean ± sd | bf16 mean ± sd | bf16 − fp32 (95 % CI) | paired t p | "
+        "CI within ± fp32 sd |",
+        "|---|---|---:|---|---|---|---:|---|",
+    ]
     for r in results:
-        lines.append(f"| {r['sampler']} | {r['metric']} | {r['n']} | {r['fp32_mean']:.4f} ± {r['fp32_sd']:.4f} | "
-                     f"{r['bf16_mean']:.4f} ± {r['bf16_sd']:.4f} | {r['diff_mean']:+.4f} ({r['ci_low']:+.4f} … "
-                     f"{r['ci_high']:+.4f}) | {r['p']:.3f} | {'yes' if r['ci_within_fp32_spread'] else 'no'} |")
+        lines.append(
+            f"| {r['sampler']} | {r['metric']} | {r['n']} | {r['fp32_mean']:.4f} ± {r['fp32_sd']:.4f} | "
+            f"{r['bf16_mean']:.4f} ± {r['bf16_sd']:.4f} | {r['diff_mean']:+.4f} ({r['ci_low']:+.4f} … "
+            f"{r['ci_high']:+.4f}) | {r['p']:.3f} | {'yes' if r['ci_within_fp32_spread'] else 'no'} |"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                epilog="Arguments after -- go to al-run as extra overrides.")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="Arguments after -- go to al-run as extra overrides."
+    )
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--samplers", default="random,learning_loss")
     p.add_argument("--threads", type=int, default=1, help="runtime.threads of every run")
@@ -129,7 +168,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="run even on a CPU without native bf16 units")
     p.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     args.extra = extra
     return args
@@ -148,26 +187,36 @@ def main(argv=None) -> int:
     if not args.analyse_only:
         units = platform.bf16_units()
         if units == "none" and not args.force:
-            print(f"refused: this CPU ({platform.cpu_model()}) has no native bf16 units (no amx_bf16 or avx512_bf16 "
-                  f"flag), so bf16 is emulated here (~11x slower than fp32) and says nothing about parity on a CPU "
-                  f"that has them; run on such a CPU, or pass --force", file=sys.stderr)
+            print(
+                f"refused: this CPU ({platform.cpu_model()}) has no native bf16 units (no amx_bf16 or avx512_bf16 "
+                f"flag), so bf16 is emulated here (~11x slower than fp32) and says nothing about parity on a CPU "
+                f"that has them; run on such a CPU, or pass --force",
+                file=sys.stderr,
+            )
             return 2
         print(" ".join(command), flush=True)
         done = subprocess.run(command, cwd=REPO)
         if done.returncode != 0:
-            print(f"al-run exited with {done.returncode}; the table below covers the runs that finished", file=sys.stderr)
+            print(
+                f"al-run exited with {done.returncode}; the table below covers the runs that finished", file=sys.stderr
+            )
     rows = collect(args.output / args.name)
     if not rows:
         print(f"no finished runs in {args.output / args.name}", file=sys.stderr)
         return 1
     cpus = sorted({r["cpu_model"] for r in rows})
     if len(cpus) > 1:
-        print(f"refused: the runs were made on {len(cpus)} CPU types ({'; '.join(cpus)}); a paired difference must "
-              f"not mix CPU types: keep one type's runs in {args.output / args.name}", file=sys.stderr)
+        print(
+            f"refused: the runs were made on {len(cpus)} CPU types ({'; '.join(cpus)}); a paired difference must "
+            f"not mix CPU types: keep one type's runs in {args.output / args.name}",
+            file=sys.stderr,
+        )
         return 1
     results = paired_differences(rows)
-    text = (f"cifar10_cpu cycle 0, bf16 autocast vs fp32, {cpus[0]} (bf16 units: "
-            f"{', '.join(sorted({r['bf16_units'] for r in rows}))}); {len(rows)} runs\n\n{table(results)}\n")
+    text = (
+        f"cifar10_cpu cycle 0, bf16 autocast vs fp32, {cpus[0]} (bf16 units: "
+        f"{', '.join(sorted({r['bf16_units'] for r in rows}))}); {len(rows)} runs\n\n{table(results)}\n"
+    )
     print(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -46,8 +46,9 @@ def is_unfinished(run_dir: Path) -> bool:
     return len(reached) < planned
 
 
-def collect(sweep: Path, dest: Path, test_score_samplers: set[str], include_unfinished: bool = False,
-            logs: bool = False) -> list[Path]:
+def collect(
+    sweep: Path, dest: Path, test_score_samplers: set[str], include_unfinished: bool = False, logs: bool = False
+) -> list[Path]:
     if not sweep.is_dir():
         raise SystemExit(f"{sweep}: no such sweep directory")
     copied = []
@@ -55,8 +56,11 @@ def collect(sweep: Path, dest: Path, test_score_samplers: set[str], include_unfi
         if not include_unfinished and is_unfinished(run_dir):
             print(f"skipped (not finished yet; --include-unfinished copies it): {run_dir}")
             continue
-        names = list(ALWAYS) + ([TEST_SCORES_CSV] if run_sampler(run_dir) in test_score_samplers else []) \
+        names = (
+            list(ALWAYS)
+            + ([TEST_SCORES_CSV] if run_sampler(run_dir) in test_score_samplers else [])
             + ([RUN_LOG] if logs else [])
+        )
         for name in names:
             if (run_dir / name).is_file():
                 (dest / run_dir.name).mkdir(parents=True, exist_ok=True)
@@ -74,12 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep", type=Path, help="sweep directory, e.g. outputs/cifar10_cpu")
     parser.add_argument("dest", type=Path, help="e.g. outputs/reference/cifar10_cpu")
-    parser.add_argument("--test-scores", nargs="*", default=[FIG8_SAMPLER], help="samplers whose test_scores.csv is kept")
     parser.add_argument(
-        "--include-unfinished", action="store_true",
+        "--test-scores", nargs="*", default=[FIG8_SAMPLER], help="samplers whose test_scores.csv is kept"
+    )
+    parser.add_argument(
+        "--include-unfinished",
+        action="store_true",
         help="also copy runs that have fewer cycles than their config's schedule.cycles (a run still going)",
     )
-    parser.add_argument("--logs", action="store_true", help=f"also copy each run's {RUN_LOG} (its per-epoch losses, timings)")
+    parser.add_argument(
+        "--logs", action="store_true", help=f"also copy each run's {RUN_LOG} (its per-epoch losses, timings)"
+    )
     args = parser.parse_args(argv)
     copied = collect(args.sweep, args.dest, set(args.test_scores), args.include_unfinished, args.logs)
     runs = {path.parent for path in copied if path.name == CYCLES_CSV}

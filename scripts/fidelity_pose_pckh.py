@@ -27,6 +27,7 @@ the reference with occluded joints also treated as missing: the runner's old beh
 commit's small annotation file of bearpaw/pytorch-pose) and `test_mpii.json` (5 people, mmpose's
 `tests/data/mpii`); the MPII data is not part of this repository.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,9 +51,22 @@ from al_runner.tasks.pose.task import annotation_truth  # noqa: E402
 
 THRESHOLD, SC_BIAS = 0.5, 0.6
 MEAN_JOINTS = [0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15]  # the official 14: pelvis (6), thorax (7) masked
-COLUMNS = ["case", "people", "annotated_joints", "occluded_joints", "missing_joints", "reference_mean",
-           "ours_official_mat", "ours_hourglass_json", "ours_mmpose_json", "max_abs_diff_mean",
-           "max_abs_diff_per_joint", "reference_unweighted", "ours_unweighted", "reference_visible_only"]
+COLUMNS = [
+    "case",
+    "people",
+    "annotated_joints",
+    "occluded_joints",
+    "missing_joints",
+    "reference_mean",
+    "ours_official_mat",
+    "ours_hourglass_json",
+    "ours_mmpose_json",
+    "max_abs_diff_mean",
+    "max_abs_diff_per_joint",
+    "reference_unweighted",
+    "ours_unweighted",
+    "reference_visible_only",
+]
 
 
 # ---- the reference: official evaluation logic, re-typed --------------------------------------------------------
@@ -60,7 +74,7 @@ def official_pckh(pos_pred_src, pos_gt_src, jnt_missing, headboxes_src, threshol
     """Arrays in the official layout: pos_* [16, 2, N], jnt_missing [16, N], headboxes_src [2, 2, N].
     Returns (per-joint PCKh [16] as fractions, weighted Mean, unweighted Mean) over the 14 joints."""
     jnt_visible = 1 - jnt_missing
-    uv_err = np.linalg.norm(pos_pred_src - pos_gt_src, axis=1)                       # [16, N]
+    uv_err = np.linalg.norm(pos_pred_src - pos_gt_src, axis=1)  # [16, N]
     headsizes = SC_BIAS * np.linalg.norm(headboxes_src[1, :, :] - headboxes_src[0, :, :], axis=0)  # [N]
     scaled_uv_err = uv_err / (headsizes * np.ones((len(uv_err), 1)))
     scaled_uv_err = scaled_uv_err * jnt_visible
@@ -80,11 +94,11 @@ def official_pckh(pos_pred_src, pos_gt_src, jnt_missing, headboxes_src, threshol
 @dataclass
 class Case:
     name: str
-    joints: np.ndarray     # [N, 16, 2] 1-based pixels (any value where missing)
-    missing: np.ndarray    # [N, 16] bool: not annotated
-    occluded: np.ndarray   # [N, 16] bool: annotated but marked occluded (hourglass json flag 0)
+    joints: np.ndarray  # [N, 16, 2] 1-based pixels (any value where missing)
+    missing: np.ndarray  # [N, 16] bool: not annotated
+    occluded: np.ndarray  # [N, 16] bool: annotated but marked occluded (hourglass json flag 0)
     headboxes: np.ndarray  # [N, 2, 2]: (x1, y1), (x2, y2)
-    preds: np.ndarray      # [N, 16, 2]
+    preds: np.ndarray  # [N, 16, 2]
     original: tuple[str, Path] | None = None  # (column, file): the runner reads this real file for that column
 
 
@@ -121,13 +135,20 @@ def noisy(joints: np.ndarray, headboxes: np.ndarray, seed: int, fraction: float 
 
 def hourglass_sample_case(path: Path, seed: int = 0) -> Case:
     entries = json.loads(path.read_text())
-    raw = np.array([e["joint_self"] for e in entries], dtype=np.float64)            # [N, 16, 3]
-    missing = (raw[..., 0] == 0) & (raw[..., 1] == 0) & (raw[..., 2] == 0)        # gen_mpii.m's zero padding
+    raw = np.array([e["joint_self"] for e in entries], dtype=np.float64)  # [N, 16, 3]
+    missing = (raw[..., 0] == 0) & (raw[..., 1] == 0) & (raw[..., 2] == 0)  # gen_mpii.m's zero padding
     occluded = (raw[..., 2] == 0) & ~missing
     joints = raw[..., :2]
     boxes = segment_headboxes(joints)
-    return Case(f"real sample, hourglass json ({path.name})", joints, missing, occluded, boxes,
-                noisy(joints, boxes, seed), ("ours_hourglass_json", path))
+    return Case(
+        f"real sample, hourglass json ({path.name})",
+        joints,
+        missing,
+        occluded,
+        boxes,
+        noisy(joints, boxes, seed),
+        ("ours_hourglass_json", path),
+    )
 
 
 def mmpose_sample_case(path: Path, seed: int = 0) -> Case:
@@ -135,41 +156,74 @@ def mmpose_sample_case(path: Path, seed: int = 0) -> Case:
     joints = np.array([e["joints"] for e in entries], dtype=np.float64)
     missing = np.array([e["joints_vis"] for e in entries]) == 0
     boxes = segment_headboxes(joints)
-    return Case(f"real sample, mmpose json ({path.name})", joints, missing, np.zeros_like(missing), boxes,
-                noisy(joints, boxes, seed), ("ours_mmpose_json", path))
+    return Case(
+        f"real sample, mmpose json ({path.name})",
+        joints,
+        missing,
+        np.zeros_like(missing),
+        boxes,
+        noisy(joints, boxes, seed),
+        ("ours_mmpose_json", path),
+    )
 
 
 def official_arrays(case: Case) -> dict:
-    return {"pos_gt_src": case.joints.transpose(1, 2, 0), "jnt_missing": case.missing.T.astype(np.float64),
-            "headboxes_src": case.headboxes.transpose(1, 2, 0)}
+    return {
+        "pos_gt_src": case.joints.transpose(1, 2, 0),
+        "jnt_missing": case.missing.T.astype(np.float64),
+        "headboxes_src": case.headboxes.transpose(1, 2, 0),
+    }
 
 
 def write_hourglass_json(case: Case, path: Path) -> None:
     entries = []
     for k in range(len(case.joints)):
-        joint_self = [[0.0, 0.0, 0.0] if case.missing[k, j] else
-                      [float(case.joints[k, j, 0]), float(case.joints[k, j, 1]), 0.0 if case.occluded[k, j] else 1.0]
-                      for j in range(16)]
-        entries.append({"img_paths": f"{k:09d}.jpg", "joint_self": joint_self, "objpos": [500.0, 500.0],
-                        "scale_provided": 1.0, "isValidation": 1.0,
-                        "headbox": case.headboxes[k].flatten().tolist()})
+        joint_self = [
+            [0.0, 0.0, 0.0]
+            if case.missing[k, j]
+            else [float(case.joints[k, j, 0]), float(case.joints[k, j, 1]), 0.0 if case.occluded[k, j] else 1.0]
+            for j in range(16)
+        ]
+        entries.append(
+            {
+                "img_paths": f"{k:09d}.jpg",
+                "joint_self": joint_self,
+                "objpos": [500.0, 500.0],
+                "scale_provided": 1.0,
+                "isValidation": 1.0,
+                "headbox": case.headboxes[k].flatten().tolist(),
+            }
+        )
     path.write_text(json.dumps(entries))
 
 
 def write_mmpose_json(case: Case, path: Path) -> None:
-    entries = [{"image": f"{k:09d}.jpg", "center": [500.0, 500.0], "scale": 1.0,
-                "joints": [[-1.0, -1.0] if case.missing[k, j] else case.joints[k, j].tolist() for j in range(16)],
-                "joints_vis": [0 if case.missing[k, j] else 1 for j in range(16)],
-                "headbox": case.headboxes[k].flatten().tolist()} for k in range(len(case.joints))]
+    entries = [
+        {
+            "image": f"{k:09d}.jpg",
+            "center": [500.0, 500.0],
+            "scale": 1.0,
+            "joints": [[-1.0, -1.0] if case.missing[k, j] else case.joints[k, j].tolist() for j in range(16)],
+            "joints_vis": [0 if case.missing[k, j] else 1 for j in range(16)],
+            "headbox": case.headboxes[k].flatten().tolist(),
+        }
+        for k in range(len(case.joints))
+    ]
     path.write_text(json.dumps(entries))
 
 
 # ---- the runner's side -----------------------------------------------------------------------------------------
 def ours(preds: np.ndarray, joints, annotated, head_size, mean: str = "weighted") -> tuple[np.ndarray, float]:
     metric = PCKh(input_size=256, threshold=THRESHOLD, mean=mean)
-    metric.update_points(torch.from_numpy(preds), {
-        "joints": joints, "joints_annotated": annotated, "head_size": head_size,
-        "head_size_source": torch.zeros(len(head_size), dtype=torch.long)})
+    metric.update_points(
+        torch.from_numpy(preds),
+        {
+            "joints": joints,
+            "joints_annotated": annotated,
+            "head_size": head_size,
+            "head_size_source": torch.zeros(len(head_size), dtype=torch.long),
+        },
+    )
     per_joint = (metric.correct.double() / metric.counted.double()).numpy()  # NaN where nobody is annotated
     return per_joint, metric.compute()
 
@@ -180,11 +234,15 @@ def compare(case: Case, workdir: Path) -> dict:
     savemat(mat_path, official_arrays(case))
     loaded = loadmat(mat_path)
     pred_src = case.preds.transpose(1, 2, 0)
-    ref_joint, ref_mean, ref_unweighted = official_pckh(pred_src, loaded["pos_gt_src"], loaded["jnt_missing"],
-                                                        loaded["headboxes_src"])
-    _, ref_visible_only, _ = official_pckh(pred_src, loaded["pos_gt_src"],
-                                           (loaded["jnt_missing"].astype(bool) | case.occluded.T).astype(float),
-                                           loaded["headboxes_src"])
+    ref_joint, ref_mean, ref_unweighted = official_pckh(
+        pred_src, loaded["pos_gt_src"], loaded["jnt_missing"], loaded["headboxes_src"]
+    )
+    _, ref_visible_only, _ = official_pckh(
+        pred_src,
+        loaded["pos_gt_src"],
+        (loaded["jnt_missing"].astype(bool) | case.occluded.T).astype(float),
+        loaded["headboxes_src"],
+    )
     truth = load_official_truth(mat_path)
     per_joint, mat_mean = ours(case.preds, truth.joints, truth.annotated, truth.head_sizes)
     _, unweighted = ours(case.preds, truth.joints, truth.annotated, truth.head_sizes, mean="unweighted")
@@ -200,12 +258,17 @@ def compare(case: Case, workdir: Path) -> dict:
     defined = ~np.isnan(ref_joint)
     assert np.array_equal(defined, ~np.isnan(per_joint)), "the two sides disagree on which joints are annotated"
     return {
-        "case": case.name, "people": len(case.joints), "annotated_joints": int((~case.missing).sum()),
-        "occluded_joints": int(case.occluded.sum()), "missing_joints": int(case.missing.sum()),
-        "reference_mean": ref_mean, **readers,
+        "case": case.name,
+        "people": len(case.joints),
+        "annotated_joints": int((~case.missing).sum()),
+        "occluded_joints": int(case.occluded.sum()),
+        "missing_joints": int(case.missing.sum()),
+        "reference_mean": ref_mean,
+        **readers,
         "max_abs_diff_mean": max(abs(v - ref_mean) for v in readers.values()),
         "max_abs_diff_per_joint": float(np.abs(per_joint[defined] - ref_joint[defined]).max()),
-        "reference_unweighted": ref_unweighted, "ours_unweighted": unweighted,
+        "reference_unweighted": ref_unweighted,
+        "ours_unweighted": unweighted,
         "reference_visible_only": ref_visible_only,
     }
 
@@ -213,8 +276,10 @@ def compare(case: Case, workdir: Path) -> dict:
 def run(seeds: list[int], sample: Path | None) -> list[dict]:
     cases = [random_case(seed) for seed in seeds]
     if sample is not None:
-        cases += [hourglass_sample_case(sample / "mpii_annotations_sample.json"),
-                  mmpose_sample_case(sample / "test_mpii.json")]
+        cases += [
+            hourglass_sample_case(sample / "mpii_annotations_sample.json"),
+            mmpose_sample_case(sample / "test_mpii.json"),
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         return [compare(case, Path(tmp)) for case in cases]
 
@@ -227,9 +292,22 @@ def write_outputs(rows: list[dict], out: Path, command: str) -> None:
         writer.writerows(rows)
     fmt = {k: (lambda v: f"{v:.6f}") for k in COLUMNS if k.startswith(("reference", "ours"))}
     fmt |= {"max_abs_diff_mean": lambda v: f"{v:.1e}", "max_abs_diff_per_joint": lambda v: f"{v:.1e}"}
-    shown = ["case", "people", "annotated_joints", "occluded_joints", "missing_joints", "reference_mean",
-             "ours_official_mat", "ours_hourglass_json", "ours_mmpose_json", "max_abs_diff_mean",
-             "max_abs_diff_per_joint", "reference_unweighted", "ours_unweighted", "reference_visible_only"]
+    shown = [
+        "case",
+        "people",
+        "annotated_joints",
+        "occluded_joints",
+        "missing_joints",
+        "reference_mean",
+        "ours_official_mat",
+        "ours_hourglass_json",
+        "ours_mmpose_json",
+        "max_abs_diff_mean",
+        "max_abs_diff_per_joint",
+        "reference_unweighted",
+        "ours_unweighted",
+        "reference_visible_only",
+    ]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for row in rows:
         lines.append("| " + " | ".join(fmt.get(k, str)(row[k]) for k in shown) + " |")
@@ -269,12 +347,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20, help="randomised cases: seeds 0 .. N-1")
     parser.add_argument("--sample", type=Path, default=None, help="the shared mpii-sample folder (real people)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/reference/fidelity/pose_pckh"),
-                        help="writes <out>.csv and <out>.md")
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs/reference/fidelity/pose_pckh"), help="writes <out>.csv and <out>.md"
+    )
     args = parser.parse_args(argv)
     rows = run(list(range(args.seeds)), args.sample)
-    shown_args = [("<mpii-sample dir>" if args.sample is not None and a == str(args.sample) else a)
-                  for a in (argv if argv is not None else sys.argv[1:])]
+    shown_args = [
+        ("<mpii-sample dir>" if args.sample is not None and a == str(args.sample) else a)
+        for a in (argv if argv is not None else sys.argv[1:])
+    ]
     command = "python scripts/fidelity_pose_pckh.py " + " ".join(shown_args)
     write_outputs(rows, args.out, command.strip())
     worst = max(max(r["max_abs_diff_mean"], r["max_abs_diff_per_joint"]) for r in rows)

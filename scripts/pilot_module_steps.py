@@ -21,6 +21,7 @@ Each finished row is appended to the CSV at once (atomic rewrite); a restart ski
   OMP_NUM_THREADS=1 python scripts/pilot_module_steps.py --threads 1 --widths 16 32 --epochs 30 60 100 200 --seeds 0 1 2
   python scripts/pilot_module_steps.py --summarise        # pilot.md + pilot.png from the CSV only
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,11 +60,28 @@ ARMS = {"with": "learning_loss", "without": "random"}
 SPLIT_STREAM = 3_000_017
 
 COLUMNS = [
-    "width", "epochs", "seed", "arm", "train_size", "heldout_size", "batch_size", "batches_per_epoch", "steps",
-    "module_steps", "detach_epoch", "lr_step_epoch",
-    "heldout_accuracy", "heldout_ranking_accuracy", "heldout_entropy_ranking_accuracy",
-    "train_median_loss", "train_accuracy", "train_ranking_accuracy", "last_epoch_loss",
-    "seconds", "threads", "load_1min",
+    "width",
+    "epochs",
+    "seed",
+    "arm",
+    "train_size",
+    "heldout_size",
+    "batch_size",
+    "batches_per_epoch",
+    "steps",
+    "module_steps",
+    "detach_epoch",
+    "lr_step_epoch",
+    "heldout_accuracy",
+    "heldout_ranking_accuracy",
+    "heldout_entropy_ranking_accuracy",
+    "train_median_loss",
+    "train_accuracy",
+    "train_ranking_accuracy",
+    "last_epoch_loss",
+    "seconds",
+    "threads",
+    "load_1min",
 ]
 KEY = ("width", "epochs", "seed", "arm")
 
@@ -71,13 +89,26 @@ log = logging.getLogger("pilot")
 
 
 # --- config and data -------------------------------------------------------------------------------
-def compose_pilot_config(width: int, epochs: int, seed: int, arm: str, data_root: str | None = None,
-                         threads: int | None = None, overrides: tuple[str, ...] = ()) -> DictConfig:
+def compose_pilot_config(
+    width: int,
+    epochs: int,
+    seed: int,
+    arm: str,
+    data_root: str | None = None,
+    threads: int | None = None,
+    overrides: tuple[str, ...] = (),
+) -> DictConfig:
     """The real config, composed as `al-run experiment=reduced_cifar10_jpg ...` would compose it."""
     if arm not in ARMS:
         raise ConfigError(f"arm {arm} not supported, choose from {', '.join(ARMS)}")
-    args = [f"experiment={EXPERIMENT}", f"model.net.width={width}", f"schedule.epochs={epochs}", f"seed={seed}",
-            f"sampler={ARMS[arm]}", "progress=false"]
+    args = [
+        f"experiment={EXPERIMENT}",
+        f"model.net.width={width}",
+        f"schedule.epochs={epochs}",
+        f"seed={seed}",
+        f"sampler={ARMS[arm]}",
+        "progress=false",
+    ]
     if data_root is not None:
         args.append(f"task.root={Path(data_root).expanduser().resolve()}")
     if threads is not None:
@@ -95,10 +126,12 @@ def load_pool(cfg: DictConfig) -> ImageSplits:
 def split_pool(pool_size: int, seed: int, train_size: int, heldout_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Disjoint random (training, held-out) indices into the TRAIN split, from a generator seeded by the seed."""
     if train_size < 2 or heldout_size < 2 or train_size + heldout_size > pool_size:
-        raise ConfigError(f"--train-size {train_size} + --heldout-size {heldout_size} must be >= 2 each and fit the "
-                          f"pool of {pool_size} train-split images")
+        raise ConfigError(
+            f"--train-size {train_size} + --heldout-size {heldout_size} must be >= 2 each and fit the "
+            f"pool of {pool_size} train-split images"
+        )
     order = torch.randperm(pool_size, generator=torch.Generator().manual_seed(seed + SPLIT_STREAM))
-    return order[:train_size], order[train_size:train_size + heldout_size]
+    return order[:train_size], order[train_size : train_size + heldout_size]
 
 
 def pilot_tasks(cfg: DictConfig, data: ImageSplits, train_idx: torch.Tensor, heldout_idx: torch.Tensor):
@@ -126,8 +159,15 @@ class PilotSetting:
         return (str(self.width), str(self.epochs), str(self.seed), self.arm)
 
 
-def run_setting(setting: PilotSetting, data: ImageSplits, train_size: int, heldout_size: int,
-                data_root: str | None = None, threads: int | None = None, overrides: tuple[str, ...] = ()) -> dict:
+def run_setting(
+    setting: PilotSetting,
+    data: ImageSplits,
+    train_size: int,
+    heldout_size: int,
+    data_root: str | None = None,
+    threads: int | None = None,
+    overrides: tuple[str, ...] = (),
+) -> dict:
     """Train one arm for one (width, epochs, seed) through the runner's builders and loop; one CSV row."""
     t0 = time.perf_counter()
     load = os.getloadavg()[0]
@@ -140,18 +180,33 @@ def run_setting(setting: PilotSetting, data: ImageSplits, train_size: int, heldo
     learner = build_learner(cfg, task, runtime, learning_loss)
     s = cfg.schedule
     labeled = torch.arange(train_size)
-    last_loss = train_cycle(learner, task, labeled, epochs=int(s.epochs), batch_size=int(s.batch_size),
-                            make_optimizer=instantiate(s.optimizer), make_scheduler=make_scheduler_factory(s),
-                            generator=torch.Generator().manual_seed(int(cfg.seed) + TRAIN_STREAM), cycle=0,
-                            progress=False)
+    last_loss = train_cycle(
+        learner,
+        task,
+        labeled,
+        epochs=int(s.epochs),
+        batch_size=int(s.batch_size),
+        make_optimizer=instantiate(s.optimizer),
+        make_scheduler=make_scheduler_factory(s),
+        generator=torch.Generator().manual_seed(int(cfg.seed) + TRAIN_STREAM),
+        cycle=0,
+        progress=False,
+    )
     heldout = evaluate(learner, task, int(s.eval_batch_size))
     train = evaluate(learner, on_train, int(s.eval_batch_size))
     batches = math.ceil(train_size / int(s.batch_size))
     steps = int(s.epochs) * batches
     return {
-        "width": setting.width, "epochs": setting.epochs, "seed": setting.seed, "arm": setting.arm,
-        "train_size": train_size, "heldout_size": heldout_size, "batch_size": int(s.batch_size),
-        "batches_per_epoch": batches, "steps": steps, "module_steps": steps if learning_loss is not None else 0,
+        "width": setting.width,
+        "epochs": setting.epochs,
+        "seed": setting.seed,
+        "arm": setting.arm,
+        "train_size": train_size,
+        "heldout_size": heldout_size,
+        "batch_size": int(s.batch_size),
+        "batches_per_epoch": batches,
+        "steps": steps,
+        "module_steps": steps if learning_loss is not None else 0,
         "detach_epoch": learning_loss.detach_epoch if learning_loss is not None else "",
         "lr_step_epoch": " ".join(str(round(f * int(s.epochs))) for f in s.lr_milestones),
         "heldout_accuracy": round(heldout.metric, 6),
@@ -162,7 +217,9 @@ def run_setting(setting: PilotSetting, data: ImageSplits, train_size: int, heldo
         "train_accuracy": round(train.metric, 6),
         "train_ranking_accuracy": _rounded(train.ranking_accuracy),
         "last_epoch_loss": float(f"{last_loss:.6g}"),
-        "seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads(), "load_1min": round(load, 2),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "threads": torch.get_num_threads(),
+        "load_1min": round(load, 2),
     }
 
 
@@ -195,8 +252,10 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 def check_same_protocol(rows: list[dict], train_size: int, heldout_size: int, path: Path) -> None:
     for row in rows:
         if (int(row["train_size"]), int(row["heldout_size"])) != (train_size, heldout_size):
-            raise ConfigError(f"{path} holds rows with train_size {row['train_size']}, heldout_size "
-                              f"{row['heldout_size']}; this run asks for {train_size}, {heldout_size}. Use another --out")
+            raise ConfigError(
+                f"{path} holds rows with train_size {row['train_size']}, heldout_size "
+                f"{row['heldout_size']}; this run asks for {train_size}, {heldout_size}. Use another --out"
+            )
 
 
 def planned_settings(widths, epochs, seeds) -> list[PilotSetting]:
@@ -204,8 +263,17 @@ def planned_settings(widths, epochs, seeds) -> list[PilotSetting]:
     return [PilotSetting(w, e, s, arm) for w in widths for e in epochs for s in seeds for arm in ARMS]
 
 
-def run_pilot(out: Path, widths, epochs, seeds, train_size: int = 1000, heldout_size: int = 5000,
-              data_root: str | None = None, threads: int | None = None, overrides: tuple[str, ...] = ()) -> int:
+def run_pilot(
+    out: Path,
+    widths,
+    epochs,
+    seeds,
+    train_size: int = 1000,
+    heldout_size: int = 5000,
+    data_root: str | None = None,
+    threads: int | None = None,
+    overrides: tuple[str, ...] = (),
+) -> int:
     """Train every planned row not yet in `out`; returns how many rows were trained now."""
     rows = read_rows(out)
     check_same_protocol(rows, train_size, heldout_size, out)
@@ -217,14 +285,20 @@ def run_pilot(out: Path, widths, epochs, seeds, train_size: int = 1000, heldout_
     cfg = compose_pilot_config(todo[0].width, todo[0].epochs, todo[0].seed, todo[0].arm, data_root, threads, overrides)
     data = load_pool(cfg)
     for n, setting in enumerate(todo, 1):
-        print(f"[{n}/{len(todo)}] width {setting.width} epochs {setting.epochs} seed {setting.seed} "
-              f"{setting.arm} module: training (load {os.getloadavg()[0]:.2f})", flush=True)
+        print(
+            f"[{n}/{len(todo)}] width {setting.width} epochs {setting.epochs} seed {setting.seed} "
+            f"{setting.arm} module: training (load {os.getloadavg()[0]:.2f})",
+            flush=True,
+        )
         row = run_setting(setting, data, train_size, heldout_size, data_root, threads, overrides)
         rows.append(row)
         write_rows(out, rows)
         rank = "" if row["heldout_ranking_accuracy"] == "" else f" ranking acc {row['heldout_ranking_accuracy']:.4f}"
-        print(f"[{n}/{len(todo)}] done: held-out acc {row['heldout_accuracy']:.4f}{rank} median train loss "
-              f"{row['train_median_loss']:.4g} steps {row['steps']} | {row['seconds']:.0f} s", flush=True)
+        print(
+            f"[{n}/{len(todo)}] done: held-out acc {row['heldout_accuracy']:.4f}{rank} median train loss "
+            f"{row['train_median_loss']:.4g} steps {row['steps']} | {row['seconds']:.0f} s",
+            flush=True,
+        )
     return len(todo)
 
 
@@ -245,8 +319,13 @@ def summary_table(rows):
     df = pd.DataFrame(rows)
     for col in ("width", "epochs", "seed", "module_steps", "steps"):
         df[col] = df[col].astype(int)
-    for col in ("heldout_accuracy", "heldout_ranking_accuracy", "heldout_entropy_ranking_accuracy", "train_median_loss",
-                "seconds"):
+    for col in (
+        "heldout_accuracy",
+        "heldout_ranking_accuracy",
+        "heldout_entropy_ranking_accuracy",
+        "train_median_loss",
+        "seconds",
+    ):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     with_, without = df[df.arm == "with"], df[df.arm == "without"]
     paired = with_.merge(without, on=["width", "epochs", "seed"], suffixes=("_w", "_wo"))
@@ -256,19 +335,24 @@ def summary_table(rows):
         w = with_[(with_.width == width) & (with_.epochs == epochs)]
         wo = without[(without.width == width) & (without.epochs == epochs)]
         p = paired[(paired.width == width) & (paired.epochs == epochs)]
-        out.append({
-            "width": width, "epochs": epochs,
-            "module steps": int(w.module_steps.iloc[0]) if len(w) else "–",
-            "n seeds (with / without)": f"{len(w)} / {len(wo)}",
-            "ranking acc (held-out)": _mean_std(w.heldout_ranking_accuracy),
-            "entropy ranking acc (with)": _mean_std(w.heldout_entropy_ranking_accuracy),
-            "accuracy with module": _mean_std(w.heldout_accuracy),
-            "accuracy without": _mean_std(wo.heldout_accuracy),
-            "with − without (paired)": _mean_std(p.gain),
-            "median train loss with": _mean_std(w.train_median_loss, ".3g"),
-            "median train loss without": _mean_std(wo.train_median_loss, ".3g"),
-            "seconds with / without": f"{w.seconds.mean():.0f} / {wo.seconds.mean():.0f}" if len(w) and len(wo) else "–",
-        })
+        out.append(
+            {
+                "width": width,
+                "epochs": epochs,
+                "module steps": int(w.module_steps.iloc[0]) if len(w) else "–",
+                "n seeds (with / without)": f"{len(w)} / {len(wo)}",
+                "ranking acc (held-out)": _mean_std(w.heldout_ranking_accuracy),
+                "entropy ranking acc (with)": _mean_std(w.heldout_entropy_ranking_accuracy),
+                "accuracy with module": _mean_std(w.heldout_accuracy),
+                "accuracy without": _mean_std(wo.heldout_accuracy),
+                "with − without (paired)": _mean_std(p.gain),
+                "median train loss with": _mean_std(w.train_median_loss, ".3g"),
+                "median train loss without": _mean_std(wo.train_median_loss, ".3g"),
+                "seconds with / without": f"{w.seconds.mean():.0f} / {wo.seconds.mean():.0f}"
+                if len(w) and len(wo)
+                else "–",
+            }
+        )
     return df, pd.DataFrame(out)
 
 
@@ -302,7 +386,8 @@ def summarise(csv_path: Path) -> tuple[Path, Path]:
         f"(paper Fig. 5); entropy ranking acc: the same for the softmax entropy of the with-module model. "
         f"Median train loss: eval mode, no augmentation, over the training images at the end.\n\n"
         f"Made by `python scripts/pilot_module_steps.py --summarise --out {_display(csv_path)}` from "
-        f"`{csv_path.name}` ({len(rows)} rows).\n\n{_markdown(table)}\n")
+        f"`{csv_path.name}` ({len(rows)} rows).\n\n{_markdown(table)}\n"
+    )
     png = csv_path.with_suffix(".png")
     fig, (ax_rank, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, (width, dw) in enumerate(df.groupby("width")):
@@ -318,8 +403,11 @@ def summarise(csv_path: Path) -> tuple[Path, Path]:
             if not mean.dropna().empty:
                 ax.errorbar(mean.index, mean.values, yerr=std.values, fmt=style, color=color, capsize=3, label=label)
     batches = int(rows[0]["batches_per_epoch"])
-    ax_rank.set(title="held-out ranking accuracy of the loss order", ylabel="ranking accuracy",
-                xlabel=f"epochs (module steps = {batches} × epochs; detach at 0.6, LR step at 0.8)")
+    ax_rank.set(
+        title="held-out ranking accuracy of the loss order",
+        ylabel="ranking accuracy",
+        xlabel=f"epochs (module steps = {batches} × epochs; detach at 0.6, LR step at 0.8)",
+    )
     ax_acc.set(title="held-out accuracy", xlabel="epochs", ylabel="accuracy")
     for ax in (ax_rank, ax_acc):
         ax.grid(alpha=0.3)
@@ -362,8 +450,9 @@ def main(argv=None) -> int:
             md, png = summarise(args.out)
             print(f"wrote {md} and {png}")
             return 0
-        run_pilot(args.out, args.widths, args.epochs, args.seeds, args.train_size, args.heldout_size, args.data,
-                  args.threads)
+        run_pilot(
+            args.out, args.widths, args.epochs, args.seeds, args.train_size, args.heldout_size, args.data, args.threads
+        )
     except ALRunnerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

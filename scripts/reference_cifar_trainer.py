@@ -23,6 +23,7 @@ batch order) is the recipe's.
 
 Each finished training appends one row to --out (a run already in it is skipped, so a queue of commands resumes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,20 @@ import torch.nn.functional as F
 RECIPE_MEAN = (0.4914, 0.4822, 0.4465)
 # --std: the recipe's constants, or CIFAR-10's true per-channel std (the runner's config) for an ablation
 STDS = {"recipe": (0.2023, 0.1994, 0.2010), "cifar": (0.2470, 0.2435, 0.2616)}
-COLUMNS = ["run_dir", "seed", "torch_seed", "width", "epochs", "n_labeled", "reference_accuracy",
-           "runner_accuracy", "train_s", "threads", "device", "std"]
+COLUMNS = [
+    "run_dir",
+    "seed",
+    "torch_seed",
+    "width",
+    "epochs",
+    "n_labeled",
+    "reference_accuracy",
+    "runner_accuracy",
+    "train_s",
+    "threads",
+    "device",
+    "std",
+]
 
 
 # --- the recipe's ResNet-18 (kuangliu/pytorch-cifar layout), base width as a parameter ----------------------------
@@ -52,8 +65,9 @@ class RecipeBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -118,15 +132,23 @@ def check_items(dataset, indices: list[int], items: list[str] | None, root: Path
 
 
 # --- the recipe's loop ----------------------------------------------------------------------------------------
-def train_reference(data_root: Path, labeled: list[int], width: int, epochs: int, torch_seed: int,
-                    device: torch.device, std: str = "recipe") -> tuple[float, float]:
+def train_reference(
+    data_root: Path,
+    labeled: list[int],
+    width: int,
+    epochs: int,
+    torch_seed: int,
+    device: torch.device,
+    std: str = "recipe",
+) -> tuple[float, float]:
     import torchvision.transforms as T
     from torch.utils.data import DataLoader, SubsetRandomSampler
     from torchvision.datasets import ImageFolder
 
     torch.manual_seed(torch_seed)  # the recipe seeds torch's global RNG once (init, sampler, augmentation)
-    train_transform = T.Compose([T.RandomHorizontalFlip(), T.RandomCrop(size=32, padding=4), T.ToTensor(),
-                                 T.Normalize(RECIPE_MEAN, STDS[std])])
+    train_transform = T.Compose(
+        [T.RandomHorizontalFlip(), T.RandomCrop(size=32, padding=4), T.ToTensor(), T.Normalize(RECIPE_MEAN, STDS[std])]
+    )
     test_transform = T.Compose([T.ToTensor(), T.Normalize(RECIPE_MEAN, STDS[std])])
     train_set = ImageFolder(str(data_root / "train"), transform=train_transform)
     test_set = ImageFolder(str(data_root / "test"), transform=test_transform)
@@ -149,8 +171,9 @@ def train_reference(data_root: Path, labeled: list[int], width: int, epochs: int
             optimizer.step()
         scheduler.step()
         if (epoch + 1) % max(1, epochs // 10) == 0:
-            print(f"  epoch {epoch + 1}/{epochs} loss {loss.item():.4f} ({time.perf_counter() - start:.0f} s)",
-                  flush=True)
+            print(
+                f"  epoch {epoch + 1}/{epochs} loss {loss.item():.4f} ({time.perf_counter() - start:.0f} s)", flush=True
+            )
     train_s = time.perf_counter() - start
     model.eval()
     correct = total = 0
@@ -166,8 +189,14 @@ def already_done(out: Path, run_dir: Path, width: int, epochs: int, torch_seed: 
     if not out.is_file():
         return False
     with open(out, newline="") as f:
-        return any(r["run_dir"] == str(run_dir) and int(r["width"]) == width and int(r["epochs"]) == epochs
-                   and int(r["torch_seed"]) == torch_seed and r["std"] == std for r in csv.DictReader(f))
+        return any(
+            r["run_dir"] == str(run_dir)
+            and int(r["width"]) == width
+            and int(r["epochs"]) == epochs
+            and int(r["torch_seed"]) == torch_seed
+            and r["std"] == std
+            for r in csv.DictReader(f)
+        )
 
 
 def append_row(out: Path, row: dict) -> None:
@@ -187,29 +216,46 @@ def summarise(runs_csv: Path, out_md: Path) -> str:
     runs = pd.read_csv(runs_csv)
     ablation = (runs["std"] != "recipe") | (runs["torch_seed"] != runs["seed"])
     runs, ablations = runs[~ablation], runs[ablation]
-    lines = ["# Classification fidelity: the runner vs an independent reference trainer on the same cycle-0 images", "",
-             f"Rows: `{runs_csv.name}` (one per training). Command: `python scripts/reference_cifar_trainer.py --summarise "
-             f"{runs_csv} --out {out_md}`.", ""]
+    lines = [
+        "# Classification fidelity: the runner vs an independent reference trainer on the same cycle-0 images",
+        "",
+        f"Rows: `{runs_csv.name}` (one per training). Command: `python scripts/reference_cifar_trainer.py --summarise "
+        f"{runs_csv} --out {out_md}`.",
+        "",
+    ]
     for (width, epochs), group in runs.groupby(["width", "epochs"]):
         group = group.sort_values("seed")
         diff = group["runner_accuracy"] - group["reference_accuracy"]
-        lines += [f"## Width {width}, {epochs} epochs, {len(group)} seed(s)", "",
-                  "| seed | labeled | runner | reference | runner − reference | reference train s |",
-                  "|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {r.seed} | {r.n_labeled} | {r.runner_accuracy:.4f} | {r.reference_accuracy:.4f} | "
-                  f"{r.runner_accuracy - r.reference_accuracy:+.4f} | {r.train_s:.0f} |" for r in group.itertuples()]
+        lines += [
+            f"## Width {width}, {epochs} epochs, {len(group)} seed(s)",
+            "",
+            "| seed | labeled | runner | reference | runner − reference | reference train s |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r.seed} | {r.n_labeled} | {r.runner_accuracy:.4f} | {r.reference_accuracy:.4f} | "
+            f"{r.runner_accuracy - r.reference_accuracy:+.4f} | {r.train_s:.0f} |"
+            for r in group.itertuples()
+        ]
         if len(group) > 1:
-            lines += [f"| mean ± std | | {group.runner_accuracy.mean():.4f} ± {group.runner_accuracy.std():.4f} | "
-                      f"{group.reference_accuracy.mean():.4f} ± {group.reference_accuracy.std():.4f} | "
-                      f"{diff.mean():+.4f} ± {diff.std():.4f} | |"]
+            lines += [
+                f"| mean ± std | | {group.runner_accuracy.mean():.4f} ± {group.runner_accuracy.std():.4f} | "
+                f"{group.reference_accuracy.mean():.4f} ± {group.reference_accuracy.std():.4f} | "
+                f"{diff.mean():+.4f} ± {diff.std():.4f} | |"
+            ]
         lines.append("")
     if len(ablations):
-        lines += ["## Ablations of the reference (same images; one change each)", "",
-                  "| width | seed | torch seed (init, order, augmentation) | std | reference | runner | runner − reference |",
-                  "|---:|---:|---:|---|---:|---:|---:|"]
-        lines += [f"| {r.width} | {r.seed} | {r.torch_seed} | {r.std} | {r.reference_accuracy:.4f} | "
-                  f"{r.runner_accuracy:.4f} | {r.runner_accuracy - r.reference_accuracy:+.4f} |"
-                  for r in ablations.sort_values(["width", "seed", "torch_seed"]).itertuples()]
+        lines += [
+            "## Ablations of the reference (same images; one change each)",
+            "",
+            "| width | seed | torch seed (init, order, augmentation) | std | reference | runner | runner − reference |",
+            "|---:|---:|---:|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r.width} | {r.seed} | {r.torch_seed} | {r.std} | {r.reference_accuracy:.4f} | "
+            f"{r.runner_accuracy:.4f} | {r.runner_accuracy - r.reference_accuracy:+.4f} |"
+            for r in ablations.sort_values(["width", "seed", "torch_seed"]).itertuples()
+        ]
         lines.append("")
     text = "\n".join(lines)
     out_md.write_text(text)
@@ -227,16 +273,28 @@ def main(argv: list[str] | None = None) -> int:
         print(summarise(a.summarise, a.out))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-dir", type=Path, required=True, help="a runner run directory (selected.csv, cycles.csv, config.yaml)")
-    parser.add_argument("--accuracy-run-dir", type=Path, default=None,
-                        help="the runner run whose cycle-0 accuracy is compared (default: --run-dir), read after training, "
-                             "so a run still training may be named; its cycle-0 images must be --run-dir's")
+    parser.add_argument(
+        "--run-dir", type=Path, required=True, help="a runner run directory (selected.csv, cycles.csv, config.yaml)"
+    )
+    parser.add_argument(
+        "--accuracy-run-dir",
+        type=Path,
+        default=None,
+        help="the runner run whose cycle-0 accuracy is compared (default: --run-dir), read after training, "
+        "so a run still training may be named; its cycle-0 images must be --run-dir's",
+    )
     parser.add_argument("--data", type=Path, default=None, help="the ImageFolder root (default: the run's task.root)")
     parser.add_argument("--width", type=int, required=True, help="ResNet-18 base width (64 = the recipe's)")
     parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--torch-seed", type=int, default=None, help="the recipe's torch.manual_seed (default: the run's seed)")
-    parser.add_argument("--std", choices=sorted(STDS), default="recipe",
-                        help="normalisation std: the recipe's constants (default) or CIFAR-10's (the runner's), an ablation")
+    parser.add_argument(
+        "--torch-seed", type=int, default=None, help="the recipe's torch.manual_seed (default: the run's seed)"
+    )
+    parser.add_argument(
+        "--std",
+        choices=sorted(STDS),
+        default="recipe",
+        help="normalisation std: the recipe's constants (default) or CIFAR-10's (the runner's), an ablation",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, required=True)
@@ -252,10 +310,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.run_dir}: already in {args.out}; skipped")
         return 0
     from torchvision.datasets import ImageFolder
+
     check_items(ImageFolder(str(data_root / "train")), labeled, items, data_root)
     print(f"{args.run_dir}: {len(labeled)} labeled images, width {args.width}, {args.epochs} epochs", flush=True)
-    accuracy, train_s = train_reference(data_root, labeled, args.width, args.epochs, torch_seed,
-                                        torch.device(args.device), args.std)
+    accuracy, train_s = train_reference(
+        data_root, labeled, args.width, args.epochs, torch_seed, torch.device(args.device), args.std
+    )
     if args.accuracy_run_dir is not None:
         while not (args.accuracy_run_dir / "cycles.csv").is_file():  # that run is still in its cycle 0
             print(f"waiting for {args.accuracy_run_dir / 'cycles.csv'}", flush=True)
@@ -263,10 +323,23 @@ def main(argv: list[str] | None = None) -> int:
         compared, _, runner_accuracy, _, _ = runner_cycle0(args.accuracy_run_dir)
         if compared != labeled:
             sys.exit(f"{args.accuracy_run_dir} labeled other cycle-0 images than {args.run_dir}; refusing to compare")
-    append_row(args.out, {"run_dir": str(args.accuracy_run_dir or args.run_dir), "seed": seed, "torch_seed": torch_seed,
-                          "width": args.width, "epochs": args.epochs, "n_labeled": len(labeled), "reference_accuracy": accuracy,
-                          "runner_accuracy": runner_accuracy, "train_s": round(train_s, 1),
-                          "threads": args.threads, "device": args.device, "std": args.std})
+    append_row(
+        args.out,
+        {
+            "run_dir": str(args.accuracy_run_dir or args.run_dir),
+            "seed": seed,
+            "torch_seed": torch_seed,
+            "width": args.width,
+            "epochs": args.epochs,
+            "n_labeled": len(labeled),
+            "reference_accuracy": accuracy,
+            "runner_accuracy": runner_accuracy,
+            "train_s": round(train_s, 1),
+            "threads": args.threads,
+            "device": args.device,
+            "std": args.std,
+        },
+    )
     print(f"reference accuracy {accuracy:.4f} vs runner {runner_accuracy:.4f} ({train_s:.0f} s)")
     return 0
 

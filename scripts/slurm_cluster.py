@@ -13,6 +13,7 @@ There is no accounting database (slurmdbd), so `sacct` answers "accounting stora
 visible to `scontrol show job` for MinJobAge seconds, which is where al_runner's SLURM launcher reads job states when
 sacct cannot (al_runner/launchers.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,8 +111,9 @@ def _env(state: Path) -> dict:
 
 def _spawn(state: Path, name: str, argv: list[str]) -> None:
     log = open(state / "log" / f"{name}.out", "ab")
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               env=_env(state), start_new_session=True)
+    process = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(state), start_new_session=True
+    )
     (state / "run" / f"{name}.daemon.pid").write_text(str(process.pid))
 
 
@@ -121,8 +123,9 @@ def _wait(condition, timeout: float, what: str, state: Path) -> None:
         if condition():
             return
         time.sleep(0.2)
-    logs = "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-1500:]}"
-                   for p in sorted((state / "log").glob("*")))
+    logs = "".join(
+        f"\n--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in sorted((state / "log").glob("*"))
+    )
     raise RuntimeError(f"slurm_cluster: timed out waiting for {what}{logs}")
 
 
@@ -150,9 +153,20 @@ def start(state: Path, cpus: int | None = None) -> dict:
         subprocess.run([_which("mungekey"), "--create", "--keyfile", str(key)], check=True)
         os.chmod(key, 0o600)
     munge_socket = state / "munge" / "munge.socket"
-    _spawn(state, "munged", [_which("munged"), "--foreground", "--force", f"--key-file={key}",
-                             f"--socket={munge_socket}", f"--pid-file={state / 'run' / 'munged.pid'}",
-                             f"--log-file={state / 'log' / 'munged.log'}", f"--seed-file={state / 'munge' / 'seed'}"])
+    _spawn(
+        state,
+        "munged",
+        [
+            _which("munged"),
+            "--foreground",
+            "--force",
+            f"--key-file={key}",
+            f"--socket={munge_socket}",
+            f"--pid-file={state / 'run' / 'munged.pid'}",
+            f"--log-file={state / 'log' / 'munged.log'}",
+            f"--seed-file={state / 'munge' / 'seed'}",
+        ],
+    )
     _wait(lambda: munge_socket.exists(), 20, "munged", state)
     _spawn(state, "slurmctld", [_which("slurmctld"), "-D", "-i", "-f", str(state / "slurm.conf")])
     _spawn(state, "slurmd", [_which("slurmd"), "-D", "-f", str(state / "slurm.conf")])
@@ -164,8 +178,12 @@ def stop(state: Path) -> None:
     """Stop the daemons started by `start` (by their recorded pids), cancel leftover jobs first."""
     state = Path(state).resolve()
     if (state / "slurm.conf").exists():
-        subprocess.run(["scancel", "--full", "--quiet", f"--user={getpass.getuser()}"], env=_env(state),
-                       capture_output=True, timeout=30)
+        subprocess.run(
+            ["scancel", "--full", "--quiet", f"--user={getpass.getuser()}"],
+            env=_env(state),
+            capture_output=True,
+            timeout=30,
+        )
     for name in reversed(DAEMONS):
         pid_file = state / "run" / f"{name}.daemon.pid"
         if not pid_file.exists():

@@ -1,4 +1,5 @@
 """The statistics end to end: real tiny runs -> selected.csv's classes -> al-plot's tables, CSVs and summary."""
+
 import csv
 import math
 
@@ -26,8 +27,9 @@ def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     for sampler in ("random", "entropy", "margin"):
         for seed in range(3):
-            run_experiment(compose_config(SMOKE + [f"sampler={sampler}", f"seed={seed}"]),
-                           root / f"{sampler}-seed{seed}")
+            run_experiment(
+                compose_config(SMOKE + [f"sampler={sampler}", f"seed={seed}"]), root / f"{sampler}-seed{seed}"
+            )
     return root
 
 
@@ -46,7 +48,10 @@ def test_detection_records_one_class_per_object():
     from al_runner.tasks.detection.task import VOCDetectionTask
 
     class Annotations:  # the two fields labeled_class_names reads
-        annotations = [type("A", (), {"labels": torch.tensor([2, 2, 1])})(), type("A", (), {"labels": torch.tensor([3])})()]
+        annotations = [
+            type("A", (), {"labels": torch.tensor([2, 2, 1])})(),
+            type("A", (), {"labels": torch.tensor([3])})(),
+        ]
 
     task = VOCDetectionTask.__new__(VOCDetectionTask)  # no data on disk needed for the mapping itself
     task.classes, task.pool = ["circle", "square", "triangle"], Annotations()
@@ -88,15 +93,24 @@ def test_al_plot_writes_every_statistic_and_they_are_the_analysis_answers(sweep,
     assert set(per_run_cycle[per_run_cycle.index.get_level_values("cycle") == 1]) == {10}  # K = 10 picks
 
     overlap = pd.read_csv(out / "query_overlap.csv")
-    assert set(zip(overlap["sampler_a"], overlap["sampler_b"])) == {("random", "entropy"), ("random", "margin"),
-                                                                    ("entropy", "margin")}
+    assert set(zip(overlap["sampler_a"], overlap["sampler_b"])) == {
+        ("random", "entropy"),
+        ("random", "margin"),
+        ("entropy", "margin"),
+    }
     efficiency = pd.read_csv(out / "label_efficiency.csv").set_index("sampler")
     assert efficiency.loc["random", "ratio"] == pytest.approx(1.0)
 
     markdown = (out / "results.md").read_text()
-    for heading in ("### Area under the budget curve (AUBC)", "### Paired tests on AUBC", "### Paired tests per cycle",
-                    "### Penalty matrix", "### Label efficiency", "### Query class balance",
-                    "### Overlap of the samplers' picks on the same seed"):
+    for heading in (
+        "### Area under the budget curve (AUBC)",
+        "### Paired tests on AUBC",
+        "### Paired tests per cycle",
+        "### Penalty matrix",
+        "### Label efficiency",
+        "### Query class balance",
+        "### Overlap of the samplers' picks on the same seed",
+    ):
         assert heading in markdown
     assert "no class of any pick is recorded" not in markdown
 
@@ -113,16 +127,31 @@ def test_a_multirun_ends_with_the_statistics_summary_and_the_path_of_results_md(
     from pathlib import Path
 
     repo = Path(__file__).resolve().parent.parent
-    args = ["-m", "task=synthetic", "model=small_cnn", "schedule=smoke", "model.net.width=8", "progress=false",
-            "sampler=random,entropy", "seed=0,1", "name=stats", f"paths.output={tmp_path}", "runtime.threads=1"]
-    result = subprocess.run([sys.executable, "-m", "al_runner", *args], cwd=repo, capture_output=True, text=True,
-                            timeout=600)
+    args = [
+        "-m",
+        "task=synthetic",
+        "model=small_cnn",
+        "schedule=smoke",
+        "model.net.width=8",
+        "progress=false",
+        "sampler=random,entropy",
+        "seed=0,1",
+        "name=stats",
+        f"paths.output={tmp_path}",
+        "runtime.threads=1",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "al_runner", *args], cwd=repo, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     results_md = tmp_path / "stats" / "figures" / "results.md"
     assert results_md.is_file() and "### Paired tests on AUBC" in results_md.read_text()
     out = result.stdout
-    assert "statistics of this sweep" in out and f"full report (AUBC, paired tests with Holm, penalty matrix, ...): {results_md}" in out
-    table = out[out.index("statistics of this sweep"):]
+    assert (
+        "statistics of this sweep" in out
+        and f"full report (AUBC, paired tests with Holm, penalty matrix, ...): {results_md}" in out
+    )
+    table = out[out.index("statistics of this sweep") :]
     assert "AUBC" in table and "wins/losses" in table and "random" in table and "entropy" in table
 
 
@@ -183,9 +212,17 @@ def test_backfill_checks_the_data_against_a_checkpoint_once_per_task(sweep, tmp_
 def test_controls_and_oracles_never_lead_the_per_cycle_table():
     from al_runner.figures.aggregate import cycle_leaders
 
-    rows = [{"task": "t", "model": "m", "sampler": s, "seed": seed, "cycle": 1, "n_labeled": 20, "value": v + seed * 0.01}
-            for s, v in [("random", 0.5), ("entropy", 0.6), ("oracle_true_loss", 0.9), ("entropy_with_module", 0.8),
-                         ("random_with_module", 0.7)] for seed in (0, 1)]
+    rows = [
+        {"task": "t", "model": "m", "sampler": s, "seed": seed, "cycle": 1, "n_labeled": 20, "value": v + seed * 0.01}
+        for s, v in [
+            ("random", 0.5),
+            ("entropy", 0.6),
+            ("oracle_true_loss", 0.9),
+            ("entropy_with_module", 0.8),
+            ("random_with_module", 0.7),
+        ]
+        for seed in (0, 1)
+    ]
     leaders = cycle_leaders(pd.DataFrame(rows))
     assert leaders["leader"].tolist() == ["entropy"] and leaders["runner_up"].tolist() == ["random"]
 
@@ -197,13 +234,15 @@ def test_runs_from_before_the_independent_seeds_are_not_a_separate_arm(sweep, tm
 
     for seed in range(3):
         shutil.copytree(sweep / f"random-seed{seed}", tmp_path / f"random-seed{seed}")
-    old = (tmp_path / "random-seed0" / "config.yaml")
+    old = tmp_path / "random-seed0" / "config.yaml"
     text = old.read_text()
     assert "seed_data: null" in text and "seed_model: null" in text
-    old.write_text(text.replace("seed_data: null\n", "").replace("seed_model: null\n", ""))  # as written before the keys
+    old.write_text(
+        text.replace("seed_data: null\n", "").replace("seed_model: null\n", "")
+    )  # as written before the keys
     loaded = load_cycles([tmp_path])
     assert set(loaded.cycles["sampler"]) == {"random"} and loaded.cycles["seed"].nunique() == 3
-    pinned = (tmp_path / "random-seed1" / "config.yaml")
+    pinned = tmp_path / "random-seed1" / "config.yaml"
     pinned.write_text(pinned.read_text().replace("seed_data: null", "seed_data: 0"))
     assert set(load_cycles([tmp_path]).cycles["sampler"]) == {"random [seed_data=None]", "random [seed_data=0]"}
 
@@ -214,12 +253,14 @@ def test_report_sentences_on_ranking_change_family_size_and_chance():
     def summary(means):
         return pd.DataFrame([{"task": "t", "model": "m", "sampler": s, "mean": v} for s, v in means.items()])
 
-    moved = ranking_change_sentence(summary({"random": 0.60, "learning_loss": 0.55}),
-                                    summary({"random": 0.62, "learning_loss": 0.64}))
+    moved = ranking_change_sentence(
+        summary({"random": 0.60, "learning_loss": 0.55}), summary({"random": 0.62, "learning_loss": 0.64})
+    )
     assert "learn loss 2 → 1" in moved and "random 1 → 2" in moved
     assert "changes no sampler's rank" in ranking_change_sentence(summary({"a": 2, "b": 1}), summary({"a": 2, "b": 1}))
-    per_cycle = pd.DataFrame({"cycle": [0, 0, 1, 1, 1, 2, 2, 2], "p_t": [float("nan"), 0.2, 0.01, 0.3, 0.5, 0.04,
-                                                                       0.6, 0.7]})
+    per_cycle = pd.DataFrame(
+        {"cycle": [0, 0, 1, 1, 1, 2, 2, 2], "p_t": [float("nan"), 0.2, 0.01, 0.3, 0.5, 0.04, 0.6, 0.7]}
+    )
     assert family_size_sentence(per_cycle).endswith("cycle 0: 1, cycle 1: 3, cycle 2: 3.")
     chance = chance_sentence(per_cycle, 0.05)
     assert "2 of the 6 paired comparisons" in chance and "about 0.3 would by chance" in chance

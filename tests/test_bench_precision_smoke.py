@@ -1,5 +1,6 @@
 """Benchmark 8 (fp32 vs bf16 autocast) runs at toy sizes and builds every model as al-run would (no timing
 assertions: benchmarks are not unit tests)."""
+
 from __future__ import annotations
 
 import math
@@ -12,13 +13,13 @@ from benchmarks import cli
 from benchmarks.precision import MODELS, Fixture, machine_peaks, model_overrides, model_sizes
 from benchmarks.runner_side import compose_config
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def quick_args(tmp_path, *extra):
-    return benchmarks.parse_args(["--quick", "--device", "cpu", "--only", "8", "--out", str(tmp_path / "p.csv"),
-                                  *extra])
+    return benchmarks.parse_args(
+        ["--quick", "--device", "cpu", "--only", "8", "--out", str(tmp_path / "p.csv"), *extra]
+    )
 
 
 def test_precision_benchmark_runs_and_reports_speed_flops_and_peaks(tmp_path):
@@ -37,9 +38,14 @@ def test_precision_benchmark_runs_and_reports_speed_flops_and_peaks(tmp_path):
             assert "% of the fp32 peak" in rows[f"small_cnn {kind} {p}: achieved"]["note"]
         ratio = rows[f"small_cnn {kind}: bf16 / fp32 speed"]
         assert ratio["unit"] == "x" and ratio["value"] > 0 and ratio["note"].startswith("repeats")
-    assert {"small_cnn loss-module step time / plain (fp32)", "small_cnn loss-module step time / plain (bf16)"} <= set(rows)
-    assert all(isinstance(r["value"], float) and not math.isnan(r["value"]) for r in res.rows
-               if not r["name"].startswith("bf16 peak"))
+    assert {"small_cnn loss-module step time / plain (fp32)", "small_cnn loss-module step time / plain (bf16)"} <= set(
+        rows
+    )
+    assert all(
+        isinstance(r["value"], float) and not math.isnan(r["value"])
+        for r in res.rows
+        if not r["name"].startswith("bf16 peak")
+    )
 
 
 def test_every_model_is_composed_as_al_run_composes_it(tmp_path):
@@ -47,15 +53,22 @@ def test_every_model_is_composed_as_al_run_composes_it(tmp_path):
     args = quick_args(tmp_path)
     args.quick = False  # the full-size overrides (composition only: nothing is built or run)
     fixture = Fixture(tmp_path, detection_images=6, pose_people=8)
-    expected = {"resnet18-w64": ("resnet18_cifar", 64), "resnet18-w16": ("resnet18_cifar", 16),
-                "small_cnn": ("small_cnn", 32), "ssdlite320": ("ssdlite320_mobilenet_v3", 320),
-                "ssd300": ("ssd300_vgg16", 300), "hourglass": ("hourglass", 256), "hourglass_small": ("hourglass_small", 64)}
+    expected = {
+        "resnet18-w64": ("resnet18_cifar", 64),
+        "resnet18-w16": ("resnet18_cifar", 16),
+        "small_cnn": ("small_cnn", 32),
+        "ssdlite320": ("ssdlite320_mobilenet_v3", 320),
+        "ssd300": ("ssd300_vgg16", 300),
+        "hourglass": ("hourglass", 256),
+        "hourglass_small": ("hourglass_small", 64),
+    }
     assert set(expected) == set(MODELS)
     for name, spec in MODELS.items():
         sizes = model_sizes(args, spec)
         for precision, amp in (("fp32", False), ("bf16", True)):
-            cfg = compose_config(model_overrides(args, spec, fixture, with_module=precision == "bf16",
-                                                 precision=precision, sizes=sizes))
+            cfg = compose_config(
+                model_overrides(args, spec, fixture, with_module=precision == "bf16", precision=precision, sizes=sizes)
+            )
             model, size = expected[name]
             assert cfg.model.name == model and make_runtime(cfg).amp is amp, name
             assert cfg.sampler.name == ("learning_loss" if precision == "bf16" else "random")

@@ -1,4 +1,5 @@
 """The benchmark package runs at toy sizes (no timing assertions: benchmarks are not unit tests)."""
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,14 @@ from benchmarks import cli
 from benchmarks.harness import interleaved
 from benchmarks.kcenter import kcenter_child
 from benchmarks.ranking import ranking_chunked, ranking_python_loop
-from benchmarks.runner_side import BenchTask, build_bench_task, build_side, compose_config, side_overrides, task_overrides
+from benchmarks.runner_side import (
+    BenchTask,
+    build_bench_task,
+    build_side,
+    compose_config,
+    side_overrides,
+    task_overrides,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -23,9 +31,26 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_args(tmp_path, *extra):
-    args = benchmarks.parse_args(["--quick", "--device", "cpu", "--synthetic", "96,40", "--out", str(tmp_path / "b.csv"),
-                                  "--override", "model.net.width=8", "--override", "schedule.initial_size=16",
-                                  "--override", "schedule.query_size=8", "--override", "schedule.subset_size=32", *extra])
+    args = benchmarks.parse_args(
+        [
+            "--quick",
+            "--device",
+            "cpu",
+            "--synthetic",
+            "96,40",
+            "--out",
+            str(tmp_path / "b.csv"),
+            "--override",
+            "model.net.width=8",
+            "--override",
+            "schedule.initial_size=16",
+            "--override",
+            "schedule.query_size=8",
+            "--override",
+            "schedule.subset_size=32",
+            *extra,
+        ]
+    )
     args.widths, args.batch, args.eval_batch, args.alt_eval_batch = [8], 8, 32, 16
     args.epoch_images, args.score_m, args.eval_n = 32, 48, 40
     args.step_warmup = args.step_repeats = 1
@@ -64,8 +89,10 @@ def test_runner_side_is_the_configured_learner(tmp_path):
     assert side.learner.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert side.learner.model.conv1.out_channels == 2
     assert task.task.augmentation.mean.flatten().tolist() == pytest.approx([0.4914, 0.4822, 0.4465])  # the preset's
-    plain = build_side(compose_config(task_overrides(args, True) + side_overrides(args, 2, loss_module=False,
-                                                                                    channels_last=False)), task)
+    plain = build_side(
+        compose_config(task_overrides(args, True) + side_overrides(args, 2, loss_module=False, channels_last=False)),
+        task,
+    )
     assert plain.learner.loss_module is None and not plain.runtime.channels_last
     assert torch.equal(plain.learner.model.conv1.weight, side.learner.model.conv1.weight)  # same seed, same weights
 
@@ -87,9 +114,28 @@ def test_bench_task_fixed_batch_and_test_limit(tmp_path):
 def test_main_entry_point_runs_and_spawns_children(tmp_path):
     """`python -m benchmarks` from the repository root; benchmark 4 runs its fresh-process children."""
     out = tmp_path / "m.csv"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "4,5", "--device", "cpu",
-                           "--threads", "1", "--kc-repeats", "1", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--only",
+            "4,5",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--kc-repeats",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
     assert "picks identical to the naive implementation,1," in text

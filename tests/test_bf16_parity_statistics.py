@@ -1,5 +1,6 @@
 """scripts/bf16_parity.py: paired bf16 - fp32 differences with their 95 % t interval, read from the sweep's run
 directories; the script refuses to start on a CPU without native bf16 units unless --force."""
+
 from __future__ import annotations
 
 import csv
@@ -20,10 +21,28 @@ BF16 = [0.51, 0.51, 0.50, 0.51, 0.52]
 def rows(sampler="learning_loss", cpu="Intel Xeon"):
     out = []
     for seed, (a, b) in enumerate(zip(FP32, BF16)):
-        out.append({"sampler": sampler, "seed": seed, "precision": "fp32", "accuracy": a, "ranking accuracy": 0.6,
-                    "cpu_model": cpu, "bf16_units": "amx_bf16"})
-        out.append({"sampler": sampler, "seed": seed, "precision": "bf16", "accuracy": b,
-                    "ranking accuracy": 0.6 + 0.01 * (seed % 2), "cpu_model": cpu, "bf16_units": "amx_bf16"})
+        out.append(
+            {
+                "sampler": sampler,
+                "seed": seed,
+                "precision": "fp32",
+                "accuracy": a,
+                "ranking accuracy": 0.6,
+                "cpu_model": cpu,
+                "bf16_units": "amx_bf16",
+            }
+        )
+        out.append(
+            {
+                "sampler": sampler,
+                "seed": seed,
+                "precision": "bf16",
+                "accuracy": b,
+                "ranking accuracy": 0.6 + 0.01 * (seed % 2),
+                "cpu_model": cpu,
+                "bf16_units": "amx_bf16",
+            }
+        )
     return out
 
 
@@ -41,8 +60,10 @@ def test_paired_difference_mean_and_t_interval_known_answer():
     assert acc["ci_within_fp32_spread"] is False  # +0.0296 > 0.0158
     rank = result["ranking accuracy"]  # differences 0, .01, 0, .01, 0
     assert rank["diff_mean"] == pytest.approx(0.004)
-    assert "| learning_loss | accuracy | 5 | 0.5000 ± 0.0158 | 0.5100 ± 0.0071 | +0.0100 (-0.0096 … +0.0296) |" \
+    assert (
+        "| learning_loss | accuracy | 5 | 0.5000 ± 0.0158 | 0.5100 ± 0.0071 | +0.0100 (-0.0096 … +0.0296) |"
         in parity.table(parity.paired_differences(rows()))
+    )
 
 
 def test_only_seeds_with_both_precisions_are_paired():
@@ -54,7 +75,9 @@ def test_only_seeds_with_both_precisions_are_paired():
 def write_run(sweep, name, sampler, seed, amp, value, ranking, cpu="Intel Xeon"):
     run = sweep / name
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text(f"seed: {seed}\nsampler:\n  name: {sampler}\nruntime:\n  amp: {str(amp).lower()}\n")
+    (run / "config.yaml").write_text(
+        f"seed: {seed}\nsampler:\n  name: {sampler}\nruntime:\n  amp: {str(amp).lower()}\n"
+    )
     (run / "platform.json").write_text(json.dumps({"cpu_model": cpu, "bf16_units": "amx_bf16"}))
     with open(run / "cycles.csv", "w", newline="") as f:
         w = csv.writer(f)

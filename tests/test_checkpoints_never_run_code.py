@@ -1,5 +1,6 @@
 """Resuming a run or opening a labeling project reads its checkpoint with torch.load(weights_only=True): a file
 whose unpickling would run code is refused in one line naming it, and the code never runs."""
+
 from __future__ import annotations
 
 import pathlib

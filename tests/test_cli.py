@@ -1,4 +1,5 @@
 """The `al-run` entry point as a user calls it: clear errors, real runs and a real multirun."""
+
 import csv
 import os
 import subprocess
@@ -14,8 +15,9 @@ SMOKE = ["task=synthetic", "schedule=smoke", "model.net.width=8", "progress=fals
 def al_run(*args, cwd):
     # PYTHONPATH: this checkout's al_runner, not whichever copy is installed in the venv
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "al_runner", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "al_runner", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_unknown_option_is_a_clear_error(tmp_path):
@@ -52,8 +54,9 @@ def test_run_directory_is_deterministic_and_a_rerun_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_real_multirun_sweeps_seeds_and_samplers(tmp_path):
-    result = al_run("-m", *SMOKE, "seed=0,1", "sampler=random,learning_loss", f"paths.output={tmp_path}",
-                    "name=sweep", cwd=tmp_path)
+    result = al_run(
+        "-m", *SMOKE, "seed=0,1", "sampler=random,learning_loss", f"paths.output={tmp_path}", "name=sweep", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     files = sorted(tmp_path.glob("sweep/*/cycles.csv"))
     # one directory per job, named by its resolved config, so the same command finds the same runs
@@ -68,8 +71,16 @@ def test_real_multirun_sweeps_seeds_and_samplers(tmp_path):
 @pytest.mark.slow
 def test_demo_experiment_multirun_uses_its_sweep(tmp_path):
     """The preset's own hydra.sweeper.params drive the sweep (shrunk to seconds)."""
-    result = al_run("-m", "experiment=demo", "task=synthetic", "schedule=smoke", "model.net.width=8", "progress=false",
-                    f"paths.output={tmp_path}", cwd=tmp_path)
+    result = al_run(
+        "-m",
+        "experiment=demo",
+        "task=synthetic",
+        "schedule=smoke",
+        "model.net.width=8",
+        "progress=false",
+        f"paths.output={tmp_path}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list(tmp_path.glob("demo/*/cycles.csv"))) == 15
 
@@ -77,8 +88,15 @@ def test_demo_experiment_multirun_uses_its_sweep(tmp_path):
 @pytest.mark.slow
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     # batch 7 is refused for the ranking loss but fine for random: the sweep finishes random's job
-    result = al_run("-m", *SMOKE, "schedule.batch_size=7", "sampler=learning_loss,random", f"paths.output={tmp_path}",
-                    "name=sweep", cwd=tmp_path)
+    result = al_run(
+        "-m",
+        *SMOKE,
+        "schedule.batch_size=7",
+        "sampler=learning_loss,random",
+        f"paths.output={tmp_path}",
+        "name=sweep",
+        cwd=tmp_path,
+    )
     assert result.returncode != 0
     assert "1 job(s) failed" in result.stderr and "odd" in result.stderr and "Traceback" not in result.stderr
     assert len(list(tmp_path.glob("sweep/*-random-*/cycles.csv"))) == 1

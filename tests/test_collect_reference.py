@@ -29,7 +29,12 @@ def test_copies_results_and_learning_loss_test_scores_only(tmp_path):
     (sweep / "sweep.csv").write_text("job\n")
     (sweep / "multirun.yaml").write_text("hydra: {}\n")
     assert collect_reference.main([str(sweep), str(dest)]) == 0
-    assert sorted(p.name for p in (dest / "ll").iterdir()) == ["config.yaml", "cycles.csv", "selected.csv", "test_scores.csv"]
+    assert sorted(p.name for p in (dest / "ll").iterdir()) == [
+        "config.yaml",
+        "cycles.csv",
+        "selected.csv",
+        "test_scores.csv",
+    ]
     assert sorted(p.name for p in (dest / "rnd").iterdir()) == ["config.yaml", "cycles.csv", "selected.csv"]
     assert not (dest / "running").exists()  # no cycle finished yet: nothing to publish
     assert (dest / "sweep.csv").is_file() and (dest / "multirun.yaml").is_file()  # the sweep's outcome and plan

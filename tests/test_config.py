@@ -19,9 +19,21 @@ def options(group):
 def test_groups_have_the_required_options():
     assert {"cifar10", "imagefolder", "mnist5k"} <= set(options("task"))
     assert {"resnet18_cifar", "small_cnn"} <= set(options("model"))
-    assert set(options("sampler")) == {"random", "entropy", "coreset", "learning_loss", "learning_loss_mse", "random_with_module",
-                                       "margin", "least_confidence", "bald", "badge", "hybrid", "entropy_with_module",
-                                       "oracle_true_loss"}
+    assert set(options("sampler")) == {
+        "random",
+        "entropy",
+        "coreset",
+        "learning_loss",
+        "learning_loss_mse",
+        "random_with_module",
+        "margin",
+        "least_confidence",
+        "bald",
+        "badge",
+        "hybrid",
+        "entropy_with_module",
+        "oracle_true_loss",
+    }
     assert {"paper_cifar10", "demo", "smoke"} <= set(options("schedule"))
     assert {"fig4_cifar10", "demo"} <= set(options("experiment"))
 
@@ -29,8 +41,12 @@ def test_groups_have_the_required_options():
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_option_composes_and_resolves(group):
     for option in options(group):
-        cfg = compose_config([f"{group}={option}", "task.root=/data/x"] if group == "task" and option == "imagefolder"
-                             else [f"{group}={option}"], return_hydra_config=False)
+        cfg = compose_config(
+            [f"{group}={option}", "task.root=/data/x"]
+            if group == "task" and option == "imagefolder"
+            else [f"{group}={option}"],
+            return_hydra_config=False,
+        )
         from omegaconf import OmegaConf
 
         resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
@@ -43,7 +59,9 @@ def test_every_sampler_instantiates(sampler):
     assert isinstance(instantiate(cfg.sampler.strategy), Sampler)
     training = build_method(cfg)
     # baselines: plain target model
-    assert (training is None) == (sampler in {"random", "entropy", "coreset", "margin", "least_confidence", "bald", "badge"})
+    assert (training is None) == (
+        sampler in {"random", "entropy", "coreset", "margin", "least_confidence", "bald", "badge"}
+    )
 
 
 # What each model family gets from its task (`Task.model_kwargs`), a small input, and shrinking overrides.
@@ -107,8 +125,24 @@ def test_fig4_cifar10_preset_holds_the_papers_numbers():
 
 def test_paper_numbers_carry_a_section_comment():
     text = (Path(CONF_DIR) / "schedule" / "paper_cifar10.yaml").read_text()
-    for key in ("cycles", "initial_size", "query_size", "subset_size", "epochs", "batch_size", "lr", "momentum",
-                "weight_decay", "gamma", "lr_milestones", "hidden", "margin", "weight", "weight_mse", "detach_at"):
+    for key in (
+        "cycles",
+        "initial_size",
+        "query_size",
+        "subset_size",
+        "epochs",
+        "batch_size",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "gamma",
+        "lr_milestones",
+        "hidden",
+        "margin",
+        "weight",
+        "weight_mse",
+        "detach_at",
+    ):
         line = next(l for l in text.splitlines() if l.strip().startswith(key + ":"))
         assert "Sec." in line, line
 
@@ -139,6 +173,9 @@ def test_cifar10_cpu_preset_keeps_the_papers_structure_and_names_its_reductions(
         assert s[key] != p[key]
         line = next(l for l in text.splitlines() if l.strip().startswith(key + ":"))
         assert "reduction" in line and "Sec." in line, line
-    width = next(l for l in (Path(CONF_DIR) / "experiment" / "cifar10_cpu.yaml").read_text().splitlines()
-                 if l.strip().startswith("width:"))
+    width = next(
+        l
+        for l in (Path(CONF_DIR) / "experiment" / "cifar10_cpu.yaml").read_text().splitlines()
+        if l.strip().startswith("width:")
+    )
     assert "reduction" in width and "pilot" in width

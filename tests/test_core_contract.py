@@ -1,5 +1,6 @@
 """The core's contract for every task: schedule points scale with epochs, fp32 numerics around a bf16
 backbone, result-changing runtime settings belong to a run's identity, metric details, threads."""
+
 import csv
 
 import pytest
@@ -26,6 +27,7 @@ def read_csv(path):
 
 # ------------------------------------------------------------------ schedule points follow `epochs`
 
+
 def test_an_epochs_override_keeps_the_papers_lr_step_and_detach_proportions():
     """The README's `schedule.epochs=50` used to train with no LR decay and no detach (160, 120 >= 50)."""
     cfg = compose_config(["experiment=fig4_cifar10", "schedule.epochs=50"])
@@ -46,12 +48,17 @@ def test_paper_epochs_give_the_papers_exact_epochs():
     assert lr_milestone_epochs(cfg.schedule) == [160] and build_method(cfg).detach_epoch == 120
 
 
-@pytest.mark.parametrize("override,key", [
-    ("schedule.lr_milestones=[160]", "schedule.lr_milestones"),
-    ("schedule.learning_loss.detach_at=120", "schedule.learning_loss.detach_at"),
-    ("schedule.learning_loss.detach_at=-0.1", "schedule.learning_loss.detach_at"),
-])
-def test_schedule_points_outside_the_epochs_are_refused_before_training(smoke_cfg, tmp_path, monkeypatch, override, key):
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("schedule.lr_milestones=[160]", "schedule.lr_milestones"),
+        ("schedule.learning_loss.detach_at=120", "schedule.learning_loss.detach_at"),
+        ("schedule.learning_loss.detach_at=-0.1", "schedule.learning_loss.detach_at"),
+    ],
+)
+def test_schedule_points_outside_the_epochs_are_refused_before_training(
+    smoke_cfg, tmp_path, monkeypatch, override, key
+):
     monkeypatch.setattr(runner_mod, "train_cycle", lambda *a, **k: pytest.fail("trained despite a bad schedule"))
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         run_experiment(smoke_cfg("sampler=learning_loss", override), tmp_path)
@@ -64,6 +71,7 @@ def test_unknown_loss_objective_lists_the_choices(smoke_cfg):
 
 # ------------------------------------------------------------------ fp32 around a bf16 backbone
 
+
 def make_learner(amp: bool) -> Learner:
     torch.manual_seed(0)
     model = SmallCNN(in_channels=3, num_classes=4, width=8)
@@ -74,8 +82,9 @@ def make_learner(amp: bool) -> Learner:
 
 
 def synthetic_task() -> ClassificationTask:
-    return ClassificationTask("synthetic", make_synthetic_splits(n_train=64, n_test=300, size=16),
-                              CropFlipNormalize(padding=2, hflip=True))
+    return ClassificationTask(
+        "synthetic", make_synthetic_splits(n_train=64, n_test=300, size=16), CropFlipNormalize(padding=2, hflip=True)
+    )
 
 
 @pytest.mark.parametrize("outer_autocast", [False, True])
@@ -114,13 +123,20 @@ def test_training_loss_under_bf16_autocast_is_fp32_and_trains_the_module():
 
 
 def test_outputs_of_any_structure_are_cast_to_fp32():
-    out = to_float32({"logits": torch.ones(2, dtype=torch.bfloat16), "anchors": [torch.ones(1, dtype=torch.float16)],
-                      "ids": torch.ones(2, dtype=torch.long), "stacks": (torch.ones(1, dtype=torch.bfloat16),)})
+    out = to_float32(
+        {
+            "logits": torch.ones(2, dtype=torch.bfloat16),
+            "anchors": [torch.ones(1, dtype=torch.float16)],
+            "ids": torch.ones(2, dtype=torch.long),
+            "stacks": (torch.ones(1, dtype=torch.bfloat16),),
+        }
+    )
     assert out["logits"].dtype == out["anchors"][0].dtype == out["stacks"][0].dtype == torch.float32
     assert out["ids"].dtype == torch.long and isinstance(out["stacks"], tuple)
 
 
 # ------------------------------------------------------------------ GAP with a channels_last backward
+
 
 def test_global_average_pool_keeps_values_and_gradients_and_the_memory_format():
     x = torch.randn(3, 5, 6, 7)
@@ -134,13 +150,17 @@ def test_global_average_pool_keeps_values_and_gradients_and_the_memory_format():
         (old * weight).sum().backward()
         assert torch.equal(a.grad, b.grad)
         assert a.grad.is_contiguous(memory_format=fmt)
-    assert torch.autograd.gradcheck(global_average_pool, torch.randn(2, 3, 4, 4, dtype=torch.double, requires_grad=True))
+    assert torch.autograd.gradcheck(
+        global_average_pool, torch.randn(2, 3, 4, 4, dtype=torch.double, requires_grad=True)
+    )
 
 
 # ------------------------------------------------------------------ run identity
 
-@pytest.mark.parametrize("override,key", [("runtime.amp=true", "runtime.amp"),
-                                          ("runtime.channels_last=false", "runtime.channels_last")])
+
+@pytest.mark.parametrize(
+    "override,key", [("runtime.amp=true", "runtime.amp"), ("runtime.channels_last=false", "runtime.channels_last")]
+)
 def test_a_run_does_not_resume_under_result_changing_runtime_settings(smoke_cfg, tmp_path, override, key):
     run_experiment(smoke_cfg("schedule.cycles=1"), tmp_path)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -150,30 +170,54 @@ def test_a_run_does_not_resume_under_result_changing_runtime_settings(smoke_cfg,
 def test_settings_that_cannot_change_a_number_may_differ_on_resume(smoke_cfg, tmp_path):
     run_experiment(smoke_cfg("schedule.cycles=1"), tmp_path)
     # runtime.threads spelled as what null resolves to (torch's default): the same run
-    run_experiment(smoke_cfg("schedule.cycles=1", "progress=true", f"runtime.threads={DEFAULT_THREADS}",
-                             "paths.cache=/tmp/elsewhere", "device=cpu"), tmp_path)
+    run_experiment(
+        smoke_cfg(
+            "schedule.cycles=1",
+            "progress=true",
+            f"runtime.threads={DEFAULT_THREADS}",
+            "paths.cache=/tmp/elsewhere",
+            "device=cpu",
+        ),
+        tmp_path,
+    )
 
 
 def test_run_directory_names_include_result_changing_runtime_settings():
     from omegaconf import OmegaConf
 
     def run_name(*overrides):  # the last part of hydra.run.dir: <task>-<model>-<sampler>-seed<seed>-<config hash>
-        return OmegaConf.select(compose_config(list(overrides), return_hydra_config=True), "hydra.run.dir").rsplit("/", 1)[-1]
+        return OmegaConf.select(compose_config(list(overrides), return_hydra_config=True), "hydra.run.dir").rsplit(
+            "/", 1
+        )[-1]
 
     base = run_name()
-    assert len({base, run_name("runtime.amp=true"), run_name("runtime.compile=true"),
-                run_name("runtime.channels_last=false")}) == 4
+    assert (
+        len(
+            {
+                base,
+                run_name("runtime.amp=true"),
+                run_name("runtime.compile=true"),
+                run_name("runtime.channels_last=false"),
+            }
+        )
+        == 4
+    )
     assert run_name("progress=true", "paths.output=/elsewhere", f"runtime.threads={DEFAULT_THREADS}") == base
 
 
 # ------------------------------------------------------------------ outputs the widened contract adds
+
 
 def test_metric_details_and_uncertainty_name_reach_the_run_directory(smoke_cfg, tmp_path, monkeypatch):
     monkeypatch.setattr(Accuracy, "details", lambda self: {"per_class/0": 0.25, "per_class/1": 0.75})
     run_experiment(smoke_cfg("sampler=entropy"), tmp_path)
     details = read_csv(tmp_path / "metric_details.csv")
     assert [(d["cycle"], d["name"], float(d["value"])) for d in details] == [
-        ("0", "per_class/0", 0.25), ("0", "per_class/1", 0.75), ("1", "per_class/0", 0.25), ("1", "per_class/1", 0.75)]
+        ("0", "per_class/0", 0.25),
+        ("0", "per_class/1", 0.75),
+        ("1", "per_class/0", 0.25),
+        ("1", "per_class/1", 0.75),
+    ]
     assert all(r["uncertainty"] == "softmax_entropy" for r in read_csv(tmp_path / "cycles.csv"))
     assert "uncertainty" in read_csv(tmp_path / "test_scores.csv")[0]
 
@@ -199,8 +243,10 @@ def test_the_csv_schema_and_figure_loading_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys, al_runner.schema, al_runner.figures.loading; "
-            "assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys, al_runner.schema, al_runner.figures.loading; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -1,5 +1,6 @@
 """The CPU's theoretical fp32 and bf16 peaks (benchmark 8) follow from its flags, clock and core count, with the
 instruction-throughput assumptions of benchmarks/precision.py; known answers on fixed flag sets."""
+
 from __future__ import annotations
 
 import math
@@ -20,21 +21,24 @@ def test_amx_is_one_tdpbf16ps_every_16_cycles():
     assert AMX_BF16_FLOP_PER_CYCLE == 1024
 
 
-@pytest.mark.parametrize("flags, vendor, family, model, mhz, cores, fp32, bf16, units", [
-    # Intel Xeon with AMX: 2 x 512-bit FMA (64 FLOP/cycle), AMX 1,024 FLOP/cycle; 2 cores at 2.0 GHz
-    (SAPPHIRE_RAPIDS, "GenuineIntel", 6, 143, 2000.0, 2, 256.0, 4096.0, "amx_bf16"),
-    # AVX-512 BF16 without AMX: vdpbf16ps at the FMA rate = 2 x fp32
-    (COOPER_LAKE, "GenuineIntel", 6, 85, 1000.0, 1, 64.0, 128.0, "avx512_bf16"),
-    # this project's AMD EPYC (Zen 3, AVX2): 32 FLOP/cycle, no native bf16
-    (ZEN3, "AuthenticAMD", 25, 1, 2445.426, 1, 78.253632, math.nan, "none"),
-    # Zen 4: AVX-512 double-pumped on 256-bit pipes (32 FLOP/cycle); its AVX-512 BF16 twice that
-    (ZEN4, "AuthenticAMD", 25, 17, 1000.0, 4, 128.0, 256.0, "avx512_bf16"),
-    # Zen 1: 128-bit FMA pipes
-    (ZEN3, "AuthenticAMD", 23, 1, 1000.0, 1, 16.0, math.nan, "none"),
-    # AVX without FMA (Sandy Bridge): one 256-bit multiply + one add port
-    ({"avx"}, "GenuineIntel", 6, 42, 1000.0, 1, 16.0, math.nan, "none"),
-    ({"sse2"}, "", None, None, 1000.0, 1, 8.0, math.nan, "none"),
-])
+@pytest.mark.parametrize(
+    "flags, vendor, family, model, mhz, cores, fp32, bf16, units",
+    [
+        # Intel Xeon with AMX: 2 x 512-bit FMA (64 FLOP/cycle), AMX 1,024 FLOP/cycle; 2 cores at 2.0 GHz
+        (SAPPHIRE_RAPIDS, "GenuineIntel", 6, 143, 2000.0, 2, 256.0, 4096.0, "amx_bf16"),
+        # AVX-512 BF16 without AMX: vdpbf16ps at the FMA rate = 2 x fp32
+        (COOPER_LAKE, "GenuineIntel", 6, 85, 1000.0, 1, 64.0, 128.0, "avx512_bf16"),
+        # this project's AMD EPYC (Zen 3, AVX2): 32 FLOP/cycle, no native bf16
+        (ZEN3, "AuthenticAMD", 25, 1, 2445.426, 1, 78.253632, math.nan, "none"),
+        # Zen 4: AVX-512 double-pumped on 256-bit pipes (32 FLOP/cycle); its AVX-512 BF16 twice that
+        (ZEN4, "AuthenticAMD", 25, 17, 1000.0, 4, 128.0, 256.0, "avx512_bf16"),
+        # Zen 1: 128-bit FMA pipes
+        (ZEN3, "AuthenticAMD", 23, 1, 1000.0, 1, 16.0, math.nan, "none"),
+        # AVX without FMA (Sandy Bridge): one 256-bit multiply + one add port
+        ({"avx"}, "GenuineIntel", 6, 42, 1000.0, 1, 16.0, math.nan, "none"),
+        ({"sse2"}, "", None, None, 1000.0, 1, 8.0, math.nan, "none"),
+    ],
+)
 def test_peaks_from_flags_clock_and_cores(flags, vendor, family, model, mhz, cores, fp32, bf16, units):
     peaks = derive_peaks(frozenset(flags), mhz, cores, vendor=vendor, family=family, model=model)
     assert peaks.fp32_gflops == pytest.approx(fp32)

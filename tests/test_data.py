@@ -5,11 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
+from al_runner.errors import DataError
 from al_runner.tasks.classification import CropFlipNormalize
 from al_runner.tasks.classification.cifar10 import load_cifar10
 from al_runner.tasks.classification.imagefolder import load_imagefolder
 from al_runner.tasks.classification.mnist5k import load_mnist5k
-from al_runner.errors import DataError
 
 
 def write_tree(root, classes=("cat", "dog"), per_class=3, size=8, fmt="png"):
@@ -84,7 +84,10 @@ def write_cifar_batches(root, n_per_batch=4):
         with open(folder / name, "wb") as f:
             pickle.dump({"data": data, "labels": [int(x) for x in rng.integers(0, 10, n_per_batch)]}, f)
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}, f)
+        pickle.dump(
+            {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]},
+            f,
+        )
     return folder
 
 
@@ -124,7 +127,7 @@ def test_augmentation_crop_flip_normalize():
     # each output is a (possibly flipped) 4x4 window of the zero-padded image
     padded = torch.nn.functional.pad(images.float(), (1, 1, 1, 1))
     for b in range(2):
-        windows = [padded[b, 0, y:y + 4, x:x + 4] for y in range(3) for x in range(3)]
+        windows = [padded[b, 0, y : y + 4, x : x + 4] for y in range(3) for x in range(3)]
         windows += [w.flip(-1) for w in windows]
         assert any(torch.allclose(out[b, 0], w, atol=1e-3) for w in windows)
     again = aug.train(images, torch.Generator().manual_seed(0))

@@ -1,4 +1,5 @@
 """The generated VOC tree through torchvision's VOCDetection, bad input, augmentation seeding, label-blindness."""
+
 import logging
 import re
 from pathlib import Path
@@ -9,13 +10,16 @@ from torchvision.datasets import VOCDetection
 
 from al_runner.errors import ConfigError, DataError
 from al_runner.tasks.detection import VOCDetectionTask, ssdlite320_mobilenet_v3_large
-from al_runner.tasks.detection.generate import CLASSES, generate_vocdevkit, main as generate_main
+from al_runner.tasks.detection.generate import CLASSES, generate_vocdevkit
+from al_runner.tasks.detection.generate import main as generate_main
 
 POOL, TEST = [[2007, "trainval"], [2012, "trainval"]], [[2007, "test"]]
 
 
 def make_task(root, **kwargs):
-    return VOCDetectionTask("voc_synth", str(root), list(CLASSES), POOL, TEST, image_size=kwargs.pop("image_size", 64), **kwargs)
+    return VOCDetectionTask(
+        "voc_synth", str(root), list(CLASSES), POOL, TEST, image_size=kwargs.pop("image_size", 64), **kwargs
+    )
 
 
 @pytest.fixture
@@ -37,8 +41,9 @@ def test_generated_tree_is_read_by_torchvision_vocdetection(tree):
     assert task.pool_size == 4 + 3 and task.test_size == 5  # 40 % / 30 % / rest of 12 images
     first = task.pool.annotations[0]
     assert first.boxes.shape == (len(objects), 4)
-    assert first.boxes[0].tolist() == [float(objects[0]["bndbox"][k]) - d
-                                       for k, d in (("xmin", 1), ("ymin", 1), ("xmax", 0), ("ymax", 0))]
+    assert first.boxes[0].tolist() == [
+        float(objects[0]["bndbox"][k]) - d for k, d in (("xmin", 1), ("ymin", 1), ("xmax", 0), ("ymax", 0))
+    ]
     all_objects = [a for a in task.pool.annotations + task.test.annotations]
     assert any(bool(a.difficult.any()) for a in all_objects)  # the generator writes some difficult objects
 
@@ -76,7 +81,9 @@ def test_unknown_class_names_file_and_object(tree):
     path = xml_of(tree, 2012, "2012_000002")
     text = path.read_text()
     path.write_text(text.replace("<name>", "<name>dog", 1))
-    with pytest.raises(DataError, match=re.escape(str(path)) + r": object 0 \('dog\w+'\): unknown class; known classes: circle"):
+    with pytest.raises(
+        DataError, match=re.escape(str(path)) + r": object 0 \('dog\w+'\): unknown class; known classes: circle"
+    ):
         make_task(tree)
 
 
@@ -133,7 +140,9 @@ def test_augmentation_is_reproducible_from_the_generator_with_any_worker_count(t
     x, targets, _ = a[0]
     assert x.shape[1:] == (3, 64, 64) and 0 <= float(x.min()) and float(x.max()) <= 1
     for t in targets:  # sanitised boxes inside the resized image
-        assert bool((t["boxes"][:, 2:] > t["boxes"][:, :2]).all()) and bool((t["boxes"] >= 0).all() and (t["boxes"] <= 64).all())
+        assert bool((t["boxes"][:, 2:] > t["boxes"][:, :2]).all()) and bool(
+            (t["boxes"] >= 0).all() and (t["boxes"] <= 64).all()
+        )
 
 
 def test_eval_targets_keep_difficult_objects_apart(tree):
@@ -179,7 +188,9 @@ def test_backbone_weights_from_a_file_or_a_clear_error(tmp_path, caplog):
     torch.save(source.backbone.state_dict(), tmp_path / "backbone.pt")
     torch.manual_seed(1)
     loaded = ssdlite320_mobilenet_v3_large(num_classes=3, weights_backbone=str(tmp_path / "backbone.pt"))
-    assert all(torch.equal(a, b) for a, b in zip(source.backbone.state_dict().values(), loaded.backbone.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(source.backbone.state_dict().values(), loaded.backbone.state_dict().values())
+    )
     with pytest.raises(ConfigError, match="file not found"):
         ssdlite320_mobilenet_v3_large(num_classes=3, weights_backbone=str(tmp_path / "missing.pt"))
     with pytest.raises(ConfigError, match="neither a file nor a torchvision weights name"):

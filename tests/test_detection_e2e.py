@@ -1,4 +1,5 @@
 """Detection presets and end-to-end runs of every sampler on a generated VOC tree."""
+
 import logging
 import re
 from pathlib import Path
@@ -13,9 +14,17 @@ from al_runner.tasks.detection.generate import CLASSES, generate_vocdevkit
 from tests.conftest import compose_config
 
 SAMPLERS = ["random", "entropy", "coreset", "learning_loss_mse", "learning_loss"]
-TINY = ["schedule.cycles=2", "schedule.initial_size=8", "schedule.query_size=4", "schedule.epochs=1",
-        "schedule.batch_size=4", "schedule.eval_batch_size=16", "task.image_size=64", "progress=false",
-        "runtime.threads=1"]
+TINY = [
+    "schedule.cycles=2",
+    "schedule.initial_size=8",
+    "schedule.query_size=4",
+    "schedule.epochs=1",
+    "schedule.batch_size=4",
+    "schedule.eval_batch_size=16",
+    "task.image_size=64",
+    "progress=false",
+    "runtime.threads=1",
+]
 
 
 def test_fig6_voc_preset_holds_the_papers_numbers():
@@ -78,8 +87,9 @@ def test_a_last_training_batch_of_one_image_is_skipped_not_crashing_batchnorm(tr
         out = run(tree, tmp_path / "odd", "random", "schedule.initial_size=9", "schedule.epochs=2")
     cycles = pd.read_csv(out / "cycles.csv")
     assert cycles.n_labeled.tolist() == [9, 13] and cycles.value.notna().all()  # 13 = 3 x 4 + 1 too
-    skipped = [r.getMessage() for r in caplog.records
-               if "skipped the last training batch of 1 sample" in r.getMessage()]
+    skipped = [
+        r.getMessage() for r in caplog.records if "skipped the last training batch of 1 sample" in r.getMessage()
+    ]
     assert len(skipped) == 4  # one per epoch, 2 epochs x 2 cycles
     assert len({m.rsplit("pool index ", 1)[1] for m in skipped}) > 1  # not always the same image
 
@@ -96,7 +106,9 @@ def test_changing_annotations_of_unlabeled_images_does_not_change_the_selection(
             text = path.read_text()
             for a, b in zip(CLASSES, CLASSES[1:] + CLASSES[:1]):
                 text = text.replace(f"<name>{a}</name>", f"<name>{b.upper()}</name>")
-            path.write_text(re.sub(r"<ymin>(\d+)</ymin>", lambda m: f"<ymin>{max(1, int(m[1]) - 2)}</ymin>", text.lower()))
+            path.write_text(
+                re.sub(r"<ymin>(\d+)</ymin>", lambda m: f"<ymin>{max(1, int(m[1]) - 2)}</ymin>", text.lower())
+            )
     second = pd.read_csv(run(tree, tmp_path / "b", "learning_loss") / "selected.csv")
     # the picks and scores (`classes` records the labels the picks were given afterwards: changed here on purpose)
     picked = ["cycle", "pool_index", "item", "score"]

@@ -1,5 +1,6 @@
 """The detection peer check (scripts/fidelity_voc_map.py) on a few random cases: the runner's VOC07 AP equals the
 devkit's logic re-typed from py-faster-rcnn, and its known departures from py-faster-rcnn's text are the only ones."""
+
 import numpy as np
 import pytest
 

@@ -1,17 +1,23 @@
 """Per-image MultiBox loss vs torchvision's SSD.compute_loss; the loss module learns to rank it; the entropy
 baseline (after NMS, and the named pre-NMS variant)."""
+
 import math
 
 import pytest
 import torch
+from torchvision.models.detection import ssdlite320_mobilenet_v3_large as tv_ssdlite
 
 from al_runner.learning_loss import LossPredictionModule, MarginRankingLoss
 from al_runner.models.taps import FeatureTaps
-from al_runner.tasks.detection import (SSDPostprocess, VOCDetectionTask, entropy_over_detections,
-                                      entropy_over_top_anchors, ssdlite320_mobilenet_v3_large)
+from al_runner.tasks.detection import (
+    SSDPostprocess,
+    VOCDetectionTask,
+    entropy_over_detections,
+    entropy_over_top_anchors,
+    ssdlite320_mobilenet_v3_large,
+)
 from al_runner.tasks.detection.generate import CLASSES, generate_vocdevkit
 from al_runner.tasks.detection.multibox import MultiBoxLoss
-from torchvision.models.detection import ssdlite320_mobilenet_v3_large as tv_ssdlite
 
 SIZE = 96
 TAPS = [f"backbone[{i}]" for i in range(6)]
@@ -20,8 +26,14 @@ TAPS = [f"backbone[{i}]" for i in range(6)]
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
     root = generate_vocdevkit(tmp_path_factory.mktemp("voc"), images=24, seed=1)
-    return VOCDetectionTask("voc_synth", str(root), list(CLASSES), [[2007, "trainval"], [2012, "trainval"]],
-                            [[2007, "test"]], image_size=SIZE)
+    return VOCDetectionTask(
+        "voc_synth",
+        str(root),
+        list(CLASSES),
+        [[2007, "trainval"], [2012, "trainval"]],
+        [[2007, "test"]],
+        image_size=SIZE,
+    )
 
 
 def first_batch(task, n, seed=0):
@@ -59,10 +71,13 @@ def test_wrapper_loss_equals_full_torchvision_ssd_forward():
     torch.manual_seed(0)
     ssd = tv_ssdlite(weights=None, weights_backbone=None, num_classes=3).train()
     from al_runner.tasks.detection.models import SSDHeadOutputs
+
     wrapper = SSDHeadOutputs(ssd).train()
     images = torch.rand(2, 3, 320, 320)
-    targets = [{"boxes": torch.tensor([[10.0, 20.0, 120.0, 200.0]]), "labels": torch.tensor([1])},
-               {"boxes": torch.tensor([[50.0, 50.0, 300.0, 310.0], [0.0, 0.0, 60.0, 40.0]]), "labels": torch.tensor([2, 1])}]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 20.0, 120.0, 200.0]]), "labels": torch.tensor([1])},
+        {"boxes": torch.tensor([[50.0, 50.0, 300.0, 310.0], [0.0, 0.0, 60.0, 40.0]]), "labels": torch.tensor([2, 1])},
+    ]
     expected = sum(ssd(list(images), targets).values())
     _, batch = MultiBoxLoss()(wrapper(images), targets)
     torch.testing.assert_close(batch, expected, rtol=1e-5, atol=1e-5)
@@ -99,8 +114,11 @@ def entropy_case():
     anchor 3 on box C: 1/3 each -> a class-1 AND a class-2 box, entropy ln 3 each
     the others: background at ~1, below the 0.01 score threshold
     """
-    anchors = torch.tensor([[0.0, 0.0, 40.0, 40.0]] * 2 + [[50.0, 50.0, 90.0, 90.0], [0.0, 60.0, 30.0, 95.0]]
-                           + [[60.0, 0.0, 95.0, 30.0]] * 4)
+    anchors = torch.tensor(
+        [[0.0, 0.0, 40.0, 40.0]] * 2
+        + [[50.0, 50.0, 90.0, 90.0], [0.0, 60.0, 30.0, 95.0]]
+        + [[60.0, 0.0, 95.0, 30.0]] * 4
+    )
     logits = torch.tensor([[10.0, -10.0, -10.0]] * 8)
     logits[0] = torch.tensor([0.0, 0.0, -10.0])
     logits[1] = torch.tensor([1.0, 0.0, -10.0])
@@ -127,8 +145,8 @@ def test_entropy_is_averaged_over_the_output_boxes_after_nms():
 
 def test_entropy_without_any_box_uses_the_best_anchor():
     outputs = entropy_case()
-    outputs["cls_logits"][0, :4] = torch.tensor([10.0, -10.0, -10.0])   # no anchor above the threshold
-    outputs["cls_logits"][0, 5] = torch.tensor([6.0, 1.0, -10.0])       # the best foreground score (0.0067)
+    outputs["cls_logits"][0, :4] = torch.tensor([10.0, -10.0, -10.0])  # no anchor above the threshold
+    outputs["cls_logits"][0, 5] = torch.tensor([6.0, 1.0, -10.0])  # the best foreground score (0.0067)
     assert detect_100(outputs)[0]["scores"].numel() == 0
     p = torch.softmax(outputs["cls_logits"][0, 5], -1)
     expected = float(-(p * p.log()).sum())
@@ -145,8 +163,9 @@ def test_task_entropy_defaults_to_after_nms_and_the_config_names_the_variant(tas
     monkeypatch.setattr(task, "image_size", 100)  # detect() clips boxes to the network input
     assert task.uncertainty(outputs)[0] == pytest.approx(entropy_over_detections(outputs, detect_100)[0])
     assert instantiate(compose_config(["task=voc"]).task.build.uncertainty).func is entropy_over_detections
-    variant = compose_config(["task=voc", "task.build.uncertainty._target_="
-                              "al_runner.tasks.detection.entropy_over_top_anchors"]).task.build.uncertainty
+    variant = compose_config(
+        ["task=voc", "task.build.uncertainty._target_=al_runner.tasks.detection.entropy_over_top_anchors"]
+    ).task.build.uncertainty
     assert instantiate(variant)(outputs)[0] == pytest.approx(entropy_over_top_anchors(outputs)[0])
 
 

@@ -1,28 +1,34 @@
 """VOC07 11-point mAP@0.5 on hand-built cases with known AP, and through torchvision's post-processing."""
+
 import math
 
 import pytest
 import torch
+from torchvision.models.detection import _utils as det_utils
 
 from al_runner.tasks.detection.multibox import BOX_CODER_WEIGHTS, SSDPostprocess
 from al_runner.tasks.detection.voc_eval import VOC07MeanAP, voc07_average_precision
-from torchvision.models.detection import _utils as det_utils
 
 A = [10.0, 10.0, 50.0, 50.0]
 B = [60.0, 60.0, 100.0, 100.0]
-NEAR_A = [12.0, 11.0, 51.0, 49.0]   # IoU with A ~ 0.88
+NEAR_A = [12.0, 11.0, 51.0, 49.0]  # IoU with A ~ 0.88
 OFF = [200.0, 200.0, 240.0, 240.0]  # overlaps nothing
 
 
 def det(boxes, scores, labels):
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "scores": torch.tensor(scores, dtype=torch.float32), "labels": torch.tensor(labels, dtype=torch.int64)}
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "scores": torch.tensor(scores, dtype=torch.float32),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+    }
 
 
 def gt(boxes, labels, difficult=None):
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor(labels, dtype=torch.int64),
-            "difficult": torch.tensor(difficult or [False] * len(labels), dtype=torch.bool)}
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+        "difficult": torch.tensor(difficult or [False] * len(labels), dtype=torch.bool),
+    }
 
 
 def ap1(detections, ground_truths):
@@ -129,16 +135,27 @@ def test_postprocess_returns_torchvisions_detections_and_their_anchors():
     num_anchors, num_classes = 600, 4
     anchors = torch.rand(num_anchors, 2, generator=generator) * 80
     anchors = torch.cat([anchors, anchors + 10 + torch.rand(num_anchors, 2, generator=generator) * 30], 1)
-    outputs = {"cls_logits": torch.randn(2, num_anchors, num_classes, generator=generator) * 3,
-               "bbox_regression": torch.randn(2, num_anchors, 4, generator=generator),
-               "anchors": anchors.expand(2, -1, -1)}
+    outputs = {
+        "cls_logits": torch.randn(2, num_anchors, num_classes, generator=generator) * 3,
+        "bbox_regression": torch.randn(2, num_anchors, 4, generator=generator),
+        "anchors": anchors.expand(2, -1, -1),
+    }
     ours_settings = SSDPostprocess(score_thresh=0.05, nms_thresh=0.45, topk_candidates=100, detections_per_img=50)
     ours = ours_settings(outputs, (100, 100))
-    reference = tv_ssdlite(weights=None, weights_backbone=None, num_classes=num_classes, score_thresh=0.05,
-                           nms_thresh=0.45, topk_candidates=100, detections_per_img=50)
+    reference = tv_ssdlite(
+        weights=None,
+        weights_backbone=None,
+        num_classes=num_classes,
+        score_thresh=0.05,
+        nms_thresh=0.45,
+        topk_candidates=100,
+        detections_per_img=50,
+    )
     expected = reference.postprocess_detections(
         {"cls_logits": outputs["cls_logits"], "bbox_regression": outputs["bbox_regression"]},
-        list(outputs["anchors"]), [(100, 100)] * 2)
+        list(outputs["anchors"]),
+        [(100, 100)] * 2,
+    )
     for mine, theirs, regression in zip(ours, expected, outputs["bbox_regression"]):
         assert len(mine["scores"]) == 50  # detections_per_img reached: NMS and top-k both cut
         for key in ("boxes", "scores", "labels"):

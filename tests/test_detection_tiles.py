@@ -1,8 +1,9 @@
 """The tiling command and the VOC-folder task, on images + XML built here in the real formats."""
+
 import subprocess
 import sys
-import zipfile
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,9 @@ from tests.conftest import compose_config
 # (name, xmin, ymin, xmax, ymax) in VOC's 1-based inclusive pixels, on a 500 x 300 image cut into 100-px tiles
 # with the right 100 px (one tile column) as the test block
 BOXES = [
-    ("Tree", 11, 11, 40, 40),      # inside tile x0_y0
-    ("Tree", 91, 21, 130, 50),     # 10 of 40 px in x0, 30 in x100: only tile x100_y0 keeps it (0.75 visible)
-    ("Tree", 81, 81, 120, 120),    # 20 x 20 px in each of four tiles: 0.25 visible each, dropped at 0.5
+    ("Tree", 11, 11, 40, 40),  # inside tile x0_y0
+    ("Tree", 91, 21, 130, 50),  # 10 of 40 px in x0, 30 in x100: only tile x100_y0 keeps it (0.75 visible)
+    ("Tree", 81, 81, 120, 120),  # 20 x 20 px in each of four tiles: 0.25 visible each, dropped at 0.5
     ("Dead", 201, 201, 260, 260),  # inside tile x200_y200; renamed
     ("Tree", 381, 101, 440, 140),  # straddles the split at x = 400: centre 410 -> test; pool tile x300 never has it
     ("Tree", 421, 251, 470, 300),  # test block, bottom edge of the image
@@ -35,22 +36,34 @@ def write_pair(folder: Path, stem: str, size=(500, 300), boxes=BOXES, xml_size=N
     w, h = xml_size or size
     objects = "".join(
         f"<object><name>{n}</name><truncated>0</truncated><difficult>{int(n == 'Dead')}</difficult><bndbox>"
-        f"<xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>" for n, a, b, c, d in boxes)
-    (folder / f"{stem}.xml").write_text(f"<annotation><filename>{stem}.tif</filename><size><width>{w}</width>"
-                                        f"<height>{h}</height><depth>3</depth></size>{objects}</annotation>")
+        f"<xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
+        for n, a, b, c, d in boxes
+    )
+    (folder / f"{stem}.xml").write_text(
+        f"<annotation><filename>{stem}.tif</filename><size><width>{w}</width>"
+        f"<height>{h}</height><depth>3</depth></size>{objects}</annotation>"
+    )
 
 
 def tile_objects(dest: Path, tile: str) -> list[tuple]:
     root = ET.parse(dest / "Annotations" / f"{tile}.xml").getroot()
-    return [(o.findtext("name"), *(int(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")),
-             int(o.findtext("truncated")), int(o.findtext("difficult"))) for o in root.iter("object")]
+    return [
+        (
+            o.findtext("name"),
+            *(int(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")),
+            int(o.findtext("truncated")),
+            int(o.findtext("difficult")),
+        )
+        for o in root.iter("object")
+    ]
 
 
 @pytest.fixture
 def tiled(tmp_path):
     write_pair(tmp_path / "src", "scene")
-    counts = tiles.write_tiles(tmp_path / "src", tmp_path / "tiles", tile=100, test_fraction=0.2,
-                               rename={"Dead": "Tree"})
+    counts = tiles.write_tiles(
+        tmp_path / "src", tmp_path / "tiles", tile=100, test_fraction=0.2, rename={"Dead": "Tree"}
+    )
     return tmp_path / "tiles", counts
 
 
@@ -61,7 +74,7 @@ def test_tiles_keep_exact_coordinates_clip_and_mark_cut_boxes(tiled):
     assert tile_objects(dest, "scene_x100_y0") == [("Tree", 1, 21, 30, 50, 1, 0)]  # clipped, truncated
     assert tile_objects(dest, "scene_x200_y200") == [("Tree", 1, 1, 60, 60, 0, 1)]  # renamed, difficult kept
     assert tile_objects(dest, "scene_x400_y100") == [("Tree", 1, 1, 40, 40, 1, 0)]
-    assert tile_objects(dest, "scene_x300_y100") == []                    # the straddling box is the test side's
+    assert tile_objects(dest, "scene_x300_y100") == []  # the straddling box is the test side's
     assert tile_objects(dest, "scene_x400_y200") == [("Tree", 21, 51, 70, 100, 0, 0)]
     with Image.open(dest / "JPEGImages" / "scene_x400_y200.jpg") as image:
         assert image.size == (100, 100)
@@ -131,12 +144,15 @@ def test_voc_folder_reads_named_splits_and_class_names_from_the_annotations(tile
     assert difficult.difficult.tolist() == [True] and difficult.boxes.tolist() == [[0.0, 0.0, 60.0, 60.0]]
 
 
-@pytest.mark.parametrize("breakage, message", [
-    ("class", "object 0 ('Tree'): unknown class; known classes: Oak"),
-    ("missing_image", "names image 'ghost' but no JPEGImages/ghost"),
-    ("size", "scene_x0_y0.xml says 120x100 but its image"),
-    ("split", "split file not found"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("class", "object 0 ('Tree'): unknown class; known classes: Oak"),
+        ("missing_image", "names image 'ghost' but no JPEGImages/ghost"),
+        ("size", "scene_x0_y0.xml says 120x100 but its image"),
+        ("split", "split file not found"),
+    ],
+)
 def test_voc_folder_refuses_bad_folders_naming_the_file(tiled, breakage, message):
     dest, _ = tiled
     classes, split = ["Tree"], "trainval"
@@ -161,10 +177,23 @@ def test_voc_folder_refuses_task_voc_year_lists():
 
 def test_al_run_on_a_tiled_folder_names_picks_by_tile(tiled, tmp_path):
     dest, _ = tiled
-    cfg = compose_config(["task=voc_folder", f"task.root={dest}", "model=ssdlite320_mobilenet_v3",
-                          "schedule=voc_cpu", "sampler=learning_loss", "schedule.cycles=2", "schedule.initial_size=4",
-                          "schedule.query_size=2", "schedule.epochs=1", "schedule.batch_size=2", "task.image_size=64",
-                          "progress=false", "runtime.threads=1"])
+    cfg = compose_config(
+        [
+            "task=voc_folder",
+            f"task.root={dest}",
+            "model=ssdlite320_mobilenet_v3",
+            "schedule=voc_cpu",
+            "sampler=learning_loss",
+            "schedule.cycles=2",
+            "schedule.initial_size=4",
+            "schedule.query_size=2",
+            "schedule.epochs=1",
+            "schedule.batch_size=2",
+            "task.image_size=64",
+            "progress=false",
+            "runtime.threads=1",
+        ]
+    )
     assert cfg.task.classes is None  # read from the annotations
     run_experiment(cfg, tmp_path / "run")
     cycles = pd.read_csv(tmp_path / "run" / "cycles.csv")

@@ -1,5 +1,6 @@
 """SSD300's ImageNet VGG-16 start: torchvision's weights name, a local file in torchvision's format, and the
 one-line refusal when the weights are neither cached nor downloadable. No test downloads anything."""
+
 from types import SimpleNamespace
 from urllib.error import URLError
 
@@ -41,9 +42,19 @@ def offline(tmp_path, monkeypatch):
 
 def test_fig6_voc_offline_stops_before_training_with_one_line_naming_the_weights(offline, tmp_path):
     tree = generate_vocdevkit(tmp_path / "voc", images=12, seed=0)
-    cfg = compose_config(["experiment=fig6_voc", "task=voc_synth", f"task.root={tree}", "schedule.initial_size=4",
-                          "schedule.query_size=2", "schedule.cycles=2", "schedule.epochs=1", "progress=false",
-                          "runtime.threads=1"])
+    cfg = compose_config(
+        [
+            "experiment=fig6_voc",
+            "task=voc_synth",
+            f"task.root={tree}",
+            "schedule.initial_size=4",
+            "schedule.query_size=2",
+            "schedule.cycles=2",
+            "schedule.epochs=1",
+            "progress=false",
+            "runtime.threads=1",
+        ]
+    )
     assert cfg.model.net.weights_backbone == IMAGENET_VGG
     with pytest.raises(ConfigError) as error:
         run_experiment(cfg, tmp_path / "run")
@@ -62,10 +73,10 @@ def test_a_torchvision_vgg16_file_gives_the_ssd_its_weights_and_torchvisions_fro
     torch.manual_seed(1)
     model = ssd300_vgg16(num_classes=3, weights_backbone=str(tmp_path / VGG16_FILE))
     backbone = model.backbone
-    assert torch.equal(backbone.features[0].weight, features[0].weight)        # conv1_1
-    assert torch.equal(backbone.features[21].weight, features[21].weight)      # conv4_3
-    assert torch.equal(backbone.extra[0][1].weight, features[24].weight)       # conv5_1
-    assert torch.equal(backbone.extra[0][5].bias, features[28].bias)           # conv5_3
+    assert torch.equal(backbone.features[0].weight, features[0].weight)  # conv1_1
+    assert torch.equal(backbone.features[21].weight, features[21].weight)  # conv4_3
+    assert torch.equal(backbone.extra[0][1].weight, features[24].weight)  # conv5_1
+    assert torch.equal(backbone.extra[0][5].bias, features[28].bias)  # conv5_3
     # trainable_backbone_layers=None -> torchvision's default with weights: conv1 frozen, the rest trains
     frozen = {name for name, trainable in requires_grad(backbone).items() if not trainable}
     assert frozen == {"features.0.weight", "features.0.bias", "features.2.weight", "features.2.bias"}

@@ -9,6 +9,7 @@
   compose API and the same override checks as `al-run`; al-plot: its argument parser; scripts, modules and make
   targets: they exist).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,8 +30,17 @@ from tests.conftest import compose_config
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-REPO_PREFIXES = ("al_runner/", "conf/", "scripts/", "docs/", "tests/", "benchmarks/", "outputs/reference/",
-                 "hydra_plugins/", ".ci/")
+REPO_PREFIXES = (
+    "al_runner/",
+    "conf/",
+    "scripts/",
+    "docs/",
+    "tests/",
+    "benchmarks/",
+    "outputs/reference/",
+    "hydra_plugins/",
+    ".ci/",
+)
 REPO_FILES = ("Makefile", "pyproject.toml", "setup.py", "README.md")
 
 
@@ -39,6 +49,7 @@ def doc_id(path: Path) -> str:
 
 
 # ---------------------------------------------------------------- links, anchors, pointers
+
 
 def heading_slugs(markdown: str) -> set[str]:
     """GitHub's anchors: lower case, punctuation other than - and _ dropped, spaces to hyphens."""
@@ -49,7 +60,10 @@ def heading_slugs(markdown: str) -> set[str]:
 
 
 def headings(markdown: str) -> set[str]:
-    return {h.replace("`", "").strip().lower() for h in re.findall(r"^#{1,6}\s+(.+?)\s*$", without_code_blocks(markdown), re.M)}
+    return {
+        h.replace("`", "").strip().lower()
+        for h in re.findall(r"^#{1,6}\s+(.+?)\s*$", without_code_blocks(markdown), re.M)
+    }
 
 
 def without_code_blocks(markdown: str) -> str:
@@ -61,8 +75,11 @@ def expand_braces(text: str) -> list[str]:
     match = re.search(r"\{([^{}]*)\}", text)
     if not match:
         return [text]
-    return [expanded for option in match.group(1).split(",")
-            for expanded in expand_braces(text[:match.start()] + option + text[match.end():])]
+    return [
+        expanded
+        for option in match.group(1).split(",")
+        for expanded in expand_braces(text[: match.start()] + option + text[match.end() :])
+    ]
 
 
 def module_pointer_problem(pointer: str) -> str | None:
@@ -75,8 +92,9 @@ def module_pointer_problem(pointer: str) -> str | None:
             rest = parts[cut:]
             if not rest:
                 return None
-            if len(rest) == 1 and re.search(rf"^\s*(def|class)\s+{rest[0]}\b|^{rest[0]}\s*[:=]|\b{rest[0]}\b",
-                                            source.read_text(), re.M):
+            if len(rest) == 1 and re.search(
+                rf"^\s*(def|class)\s+{rest[0]}\b|^{rest[0]}\s*[:=]|\b{rest[0]}\b", source.read_text(), re.M
+            ):
                 return None
             return f"{pointer}: {'.'.join(rest)} is not defined in {source.relative_to(REPO)}"
     return f"{pointer}: no such module"
@@ -117,9 +135,11 @@ def test_every_link_anchor_and_file_pointer_resolves(markdown_file):
 def test_the_checker_catches_broken_links_anchors_and_pointers(tmp_path):
     (tmp_path / "configuration.md").write_text((REPO / "docs" / "configuration.md").read_text())
     page = tmp_path / "probe.md"
-    page.write_text("[a](missing.md) [b](configuration.md#no-such-section) [c](configuration.md#reduced-presets)\n"
-                    "`al_runner/nope.py` `al_runner/cli.py` `conf/schedule/paper_{cifar10,nope}.yaml` "
-                    "`al_runner.build.no_such_function` `al_runner.build.resolve_threads` `outputs/<name>/x`\n")
+    page.write_text(
+        "[a](missing.md) [b](configuration.md#no-such-section) [c](configuration.md#reduced-presets)\n"
+        "`al_runner/nope.py` `al_runner/cli.py` `conf/schedule/paper_{cifar10,nope}.yaml` "
+        "`al_runner.build.no_such_function` `al_runner.build.resolve_threads` `outputs/<name>/x`\n"
+    )
     problems = pointer_problems(page)
     assert len(problems) == 5, problems
     assert {p.split(":")[0] for p in problems} >= {"link missing.md", "link configuration.md#no-such-section"}
@@ -129,8 +149,13 @@ def repository_text_files() -> list[Path]:
     listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     paths = {REPO / name for name in listed} | set(DOCS)
     keep = (".py", ".yaml", ".md", ".sh", ".toml", ".cfg", ".txt")
-    return sorted(p for p in paths if p.is_file() and (p.suffix in keep or p.name in ("Makefile", "run"))
-                  and not (p.is_relative_to(REPO / "outputs") and p.suffix != ".md"))
+    return sorted(
+        p
+        for p in paths
+        if p.is_file()
+        and (p.suffix in keep or p.name in ("Makefile", "run"))
+        and not (p.is_relative_to(REPO / "outputs") and p.suffix != ".md")
+    )
 
 
 def test_section_references_anywhere_in_the_repository_name_real_headings():
@@ -141,7 +166,7 @@ def test_section_references_anywhere_in_the_repository_name_real_headings():
         for document, section in re.findall(r'\b(README(?:\.md)?|docs/[\w.-]+\.md) "([^"\n]+)"', path.read_text()):
             target = REPO / (document if document.endswith(".md") else "README.md")
             if not target.is_file() or section.lower() not in headings(target.read_text()):
-                problems.append(f"{path.relative_to(REPO)}: {document} \"{section}\"")
+                problems.append(f'{path.relative_to(REPO)}: {document} "{section}"')
     assert problems == []
 
 
@@ -250,8 +275,12 @@ def check_command(command: str) -> None:
     # anything else (pip, git, a tool of the user's) is not this project's to check
 
 
-COMMANDS = [(markdown_file, command) for markdown_file in DOCS for command in code_block_commands(markdown_file)
-            if not re.search(r"<[^<>]+>", command)]
+COMMANDS = [
+    (markdown_file, command)
+    for markdown_file in DOCS
+    for command in code_block_commands(markdown_file)
+    if not re.search(r"<[^<>]+>", command)
+]
 
 
 @pytest.mark.parametrize("markdown_file,command", COMMANDS, ids=[f"{doc_id(f)}: {c[:60]}" for f, c in COMMANDS])
@@ -260,9 +289,16 @@ def test_every_command_in_the_docs_composes(markdown_file, command):
 
 
 def test_the_command_check_refuses_what_al_run_would_refuse():
-    for bad in ("al-run schedule.epochs=1.5", "al-run sampler=no_such_sampler", "al-run task=imagefolder",
-                "al-plot --runs", "python scripts/no_such_script.py", "make no_such_target", "al-rn seed=1",
-                "bash scripts/no_such_script.sh"):
+    for bad in (
+        "al-run schedule.epochs=1.5",
+        "al-run sampler=no_such_sampler",
+        "al-run task=imagefolder",
+        "al-plot --runs",
+        "python scripts/no_such_script.py",
+        "make no_such_target",
+        "al-rn seed=1",
+        "bash scripts/no_such_script.sh",
+    ):
         with pytest.raises((Exception, SystemExit)):
             check_command(bad)
 
@@ -273,10 +309,15 @@ def test_a_model_from_a_config_dir_runs_as_the_readme_shows(tmp_path):
     model = (REPO / "conf" / "model" / "small_cnn.yaml").read_text().replace("name: small_cnn", "name: my_net")
     (tmp_path / "my_conf" / "model").mkdir(parents=True)
     (tmp_path / "my_conf" / "model" / "my_net.yaml").write_text(model)
-    args = shlex.split(command)[1:] + ["schedule.cycles=1", "model.net.width=8", "progress=false",
-                                       f"paths.output={tmp_path / 'out'}"]
+    args = shlex.split(command)[1:] + [
+        "schedule.cycles=1",
+        "model.net.width=8",
+        "progress=false",
+        f"paths.output={tmp_path / 'out'}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "al_runner", *args], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "al_runner", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert list((tmp_path / "out" / "default").glob("synthetic-my_net-*/cycles.csv"))

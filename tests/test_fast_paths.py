@@ -2,6 +2,7 @@
 module against the eager one, the slice-paired ranking loss against the index-paired one, and the CUDA-graph
 training step's control flow (warm-up, capture, replay, eager fallback, recapture) through an eager stand-in
 for the graph backend."""
+
 import contextlib
 import warnings
 
@@ -12,10 +13,23 @@ from torch import nn
 from al_runner.build import make_runtime
 from al_runner.config_schema import check_overrides
 from al_runner.errors import ConfigError
-from al_runner.learner import (CudaGraphStep, Learner, Runtime, check_capturable, copy_into, static_copy,
-                               static_signature)
-from al_runner.learning_loss import (MODULE_KINDS, CompiledLossPredictionModule, FusedLossPredictionModule,
-                                     LearningLoss, LossMSE, LossPredictionModule, MarginRankingLoss, split_into_pairs)
+from al_runner.learner import (
+    CudaGraphStep,
+    Learner,
+    Runtime,
+    check_capturable,
+    copy_into,
+    static_copy,
+    static_signature,
+)
+from al_runner.learning_loss import (
+    MODULE_KINDS,
+    CompiledLossPredictionModule,
+    FusedLossPredictionModule,
+    LearningLoss,
+    MarginRankingLoss,
+    split_into_pairs,
+)
 from al_runner.loop import train_one_epoch
 from al_runner.models import SmallCNN
 from al_runner.tasks.classification import ClassificationTask, CropFlipNormalize
@@ -46,6 +60,7 @@ def built(kind: str, features, seed=1, hidden=16):
 
 # ------------------------------------------------------------------ fused == eager
 
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fused_module_equals_the_eager_one_in_values_and_gradients(channels_last):
     features = feature_maps(channels_last=channels_last)
@@ -69,8 +84,9 @@ def test_fused_parameter_gradients_are_the_per_tap_ones_and_zero_off_the_blocks(
     for module in (eager, fused):
         module(features).sum().backward()
     for i, (rows, cols) in enumerate(fused.blocks()):
-        torch.testing.assert_close(fused.weight.grad[rows, cols], eager.branches[i][0].weight.grad,
-                                   rtol=RTOL, atol=ATOL)
+        torch.testing.assert_close(
+            fused.weight.grad[rows, cols], eager.branches[i][0].weight.grad, rtol=RTOL, atol=ATOL
+        )
         torch.testing.assert_close(fused.bias.grad[rows], eager.branches[i][0].bias.grad, rtol=RTOL, atol=ATOL)
     assert torch.equal(fused.weight.grad[~fused.block_mask], torch.zeros_like(fused.weight.grad[~fused.block_mask]))
     torch.testing.assert_close(fused.head.weight.grad, eager.head.weight.grad, rtol=RTOL, atol=ATOL)
@@ -151,6 +167,7 @@ def test_unknown_module_kind_is_refused_in_one_line():
 
 # ------------------------------------------------------------------ the ranking loss, paired by slicing
 
+
 @pytest.mark.parametrize("n", [2, 7, 10, 128])
 def test_slice_paired_ranking_loss_equals_the_index_paired_formula_exactly(n):
     g = torch.Generator().manual_seed(n)
@@ -166,12 +183,18 @@ def test_slice_paired_ranking_loss_equals_the_index_paired_formula_exactly(n):
 
 # ------------------------------------------------------------------ through the Learner
 
+
 def make_learner(kind="eager", cuda_graph_backend=None, objective=None) -> Learner:
     torch.manual_seed(0)
     model = SmallCNN(in_channels=3, num_classes=4, width=8)
     method = LearningLoss(objective or MarginRankingLoss(1.0), weight=1.0, detach_epoch=2, hidden=32)
-    learner = Learner(model, ["block1", "block2", "block3"], "block3",
-                      Runtime(torch.device("cpu"), channels_last=True, loss_module=kind), method)
+    learner = Learner(
+        model,
+        ["block1", "block2", "block3"],
+        "block3",
+        Runtime(torch.device("cpu"), channels_last=True, loss_module=kind),
+        method,
+    )
     learner.materialize(torch.randn(2, 3, 16, 16))
     if cuda_graph_backend is not None:  # the CUDA-graph path with an eager stand-in for the graph (no GPU here)
         learner._graph_step = CudaGraphStep(learner, warmup_steps=2, backend=cuda_graph_backend)
@@ -179,8 +202,9 @@ def make_learner(kind="eager", cuda_graph_backend=None, objective=None) -> Learn
 
 
 def synthetic_task(n_train=40) -> ClassificationTask:
-    return ClassificationTask("synthetic", make_synthetic_splits(n_train=n_train, n_test=8, size=16),
-                              CropFlipNormalize(padding=2, hflip=True))
+    return ClassificationTask(
+        "synthetic", make_synthetic_splits(n_train=n_train, n_test=8, size=16), CropFlipNormalize(padding=2, hflip=True)
+    )
 
 
 def train(learner, task, epochs=4, lrs=(0.05, 0.05, 0.005, 0.005), batch=16, objective_seed=0):
@@ -214,6 +238,7 @@ def test_runtime_switches_join_the_run_identity_only_when_set():
 
 
 # ------------------------------------------------------------------ the CUDA-graph step's control flow
+
 
 class EagerGraphs:
     """Stand-in for CudaGraphs: 'capture' keeps the step function and 'replay' runs it, so a replay reads the
@@ -302,6 +327,7 @@ def test_graph_step_runs_every_batch_eagerly_when_targets_are_lists():
 
 # ------------------------------------------------------------------ benchmark 1 for the module options
 
+
 def test_benchmark_one_compares_the_module_options_at_toy_size(tmp_path):
     import benchmarks
     from benchmarks import cli
@@ -309,8 +335,21 @@ def test_benchmark_one_compares_the_module_options_at_toy_size(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        args = benchmarks.parse_args(["--quick", "--device", "cpu", "--only", "1", "--out", str(tmp_path / "b.csv"),
-                                      "--loss-modules", "eager,fused", "--steps-per-sample", "2"])
+        args = benchmarks.parse_args(
+            [
+                "--quick",
+                "--device",
+                "cpu",
+                "--only",
+                "1",
+                "--out",
+                str(tmp_path / "b.csv"),
+                "--loss-modules",
+                "eager,fused",
+                "--steps-per-sample",
+                "2",
+            ]
+        )
         args.widths, args.batch, args.step_warmup, args.step_repeats = [8], 8, 1, 1
         args.option_repeats, args.option_warmup = 6, 1
         res = cli.run_benchmarks(args)
@@ -327,4 +366,5 @@ def test_benchmark_one_compares_the_module_options_at_toy_size(tmp_path):
 def test_schema_names_the_same_module_kinds_as_the_model_code():
     # config_schema repeats the names so that the command line starts without torch
     from al_runner.config_schema import LOSS_MODULE_KINDS
+
     assert tuple(MODULE_KINDS) == LOSS_MODULE_KINDS

@@ -1,6 +1,7 @@
 """Fast data paths (issue 22): the fast SSD augmentation against torchvision's v2 reference recipe on generated VOC
 data (same draws, same boxes, close pixels, same statistics), and DataLoader workers that persist across epochs
 for detection and pose without changing a batch."""
+
 from __future__ import annotations
 
 import pytest
@@ -46,8 +47,11 @@ def pairs(tree):
     dataset = task._pool_with_targets
     reference, fast = samples.ssd_train_transform(96, pipeline="reference"), samples.ssd_train_transform(96)
     assert isinstance(fast, samples.FastSSDAugment) and isinstance(reference, v2.Compose)
-    return [(augmented(reference, dataset, i, 100 * s + i), augmented(fast, dataset, i, 100 * s + i))
-            for s in range(8) for i in range(task.pool_size)]
+    return [
+        (augmented(reference, dataset, i, 100 * s + i), augmented(fast, dataset, i, 100 * s + i))
+        for s in range(8)
+        for i in range(task.pool_size)
+    ]
 
 
 def test_fast_augmentation_draws_the_same_numbers_and_gives_the_same_boxes(pairs):
@@ -67,8 +71,11 @@ def test_fast_augmentation_pixels_are_close_to_the_reference_and_their_statistic
     assert float(per_image.median()) < 1.0 and float(per_image.max()) < 4.0
     ref_stack = torch.stack([ref for (ref, _, _), _ in pairs])
     fast_stack = torch.stack([image for _, (image, _, _) in pairs])
-    for stat in (lambda x: x.mean(dim=(0, 2, 3)), lambda x: x.std(dim=(0, 2, 3)),
-                 lambda x: x.mean(dim=(2, 3)).std(dim=0)):  # per-channel mean, spread, image-to-image spread
+    for stat in (
+        lambda x: x.mean(dim=(0, 2, 3)),
+        lambda x: x.std(dim=(0, 2, 3)),
+        lambda x: x.mean(dim=(2, 3)).std(dim=0),
+    ):  # per-channel mean, spread, image-to-image spread
         torch.testing.assert_close(stat(fast_stack), stat(ref_stack), atol=2 / 255, rtol=0)
 
 
@@ -80,12 +87,15 @@ def test_iou_crop_search_equals_torchvisions_make_params():
         n = int(torch.randint(0, 6, (1,), generator=g))  # 0: only "leave as is" ends the search
         corner = torch.rand(n, 2, generator=g) * torch.tensor([width, height]) * 0.8
         size = torch.rand(n, 2, generator=g) * torch.tensor([width, height]) * 0.5 + 1
-        boxes = tv_tensors.BoundingBoxes(torch.cat([corner, corner + size], 1).floor(), format="XYXY",
-                                         canvas_size=(height, width))
+        boxes = tv_tensors.BoundingBoxes(
+            torch.cat([corner, corner + size], 1).floor(), format="XYXY", canvas_size=(height, width)
+        )
         results = []
         image = tv_tensors.Image(torch.zeros(3, height, width, dtype=torch.uint8))
-        for search in (lambda: crop.make_params([image, boxes]),
-                       lambda: samples.iou_crop_params(crop, height, width, boxes)):
+        for search in (
+            lambda: crop.make_params([image, boxes]),
+            lambda: samples.iou_crop_params(crop, height, width, boxes),
+        ):
             with torch.random.fork_rng(devices=[]):
                 torch.default_generator.manual_seed(k)
                 params = search()
@@ -112,6 +122,7 @@ def test_unknown_augmentation_pipeline_is_refused_in_one_line():
 
 # ------------------------------------------------------------------ persistent workers
 
+
 def epochs(task, n_epochs, batch_size=4):
     """`n_epochs` training passes from one generator (as the loop draws them), then a scoring and a test pass."""
     g = torch.Generator().manual_seed(0)
@@ -136,8 +147,9 @@ def worker_pids(loader: loading.PersistentLoader) -> list[int]:
 
 def test_detection_batches_are_the_same_with_persistent_workers_across_epochs(tree):
     def same(ya, yb):
-        return ya is yb is None or all(torch.equal(s["boxes"], t["boxes"]) and torch.equal(s["labels"], t["labels"])
-                                       for s, t in zip(ya, yb))
+        return ya is yb is None or all(
+            torch.equal(s["boxes"], t["boxes"]) and torch.equal(s["labels"], t["labels"]) for s, t in zip(ya, yb)
+        )
 
     single, workers = voc_task(tree, image_size=64), voc_task(tree, image_size=64, num_workers=2)
     assert_same_passes(epochs(single, 3), epochs(workers, 3), same)
@@ -161,8 +173,14 @@ def test_pose_batches_are_the_same_with_persistent_workers_across_epochs(tmp_pat
     root = generate_people(tmp_path / "mpii", people=12, seed=3)
 
     def task(workers):
-        return MPIITask(root=str(root), annotation_file="hourglass.json", image_folder="images", input_size=64,
-                        heatmap_size=16, num_workers=workers)
+        return MPIITask(
+            root=str(root),
+            annotation_file="hourglass.json",
+            image_folder="images",
+            input_size=64,
+            heatmap_size=16,
+            num_workers=workers,
+        )
 
     def same(ya, yb):
         return ya is yb is None or all(torch.equal(ya[k], yb[k]) for k in ya)

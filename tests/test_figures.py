@@ -35,9 +35,18 @@ from al_runner.figures.tables import results_table
 MODULE_SAMPLERS = {"learning_loss", "learning_loss_mse"}
 
 
-def write_run(root: Path, task: str, sampler: str, seed: int, values: list[float], *, model: str = "resnet18",
-              ranking: list[float] | None = None, timings: tuple[float, float, float] = (10.0, 2.0, 3.0),
-              metric: str = "accuracy") -> Path:
+def write_run(
+    root: Path,
+    task: str,
+    sampler: str,
+    seed: int,
+    values: list[float],
+    *,
+    model: str = "resnet18",
+    ranking: list[float] | None = None,
+    timings: tuple[float, float, float] = (10.0, 2.0, 3.0),
+    metric: str = "accuracy",
+) -> Path:
     """One run dir with a cycles.csv: cycle c has 1,000·(c+1) labels; the last cycle selects nothing (select_s 0)."""
     run_dir = root / f"{task}-{sampler}-seed{seed}"
     run_dir.mkdir(parents=True)
@@ -46,10 +55,19 @@ def write_run(root: Path, task: str, sampler: str, seed: int, values: list[float
     train_s, eval_s, select_s = timings
     rows = [
         {
-            "task": task, "model": model, "sampler": sampler, "seed": seed, "cycle": cycle,
-            "n_labeled": 1000 * (cycle + 1), "metric": metric, "value": value, "uncertainty": "softmax_entropy",
+            "task": task,
+            "model": model,
+            "sampler": sampler,
+            "seed": seed,
+            "cycle": cycle,
+            "n_labeled": 1000 * (cycle + 1),
+            "metric": metric,
+            "value": value,
+            "uncertainty": "softmax_entropy",
             "ranking_accuracy": "" if ranking is None else ranking[cycle],
-            "train_s": train_s, "eval_s": eval_s, "select_s": 0.0 if cycle == len(values) - 1 else select_s,
+            "train_s": train_s,
+            "eval_s": eval_s,
+            "select_s": 0.0 if cycle == len(values) - 1 else select_s,
         }
         for cycle, value in enumerate(values)
     ]
@@ -60,13 +78,15 @@ def write_run(root: Path, task: str, sampler: str, seed: int, values: list[float
 def write_test_scores(run_dir: Path, n_points: int, *, cycle: int = 1, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     real = np.exp(rng.normal(-2, 1.5, n_points))
-    scores = pd.DataFrame({
-        "cycle": cycle,
-        "test_index": np.arange(n_points),
-        "real_loss": real,
-        "predicted_loss": np.log(real) + rng.normal(0, 1, n_points),
-        "uncertainty": rng.gamma(1.0, 0.3, n_points) + 0.1 * real,
-    })
+    scores = pd.DataFrame(
+        {
+            "cycle": cycle,
+            "test_index": np.arange(n_points),
+            "real_loss": real,
+            "predicted_loss": np.log(real) + rng.normal(0, 1, n_points),
+            "uncertainty": rng.gamma(1.0, 0.3, n_points) + 0.1 * real,
+        }
+    )
     scores.to_csv(run_dir / "test_scores.csv", index=False)
     return scores
 
@@ -200,7 +220,10 @@ def test_ranking_series_only_has_module_runs_and_fig5_labels_variants(tmp_path):
     assert learn_loss["std"].tolist() == pytest.approx([math.sqrt(0.005)] * 2)
     ax = plot_ranking_accuracy(series, show_model=False).axes[0]
     # one task: the legend names the sampler whose module ranks, the title the task
-    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["learn loss, 2 seeds", "learn loss mse, 1 seed"]
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == [
+        "learn loss, 2 seeds",
+        "learn loss mse, 1 seed",
+    ]
     assert "CIFAR-10" in ax.get_title()
 
 
@@ -293,9 +316,14 @@ GOOD_ROW = "cifar10,resnet18,random,0,0,1000,accuracy,0.5,softmax_entropy,,1.0,1
     [
         ("", "empty file"),
         ("task,model,sampler\ncifar10,resnet18,random\n", "missing column(s) seed"),
-        (",".join(CYCLES_COLUMNS) + "\n" + GOOD_ROW + "\n" + GOOD_ROW.replace("0.5", "oops") + "\n",
-         "column 'value', line 3: unparsable number 'oops'"),
-        (",".join(CYCLES_COLUMNS) + "\n" + GOOD_ROW.replace(",0,0,", ",0,,") + "\n", "column 'cycle', line 2: value is missing"),
+        (
+            ",".join(CYCLES_COLUMNS) + "\n" + GOOD_ROW + "\n" + GOOD_ROW.replace("0.5", "oops") + "\n",
+            "column 'value', line 3: unparsable number 'oops'",
+        ),
+        (
+            ",".join(CYCLES_COLUMNS) + "\n" + GOOD_ROW.replace(",0,0,", ",0,,") + "\n",
+            "column 'cycle', line 2: value is missing",
+        ),
         (",".join(CYCLES_COLUMNS) + "\n" + GOOD_ROW.replace(",0,0,", ",0,1.5,") + "\n", "expected an integer"),
     ],
     ids=["empty", "missing-column", "unparsable", "blank-required", "fractional-cycle"],
@@ -347,18 +375,25 @@ def test_fig8_uses_lowest_seed_2000_points_and_numpy_correlation(tmp_path):
     assert data.predicted_loss_correlation == pytest.approx(expected)
     assert data.uncertainty_correlation == pytest.approx(np.corrcoef(points["uncertainty"], points["real_loss"])[0, 1])
     assert data.predicted_loss_top.sum() == 400
-    assert points["predicted_loss"][data.predicted_loss_top].min() >= points["predicted_loss"][~data.predicted_loss_top].max()
+    assert (
+        points["predicted_loss"][data.predicted_loss_top].min()
+        >= points["predicted_loss"][~data.predicted_loss_top].max()
+    )
     assert load_fig8_data(runs[0]).points["test_index"].tolist() == points["test_index"].tolist()  # fixed sampling seed
 
 
 def test_fig8_ranking_accuracy_counts_every_test_point_of_the_last_cycle(tmp_path):
     run_dir = write_run(tmp_path, "cifar10", "learning_loss", 0, [0.5, 0.6])
     real = np.arange(1.0, 3001.0)
-    pd.DataFrame({
-        "cycle": 1, "test_index": np.arange(3000), "real_loss": real,
-        "predicted_loss": np.where(np.arange(3000) < 1500, real, -real),  # right order within each half only
-        "uncertainty": -real,  # exactly the wrong order
-    }).to_csv(run_dir / "test_scores.csv", index=False)
+    pd.DataFrame(
+        {
+            "cycle": 1,
+            "test_index": np.arange(3000),
+            "real_loss": real,
+            "predicted_loss": np.where(np.arange(3000) < 1500, real, -real),  # right order within each half only
+            "uncertainty": -real,  # exactly the wrong order
+        }
+    ).to_csv(run_dir / "test_scores.csv", index=False)
     data = load_fig8_data(choose_fig8_runs(load(tmp_path))[0][0])
     pairs = 3000 * 2999 / 2
     # matching pairs: both in the first half, or both in the second half ordered -real (never), or across: never
@@ -382,16 +417,42 @@ def test_report_writes_every_figure_and_table(tmp_path, capsys):
     write_run(runs, "imagefolder", "entropy", 0, [0.4, 0.5])
     out = tmp_path / "out"
     report = generate_report([runs], out, {"imagefolder": "cifar10"})
-    expected = {
-        f"{stem}.{suffix}"
-        for stem in ("fig4_cifar10", "fig4_imagefolder", "fig5_ranking_accuracy", "fig8_cifar10")
-        for suffix in ("png", "pdf")
-    } | {"results.md", "results.csv", "timing.csv", "per_cycle_leaders.csv", "per_cycle_vs_random.csv",
-         "per_cycle_ranking_accuracy.csv", "penalty_matrix.png", "penalty_matrix.pdf"} | {
-        f"{name}.csv" for name in ("aubc_per_run", "aubc", "paired_tests_aubc", "aubc_selection_per_run", "aubc_selection",
-                                   "paired_tests_aubc_selection", "paired_tests_per_cycle", "penalty_matrix",
-                                   "penalty_matrix_holm", "penalty_pairs", "label_efficiency", "query_class_histograms",
-                                   "query_class_balance", "query_overlap")}
+    expected = (
+        {
+            f"{stem}.{suffix}"
+            for stem in ("fig4_cifar10", "fig4_imagefolder", "fig5_ranking_accuracy", "fig8_cifar10")
+            for suffix in ("png", "pdf")
+        }
+        | {
+            "results.md",
+            "results.csv",
+            "timing.csv",
+            "per_cycle_leaders.csv",
+            "per_cycle_vs_random.csv",
+            "per_cycle_ranking_accuracy.csv",
+            "penalty_matrix.png",
+            "penalty_matrix.pdf",
+        }
+        | {
+            f"{name}.csv"
+            for name in (
+                "aubc_per_run",
+                "aubc",
+                "paired_tests_aubc",
+                "aubc_selection_per_run",
+                "aubc_selection",
+                "paired_tests_aubc_selection",
+                "paired_tests_per_cycle",
+                "penalty_matrix",
+                "penalty_matrix_holm",
+                "penalty_pairs",
+                "label_efficiency",
+                "query_class_histograms",
+                "query_class_balance",
+                "query_overlap",
+            )
+        }
+    )
     assert {path.name for path in report.written} == expected
     assert {path.name for path in out.iterdir()} == expected
     assert all((out / name).stat().st_size > 0 for name in expected)
@@ -426,7 +487,10 @@ def test_partial_sweep_names_the_planned_runs_that_have_no_results(tmp_path):
     write_run(sweep, "cifar10", "entropy", 0, [0.5, 0.6])
     write_run(sweep, "cifar10", "random", 1, [0.5, 0.6])
     report = generate_report([sweep], tmp_path / "out")
-    expected = "3 of 6 planned runs (2 samplers × 3 seeds, from multirun.yaml) have results; none yet for seed 1 (entropy); seed 2 (all samplers)"
+    expected = (
+        "3 of 6 planned runs (2 samplers × 3 seeds, from multirun.yaml) have results; "
+        "none yet for seed 1 (entropy); seed 2 (all samplers)"
+    )
     assert any(expected in note for note in report.notes), report.notes
     assert expected in (tmp_path / "out" / "results.md").read_text()
 
@@ -434,10 +498,14 @@ def test_partial_sweep_names_the_planned_runs_that_have_no_results(tmp_path):
 def test_command_line_sweep_replaces_the_presets_and_ranges_count(tmp_path):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
-    write_multirun_yaml(sweep, {"seed": "0,1,2,3,4", "sampler": "random,entropy"}, ["seed=range(0,2)", "sampler=random"])
+    write_multirun_yaml(
+        sweep, {"seed": "0,1,2,3,4", "sampler": "random,entropy"}, ["seed=range(0,2)", "sampler=random"]
+    )
     write_run(sweep, "cifar10", "random", 0, [0.5, 0.6])
     notes = generate_report([sweep], tmp_path / "out").notes
-    assert any("1 of 2 planned runs (1 sampler × 2 seeds" in note and "seed 1 (random)" in note for note in notes), notes
+    assert any("1 of 2 planned runs (1 sampler × 2 seeds" in note and "seed 1 (random)" in note for note in notes), (
+        notes
+    )
     write_run(sweep, "cifar10", "random", 1, [0.5, 0.6])
     assert not any("planned runs" in note for note in generate_report([sweep], tmp_path / "out").notes)
 

@@ -26,7 +26,9 @@ MODULE_SAMPLERS = ["learning_loss", "learning_loss_mse", "hybrid", "entropy_with
 
 def _line_styles(ax) -> list[tuple]:
     """(colour, dash pattern) of each legend line: what tells the lines apart."""
-    return [(line.get_color(), str(line.get_linestyle()), str(line._dash_pattern)) for line in ax.get_legend().get_lines()]
+    return [
+        (line.get_color(), str(line.get_linestyle()), str(line._dash_pattern)) for line in ax.get_legend().get_lines()
+    ]
 
 
 def test_fig5_gives_each_sampler_its_own_colour_and_line_style(tmp_path):
@@ -76,7 +78,9 @@ def saved(monkeypatch) -> SavedFigures:
 
 
 def _imagefolder_run(root: Path, sampler: str, seed: int, task_root: str) -> Path:
-    run = write_run(root, "imagefolder", sampler, seed, [0.5, 0.6], ranking=[0.6, 0.7] if sampler == "learning_loss" else None)
+    run = write_run(
+        root, "imagefolder", sampler, seed, [0.5, 0.6], ranking=[0.6, 0.7] if sampler == "learning_loss" else None
+    )
     (run / "config.yaml").write_text(f"seed: {seed}\ntask:\n  name: imagefolder\n  root: {task_root}\n")
     return run
 
@@ -132,6 +136,7 @@ def test_a_two_sampler_sweep_reports_only_what_its_plan_asked_for(tmp_path, save
     # a preset that planned five samplers: the three without runs are named, as planned runs
     write_multirun_yaml(sweep, {"sampler": "random,entropy,coreset,learning_loss_mse,learning_loss", "seed": "0"})
     notes = generate_report([sweep], tmp_path / "out").notes
-    assert any("2 of 5 planned runs" in note and "seed 0 (entropy, core-set, learn loss mse)" in note
-               for note in notes), notes
+    assert any(
+        "2 of 5 planned runs" in note and "seed 0 (entropy, core-set, learn loss mse)" in note for note in notes
+    ), notes
     assert not any("no runs for" in note for note in notes)  # said once, by the plan

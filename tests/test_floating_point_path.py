@@ -1,5 +1,6 @@
 """A run records what decides its floating-point path (CPU, instruction sets, builds, threads), and a resume on
 another path is refused naming what differs, as a thread change is; run directory names do not change."""
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,11 @@ def test_resuming_on_another_cpu_is_refused_naming_what_differs(finished_run, tm
         ckpt["platform"].update(cpu_model="Intel(R) Xeon(R) Platinum 8480+", onednn_isa="Intel AVX-512 with AMX")
 
     _rewrite_platform(run_dir, other_cpu)
-    with pytest.raises(ConfigError, match=r"another floating-point path \(differs in: cpu_model: Intel\(R\) Xeon.* "
-                                          r"then, .* now; onednn_isa: Intel AVX-512 with AMX then"):
+    with pytest.raises(
+        ConfigError,
+        match=r"another floating-point path \(differs in: cpu_model: Intel\(R\) Xeon.* "
+        r"then, .* now; onednn_isa: Intel AVX-512 with AMX then",
+    ):
         run_experiment(compose_config(TINY), run_dir)
     assert not (run_dir / "config.yaml").exists()  # refused before anything is written
 

@@ -352,17 +352,28 @@ def test_init_refuses_bad_input_and_leaves_no_project(tmp_path, images):
 def test_init_refuses_a_sampler_the_task_or_model_cannot_serve_as_al_run_does(tmp_path, images, voc_images):
     """al-run's check (build.check_sampler) at init, before the first (random) round is labeled: no project."""
     root, _ = images
-    code, _, err = run("init", tmp_path / "p", "--images", root, "--classes", ",".join(CLASSES), *FAST,
-                       "sampler=learning_loss", "sampler.loss_objective=null")
+    code, _, err = run(
+        "init",
+        tmp_path / "p",
+        "--images",
+        root,
+        "--classes",
+        ",".join(CLASSES),
+        *FAST,
+        "sampler=learning_loss",
+        "sampler.loss_objective=null",
+    )
     assert code == 1 and "sampler learning_loss cannot run on task classification: predicted_loss:" in err
     assert not (tmp_path / "p").exists() and not list(tmp_path.glob(".p.init.*"))
     detection = [o for o in DET_FAST if not o.startswith("sampler=")]
-    code, _, err = run("init", tmp_path / "p", "--images", voc_images[0], "--classes", "circle,cross", *detection,
-                       "sampler=margin")
+    code, _, err = run(
+        "init", tmp_path / "p", "--images", voc_images[0], "--classes", "circle,cross", *detection, "sampler=margin"
+    )
     assert code == 1 and "sampler margin cannot run on task detection: probabilities:" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "p").exists()
-    code, _, err = run("init", tmp_path / "p", "--images", voc_images[0], "--classes", "circle,cross", *detection,
-                       "sampler=badge")
+    code, _, err = run(
+        "init", tmp_path / "p", "--images", voc_images[0], "--classes", "circle,cross", *detection, "sampler=badge"
+    )
     assert code == 1 and "sampler badge cannot run on task detection:" in err and not (tmp_path / "p").exists()
 
 

@@ -35,14 +35,16 @@ def test_held_out_images_outside_the_image_folder_are_refused_naming_the_fix(tmp
     for path in held:
         shutil.copy(root / path, elsewhere / Path(path).name)
     holdout = write_csv(tmp_path / "holdout.csv", [(str(elsewhere / Path(p).name), truth[p]) for p in held])
-    code, _, err = run("init", tmp_path / "p", "--images", root / "pool", "--holdout", holdout,
-                       "--classes", ",".join(CLASSES), *FAST)
+    code, _, err = run(
+        "init", tmp_path / "p", "--images", root / "pool", "--holdout", holdout, "--classes", ",".join(CLASSES), *FAST
+    )
     assert code == 1 and not (tmp_path / "p").exists()
     assert "held-out images must sit under the --images folder" in err
     monkeypatch.chdir(tmp_path)  # the same files named relative to the working directory
     relative = write_csv(tmp_path / "holdout_rel.csv", [(f"test_images/{Path(p).name}", truth[p]) for p in held])
-    code, _, err = run("init", tmp_path / "p", "--images", root / "pool", "--holdout", relative,
-                       "--classes", ",".join(CLASSES), *FAST)
+    code, _, err = run(
+        "init", tmp_path / "p", "--images", root / "pool", "--holdout", relative, "--classes", ",".join(CLASSES), *FAST
+    )
     assert code == 1 and "test_images/0000.png: unknown image" in err and not (tmp_path / "p").exists()
     docs = (Path(__file__).resolve().parent.parent / "docs" / "labeling.md").read_text()
     assert "held-out images must sit under the `--images` folder" in docs.replace("\n", " ").lower()
@@ -95,11 +97,17 @@ def test_the_contact_sheet_names_each_number_it_shows(tmp_path, monkeypatch):
     round_ = SimpleNamespace(picks=[{"path": "a.png", "score": 0.8, "guess": "5", "guess_score": 0.29}])
     drawn = []
     original = ImageDraw.ImageDraw.text
-    monkeypatch.setattr(ImageDraw.ImageDraw, "text",
-                        lambda self, xy, text, *a, **k: drawn.append(text) or original(self, xy, text, *a, **k))
+    monkeypatch.setattr(
+        ImageDraw.ImageDraw,
+        "text",
+        lambda self, xy, text, *a, **k: drawn.append(text) or original(self, xy, text, *a, **k),
+    )
     contact_sheet(project, labeling, round_)
     assert "#1 guess: 5" in drawn and "p=0.29" in drawn  # not "1. 5 0.29"
     key = " ".join(line for line in drawn if line not in ("#1 guess: 5", "p=0.29", "a.png"))
     assert key == CONTACT_SHEET_KEY  # the sheet says, once, what #, guess and p are
-    assert all(word in CONTACT_SHEET_KEY for word in ("#rank: pick order", "guess: the model's class", "p: the model's confidence"))
+    assert all(
+        word in CONTACT_SHEET_KEY
+        for word in ("#rank: pick order", "guess: the model's class", "p: the model's confidence")
+    )
     assert pick_caption(3, {"guess": None}) == ("#3 random pick", "")

@@ -67,7 +67,9 @@ def test_detached_features_stop_the_module_gradient_into_the_target():
         loss = per_sample.mean()
         if with_module:  # epoch 5 = detach_epoch: detached; epoch 4: attached
             features = learner.taps.features(learner.tap_names)
-            loss = loss + 100.0 * learner.learning_loss.loss(learner.loss_module, features, per_sample, 5 if detach else 4)
+            loss = loss + 100.0 * learner.learning_loss.loss(
+                learner.loss_module, features, per_sample, 5 if detach else 4
+            )
         loss.backward()
         return [p.grad.clone() for p in learner.model.parameters()]
 

@@ -1,5 +1,6 @@
 """The README's "Your own data" command runs as written on a small ImageFolder (its schedule sizes itself from the
 pool); a schedule too big for the pool names an override that fits; a refused run leaves nothing behind."""
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,9 @@ def make_imagefolder(root: Path, pool: int = POOL, test: int = TEST, size: int =
 def al_run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "al_runner", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "al_runner", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def readme_own_data_command() -> list[str]:
@@ -60,8 +62,14 @@ def test_the_readmes_own_data_command_runs_as_written_on_1500_images(small_folde
     # 1 seed, tiny width): its schedule and structure are the README's
     quick = {"task.root": str(small_folder), "seed": "0", "sampler": "random,learning_loss"}
     args = [f"{w.split('=', 1)[0]}={quick[w.split('=', 1)[0]]}" if w.split("=", 1)[0] in quick else w for w in words]
-    args += ["schedule.epochs=1", "model.net.width=8", "runtime.threads=1", f"paths.output={tmp_path}",
-             f"paths.cache={tmp_path / 'cache'}", "hydra.callbacks.sweep_summary.statistics=false"]
+    args += [
+        "schedule.epochs=1",
+        "model.net.width=8",
+        "runtime.threads=1",
+        f"paths.output={tmp_path}",
+        f"paths.cache={tmp_path / 'cache'}",
+        "hydra.callbacks.sweep_summary.statistics=false",
+    ]
     result = al_run(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     name = next(w.split("=", 1)[1] for w in words if w.startswith("name="))
@@ -76,8 +84,10 @@ def test_a_count_schedule_too_big_for_the_pool_names_an_override_that_fits():
     cfg = compose_config(["task=imagefolder", "task.root=/any", "schedule=reduced_cifar10"])  # 500 + 4 x 500 points
     with pytest.raises(ConfigError, match=r"has only 1437: add schedule\.query_size=234, or use schedule=own_data"):
         validate_schedule(cfg, pool_size=1437)
-    validate_schedule(compose_config(["task=imagefolder", "task.root=/any", "schedule=reduced_cifar10",
-                                      "schedule.query_size=234"]), pool_size=1437)
+    validate_schedule(
+        compose_config(["task=imagefolder", "task.root=/any", "schedule=reduced_cifar10", "schedule.query_size=234"]),
+        pool_size=1437,
+    )
     own = compose_config(["task=imagefolder", "task.root=/any", "schedule=own_data"])
     validate_schedule(own, pool_size=1437)
     assert schedule_sizes(own, 1437) == (143, 143) and schedule_sizes(own, 50000) == (5000, 5000)
@@ -92,20 +102,37 @@ def test_a_run_refused_for_its_data_leaves_no_log_and_no_empty_output_folder(tmp
     else:
         Image.new("RGB", (9, 9)).save(bad)
     out = tmp_path / "outputs"
-    result = al_run("task=imagefolder", f"task.root={root}", "schedule=smoke", "model.net.width=4", "name=mine",
-                    f"paths.output={out}", f"paths.cache={tmp_path / 'cache'}", cwd=tmp_path)
+    result = al_run(
+        "task=imagefolder",
+        f"task.root={root}",
+        "schedule=smoke",
+        "model.net.width=4",
+        "name=mine",
+        f"paths.output={out}",
+        f"paths.cache={tmp_path / 'cache'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1 and "00000.png" in result.stderr
     assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))  # no al-run.log, no outputs/mine/
 
 
 def test_a_refused_sweep_says_what_to_do_and_a_bad_size_creates_nothing(tmp_path):
     out = tmp_path / "outputs"
-    refused = al_run("-m", "task=synthetic", "schedule=smoke", "schedule.query_size=-5", f"paths.output={out}",
-                     cwd=tmp_path)
+    refused = al_run(
+        "-m", "task=synthetic", "schedule=smoke", "schedule.query_size=-5", f"paths.output={out}", cwd=tmp_path
+    )
     assert refused.returncode == 1 and "schedule.query_size must be an integer >= 0" in refused.stderr
     assert not out.exists()
-    too_big = al_run("-m", "task=synthetic", "schedule=smoke", "model.net.width=4", "schedule.initial_size=100000",
-                     "hydra.callbacks.sweep_summary.statistics=false", f"paths.output={out}", cwd=tmp_path)
+    too_big = al_run(
+        "-m",
+        "task=synthetic",
+        "schedule=smoke",
+        "model.net.width=4",
+        "schedule.initial_size=100000",
+        "hydra.callbacks.sweep_summary.statistics=false",
+        f"paths.output={out}",
+        cwd=tmp_path,
+    )
     assert too_big.returncode == 1 and "has only" in too_big.stderr and "add schedule." in too_big.stderr
     assert "rerun the same command to resume" not in too_big.stderr  # a config error is fixed, not resumed
     assert "fix what each error names" in too_big.stderr

@@ -1,4 +1,5 @@
 """The module-steps pilot (scripts/pilot_module_steps.py) at toy size on a real on-disk ImageFolder tree."""
+
 from __future__ import annotations
 
 import csv
@@ -38,8 +39,17 @@ def tree(tmp_path: Path) -> Path:
 
 
 def run(pilot, tree: Path, out: Path, seeds=(0,)):
-    return pilot.run_pilot(out, widths=[8], epochs=[2], seeds=list(seeds), train_size=16, heldout_size=8,
-                           data_root=str(tree), threads=1, overrides=TINY + (f"paths.cache={tree.parent / 'cache'}",))
+    return pilot.run_pilot(
+        out,
+        widths=[8],
+        epochs=[2],
+        seeds=list(seeds),
+        train_size=16,
+        heldout_size=8,
+        data_root=str(tree),
+        threads=1,
+        overrides=TINY + (f"paths.cache={tree.parent / 'cache'}",),
+    )
 
 
 def read(path: Path) -> list[dict]:
@@ -48,7 +58,9 @@ def read(path: Path) -> list[dict]:
 
 
 def test_held_out_images_come_from_the_train_split_disjoint_and_fixed_per_seed(pilot, tree):
-    cfg = pilot.compose_pilot_config(8, 2, 0, "with", data_root=str(tree), overrides=(f"paths.cache={tree.parent / 'c'}",))
+    cfg = pilot.compose_pilot_config(
+        8, 2, 0, "with", data_root=str(tree), overrides=(f"paths.cache={tree.parent / 'c'}",)
+    )
     data = pilot.load_pool(cfg)
     train_idx, heldout_idx = pilot.split_pool(data.train_images.shape[0], 0, 16, 8)
     assert set(train_idx.tolist()).isdisjoint(heldout_idx.tolist())
@@ -68,7 +80,10 @@ def test_rows_resume_and_summary(pilot, tree, tmp_path):
     out = tmp_path / "pilot" / "pilot.csv"
     assert run(pilot, tree, out) == 2
     rows = read(out)
-    assert [(r["width"], r["epochs"], r["seed"], r["arm"]) for r in rows] == [("8", "2", "0", "with"), ("8", "2", "0", "without")]
+    assert [(r["width"], r["epochs"], r["seed"], r["arm"]) for r in rows] == [
+        ("8", "2", "0", "with"),
+        ("8", "2", "0", "without"),
+    ]
     with_, without = rows
     assert with_["batches_per_epoch"] == "2" and with_["steps"] == "4" and with_["module_steps"] == "4"
     assert without["module_steps"] == "0" and without["heldout_ranking_accuracy"] == ""
@@ -82,7 +97,12 @@ def test_rows_resume_and_summary(pilot, tree, tmp_path):
     assert read(out) == rows
     # one more seed: only its two rows are trained and appended
     assert run(pilot, tree, out, seeds=(0, 1)) == 2
-    assert [(r["seed"], r["arm"]) for r in read(out)] == [("0", "with"), ("0", "without"), ("1", "with"), ("1", "without")]
+    assert [(r["seed"], r["arm"]) for r in read(out)] == [
+        ("0", "with"),
+        ("0", "without"),
+        ("1", "with"),
+        ("1", "without"),
+    ]
     with pytest.raises(ConfigError, match="train_size 16"):
         pilot.run_pilot(out, [8], [2], [0], train_size=12, heldout_size=8)
 

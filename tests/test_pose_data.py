@@ -1,4 +1,5 @@
 """MPII annotations, crops, augmentation and heatmaps (al_runner.tasks.pose)."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,16 @@ from torchvision import tv_tensors
 from al_runner.errors import ConfigError, DataError
 from al_runner.tasks.pose.annotations import parse
 from al_runner.tasks.pose.generate import generate
-from al_runner.tasks.pose.geometry import (crop_person, crop_to_image, decode_heatmaps, flip_person, image_to_crop,
-                                           render_heatmaps, square_crop_box, swap_left_right)
+from al_runner.tasks.pose.geometry import (
+    crop_person,
+    crop_to_image,
+    decode_heatmaps,
+    flip_person,
+    image_to_crop,
+    render_heatmaps,
+    square_crop_box,
+    swap_left_right,
+)
 from al_runner.tasks.pose.task import MPIITask
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mpii-sample"
@@ -51,8 +60,15 @@ def test_real_sample_builds_a_task_and_skips_missing_images_when_asked(caplog):
     with pytest.raises(DataError, match="image file not found"):
         MPIITask(root=str(SAMPLE), annotation_file="mpii_annotations_sample.json", image_folder=".")
     with caplog.at_level(logging.WARNING, logger="al_runner.tasks.pose"):
-        task = MPIITask(root=str(SAMPLE), annotation_file="mpii_annotations_sample.json", image_folder=".",
-                        test_annotation_file="test_mpii.json", missing_images="skip", input_size=64, heatmap_size=16)
+        task = MPIITask(
+            root=str(SAMPLE),
+            annotation_file="mpii_annotations_sample.json",
+            image_folder=".",
+            test_annotation_file="test_mpii.json",
+            missing_images="skip",
+            input_size=64,
+            heatmap_size=16,
+        )
     # a log line, not a Python warning with a source line (issue 19)
     assert any("whose image is missing" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
     entries = json.loads((SAMPLE / "mpii_annotations_sample.json").read_text())
@@ -122,6 +138,7 @@ def test_person_without_annotated_joints_is_skipped_and_losses_stay_finite(gener
             j[:] = [0.0, 0.0, 0.0]  # the converter's placeholder for "not annotated"
         for j in entries[1]["joint_self"]:
             j[2] = 0.0  # all occluded but annotated: kept
+
     root = _edited(generated, tmp_path, remove)
     with caplog.at_level(logging.WARNING, logger="al_runner.tasks.pose"):
         task = small_task(root)

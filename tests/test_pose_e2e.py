@@ -1,5 +1,6 @@
 """The pose path through the real configs: fig7_mpii holds the paper's numbers; two-cycle runs of every
 sampler on generated MPII-format data."""
+
 from __future__ import annotations
 
 import csv
@@ -38,9 +39,18 @@ def test_fig7_preset_holds_the_papers_numbers():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("mpii_runs")
-    common = ["experiment=mpii_cpu", f"paths.data={base / 'data'}", "progress=false", "device=cpu",
-              "task.generate_people=40", "schedule.initial_size=12", "schedule.query_size=6",
-              "schedule.subset_size=18", "schedule.epochs=2", "model.net.features=16"]
+    common = [
+        "experiment=mpii_cpu",
+        f"paths.data={base / 'data'}",
+        "progress=false",
+        "device=cpu",
+        "task.generate_people=40",
+        "schedule.initial_size=12",
+        "schedule.query_size=6",
+        "schedule.subset_size=18",
+        "schedule.epochs=2",
+        "model.net.features=16",
+    ]
     for sampler in SAMPLERS:
         run_experiment(compose_config(common + [f"sampler={sampler}"]), base / sampler)
     run_experiment(compose_config(common + ["sampler=learning_loss"]), base / "learning_loss_again")

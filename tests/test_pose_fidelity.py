@@ -1,6 +1,7 @@
 """Pose fidelity to MPII's official evaluation and the hourglass recipe (bearpaw/pytorch-pose) the paper used:
 annotated (occluded included) joints in both annotation formats, the official ground-truth .mat, the
 count-weighted PCKh mean, bearpaw's augmentation draws and loss normalisation, the exact 2-stack size."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,9 @@ def test_shared_person_with_occluded_joints_gives_the_same_targets_and_pckh_in_b
     (flag 0, coordinates kept) in the hourglass file. Under the old visible-only reading the hourglass format
     lost their heatmaps, loss weight and PCKh count; the mmpose format (joints_vis = annotated) kept them."""
     (tmp_path / SHARED_IMAGE).symlink_to(SAMPLE / SHARED_IMAGE)
-    hourglass_entries = [e for e in json.loads((SAMPLE / "mpii_annotations_sample.json").read_text())
-                         if e["img_paths"] == SHARED_IMAGE]
+    hourglass_entries = [
+        e for e in json.loads((SAMPLE / "mpii_annotations_sample.json").read_text()) if e["img_paths"] == SHARED_IMAGE
+    ]
     shared = next(e for e in hourglass_entries if e["objpos"] == [966.0, 340.0])
     for j in OCCLUDED:
         shared["joint_self"][j][2] = 0.0
@@ -63,13 +65,26 @@ def test_shared_person_with_occluded_joints_gives_the_same_targets_and_pckh_in_b
     mmpose = [e for e in json.loads((SAMPLE / "test_mpii.json").read_text()) if e["image"] == SHARED_IMAGE]
     (tmp_path / "mmpose_valid.json").write_text(json.dumps(mmpose))
     other = next(e for e in hourglass_entries if e is not shared)
-    (tmp_path / "mmpose_train.json").write_text(json.dumps([{
-        "image": SHARED_IMAGE, "joints": [j[:2] for j in other["joint_self"]], "joints_vis": [1] * 16,
-        "center": other["objpos"], "scale": other["scale_provided"]}]))
+    (tmp_path / "mmpose_train.json").write_text(
+        json.dumps(
+            [
+                {
+                    "image": SHARED_IMAGE,
+                    "joints": [j[:2] for j in other["joint_self"]],
+                    "joints_vis": [1] * 16,
+                    "center": other["objpos"],
+                    "scale": other["scale_provided"],
+                }
+            ]
+        )
+    )
 
-    tasks = [small_task(tmp_path, annotation_file="hourglass.json", image_folder="."),
-             small_task(tmp_path, annotation_file="mmpose_train.json", test_annotation_file="mmpose_valid.json",
-                        image_folder=".")]
+    tasks = [
+        small_task(tmp_path, annotation_file="hourglass.json", image_folder="."),
+        small_task(
+            tmp_path, annotation_file="mmpose_train.json", test_annotation_file="mmpose_valid.json", image_folder="."
+        ),
+    ]
     (_, a, _), (_, b, _) = (eval_batch(t) for t in tasks)
     assert tasks[0].test_people.visible[0, list(OCCLUDED)].logical_not().all()
     assert a["joints_annotated"].all() and torch.equal(a["joints_annotated"], b["joints_annotated"])
@@ -89,8 +104,10 @@ def test_shared_person_with_occluded_joints_gives_the_same_targets_and_pckh_in_b
 
 
 def test_generated_people_agree_across_formats_with_occluded_and_missing_joints(generated):
-    tasks = [small_task(generated),
-             small_task(generated, annotation_file="mmpose_train.json", test_annotation_file="mmpose_valid.json")]
+    tasks = [
+        small_task(generated),
+        small_task(generated, annotation_file="mmpose_train.json", test_annotation_file="mmpose_valid.json"),
+    ]
     (_, a, _), (_, b, _) = (eval_batch(t) for t in tasks)
     people = tasks[0].test_people
     assert (people.annotated & ~people.visible).any() and not people.annotated.all()  # both cases present
@@ -104,8 +121,16 @@ def test_generated_people_agree_across_formats_with_occluded_and_missing_joints(
 def test_loss_joints_modes_and_bearpaw_normalisation(generated):
     """annotated / visible / all weight different maps; `all` is bearpaw's MSELoss(size_average=True) over
     every map summed over stacks, `annotated` is 2 x bearpaw's JointsMSELoss (0.5 factor) with those weights."""
-    batches = {mode: next(iter(small_task(generated, loss_joints=mode).labeled_batches(
-        torch.arange(9), 9, torch.Generator().manual_seed(0)))) for mode in ("annotated", "visible", "all")}
+    batches = {
+        mode: next(
+            iter(
+                small_task(generated, loss_joints=mode).labeled_batches(
+                    torch.arange(9), 9, torch.Generator().manual_seed(0)
+                )
+            )
+        )
+        for mode in ("annotated", "visible", "all")
+    }
     w = {mode: b[1]["weight"] for mode, b in batches.items()}
     assert torch.equal(batches["annotated"][0], batches["all"][0])  # same augmentation draws
     assert (w["all"] == 1).all() and (w["annotated"] >= w["visible"]).all()
@@ -118,8 +143,9 @@ def test_loss_joints_modes_and_bearpaw_normalisation(generated):
     bearpaw_first = sum(torch.nn.functional.mse_loss(o, targets["heatmaps"]) for o in outputs)
     torch.testing.assert_close(batch_loss, bearpaw_first)
     joint_weight = targets["weight"][..., None, None]
-    joints_mse = sum(0.5 * torch.nn.functional.mse_loss(o * joint_weight, targets["heatmaps"] * joint_weight)
-                     for o in outputs)
+    joints_mse = sum(
+        0.5 * torch.nn.functional.mse_loss(o * joint_weight, targets["heatmaps"] * joint_weight) for o in outputs
+    )
     _, annotated_loss = small_task(generated).training_losses(outputs, targets)
     torch.testing.assert_close(annotated_loss, 2 * joints_mse)
     _, halved = small_task(generated, loss_scale=0.5).training_losses(outputs, targets)
@@ -138,10 +164,32 @@ def official_mat(path: Path, people, head_scale: float = 2.0, **override) -> Pat
     centre = (joints[:, 8] + joints[:, 9]) / 2
     boxes = np.stack([centre - half[:, None], centre + half[:, None]])  # [2, R, 2]
     arrays = {
-        "pos_gt_src": joints.transpose(1, 2, 0), "jnt_missing": (~people.annotated.numpy()).T.astype(np.float64),
+        "pos_gt_src": joints.transpose(1, 2, 0),
+        "jnt_missing": (~people.annotated.numpy()).T.astype(np.float64),
         "headboxes_src": boxes.transpose(0, 2, 1),
-        "dataset_joints": np.array([["rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head",
-                                     "rwri", "relb", "rsho", "lsho", "lelb", "lwri"]], dtype=object),
+        "dataset_joints": np.array(
+            [
+                [
+                    "rank",
+                    "rkne",
+                    "rhip",
+                    "lhip",
+                    "lkne",
+                    "lank",
+                    "pelv",
+                    "thor",
+                    "neck",
+                    "head",
+                    "rwri",
+                    "relb",
+                    "rsho",
+                    "lsho",
+                    "lelb",
+                    "lwri",
+                ]
+            ],
+            dtype=object,
+        ),
     } | override
     savemat(path, arrays)
     return path
@@ -201,8 +249,29 @@ def test_official_file_in_another_order_or_layout_is_refused(generated, tmp_path
     short = official_mat(tmp_path / "short.mat", people.select(torch.arange(2)))
     with pytest.raises(DataError, match="has 2 rows but the test split has at least"):
         small_task(generated, official_gt_file=str(short))
-    names = np.array([["lank", "rkne", "rhip", "lhip", "lkne", "rank", "pelv", "thor", "neck", "head",
-                       "rwri", "relb", "rsho", "lsho", "lelb", "lwri"]], dtype=object)
+    names = np.array(
+        [
+            [
+                "lank",
+                "rkne",
+                "rhip",
+                "lhip",
+                "lkne",
+                "rank",
+                "pelv",
+                "thor",
+                "neck",
+                "head",
+                "rwri",
+                "relb",
+                "rsho",
+                "lsho",
+                "lelb",
+                "lwri",
+            ]
+        ],
+        dtype=object,
+    )
     reordered = official_mat(tmp_path / "names.mat", people, dataset_joints=names)
     with pytest.raises(DataError, match="not in the MPII joint order"):
         small_task(generated, official_gt_file=str(reordered))
@@ -216,8 +285,9 @@ def test_official_file_in_another_order_or_layout_is_refused(generated, tmp_path
 def test_fallback_is_named_in_the_log(generated, caplog):
     with caplog.at_level(logging.INFO, logger="al_runner.tasks.pose"):
         small_task(generated)
-    assert any("head_segment for 3 people" in r.getMessage() and "not the official" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "head_segment for 3 people" in r.getMessage() and "not the official" in r.getMessage() for r in caplog.records
+    )
 
 
 # ---- 3. the weighted mean ----------------------------------------------------------------------
@@ -225,7 +295,7 @@ def test_pckh_mean_is_weighted_by_annotated_counts():
     """The official Mean pools the 14 joints (sum PCKh_j * jnt_ratio_j); a plain mean over joints differs
     when joints are annotated unequally often."""
     correct = torch.tensor([0] + [1] * 5 + [0, 0] + [1] * 8)
-    counted = torch.tensor([10] + [1] * 5 + [4, 4] + [1] * 8)   # r_ankle annotated 10x, all wrong
+    counted = torch.tensor([10] + [1] * 5 + [4, 4] + [1] * 8)  # r_ankle annotated 10x, all wrong
     weighted, unweighted = PCKh(64), PCKh(64, mean="unweighted")
     for metric in (weighted, unweighted):
         metric.correct, metric.counted = correct.clone(), counted.clone()
@@ -245,12 +315,12 @@ def test_augmentation_follows_bearpaw_distributions():
     rotation = torch.tensor([d.rotation for d in draws])
     scale = torch.tensor([d.scale for d in draws])
     rotated = rotation != 0
-    assert 0.57 < float(rotated.float().mean()) < 0.63                       # rotation on 60 % of samples
-    assert float(rotation.abs().max()) == 60.0                               # sigma 30, clamped to +-60
+    assert 0.57 < float(rotated.float().mean()) < 0.63  # rotation on 60 % of samples
+    assert float(rotation.abs().max()) == 60.0  # sigma 30, clamped to +-60
     assert 0.29 < float((rotation[rotated].abs() > 30).float().mean()) < 0.35  # P(|N(0,1)| > 1) = 0.317
-    assert float(rotation[rotated].std()) == pytest.approx(27.6, abs=1.5)     # clamped-N(0, 30) std
+    assert float(rotation[rotated].std()) == pytest.approx(27.6, abs=1.5)  # clamped-N(0, 30) std
     assert scale.min() == 0.75 and scale.max() == 1.25
-    assert 0.13 < float((scale == 0.75).float().mean()) < 0.19               # P(N(0,1) < -1) = 0.159 at the clamp
+    assert 0.13 < float((scale == 0.75).float().mean()) < 0.19  # P(N(0,1) < -1) = 0.159 at the clamp
     assert 0.47 < float(torch.tensor([d.flip for d in draws]).float().mean()) < 0.53
     old = [Augment.draw(gen, "uniform", 0.25, 30.0, 0.6, 0.5, 0.2) for _ in range(500)]
     assert max(abs(d.rotation) for d in old) <= 30.0 and all(0.75 < d.scale < 1.25 for d in old)
@@ -258,8 +328,14 @@ def test_augmentation_follows_bearpaw_distributions():
 
 def test_config_defaults_are_bearpaws():
     task = compose_config(["experiment=fig7_mpii"]).task
-    assert dict(task.augmentation) == dict(draw="clamped_gaussian", scale_factor=0.25, rotation_factor=30.0,
-                                           rotation_prob=0.6, flip_prob=0.5, color_gain=0.2)
+    assert dict(task.augmentation) == dict(
+        draw="clamped_gaussian",
+        scale_factor=0.25,
+        rotation_factor=30.0,
+        rotation_prob=0.6,
+        flip_prob=0.5,
+        color_gain=0.2,
+    )
     assert (task.loss_joints, task.loss_scale, task.pckh_mean) == ("annotated", 1.0, "weighted")
     assert task.official_gt_file is None and "official_gt_file" in task.build
 
@@ -277,6 +353,7 @@ def _bearpaw_hg2_parameter_count(joints: int = 16) -> int:
     width changes; stem conv7x7(3->64)+BN, layer1 (64->128), layer2 (128), layer3 (128->256); each stack: an
     hourglass of depth 4 with 3 residuals per level + 1 innermost (13), 1 residual, fc (1x1 conv + BN),
     score (1x1 -> 16); fc_ and score_ between the stacks."""
+
     def conv(cin, cout, k=1):
         return cin * cout * k * k + cout
 
@@ -284,8 +361,15 @@ def _bearpaw_hg2_parameter_count(joints: int = 16) -> int:
         return 2 * c
 
     def bottleneck(inplanes, planes):
-        return (bn(inplanes) + conv(inplanes, planes) + bn(planes) + conv(planes, planes, 3) + bn(planes)
-                + conv(planes, 2 * planes) + (conv(inplanes, 2 * planes) if inplanes != 2 * planes else 0))
+        return (
+            bn(inplanes)
+            + conv(inplanes, planes)
+            + bn(planes)
+            + conv(planes, planes, 3)
+            + bn(planes)
+            + conv(planes, 2 * planes)
+            + (conv(inplanes, 2 * planes) if inplanes != 2 * planes else 0)
+        )
 
     stem = conv(3, 64, 7) + bn(64) + bottleneck(64, 64) + bottleneck(128, 64) + bottleneck(128, 128)
     stack = 13 * bottleneck(256, 128) + bottleneck(256, 128) + conv(256, 256) + bn(256) + conv(256, joints)
@@ -314,13 +398,13 @@ def test_reference_official_logic_on_a_hand_case():
     gt = np.zeros((16, 2, 2))
     gt[:, 0, :] = 100.0
     missing = np.zeros((16, 2))
-    missing[0, 1] = 1                                    # r_ankle of person 1 not annotated
+    missing[0, 1] = 1  # r_ankle of person 1 not annotated
     boxes = np.zeros((2, 2, 2))
-    boxes[1, :, :] = [[30.0, 60.0], [40.0, 80.0]]        # head sizes 0.6 * 50 = 30 and 0.6 * 100 = 60
+    boxes[1, :, :] = [[30.0, 60.0], [40.0, 80.0]]  # head sizes 0.6 * 50 = 30 and 0.6 * 100 = 60
     pred = gt.copy()
-    pred[0, 0, 0] += 16.0                                # r_ankle person 0: 16 / 30 > 0.5 -> wrong
-    pred[1, 0, 1] += 500.0                               # r_knee person 1: wrong
-    pred[0, 0, 1] += 500.0                               # r_ankle person 1: missing, not counted
+    pred[0, 0, 0] += 16.0  # r_ankle person 0: 16 / 30 > 0.5 -> wrong
+    pred[1, 0, 1] += 500.0  # r_knee person 1: wrong
+    pred[0, 0, 1] += 500.0  # r_ankle person 1: missing, not counted
     per_joint, mean, unweighted = script.official_pckh(pred, gt, missing, boxes)
     assert per_joint[0] == 0.0 and per_joint[1] == 0.5 and per_joint[2] == 1.0
     assert mean == pytest.approx(25 / 27) and unweighted == pytest.approx((0 + 0.5 + 12) / 14)

@@ -1,4 +1,5 @@
 """PCKh, the pose losses/uncertainty and the stacked hourglass (al_runner.tasks.pose)."""
+
 from __future__ import annotations
 
 import math
@@ -23,16 +24,17 @@ def _truth(n=2):
 
 def test_pckh_all_correct():
     joints = _truth()
-    correct, counted = pckh_correct(joints + 3.0, joints, torch.ones(2, 16, dtype=torch.bool),
-                                    head_size_from_segment(joints))
+    correct, counted = pckh_correct(
+        joints + 3.0, joints, torch.ones(2, 16, dtype=torch.bool), head_size_from_segment(joints)
+    )
     assert torch.equal(correct, counted) and counted.sum() == 32
 
 
 def test_pckh_joint_off_by_exactly_the_threshold_is_wrong():
     joints = _truth(1)
     pred = joints.clone()
-    pred[0, 4, 0] += 20.0           # exactly 0.5 * head size: not "< 0.5" (official eval is strict)
-    pred[0, 5, 1] += 19.999         # just inside
+    pred[0, 4, 0] += 20.0  # exactly 0.5 * head size: not "< 0.5" (official eval is strict)
+    pred[0, 5, 1] += 19.999  # just inside
     correct, counted = pckh_correct(pred, joints, torch.ones(1, 16, dtype=torch.bool), torch.tensor([40.0]))
     assert correct[4] == 0 and correct[5] == 1 and counted.sum() == 16
 
@@ -40,7 +42,7 @@ def test_pckh_joint_off_by_exactly_the_threshold_is_wrong():
 def test_pckh_ignores_unannotated_joints_and_unknown_head_sizes():
     joints = _truth(2)
     pred = joints.clone()
-    pred[:, 2] += 500.0             # far off, but not annotated in both people
+    pred[:, 2] += 500.0  # far off, but not annotated in both people
     annotated = torch.ones(2, 16, dtype=torch.bool)
     annotated[:, 2] = False
     correct, counted = pckh_correct(pred, joints, annotated, torch.tensor([40.0, math.nan]))
@@ -69,8 +71,14 @@ def test_head_size_conventions_agree_on_generated_boxes():
 def test_perfect_heatmaps_score_one_in_original_coordinates(tmp_path):
     root = generate(tmp_path, people=8, seed=1)
     for annotation, test in (("hourglass.json", None), ("mmpose_train.json", "mmpose_valid.json")):
-        task = MPIITask(root=str(root), annotation_file=annotation, image_folder="images", input_size=64,
-                        heatmap_size=16, test_annotation_file=test)
+        task = MPIITask(
+            root=str(root),
+            annotation_file=annotation,
+            image_folder="images",
+            input_size=64,
+            heatmap_size=16,
+            test_annotation_file=test,
+        )
         metric = task.new_metric()
         for _, targets, _ in task.test_batches(4):
             inside_crop = targets["weight"].bool() == targets["joints_annotated"]
@@ -81,8 +89,9 @@ def test_perfect_heatmaps_score_one_in_original_coordinates(tmp_path):
 
 def test_per_sample_losses_average_to_the_batch_loss_and_uncertainty_is_entropy(tmp_path):
     root = generate(tmp_path, people=8, seed=2)
-    task = MPIITask(root=str(root), annotation_file="hourglass.json", image_folder="images", input_size=64,
-                    heatmap_size=16)
+    task = MPIITask(
+        root=str(root), annotation_file="hourglass.json", image_folder="images", input_size=64, heatmap_size=16
+    )
     inputs, targets, _ = next(iter(task.labeled_batches(torch.arange(6), 6, torch.Generator().manual_seed(0))))
     outputs = [torch.randn(6, 16, 16, 16), torch.randn(6, 16, 16, 16)]
     per_sample, batch = task.training_losses(outputs, targets)
@@ -110,5 +119,3 @@ def test_hourglass_shapes_and_taps():
     assert isinstance(out, list) and [o.shape for o in out] == [(2, 16, 16, 16)] * 2
     feats = taps.features(["stacks.0.head", "stacks.1.head"])
     assert [f.shape for f in feats] == [(2, 16, 16, 16)] * 2
-
-

@@ -1,5 +1,6 @@
 """A run records its resolved precision (fp32 / bf16) and the CPU's bf16 units in its floating-point path; a
 resume in another precision is refused; bf16 asked for on a CPU without bf16 units runs, with one warning line."""
+
 from __future__ import annotations
 
 import json

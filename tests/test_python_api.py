@@ -22,8 +22,15 @@ REPO = Path(__file__).resolve().parent.parent
 def own_model() -> nn.Module:
     """Not one of al_runner's models: a plain Sequential named by index."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 8, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    )
 
 
 def test_the_module_attaches_to_any_model_by_layer_names_and_is_the_runners_module():
@@ -44,8 +51,9 @@ def test_the_loss_term_is_lambda_times_the_papers_ranking_loss_and_detaches_on_t
     per_sample = F.cross_entropy(model(x), y, reduction="none")
     term = predictor.loss(per_sample, epoch=0)
     expected = 0.5 * MarginRankingLoss(1.0)(predictor.predicted_loss(), per_sample)
-    assert torch.allclose(term, expected) and torch.allclose(api.ranking_loss(predictor.predicted_loss(), per_sample),
-                                                             expected / 0.5)
+    assert torch.allclose(term, expected) and torch.allclose(
+        api.ranking_loss(predictor.predicted_loss(), per_sample), expected / 0.5
+    )
     first_conv = model[0].weight
     assert torch.autograd.grad(term, first_conv, retain_graph=True)[0].abs().sum() > 0  # before: shapes the model
     late = predictor.loss(per_sample, epoch=3)
@@ -58,8 +66,9 @@ def test_scoring_reads_inputs_only_in_loader_order_and_leaves_the_model_as_it_wa
     predictor = api.attach_loss_module(model, ["1", "3"], example_input=x[:2])
     poisoned = TensorDataset(x, torch.full((10,), float("nan")))  # labels a sampler must never read
     model.train()
-    candidates = api.score_unlabeled(model, predictor, DataLoader(poisoned, batch_size=4), probabilities=True,
-                                     embedding_layer="3")
+    candidates = api.score_unlabeled(
+        model, predictor, DataLoader(poisoned, batch_size=4), probabilities=True, embedding_layer="3"
+    )
     assert model.training and len(model[3]._forward_hooks) == 1  # mode restored; only the predictor's own hook left
     model.eval()
     with torch.no_grad():
@@ -77,8 +86,9 @@ def test_scoring_reads_inputs_only_in_loader_order_and_leaves_the_model_as_it_wa
 def test_the_hybrid_needs_the_labeled_embedding_and_says_how_to_give_it():
     model, x = own_model(), torch.randn(12, 1, 8, 8)
     predictor = api.attach_loss_module(model, ["1", "3"], example_input=x[:2])
-    candidates = api.score_unlabeled(model, predictor, DataLoader(TensorDataset(x[:8]), batch_size=4),
-                                     embedding_layer="3")
+    candidates = api.score_unlabeled(
+        model, predictor, DataLoader(TensorDataset(x[:8]), batch_size=4), embedding_layer="3"
+    )
     hybrid = api.PredictedLossThenCoreSet(beta=2.0)
     with pytest.raises(ValueError, match=r"needs labeled_embedding .*embed\(model, labeled_loader, layer\)"):
         api.select(hybrid, candidates, 2)
@@ -86,8 +96,10 @@ def test_the_hybrid_needs_the_labeled_embedding_and_says_how_to_give_it():
     positions, _ = api.select(hybrid, candidates, 2)
     shortlist = set(api.top_k(candidates.predicted_loss, 4).tolist())
     assert len(set(positions.tolist())) == 2 and set(positions.tolist()) <= shortlist
-    assert torch.equal(api.select(api.RandomSampler(), candidates, 3, seed=5)[0],
-                       api.select(api.RandomSampler(), candidates, 3, seed=5)[0])
+    assert torch.equal(
+        api.select(api.RandomSampler(), candidates, 3, seed=5)[0],
+        api.select(api.RandomSampler(), candidates, 3, seed=5)[0],
+    )
 
 
 def test_the_own_training_loop_example_runs_two_cycles_and_learns():

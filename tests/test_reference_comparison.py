@@ -1,5 +1,6 @@
 """`al-plot --reference DIR` compares a sweep with committed reference runs within their seed spread (per sampler
 and cycle), since on another CPU type the numbers are not expected to repeat digit for digit."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,15 +27,23 @@ def write_sweep(root: Path, values: dict[tuple[str, int], list[float]]) -> Path:
 
 
 def test_each_sampler_and_cycle_is_placed_against_the_reference_mean_and_std(tmp_path):
-    reference = write_sweep(tmp_path / "ref", {("random", 0): [0.50, 0.70], ("random", 1): [0.52, 0.72],
-                                               ("random", 2): [0.54, 0.74], ("entropy", 0): [0.50, 0.80]})
-    runs = write_sweep(tmp_path / "runs", {("random", 0): [0.50, 0.80], ("random", 1): [0.53, 0.80],
-                                           ("random", 2): [0.53, 0.80]})
+    reference = write_sweep(
+        tmp_path / "ref",
+        {
+            ("random", 0): [0.50, 0.70],
+            ("random", 1): [0.52, 0.72],
+            ("random", 2): [0.54, 0.74],
+            ("entropy", 0): [0.50, 0.80],
+        },
+    )
+    runs = write_sweep(
+        tmp_path / "runs", {("random", 0): [0.50, 0.80], ("random", 1): [0.53, 0.80], ("random", 2): [0.53, 0.80]}
+    )
     comparison = compare_with_reference([runs], [reference])
     table = comparison.table.set_index(["sampler", "cycle"])
     assert table.loc[("random", 0), "mean_reference"] == pytest.approx(0.52)
     assert table.loc[("random", 0), "std_reference"] == pytest.approx(0.02)
-    assert bool(table.loc[("random", 0), "inside"]) is True   # 0.52 within 0.52 ± 0.02
+    assert bool(table.loc[("random", 0), "inside"]) is True  # 0.52 within 0.52 ± 0.02
     assert bool(table.loc[("random", 1), "inside"]) is False  # 0.80 outside 0.72 ± 0.02
     assert comparison.inside == 1 and len(comparison.table) == 2
     assert (comparison.identical_rows, comparison.shared_rows) == (1, 6)  # random seed 0, cycle 0

@@ -1,4 +1,5 @@
 """scripts/reference_cifar_trainer.py: the independent recipe trainer used for the classification fidelity check."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,6 @@ import pytest
 from PIL import Image
 
 from tests.conftest import load_script
-
-
 
 pytestmark = pytest.mark.usefixtures("keep_torch_threads")
 
@@ -53,8 +52,12 @@ def _run_dir(path: Path, data_root: Path, indices: list[int], items: list[str] |
 
 def test_trains_on_the_runs_cycle0_images_appends_one_row_and_skips_a_rerun(trainer, tmp_path, capsys):
     _image_tree(tmp_path / "data")
-    run = _run_dir(tmp_path / "run", tmp_path / "data", [0, 1, 4, 5], ["train/cat/0000.png", "train/cat/0001.png",
-                                                                     "train/dog/0000.png", "train/dog/0001.png"])
+    run = _run_dir(
+        tmp_path / "run",
+        tmp_path / "data",
+        [0, 1, 4, 5],
+        ["train/cat/0000.png", "train/cat/0001.png", "train/dog/0000.png", "train/dog/0001.png"],
+    )
     out = tmp_path / "rows.csv"
     args = ["--run-dir", str(run), "--width", "4", "--epochs", "1", "--out", str(out)]
     assert trainer.main(args) == 0

@@ -7,9 +7,9 @@ import al_runner.loop as loop_mod
 import al_runner.runner as runner_mod
 from al_runner.errors import ConfigError, NonFiniteLossError
 from al_runner.loop import select
-from al_runner.schema import TIMING_COLUMNS
 from al_runner.runner import ActiveLearningRun, run_experiment
 from al_runner.samplers import RandomSampler
+from al_runner.schema import TIMING_COLUMNS
 
 SAMPLERS = ["random", "entropy", "coreset", "learning_loss_mse", "learning_loss"]
 
@@ -51,7 +51,9 @@ def test_same_seed_same_initial_set_and_weights_across_samplers(smoke_cfg, tmp_p
         run = ActiveLearningRun(smoke_cfg(f"sampler={sampler}", "schedule.cycles=1"), tmp_path / sampler)
         run.run()
         initial.append(sorted(int(r["pool_index"]) for r in read_csv(tmp_path / sampler / "selected.csv")))
-        weights.append(ActiveLearningRun(smoke_cfg(f"sampler={sampler}"), tmp_path / "x").learner.model.block1[0].weight)
+        weights.append(
+            ActiveLearningRun(smoke_cfg(f"sampler={sampler}"), tmp_path / "x").learner.model.block1[0].weight
+        )
     assert all(s == initial[0] for s in initial)
     assert all(torch.equal(w, weights[0]) for w in weights)
     other_seed = ActiveLearningRun(smoke_cfg("seed=1", "schedule.cycles=1"), tmp_path / "seed1")
@@ -78,7 +80,9 @@ def test_random_with_module_control_labels_what_random_labels_and_trains_the_mod
 def test_reruns_give_identical_csvs(smoke_cfg, tmp_path):
     for d in ("a", "b"):
         run_experiment(smoke_cfg("sampler=learning_loss"), tmp_path / d)
-    assert without_timing(read_csv(tmp_path / "a" / "cycles.csv")) == without_timing(read_csv(tmp_path / "b" / "cycles.csv"))
+    assert without_timing(read_csv(tmp_path / "a" / "cycles.csv")) == without_timing(
+        read_csv(tmp_path / "b" / "cycles.csv")
+    )
     for name in ("selected.csv", "test_scores.csv"):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
 
@@ -124,13 +128,16 @@ def test_resume_with_a_different_config_is_refused(smoke_cfg, tmp_path):
         run_experiment(smoke_cfg("schedule.cycles=1", "schedule.epochs=3"), tmp_path)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["schedule.initial_size=150", "schedule.query_size=30", "schedule.cycles=3"], "only 200"),
-    (["schedule.subset_size=5"], "subset_size"),
-    (["schedule.batch_size=7", "sampler=learning_loss"], "odd"),
-    (["model.taps=[block1,blok2]"], "blok2.*block2"),
-    (["schedule.cycles=0"], "cycles"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["schedule.initial_size=150", "schedule.query_size=30", "schedule.cycles=3"], "only 200"),
+        (["schedule.subset_size=5"], "subset_size"),
+        (["schedule.batch_size=7", "sampler=learning_loss"], "odd"),
+        (["model.taps=[block1,blok2]"], "blok2.*block2"),
+        (["schedule.cycles=0"], "cycles"),
+    ],
+)
 def test_bad_input_fails_before_any_training(smoke_cfg, tmp_path, monkeypatch, overrides, message):
     monkeypatch.setattr(runner_mod, "train_cycle", lambda *a, **k: pytest.fail("trained despite bad input"))
     with pytest.raises(ConfigError, match=message):
@@ -174,7 +181,9 @@ def test_selection_ignores_labels_of_unlabeled_points(smoke_cfg, tmp_path, sampl
     labeled, unlabeled = run.pool.labeled_indices, run.pool.unlabeled_indices
 
     def pick():
-        return select(run.learner, run.task, run.sampler, unlabeled, labeled, 10, 40, 64, torch.Generator().manual_seed(5))
+        return select(
+            run.learner, run.task, run.sampler, unlabeled, labeled, 10, 40, 64, torch.Generator().manual_seed(5)
+        )
 
     before_idx, before_scores = pick()
     labels = run.task.data.train_labels
@@ -195,8 +204,17 @@ def test_samplers_receive_no_labels(smoke_cfg, tmp_path, monkeypatch):
             raise AssertionError("a label was read during selection")
 
     run.task.data.train_labels = Exploding()
-    select(run.learner, run.task, run.sampler, run.pool.unlabeled_indices, run.pool.labeled_indices, 10, None, 64,
-           torch.Generator())
+    select(
+        run.learner,
+        run.task,
+        run.sampler,
+        run.pool.unlabeled_indices,
+        run.pool.labeled_indices,
+        10,
+        None,
+        64,
+        torch.Generator(),
+    )
 
 
 def test_reinit_each_cycle_restarts_from_the_initial_weights(smoke_cfg, tmp_path, monkeypatch):

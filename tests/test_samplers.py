@@ -1,8 +1,16 @@
 import torch
 
 from al_runner.pool import Pool
-from al_runner.samplers import (Candidates, CoreSetSampler, EntropySampler, PredictedLossSampler, RandomSampler,
-                                k_center_greedy, min_sq_distances, top_k)
+from al_runner.samplers import (
+    Candidates,
+    CoreSetSampler,
+    EntropySampler,
+    PredictedLossSampler,
+    RandomSampler,
+    k_center_greedy,
+    min_sq_distances,
+    top_k,
+)
 
 
 def brute_force_k_center(points, centers, k):
@@ -61,8 +69,9 @@ def test_random_sampler_is_seeded():
 
 
 def test_coreset_sampler_uses_labeled_embedding_as_centers():
-    c = Candidates(torch.arange(4), embedding=torch.tensor([[1.0], [10.0], [5.0], [6.0]]),
-                   labeled_embedding=torch.tensor([[9.0]]))
+    c = Candidates(
+        torch.arange(4), embedding=torch.tensor([[1.0], [10.0], [5.0], [6.0]]), labeled_embedding=torch.tensor([[9.0]])
+    )
     picks, _ = CoreSetSampler().select(c, 1, torch.Generator())
     assert picks.tolist() == [0]  # farthest from the labeled point at 9
 

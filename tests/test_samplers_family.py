@@ -1,4 +1,5 @@
 """Known answers for each sampler of the family, on synthetic inputs (no training)."""
+
 import math
 
 import numpy as np
@@ -7,16 +8,31 @@ import torch
 from scipy.special import xlogy
 from scipy.stats import entropy as scipy_entropy
 
-from al_runner.samplers import (BadgeSampler, BALDSampler, Candidates, GradientEmbedding, LeastConfidenceSampler,
-                                MarginSampler, PredictedLossThenCoreSet, TrueLossOracle, bald_scores, entropy_scores,
-                                k_center_greedy, kmeans_pp_seeding, least_confidence_scores, margin_scores)
+from al_runner.samplers import (
+    BadgeSampler,
+    BALDSampler,
+    Candidates,
+    GradientEmbedding,
+    LeastConfidenceSampler,
+    MarginSampler,
+    PredictedLossThenCoreSet,
+    TrueLossOracle,
+    bald_scores,
+    entropy_scores,
+    k_center_greedy,
+    kmeans_pp_seeding,
+    least_confidence_scores,
+    margin_scores,
+)
 
-TABLE = torch.tensor([
-    [0.50, 0.40, 0.10],  # margin 0.10, max 0.50
-    [0.90, 0.05, 0.05],  # margin 0.85, max 0.90
-    [0.34, 0.33, 0.33],  # margin 0.01, max 0.34
-    [0.60, 0.00, 0.40],  # margin 0.20, max 0.60
-])
+TABLE = torch.tensor(
+    [
+        [0.50, 0.40, 0.10],  # margin 0.10, max 0.50
+        [0.90, 0.05, 0.05],  # margin 0.85, max 0.90
+        [0.34, 0.33, 0.33],  # margin 0.01, max 0.34
+        [0.60, 0.00, 0.40],  # margin 0.20, max 0.60
+    ]
+)
 
 
 def test_margin_and_least_confidence_known_answers():
@@ -131,7 +147,9 @@ def test_badge_picks_one_point_per_far_apart_cluster():
     g = torch.Generator().manual_seed(0)
     features = (centers[:, None, :] + 0.01 * torch.randn(4, 10, 2, generator=g)).reshape(40, 2)
     grads = GradientEmbedding(torch.ones(40, 1), features)
-    picks, _ = BadgeSampler().select(Candidates(torch.arange(40), gradient_embedding=grads), 4, torch.Generator().manual_seed(1))
+    picks, _ = BadgeSampler().select(
+        Candidates(torch.arange(40), gradient_embedding=grads), 4, torch.Generator().manual_seed(1)
+    )
     assert sorted(p // 10 for p in picks.tolist()) == [0, 1, 2, 3]
 
 
@@ -147,7 +165,9 @@ def test_hybrid_shortlists_by_predicted_loss_then_spreads_by_core_set():
     # Position 4 is the farthest of all but has the lowest predicted loss: never considered.
     embedding = torch.tensor([[1.0], [10.0], [5.0], [9.0], [100.0]])
     predicted = torch.tensor([4.0, 3.0, 2.0, 5.0, 0.0])
-    c = Candidates(torch.arange(10, 15), predicted_loss=predicted, embedding=embedding, labeled_embedding=torch.zeros(1, 1))
+    c = Candidates(
+        torch.arange(10, 15), predicted_loss=predicted, embedding=embedding, labeled_embedding=torch.zeros(1, 1)
+    )
     picks, scores = PredictedLossThenCoreSet(beta=2.0).select(c, 2, torch.Generator())
     assert picks.tolist() == [1, 2] and torch.allclose(scores, torch.tensor([10.0, 5.0]))
     # beta so large that the shortlist is everything: core-set itself
@@ -160,5 +180,7 @@ def test_hybrid_shortlists_by_predicted_loss_then_spreads_by_core_set():
 def test_true_loss_oracle_is_marked_and_ranks_by_the_real_loss():
     oracle = TrueLossOracle()
     assert oracle.reads_labels and "true_loss" in oracle.needs
-    picks, _ = oracle.select(Candidates(torch.arange(4), true_loss=torch.tensor([0.1, 2.0, 0.5, 1.0])), 2, torch.Generator())
+    picks, _ = oracle.select(
+        Candidates(torch.arange(4), true_loss=torch.tensor([0.1, 2.0, 0.5, 1.0])), 2, torch.Generator()
+    )
     assert picks.tolist() == [1, 3]

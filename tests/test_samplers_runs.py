@@ -1,5 +1,6 @@
 """The sampler family inside real (tiny) runs: the learner's table of needs, build-time refusals, no label
 leaks, the oracle's one door to labels, and independent seeds for the initial set and the weights."""
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -13,8 +14,20 @@ from al_runner.runner import ActiveLearningRun
 from al_runner.tasks.classification.task import ClassificationTask
 
 # every sampler that must never read a label of an unlabeled point
-METHODS = ["random", "entropy", "coreset", "learning_loss", "learning_loss_mse", "random_with_module", "margin",
-           "least_confidence", "bald", "badge", "hybrid", "entropy_with_module"]
+METHODS = [
+    "random",
+    "entropy",
+    "coreset",
+    "learning_loss",
+    "learning_loss_mse",
+    "random_with_module",
+    "margin",
+    "least_confidence",
+    "bald",
+    "badge",
+    "hybrid",
+    "entropy_with_module",
+]
 
 
 def trained_run(smoke_cfg, tmp_path, sampler, *overrides):
@@ -24,8 +37,17 @@ def trained_run(smoke_cfg, tmp_path, sampler, *overrides):
 
 
 def pick(run, generator_seed=5, subset=40):
-    return select(run.learner, run.task, run.sampler, run.pool.unlabeled_indices, run.pool.labeled_indices, 10, subset,
-                  64, torch.Generator().manual_seed(generator_seed))
+    return select(
+        run.learner,
+        run.task,
+        run.sampler,
+        run.pool.unlabeled_indices,
+        run.pool.labeled_indices,
+        10,
+        subset,
+        64,
+        torch.Generator().manual_seed(generator_seed),
+    )
 
 
 def shuffle_unlabeled_labels(run):
@@ -66,7 +88,9 @@ def test_score_with_labels_returns_the_real_loss_in_candidate_order(smoke_cfg, t
     run.learner.eval()
     with torch.no_grad():
         inputs = run.task.augmentation.eval(run.task.data.train_images[candidates])
-        expected = F.cross_entropy(run.learner.forward(inputs), run.task.data.train_labels[candidates], reduction="none")
+        expected = F.cross_entropy(
+            run.learner.forward(inputs), run.task.data.train_labels[candidates], reduction="none"
+        )
     assert torch.allclose(losses, expected, atol=1e-5)
 
 
@@ -90,8 +114,15 @@ def test_mc_probabilities_are_seeded_and_reduce_to_the_probabilities_without_dro
     options = {"last_layer": "fc", "mc_passes": 5, "mc_dropout": 0.5}
 
     def passes(seed, **change):
-        got = score_inputs(run.learner, run.task, idx, 3, frozenset({"mc_probabilities", "probabilities"}),
-                           {**options, **change}, torch.Generator().manual_seed(seed))
+        got = score_inputs(
+            run.learner,
+            run.task,
+            idx,
+            3,
+            frozenset({"mc_probabilities", "probabilities"}),
+            {**options, **change},
+            torch.Generator().manual_seed(seed),
+        )
         return got["mc_probabilities"], got["probabilities"]
 
     mc, probabilities = passes(0)
@@ -109,13 +140,17 @@ def refuse_training(monkeypatch):
     monkeypatch.setattr(runner_mod, "train_cycle", no_training)
 
 
-@pytest.mark.parametrize("sampler, overrides, message", [
-    ("margin", [], "gives no class probabilities"),
-    ("bald", [], "gives no class probabilities"),
-    ("badge", [], "gives no class probabilities"),
-])
-def test_a_need_the_task_cannot_give_is_refused_before_training(smoke_cfg, tmp_path, monkeypatch, sampler, overrides,
-                                                                 message):
+@pytest.mark.parametrize(
+    "sampler, overrides, message",
+    [
+        ("margin", [], "gives no class probabilities"),
+        ("bald", [], "gives no class probabilities"),
+        ("badge", [], "gives no class probabilities"),
+    ],
+)
+def test_a_need_the_task_cannot_give_is_refused_before_training(
+    smoke_cfg, tmp_path, monkeypatch, sampler, overrides, message
+):
     refuse_training(monkeypatch)
     monkeypatch.delattr(ClassificationTask, "class_probabilities")  # as a detection or pose task
     with pytest.raises(ConfigError, match=message) as error:
@@ -123,14 +158,19 @@ def test_a_need_the_task_cannot_give_is_refused_before_training(smoke_cfg, tmp_p
     assert "\n" not in str(error.value) and f"sampler {sampler} cannot run on task synthetic" in str(error.value)
 
 
-@pytest.mark.parametrize("sampler, overrides, message", [
-    ("bald", ["sampler.strategy.last_layer=block3"], "has no linear layer 'block3'"),
-    ("badge", ["sampler.strategy.last_layer=nope"], "has no linear layer 'nope'"),
-    ("hybrid", ["sampler.loss_objective=null"], "predicted_loss: the loss-prediction module is not trained"),
-    ("learning_loss", ["sampler.loss_objective=null"], "set sampler.loss_objective"),
-    ("oracle_true_loss", ["sampler.name=true_loss"], "must start with oracle_"),
-])
-def test_bad_sampler_settings_are_refused_before_training(smoke_cfg, tmp_path, monkeypatch, sampler, overrides, message):
+@pytest.mark.parametrize(
+    "sampler, overrides, message",
+    [
+        ("bald", ["sampler.strategy.last_layer=block3"], "has no linear layer 'block3'"),
+        ("badge", ["sampler.strategy.last_layer=nope"], "has no linear layer 'nope'"),
+        ("hybrid", ["sampler.loss_objective=null"], "predicted_loss: the loss-prediction module is not trained"),
+        ("learning_loss", ["sampler.loss_objective=null"], "set sampler.loss_objective"),
+        ("oracle_true_loss", ["sampler.name=true_loss"], "must start with oracle_"),
+    ],
+)
+def test_bad_sampler_settings_are_refused_before_training(
+    smoke_cfg, tmp_path, monkeypatch, sampler, overrides, message
+):
     refuse_training(monkeypatch)
     with pytest.raises(ConfigError, match=message) as error:
         ActiveLearningRun(smoke_cfg(f"sampler={sampler}", *overrides), tmp_path).run()
@@ -139,9 +179,10 @@ def test_bad_sampler_settings_are_refused_before_training(smoke_cfg, tmp_path, m
 
 
 def test_every_sampler_need_is_in_the_learners_table():
-    from tests.test_config import options
-    from tests.conftest import compose_config
     from hydra.utils import instantiate
+
+    from tests.conftest import compose_config
+    from tests.test_config import options
 
     for name in options("sampler"):
         sampler = instantiate(compose_config([f"sampler={name}"]).sampler.strategy)
@@ -161,12 +202,16 @@ def test_seed_data_and_seed_model_each_move_one_source_only(smoke_cfg, tmp_path)
     set1, weights1, _ = initial_set_and_weights(smoke_cfg, tmp_path / "b", "seed=1")
     assert set0 != set1 and not torch.equal(weights0, weights1)
     mixed_set, mixed_weights, run = initial_set_and_weights(smoke_cfg, tmp_path / "c", "seed=1", "seed_data=0")
-    assert mixed_set == set0 and torch.equal(mixed_weights, weights1)  # the initial set of seed 0, the weights of seed 1
+    assert mixed_set == set0 and torch.equal(
+        mixed_weights, weights1
+    )  # the initial set of seed 0, the weights of seed 1
     mixed_set, mixed_weights, _ = initial_set_and_weights(smoke_cfg, tmp_path / "d", "seed=0", "seed_model=1")
     assert mixed_set == set0 and torch.equal(mixed_weights, weights1)
     # training order and selection follow `seed`: the seed=1 seed_data=0 run's streams are seed 1's
-    assert torch.equal(run.train_generator.get_state(), initial_set_and_weights(smoke_cfg, tmp_path / "e", "seed=1")[2]
-                       .train_generator.get_state())
+    assert torch.equal(
+        run.train_generator.get_state(),
+        initial_set_and_weights(smoke_cfg, tmp_path / "e", "seed=1")[2].train_generator.get_state(),
+    )
 
 
 def test_unset_independent_seeds_leave_the_run_identity_unchanged(smoke_cfg, tmp_path):
@@ -185,8 +230,9 @@ def test_unset_independent_seeds_leave_the_run_identity_unchanged(smoke_cfg, tmp
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the CPU path is tested above)")
-@pytest.mark.parametrize("sampler", ["margin", "least_confidence", "bald", "badge", "hybrid", "entropy_with_module",
-                                     "oracle_true_loss"])
+@pytest.mark.parametrize(
+    "sampler", ["margin", "least_confidence", "bald", "badge", "hybrid", "entropy_with_module", "oracle_true_loss"]
+)
 def test_every_new_sampler_selects_on_cuda(smoke_cfg, tmp_path, sampler):
     run = trained_run(smoke_cfg, tmp_path, sampler, "device=cuda")
     picked, scores = pick(run)

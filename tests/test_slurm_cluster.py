@@ -4,6 +4,7 @@ sbatch, job arrays), requeue, time limit, a failed job, scancel.
 The cluster (Debian's slurm-wlm + munge) is started for this module in a temporary folder by scripts/slurm_cluster.py
 and stopped at the end. Without those packages every test here skips with one line saying how to install them.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,11 +24,23 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
 
-TINY = ["task=synthetic", "model=small_cnn", "schedule=smoke", "model.net.width=8", "progress=false", "name=sweep",
-        "hydra.callbacks.sweep_summary.statistics=false"]
+TINY = [
+    "task=synthetic",
+    "model=small_cnn",
+    "schedule=smoke",
+    "model.net.width=8",
+    "progress=false",
+    "name=sweep",
+    "hydra.callbacks.sweep_summary.statistics=false",
+]
 # one CPU per job (also its torch threads), no GPU, 1 GB: the local reference runs use runtime.threads=1
-SLURM = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
-         "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10"]
+SLURM = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.gpus_per_node=0",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=10",
+]
 cluster_script = load_script("slurm_cluster")
 
 
@@ -54,13 +67,25 @@ def al_run_env(cluster_env: dict, **extra) -> dict:
 
 
 def al_run(cluster_env: dict, *args: str, timeout: float = 300, **extra) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "al_runner", *args], cwd=REPO, env=al_run_env(cluster_env, **extra),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "al_runner", *args],
+        cwd=REPO,
+        env=al_run_env(cluster_env, **extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_al_run(cluster_env: dict, *args: str, **extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "al_runner", *args], cwd=REPO, env=al_run_env(cluster_env, **extra),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "al_runner", *args],
+        cwd=REPO,
+        env=al_run_env(cluster_env, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def sweep_rows(sweep_dir: Path) -> list[dict]:
@@ -71,19 +96,32 @@ def sweep_rows(sweep_dir: Path) -> list[dict]:
 def array_states(cluster_env: dict, *settled: str) -> dict[str, str]:
     """SLURM's own record of every array task: {"<array>_<task>": state}, e.g. COMPLETED, FAILED, CANCELLED; first
     waits until the `settled` tasks have ended (a job's result is on disk a moment before its process exits)."""
+
     def read() -> dict[str, str]:
-        out = subprocess.run(["squeue", "--states=all", "--array", "--noheader", "--format=%i|%T"], env=cluster_env,
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["squeue", "--states=all", "--array", "--noheader", "--format=%i|%T"],
+            env=cluster_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return dict(line.split("|") for line in out.split())
 
-    return wait_until(lambda: (lambda states: states if all(states.get(t) not in (None, "RUNNING", "COMPLETING")
-                                                              for t in settled) else None)(read()),
-                      f"{settled} to end", timeout=60)
+    return wait_until(
+        lambda: (
+            lambda states: (
+                states if all(states.get(t) not in (None, "RUNNING", "COMPLETING") for t in settled) else None
+            )
+        )(read()),
+        f"{settled} to end",
+        timeout=60,
+    )
 
 
 def job_field(cluster_env: dict, job: str, name: str) -> str:
-    out = subprocess.run(["scontrol", "show", "job", "--oneliner", job], env=cluster_env, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", "--oneliner", job], env=cluster_env, capture_output=True, text=True, check=True
+    ).stdout
     return next(part.split("=", 1)[1] for part in out.split() if part.startswith(name + "="))
 
 
@@ -103,8 +141,11 @@ def array_task_of(run_dir: Path) -> str:
     """The SLURM array task (<array>_<task>) that ran a run: submitit gives job number k array index k."""
     sweep_dir = run_dir.parent
     (array,) = {p.name.split("_")[0] for p in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name)}
-    (job,) = [record["job"] for record in map(json.loads, map(Path.read_text, (sweep_dir / ".jobs").glob("*.json")))
-              if record["run_dir"] == str(run_dir)]
+    (job,) = [
+        record["job"]
+        for record in map(json.loads, map(Path.read_text, (sweep_dir / ".jobs").glob("*.json")))
+        if record["run_dir"] == str(run_dir)
+    ]
     return f"{array}_{job}"
 
 
@@ -114,8 +155,9 @@ def slurm_sweep(cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("slurm_sweep")
     result = al_run(cluster, "-m", *SLURM, *TINY, "sampler=random,learning_loss", "seed=0,1", f"paths.output={out}")
     local = tmp_path_factory.mktemp("local")
-    reference = al_run(cluster, "-m", *TINY, "runtime.threads=1", "sampler=random,learning_loss", "seed=0,1",
-                       f"paths.output={local}")
+    reference = al_run(
+        cluster, "-m", *TINY, "runtime.threads=1", "sampler=random,learning_loss", "seed=0,1", f"paths.output={local}"
+    )
     assert reference.returncode == 0, reference.stderr[-3000:]
     return result, out / "sweep", local / "sweep"
 
@@ -136,15 +178,31 @@ def test_a_sweep_of_2_samplers_x_2_seeds_on_slurm_equals_the_same_runs_made_loca
 
 
 def test_a_job_requeued_mid_cycle_and_a_job_at_its_time_limit_both_resume_and_equal_uninterrupted_runs(
-        cluster, slurm_sweep, tmp_path):
+    cluster, slurm_sweep, tmp_path
+):
     _, reference_dir, _ = slurm_sweep
     # both jobs stall in their second cycle (evaluated, not yet checkpointed) until released, at most 100 s
-    process = start_al_run(cluster, "-m", *SLURM, "hydra.launcher.signal_delay_s=55", *TINY, "sampler=random",
-                           "seed=0,1", f"paths.output={tmp_path}",
-                           AL_RUNNER_STALL_WRITE="test_scores.csv:2", AL_RUNNER_STALL_SECONDS="100")
+    process = start_al_run(
+        cluster,
+        "-m",
+        *SLURM,
+        "hydra.launcher.signal_delay_s=55",
+        *TINY,
+        "sampler=random",
+        "seed=0,1",
+        f"paths.output={tmp_path}",
+        AL_RUNNER_STALL_WRITE="test_scores.csv:2",
+        AL_RUNNER_STALL_SECONDS="100",
+    )
     sweep_dir = tmp_path / "sweep"
-    markers = wait_until(lambda: len(list(sweep_dir.glob("*/test_scores.csv.stalled"))) == 2 and
-                         sorted(sweep_dir.glob("*/test_scores.csv.stalled")), "both jobs to stall", process)
+    markers = wait_until(
+        lambda: (
+            len(list(sweep_dir.glob("*/test_scores.csv.stalled"))) == 2
+            and sorted(sweep_dir.glob("*/test_scores.csv.stalled"))
+        ),
+        "both jobs to stall",
+        process,
+    )
     requeued_dir, timed_dir = (next(m.parent for m in markers if f"-seed{seed}-" in m.parent.name) for seed in (0, 1))
     requeued, timed = array_task_of(requeued_dir), array_task_of(timed_dir)
     # seed 1: its time limit cut to 1 min, so that SLURM sends submitit's signal (55 s before the limit) at its next
@@ -176,8 +234,15 @@ def test_a_job_requeued_mid_cycle_and_a_job_at_its_time_limit_both_resume_and_eq
 
 def test_a_failed_job_fails_the_sweep_names_its_log_and_slurm_records_failed(cluster, tmp_path):
     # batch 7 is refused for the ranking loss (odd batch) but fine for random: one job fails, one finishes
-    result = al_run(cluster, "-m", *SLURM, *TINY, "schedule.batch_size=7", "sampler=learning_loss,random",
-                    f"paths.output={tmp_path}")
+    result = al_run(
+        cluster,
+        "-m",
+        *SLURM,
+        *TINY,
+        "schedule.batch_size=7",
+        "sampler=learning_loss,random",
+        f"paths.output={tmp_path}",
+    )
     assert result.returncode != 0
     assert "1 job(s) failed" in result.stderr and "odd" in result.stderr and "Traceback" not in result.stderr
     assert "sweep: 2 job(s): 1 finished, 1 failed" in result.stdout
@@ -192,13 +257,20 @@ def test_a_failed_job_fails_the_sweep_names_its_log_and_slurm_records_failed(clu
 
 
 def test_scancel_of_the_array_keeps_finished_cycles_and_a_rerun_completes_only_what_is_missing(
-        cluster, slurm_sweep, tmp_path):
+    cluster, slurm_sweep, tmp_path
+):
     _, reference_dir, _ = slurm_sweep
     args = ["-m", *SLURM, *TINY, "sampler=random", "seed=0,1", f"paths.output={tmp_path}"]
     process = start_al_run(cluster, *args, AL_RUNNER_STALL_WRITE="test_scores.csv:2", AL_RUNNER_STALL_SECONDS="100")
     sweep_dir = tmp_path / "sweep"
-    stalled = wait_until(lambda: len(list(sweep_dir.glob("*/test_scores.csv.stalled"))) == 2 and
-                         sorted(sweep_dir.glob("*/test_scores.csv.stalled")), "both jobs to stall", process)
+    stalled = wait_until(
+        lambda: (
+            len(list(sweep_dir.glob("*/test_scores.csv.stalled"))) == 2
+            and sorted(sweep_dir.glob("*/test_scores.csv.stalled"))
+        ),
+        "both jobs to stall",
+        process,
+    )
     array = array_task_of(stalled[0].parent).split("_")[0]
     subprocess.run(["scancel", array], env=cluster, check=True)
     out, err = process.communicate(timeout=120)

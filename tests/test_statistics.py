@@ -1,5 +1,6 @@
 """The statistics of al_runner.analysis against hand-computed values and scipy's / statsmodels' own answers
 on fixed tables."""
+
 import math
 import subprocess
 import sys
@@ -9,23 +10,32 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from al_runner.analysis.aubc import aubc_per_run, aubc_summary, area_under_budget_curve, common_last_cycle
+from al_runner.analysis.aubc import area_under_budget_curve, aubc_per_run, aubc_summary, common_last_cycle
 from al_runner.analysis.efficiency import label_efficiency, labels_to_reach
-from al_runner.analysis.paired import (aubc_tests, compare_pair, holm, pairwise_tests, per_cycle_tests, seeds_for_power,
-                                       significant_wins)
+from al_runner.analysis.paired import (
+    aubc_tests,
+    compare_pair,
+    holm,
+    pairwise_tests,
+    per_cycle_tests,
+    seeds_for_power,
+    significant_wins,
+)
 from al_runner.analysis.penalty import penalty_long, penalty_matrix
 from al_runner.analysis.queries import class_balance, class_histograms, entropy_of_counts, pick_overlap
 
 
 def test_the_analysis_package_imports_without_torch():
-    code = ("import sys\n"
-            "class NoTorch:\n"  # any `import torch` raises ImportError (as where torch is not installed)
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] == 'torch': raise ImportError('torch is not installed here')\n"
-            "sys.meta_path.insert(0, NoTorch())\n"
-            "import al_runner.analysis, al_runner.analysis.aubc, al_runner.analysis.paired, al_runner.analysis.penalty, "
-            "al_runner.analysis.efficiency, al_runner.analysis.queries, al_runner.analysis.paper, al_runner.paper_results\n"
-            "assert 'torch' not in sys.modules")
+    code = (
+        "import sys\n"
+        "class NoTorch:\n"  # any `import torch` raises ImportError (as where torch is not installed)
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch': raise ImportError('torch is not installed here')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import al_runner.analysis, al_runner.analysis.aubc, al_runner.analysis.paired, al_runner.analysis.penalty, "
+        "al_runner.analysis.efficiency, al_runner.analysis.queries, al_runner.analysis.paper, al_runner.paper_results\n"
+        "assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -43,8 +53,18 @@ def cycles_table(values: dict, n_labeled=(1000, 1500, 2000), task="t", model="m"
     rows = []
     for (sampler, seed), series in values.items():
         for cycle, value in enumerate(series):
-            rows.append({"task": task, "model": model, "sampler": sampler, "seed": seed, "cycle": cycle,
-                         "n_labeled": n_labeled[cycle], "value": value, "run_dir": f"/runs/{sampler}{seed}"})
+            rows.append(
+                {
+                    "task": task,
+                    "model": model,
+                    "sampler": sampler,
+                    "seed": seed,
+                    "cycle": cycle,
+                    "n_labeled": n_labeled[cycle],
+                    "value": value,
+                    "run_dir": f"/runs/{sampler}{seed}",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -101,10 +121,12 @@ def test_holm_matches_the_hand_computed_step_down():
 
 def test_pairwise_tests_correct_within_the_family_and_skip_identical_pairs():
     values = pd.DataFrame(
-        [("entropy", s, v) for s, v in enumerate(A)] + [("random", s, v) for s, v in enumerate(B)]
+        [("entropy", s, v) for s, v in enumerate(A)]
+        + [("random", s, v) for s, v in enumerate(B)]
         + [("coreset", s, v) for s, v in enumerate(B)]  # identical to random on every seed
         + [("badge", s, v + e) for s, (v, e) in enumerate(zip(A, [0.01, -0.005, 0.02, 0.003])) if s < 4],  # no seed 4
-        columns=["sampler", "seed", "value"])
+        columns=["sampler", "seed", "value"],
+    )
     table = pairwise_tests(values, ["random", "entropy", "coreset", "badge"]).set_index(["sampler_a", "sampler_b"])
     assert len(table) == 6
     same = table.loc[("random", "coreset")]
@@ -117,8 +139,10 @@ def test_pairwise_tests_correct_within_the_family_and_skip_identical_pairs():
     assert entropy_vs_random["p_t"] == pytest.approx(stats.ttest_rel(B, A).pvalue)
     assert table.loc[("entropy", "badge"), "seeds"] == "0,1,2,3" and table.loc[("entropy", "badge"), "n_seeds"] == 4
     winners = table[table["significant"]]
-    assert (winners["winner"] == np.where(winners["mean_diff"] > 0, winners.index.get_level_values(0),
-                                          winners.index.get_level_values(1))).all()
+    assert (
+        winners["winner"]
+        == np.where(winners["mean_diff"] > 0, winners.index.get_level_values(0), winners.index.get_level_values(1))
+    ).all()
 
 
 def test_per_cycle_and_aubc_families_and_significant_wins():
@@ -127,8 +151,11 @@ def test_per_cycle_and_aubc_families_and_significant_wins():
     values = {}
     for seed in range(6):
         values[("random", seed)] = [base[seed], base[seed] + 0.05, base[seed] + 0.10]
-        values[("entropy", seed)] = [base[seed], base[seed] + 0.08 + rng.normal(0, 0.002),
-                                     base[seed] + 0.15 + rng.normal(0, 0.002)]
+        values[("entropy", seed)] = [
+            base[seed],
+            base[seed] + 0.08 + rng.normal(0, 0.002),
+            base[seed] + 0.15 + rng.normal(0, 0.002),
+        ]
     cycles = cycles_table(values)
     per_cycle = per_cycle_tests(cycles)
     assert per_cycle.groupby("cycle").size().tolist() == [1, 1, 1]
@@ -144,8 +171,10 @@ def test_per_cycle_and_aubc_families_and_significant_wins():
 def test_penalty_matrix_counts_significant_wins_per_selection_cycle():
     rows = [  # experiment t1: 2 selection cycles; t2: 1 selection cycle; cycle 0 never counts
         ("t1", 0, "a", "b", 0.05, 0.001, 0.001),
-        ("t1", 1, "a", "b", 0.05, 0.01, 0.03), ("t1", 1, "a", "c", -0.02, 0.02, 0.2),
-        ("t1", 2, "a", "b", 0.04, 0.04, 0.08), ("t1", 2, "b", "c", 0.01, 0.5, 1.0),
+        ("t1", 1, "a", "b", 0.05, 0.01, 0.03),
+        ("t1", 1, "a", "c", -0.02, 0.02, 0.2),
+        ("t1", 2, "a", "b", 0.04, 0.04, 0.08),
+        ("t1", 2, "b", "c", 0.01, 0.5, 1.0),
         ("t2", 1, "a", "b", -0.03, 0.001, 0.003),
     ]
     per_cycle = pd.DataFrame(rows, columns=["task", "cycle", "sampler_a", "sampler_b", "mean_diff", "p_t", "p_t_holm"])
@@ -173,9 +202,16 @@ def test_labels_to_reach_interpolates_and_says_not_reached():
 
 
 def test_label_efficiency_against_randoms_final_metric():
-    cycles = cycles_table({("random", 0): [0.50, 0.55, 0.60], ("random", 1): [0.50, 0.55, 0.60],
-                           ("entropy", 0): [0.50, 0.60, 0.64], ("entropy", 1): [0.50, 0.58, 0.66],
-                           ("coreset", 0): [0.50, 0.52, 0.55], ("coreset", 1): [0.50, 0.52, 0.55]})
+    cycles = cycles_table(
+        {
+            ("random", 0): [0.50, 0.55, 0.60],
+            ("random", 1): [0.50, 0.55, 0.60],
+            ("entropy", 0): [0.50, 0.60, 0.64],
+            ("entropy", 1): [0.50, 0.58, 0.66],
+            ("coreset", 0): [0.50, 0.52, 0.55],
+            ("coreset", 1): [0.50, 0.52, 0.55],
+        }
+    )
     table = label_efficiency(cycles).set_index("sampler")
     assert table.loc["random", "target"] == pytest.approx(0.60)
     assert table.loc["random", "n_labeled_needed"] == pytest.approx(2000) and table.loc["random", "ratio"] == 1
@@ -192,18 +228,31 @@ def selected_table(picks: dict) -> pd.DataFrame:
     for (sampler, seed), by_cycle in picks.items():
         for cycle, points in by_cycle.items():
             for index, classes in points:
-                rows.append({"task": "t", "model": "m", "sampler": sampler, "seed": seed, "cycle": cycle,
-                             "pool_index": index, "classes": classes})
+                rows.append(
+                    {
+                        "task": "t",
+                        "model": "m",
+                        "sampler": sampler,
+                        "seed": seed,
+                        "cycle": cycle,
+                        "pool_index": index,
+                        "classes": classes,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def test_class_histograms_and_entropy_of_picks():
-    selected = selected_table({
-        ("entropy", 0): {1: [(1, ["cat"]), (2, ["cat"]), (3, ["dog"]), (4, ["ship"])]},
-        ("random", 0): {1: [(5, ["cat"]), (6, ["dog"])],
-                        2: [(7, ["person", "person", "chair"])]},  # detection: one class per object
-        ("legacy", 0): {1: [(8, None)]},  # a run from before the classes column: no histogram
-    })
+    selected = selected_table(
+        {
+            ("entropy", 0): {1: [(1, ["cat"]), (2, ["cat"]), (3, ["dog"]), (4, ["ship"])]},
+            ("random", 0): {
+                1: [(5, ["cat"]), (6, ["dog"])],
+                2: [(7, ["person", "person", "chair"])],
+            },  # detection: one class per object
+            ("legacy", 0): {1: [(8, None)]},  # a run from before the classes column: no histogram
+        }
+    )
     hist = class_histograms(selected).set_index(["sampler", "cycle", "class"])["count"]
     assert hist[("entropy", 1, "cat")] == 2 and hist[("random", 2, "person")] == 2 and "legacy" not in hist.index
     assert entropy_of_counts([2, 1, 1]) == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
@@ -214,11 +263,13 @@ def test_class_histograms_and_entropy_of_picks():
 
 
 def test_pick_overlap_per_cycle_and_of_the_labeled_sets():
-    selected = selected_table({
-        ("a", 0): {0: [(1, None), (2, None)], 1: [(3, None), (4, None)], 2: [(5, None), (6, None)]},
-        ("b", 0): {0: [(1, None), (2, None)], 1: [(3, None), (7, None)], 2: [(8, None), (9, None)]},
-        ("b", 1): {0: [(1, None)], 1: [(2, None)]},  # seed 1 has no sampler to pair with
-    })
+    selected = selected_table(
+        {
+            ("a", 0): {0: [(1, None), (2, None)], 1: [(3, None), (4, None)], 2: [(5, None), (6, None)]},
+            ("b", 0): {0: [(1, None), (2, None)], 1: [(3, None), (7, None)], 2: [(8, None), (9, None)]},
+            ("b", 1): {0: [(1, None)], 1: [(2, None)]},  # seed 1 has no sampler to pair with
+        }
+    )
     overlap = pick_overlap(selected).set_index("cycle")
     assert overlap["seed"].tolist() == [0, 0]
     assert overlap.loc[1, "overlap"] == 0.5 and overlap.loc[1, "labeled_jaccard"] == pytest.approx(3 / 5)
@@ -229,7 +280,7 @@ def test_aubc_over_the_selection_cycles_leaves_cycle_0_out():
     cycles = cycles_table({("random", 0): [0.5, 0.6, 0.7], ("learning_loss", 0): [0.3, 0.6, 0.7]})
     everything = aubc_per_run(cycles).set_index("sampler")["aubc"]
     selection = aubc_per_run(cycles, first_cycle=1).set_index("sampler")
-    assert everything["learning_loss"] < everything["random"]            # cycle 0's training cost counts
+    assert everything["learning_loss"] < everything["random"]  # cycle 0's training cost counts
     assert selection.loc["learning_loss", "aubc"] == pytest.approx(0.65) == selection.loc["random", "aubc"]
     assert (selection["n_first"] == 1500).all()
     assert aubc_per_run(cycles_table({("a", 0): [0.5, 0.6]}), first_cycle=1).empty  # one selection cycle: no area
@@ -238,13 +289,15 @@ def test_aubc_over_the_selection_cycles_leaves_cycle_0_out():
 def test_aubc_summary_gives_the_t_interval_of_the_mean():
     per_run = aubc_per_run(cycles_table({("a", s): [v, v] for s, v in enumerate([0.50, 0.54, 0.58])}))
     row = aubc_summary(per_run).iloc[0]
-    half = 4.3027 * 0.04 / 3 ** 0.5   # t(0.975, 2 df) x std / sqrt(n)
-    assert row["ci_low"] == pytest.approx(0.54 - half, abs=1e-4) and row["ci_high"] == pytest.approx(0.54 + half, abs=1e-4)
+    half = 4.3027 * 0.04 / 3**0.5  # t(0.975, 2 df) x std / sqrt(n)
+    assert row["ci_low"] == pytest.approx(0.54 - half, abs=1e-4) and row["ci_high"] == pytest.approx(
+        0.54 + half, abs=1e-4
+    )
 
 
 def test_label_efficiency_bootstrap_interval_over_seeds():
     same = {("random", s): [0.50, 0.55, 0.60] for s in range(4)}
-    better = {("entropy", s): [0.50, 0.60, 0.65] for s in range(4)}   # reaches 0.60 at 1,500 on every resample
+    better = {("entropy", s): [0.50, 0.60, 0.65] for s in range(4)}  # reaches 0.60 at 1,500 on every resample
     table = label_efficiency(cycles_table({**same, **better})).set_index("sampler")
     assert table.loc["entropy", "ci_low"] == table.loc["entropy", "ci_high"] == 1500
     assert table.loc["entropy", "p_reached"] == 1.0
@@ -254,7 +307,7 @@ def test_label_efficiency_bootstrap_interval_over_seeds():
     assert low < table.loc["entropy", "n_labeled_needed"] < high
     assert 0 < table.loc["entropy", "p_reached"] <= 1
     again = label_efficiency(cycles_table({**same, **spread})).set_index("sampler")
-    assert again.loc["entropy", "ci_low"] == low                      # seeded: the same CSVs, the same interval
+    assert again.loc["entropy", "ci_low"] == low  # seeded: the same CSVs, the same interval
     never = {("coreset", s): [0.50, 0.51, 0.52] for s in range(4)}
     row = label_efficiency(cycles_table({**same, **never})).set_index("sampler").loc["coreset"]
     assert row["p_reached"] == 0 and row["ci_high"] == float("inf")

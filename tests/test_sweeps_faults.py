@@ -3,6 +3,7 @@
 Each test drives the real `al-run` in subprocesses on tiny data and compares the final CSVs (minus
 the wall-clock columns) with an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,16 @@ import pytest
 from tests.conftest import csv_contents
 
 REPO = Path(__file__).resolve().parent.parent
-ARGS = ["task=synthetic", "model=small_cnn", "schedule=smoke", "model.net.width=8", "progress=false",
-        "schedule.cycles=3", "runtime.threads=1", "name=faults"]
+ARGS = [
+    "task=synthetic",
+    "model=small_cnn",
+    "schedule=smoke",
+    "model.net.width=8",
+    "progress=false",
+    "schedule.cycles=3",
+    "runtime.threads=1",
+    "name=faults",
+]
 
 
 def env(**extra) -> dict:
@@ -26,13 +35,25 @@ def env(**extra) -> dict:
 
 
 def start(out: Path, **extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "al_runner", *ARGS, f"paths.output={out}"], cwd=REPO, env=env(**extra),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "al_runner", *ARGS, f"paths.output={out}"],
+        cwd=REPO,
+        env=env(**extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(out: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "al_runner", *ARGS, f"paths.output={out}"], cwd=REPO, env=env(),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "al_runner", *ARGS, f"paths.output={out}"],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -63,11 +84,11 @@ def reference(tmp_path_factory) -> dict[str, list[dict]]:
 # One run killed again and again, each time somewhere else (the n-th write of a file counts from the
 # start of that process; a relaunched process resumes, re-renders the CSVs, then continues):
 KILL_POINTS = [
-    "checkpoint.pt:1",    # the first checkpoint write: nothing finished yet
+    "checkpoint.pt:1",  # the first checkpoint write: nothing finished yet
     "test_scores.csv:2",  # mid-cycle 1, evaluated but not yet checkpointed
-    "checkpoint.pt:1",    # resumed after cycle 0: the checkpoint write of cycle 1
-    "cycles.csv:1",       # resumed after cycle 0: re-rendering the CSVs from the checkpoint
-    "cycles.csv:2",       # resumed after cycle 0: the CSV write right after cycle 1's checkpoint
+    "checkpoint.pt:1",  # resumed after cycle 0: the checkpoint write of cycle 1
+    "cycles.csv:1",  # resumed after cycle 0: re-rendering the CSVs from the checkpoint
+    "cycles.csv:2",  # resumed after cycle 0: the CSV write right after cycle 1's checkpoint
 ]
 
 
@@ -78,7 +99,9 @@ def test_sigkill_at_any_point_then_relaunch_gives_the_uninterrupted_csvs(tmp_pat
         marker = wait_for(lambda: (tmp_path / "faults").glob(f"*/{name}.stalled"), victim)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
-        assert list(marker.parent.glob(f"{name}.tmp.*")), f"{stall}: the kill should leave a half-written temporary file"
+        assert list(marker.parent.glob(f"{name}.tmp.*")), (
+            f"{stall}: the kill should leave a half-written temporary file"
+        )
         marker.unlink()
     directory = run_dir(tmp_path)
     relaunch = finish(tmp_path)
@@ -94,8 +117,14 @@ def test_a_second_process_refuses_at_once_and_the_first_finishes(tmp_path, refer
     directory = run_dir(tmp_path)
     before = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.iterdir()}
     t0 = time.time()
-    second = subprocess.run([sys.executable, "-m", "al_runner", *ARGS, f"paths.output={tmp_path}"], cwd=REPO, env=env(),
-                            capture_output=True, text=True, timeout=120)
+    second = subprocess.run(
+        [sys.executable, "-m", "al_runner", *ARGS, f"paths.output={tmp_path}"],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert second.returncode != 0 and time.time() - t0 < 30
     assert f"is in use by pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
     assert {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.iterdir()} == before

@@ -1,4 +1,5 @@
 """Run lock, crash-safe writes, job records and the typed schema, without the runner."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,10 @@ from al_runner.runlock import LOCK_FILE, RunInUseError, RunLock
 from al_runner.sweep import JobRecord, read_job_records, summary_lines, write_job_record, write_sweep_csv
 
 REPO = Path(__file__).resolve().parent.parent
-HOLD_LOCK = "import sys, time; from al_runner.runlock import RunLock; RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)"
+HOLD_LOCK = (
+    "import sys, time; from al_runner.runlock import RunLock; RunLock(sys.argv[1]).acquire(); "
+    "print('held', flush=True); time.sleep(60)"
+)
 
 
 def test_second_holder_is_refused_and_the_lock_file_is_untouched(tmp_path):
@@ -33,7 +37,9 @@ def test_second_holder_is_refused_and_the_lock_file_is_untouched(tmp_path):
 
 
 def test_lock_of_a_killed_process_is_taken_over(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(RunInUseError, match=f"pid {holder.pid}"):
         RunLock(tmp_path).acquire()
@@ -99,22 +105,37 @@ def test_job_records_summary_and_sweep_csv(tmp_path):
     assert csv_text[0] == "job,status,run_dir,overrides,error,log" and len(csv_text) == 4
 
 
-@pytest.mark.parametrize("arg, message", [
-    ("seed=abc", "seed=abc is not valid: seed must be an integer"),
-    ("seed=1.5", "seed=1.5 is not valid: seed must be an integer"),
-    ("seed=0,1,x", "seed=x is not valid"),
-    ("device=gpu", "device=gpu is not valid: device must be one of auto, cpu, cuda, cuda:N"),
-    ("progress=maybe", "progress=maybe is not valid: progress must be one of true, false, null"),
-    ("runtime.threads=0", "runtime.threads must be an integer >= 1, or null"),
-])
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ("seed=abc", "seed=abc is not valid: seed must be an integer"),
+        ("seed=1.5", "seed=1.5 is not valid: seed must be an integer"),
+        ("seed=0,1,x", "seed=x is not valid"),
+        ("device=gpu", "device=gpu is not valid: device must be one of auto, cpu, cuda, cuda:N"),
+        ("progress=maybe", "progress=maybe is not valid: progress must be one of true, false, null"),
+        ("runtime.threads=0", "runtime.threads must be an integer >= 1, or null"),
+    ],
+)
 def test_bad_values_are_one_line_errors_naming_key_and_choices(arg, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         check_overrides([arg])
 
 
 def test_good_values_pass():
-    check_overrides(["seed=3", "seed=0,1,2", "device=cuda:1", "progress=null", "progress=true", "runtime.threads=2",
-                     "sampler=random,entropy", "seed=range(3)", "seed=${oc.env:SEED}", "-m"])
+    check_overrides(
+        [
+            "seed=3",
+            "seed=0,1,2",
+            "device=cuda:1",
+            "progress=null",
+            "progress=true",
+            "runtime.threads=2",
+            "sampler=random,entropy",
+            "seed=range(3)",
+            "seed=${oc.env:SEED}",
+            "-m",
+        ]
+    )
 
 
 def test_parallel_jobs_share_the_cores_and_slurm_jobs_use_their_cpus(monkeypatch):

@@ -2,6 +2,7 @@
 reader (TensorBoard's EventAccumulator, the MLflow client, W&B's offline run files), equals the run's CSVs and log;
 a sweep is one TensorBoard folder / MLflow experiment / W&B group; a resumed run continues the same tracked run; the
 logger never changes a run's directory; a tracker whose package is missing is refused in one line."""
+
 from __future__ import annotations
 
 import csv
@@ -21,8 +22,16 @@ from omegaconf import OmegaConf
 from tests.conftest import compose_config
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = ["task=synthetic", "model=small_cnn", "schedule=smoke", "model.net.width=8", "progress=false",
-        "runtime.threads=1", "name=tracked", "hydra.callbacks.sweep_summary.statistics=false"]
+TINY = [
+    "task=synthetic",
+    "model=small_cnn",
+    "schedule=smoke",
+    "model.net.width=8",
+    "progress=false",
+    "runtime.threads=1",
+    "name=tracked",
+    "hydra.callbacks.sweep_summary.statistics=false",
+]
 SWEEP = ["-m", *TINY, "sampler=random,learning_loss", "logger=many_loggers"]
 EPOCH_LINE = re.compile(r"cycle (\d+) epoch (\d+)/(\d+) loss (\S+)")
 
@@ -46,8 +55,14 @@ def tracked_sweep(tmp_path_factory):
     pytest.importorskip("tensorboard"), pytest.importorskip("mlflow"), pytest.importorskip("wandb")
     out = tmp_path_factory.mktemp("tracked")
     # one process runs both jobs (Hydra's basic launcher): the 4th checkpoint write is the second run's last cycle
-    victim = subprocess.Popen(al_run_command(out), cwd=REPO, env=env(AL_RUNNER_STALL_WRITE="checkpoint.pt:4"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(
+        al_run_command(out),
+        cwd=REPO,
+        env=env(AL_RUNNER_STALL_WRITE="checkpoint.pt:4"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 300
     while not list((out / "tracked").glob("*/checkpoint.pt.stalled")):
         assert victim.poll() is None and time.time() < deadline, victim.communicate()[1][-3000:]
@@ -65,8 +80,12 @@ def tracked_sweep(tmp_path_factory):
         for match in EPOCH_LINE.finditer((run_dir / "al-run.log").read_text()):
             cycle, epoch, n = (int(g) for g in match.groups()[:3])
             epochs[cycle * n + epoch - 1] = float(match.group(4))
-        runs[sampler] = {"dir": run_dir, "cycles": read_csv(run_dir / "cycles.csv"), "epoch_loss": epochs,
-                         "selected": read_csv(run_dir / "selected.csv")}
+        runs[sampler] = {
+            "dir": run_dir,
+            "cycles": read_csv(run_dir / "cycles.csv"),
+            "epoch_loss": epochs,
+            "selected": read_csv(run_dir / "selected.csv"),
+        }
     assert set(runs) == {"random", "learning_loss"}
     return out, runs
 
@@ -96,9 +115,12 @@ def expected_cycle_metrics(run: dict) -> dict[str, dict[int, float]]:
 
 def test_the_logger_never_changes_a_run_directory():
     base = ["task=synthetic", "model=small_cnn", "schedule=smoke", "runtime.threads=1"]
-    dirs = {logger: str(OmegaConf.select(compose_config([*base, f"logger={logger}"], return_hydra_config=True),
-                                         "hydra.run.dir"))
-            for logger in ("csv", "tensorboard", "mlflow", "wandb", "many_loggers", "[tensorboard,mlflow]")}
+    dirs = {
+        logger: str(
+            OmegaConf.select(compose_config([*base, f"logger={logger}"], return_hydra_config=True), "hydra.run.dir")
+        )
+        for logger in ("csv", "tensorboard", "mlflow", "wandb", "many_loggers", "[tensorboard,mlflow]")
+    }
     assert len(set(dirs.values())) == 1, dirs
 
 
@@ -106,12 +128,18 @@ def test_a_tracker_whose_package_is_missing_is_refused_in_one_line_naming_the_ex
     hide = tmp_path / "hide"
     hide.mkdir()
     (hide / "sitecustomize.py").write_text("import sys\nsys.modules['wandb'] = None  # as if not installed\n")
-    result = subprocess.run([sys.executable, "-m", "al_runner", *TINY, "logger=[tensorboard,wandb]",
-                             f"paths.output={tmp_path / 'out'}"], cwd=REPO, capture_output=True, text=True,
-                            timeout=300, env=env(PYTHONPATH=f"{hide}{os.pathsep}{REPO}"))
+    result = subprocess.run(
+        [sys.executable, "-m", "al_runner", *TINY, "logger=[tensorboard,wandb]", f"paths.output={tmp_path / 'out'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env(PYTHONPATH=f"{hide}{os.pathsep}{REPO}"),
+    )
     assert result.returncode == 1
-    assert result.stderr.strip() == ("al-run: error: logger=wandb needs the wandb package, which is not installed: "
-                                     "pip install '.[tracking]'")
+    assert result.stderr.strip() == (
+        "al-run: error: logger=wandb needs the wandb package, which is not installed: pip install '.[tracking]'"
+    )
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]  # refused before anything was written
 
 
@@ -181,11 +209,11 @@ def wandb_records(path: Path):
     position, block, pending = 7, 32768, b""
     while position + 7 <= len(data):
         left = block - position % block
-        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
         if left < 7 or (length == 0 and kind == 0):
             position += left
             continue
-        payload, position = data[position + 7:position + 7 + length], position + 7 + length
+        payload, position = data[position + 7 : position + 7 + length], position + 7 + length
         pending = payload if kind in (1, 2) else pending + payload
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()
@@ -207,12 +235,17 @@ def test_wandb_offline_runs_hold_the_csv_values_one_group_per_sweep_and_a_resume
             for record in wandb_records(path):
                 kind = record.WhichOneof("record_type")
                 if kind == "run":
-                    assert (record.run.run_id, record.run.run_group, record.run.display_name) == \
-                        (run_id, "tracked", run["dir"].name)
+                    assert (record.run.run_id, record.run.run_group, record.run.display_name) == (
+                        run_id,
+                        "tracked",
+                        run["dir"].name,
+                    )
                 if kind == "history":
                     # W&B keeps a key with "/" as its parts (nested_key) in the record
-                    items = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                             for item in record.history.item}
+                    items = {
+                        item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                        for item in record.history.item
+                    }
                     if "cycle" in items:
                         for key, value in items.items():
                             if key.startswith(("cycle/", "picks/")):

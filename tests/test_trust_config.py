@@ -1,4 +1,5 @@
 """Issue 19.4: every config key typed, every bad value one line and a non-zero exit; SIGTERM ends like Ctrl-C."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,9 @@ TINY = ["task=synthetic", "model=small_cnn", "schedule=smoke", "model.net.width=
 def al_run(*args: str, cwd: Path, **env_extra) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **env_extra}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "al_runner", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "al_runner", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
@@ -34,25 +36,39 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
 
 # ---------------------------------------------------------------- typed groups, open to extra keys
 
-@pytest.mark.parametrize("override,expected", [
-    ("schedule.query_size=abc", "schedule.query_size must be an integer"),
-    ("schedule.epochs=1.5", "schedule.epochs must be an integer"),
-    ("schedule.subset_size=many", "schedule.subset_size must be an integer, or null"),
-    ("schedule.learning_loss.weight=heavy", "schedule.learning_loss.weight must be a number"),
-    ("schedule.lr_milestones=0.8", "schedule.lr_milestones must be a list of numbers"),
-    ("schedule.optimizer.lr=fast", "schedule.optimizer.lr must be a number"),
-    ("schedule.reinit_each_cycle=maybe", "schedule.reinit_each_cycle must be one of true, false"),
-    ("runtime.compile=yes", "runtime.compile must be one of true, false"),
-])
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("schedule.query_size=abc", "schedule.query_size must be an integer"),
+        ("schedule.epochs=1.5", "schedule.epochs must be an integer"),
+        ("schedule.subset_size=many", "schedule.subset_size must be an integer, or null"),
+        ("schedule.learning_loss.weight=heavy", "schedule.learning_loss.weight must be a number"),
+        ("schedule.lr_milestones=0.8", "schedule.lr_milestones must be a list of numbers"),
+        ("schedule.optimizer.lr=fast", "schedule.optimizer.lr must be a number"),
+        ("schedule.reinit_each_cycle=maybe", "schedule.reinit_each_cycle must be one of true, false"),
+        ("runtime.compile=yes", "runtime.compile must be one of true, false"),
+    ],
+)
 def test_a_badly_typed_group_value_is_one_line_naming_key_and_type(override, expected):
     with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
         check_overrides([override])
 
 
 def test_good_group_values_pass():
-    check_overrides(["schedule.epochs=3", "schedule.subset_size=null", "schedule.lr_milestones=[0.5,0.75]",
-                     "schedule.learning_loss.weight=1", "sampler.loss_objective=null", "task.root=/any/path",
-                     "+sampler.strategy.my_option=7", "schedule.epochs=${oc.env:EPOCHS}", "schedule=paper_cifar10"])
+    check_overrides(
+        [
+            "schedule.epochs=3",
+            "schedule.subset_size=null",
+            "schedule.lr_milestones=[0.5,0.75]",
+            "schedule.learning_loss.weight=1",
+            "sampler.loss_objective=null",
+            "task.root=/any/path",
+            "+sampler.strategy.my_option=7",
+            "schedule.epochs=${oc.env:EPOCHS}",
+            "schedule=paper_cifar10",
+        ]
+    )
 
 
 def test_the_schema_types_values_from_files_too():
@@ -64,8 +80,14 @@ def test_the_schema_types_values_from_files_too():
 
 
 def test_options_may_add_their_own_keys_but_the_command_line_may_not_invent_them():
-    merged = OmegaConf.merge(schema_node(), {"sampler": {"name": "mine", "strategy": {}, "temperature": 0.5},
-                                             "task": {"name": "t", "root": "/x"}, "runtime": {"new_switch": True}})
+    merged = OmegaConf.merge(
+        schema_node(),
+        {
+            "sampler": {"name": "mine", "strategy": {}, "temperature": 0.5},
+            "task": {"name": "t", "root": "/x"},
+            "runtime": {"new_switch": True},
+        },
+    )
     assert merged.sampler.temperature == 0.5 and merged.runtime.new_switch is True
     closed = OmegaConf.merge(merged, closing_node())
     with pytest.raises(Exception, match="temperatur"):
@@ -100,6 +122,7 @@ def test_one_initial_point_is_refused_when_its_batch_would_be_skipped():
 
 def test_a_run_refused_at_build_time_leaves_no_empty_run_directory(tmp_path):
     from al_runner.runner import run_locked
+
     cfg = compose_config([*SMOKE, "schedule.epochs=0"])
     fresh = tmp_path / "fresh"
     fresh.mkdir()  # Hydra creates the run directory before the job starts
@@ -116,14 +139,21 @@ def test_a_run_refused_at_build_time_leaves_no_empty_run_directory(tmp_path):
 
 # ---------------------------------------------------------------- the command line: one line, non-zero exit
 
-@pytest.mark.parametrize("args,expected", [
-    (["schedule.query_size=abc"], "schedule.query_size must be an integer"),
-    (["task=imagefolder"], "task.root is required but not set"),
-    ([*TINY, "schedule.epochs=0"], "schedule.epochs must be >= 1, got 0"),
-    (["schedule.epoch=3"], "did you mean schedule.epochs?"),
-    # raised in a joblib worker's run-directory resolver: still our one line, not the worker's traceback
-    (["-m", "hydra/launcher=parallel", "task=imagefolder", "sampler=random,entropy"], "task.root is required but not set"),
-])
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["schedule.query_size=abc"], "schedule.query_size must be an integer"),
+        (["task=imagefolder"], "task.root is required but not set"),
+        ([*TINY, "schedule.epochs=0"], "schedule.epochs must be >= 1, got 0"),
+        (["schedule.epoch=3"], "did you mean schedule.epochs?"),
+        # raised in a joblib worker's run-directory resolver: still our one line, not the worker's traceback
+        (
+            ["-m", "hydra/launcher=parallel", "task=imagefolder", "sampler=random,entropy"],
+            "task.root is required but not set",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_a_non_zero_exit(tmp_path, args, expected):
     result = al_run(*args, f"paths.output={tmp_path}", cwd=tmp_path)
     assert result.returncode == 1
@@ -142,12 +172,19 @@ def test_a_sweep_whose_overrides_do_not_compose_writes_no_summary(tmp_path):
 
 # ---------------------------------------------------------------- SIGTERM
 
+
 def test_sigterm_ends_like_ctrl_c_with_one_line_on_how_to_resume(tmp_path):
     args = [*TINY, "schedule.cycles=3", "runtime.threads=1", "name=term", f"paths.output={tmp_path}"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "AL_RUNNER_STALL_WRITE": "checkpoint.pt:2"}
     env.pop("HYDRA_FULL_ERROR", None)
-    victim = subprocess.Popen([sys.executable, "-m", "al_runner", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "al_runner", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not list(tmp_path.glob("term/*/checkpoint.pt.stalled")):
         assert victim.poll() is None and time.time() < deadline, victim.communicate()[1][-2000:]
@@ -159,6 +196,7 @@ def test_sigterm_ends_like_ctrl_c_with_one_line_on_how_to_resume(tmp_path):
     assert line.startswith("al-run: terminated (SIGTERM); finished cycles are saved, run the same command to resume:")
     assert "al-run task=synthetic" in line
     env.pop("AL_RUNNER_STALL_WRITE")
-    again = subprocess.run([sys.executable, "-m", "al_runner", *args], cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=300)
+    again = subprocess.run(
+        [sys.executable, "-m", "al_runner", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0 and "resuming" in again.stdout and "after cycle 0" in again.stdout

@@ -1,4 +1,5 @@
 """Issue 19.2 and the figure items of 19.5: `al-plot` on any sweep, honest titles, captions, ticks and legends."""
+
 from __future__ import annotations
 
 import os
@@ -29,10 +30,12 @@ TINY = ["task=synthetic", "model=small_cnn", "schedule=smoke", "model.net.width=
 
 # ---------------------------------------------------------------- al-plot on real sweeps and a single run
 
+
 def al_run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "al_runner", *args], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "al_runner", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -42,8 +45,16 @@ def real_outputs(tmp_path_factory) -> Path:
     """Three real outputs of tiny runs: a sweep from plain overrides, one from a preset, one single run."""
     out = tmp_path_factory.mktemp("outputs")
     al_run("-m", *TINY, "sampler=random,learning_loss", "name=plain", f"paths.output={out}", cwd=out)
-    al_run("-m", "experiment=demo", *TINY, "seed=0", "sampler=entropy,learning_loss", "name=preset",
-           f"paths.output={out}", cwd=out)
+    al_run(
+        "-m",
+        "experiment=demo",
+        *TINY,
+        "seed=0",
+        "sampler=entropy,learning_loss",
+        "name=preset",
+        f"paths.output={out}",
+        cwd=out,
+    )
     al_run(*TINY, "sampler=learning_loss", "name=single", f"paths.output={out}", cwd=out)
     return out
 
@@ -53,15 +64,18 @@ def real_outputs(tmp_path_factory) -> Path:
 def test_al_plot_draws_a_sweep_from_overrides_one_from_a_preset_and_a_single_run(real_outputs, name, capsys):
     runs, figures = real_outputs / name, real_outputs / f"{name}-figures"
     assert main(["--runs", str(runs), "--out", str(figures)]) == 0, capsys.readouterr().err
-    assert {"fig4_synthetic.png", "fig5_ranking_accuracy.png", "fig8_synthetic.png", "results.md"} <= \
-        {path.name for path in figures.iterdir()}
+    assert {"fig4_synthetic.png", "fig5_ranking_accuracy.png", "fig8_synthetic.png", "results.md"} <= {
+        path.name for path in figures.iterdir()
+    }
     assert (name == "single") != (runs / "multirun.yaml").is_file()
 
 
 def test_a_multirun_yaml_without_sweeper_params_is_read_from_its_command_line(tmp_path):
     path = tmp_path / "multirun.yaml"
-    path.write_text("hydra:\n  sweeper:\n    params: null\n  overrides:\n    task:\n    - seed=0,1\n"
-                    "    - sampler=random,entropy\n    - task=synthetic\n")
+    path.write_text(
+        "hydra:\n  sweeper:\n    params: null\n  overrides:\n    task:\n    - seed=0,1\n"
+        "    - sampler=random,entropy\n    - task=synthetic\n"
+    )
     assert planned_grid(path) == {"seed": ["0", "1"], "sampler": ["random", "entropy"]}
 
 
@@ -71,6 +85,7 @@ def test_al_plot_help_names_its_own_command():
 
 
 # ---------------------------------------------------------------- only the paper's data is set against the paper
+
 
 def test_a_detection_curve_on_other_data_is_no_paper_figure(tmp_path):
     write_run(tmp_path / "runs", "voc_synth", "random", 0, [0.01, 0.02], metric="mAP@0.5")
@@ -83,8 +98,15 @@ def test_a_detection_curve_on_other_data_is_no_paper_figure(tmp_path):
 def test_runs_on_generated_mpii_people_get_no_paper_numbers(tmp_path):
     runs = tmp_path / "runs"
     for task_root, generate in (("real", "null"), ("generated", "96")):
-        run = write_run(runs / task_root, "mpii", "learning_loss", 0, [0.3, 0.4], metric="PCKh@0.5",
-                        model="hourglass" if generate == "null" else "hourglass_small")
+        run = write_run(
+            runs / task_root,
+            "mpii",
+            "learning_loss",
+            0,
+            [0.3, 0.4],
+            metric="PCKh@0.5",
+            model="hourglass" if generate == "null" else "hourglass_small",
+        )
         (run / "config.yaml").write_text(f"seed: 0\ntask:\n  name: mpii\n  generate_people: {generate}\n")
     generated = generate_report([runs / "generated"], tmp_path / "generated")
     results = pd.read_csv(tmp_path / "generated" / "results.csv")
@@ -96,6 +118,7 @@ def test_runs_on_generated_mpii_people_get_no_paper_numbers(tmp_path):
 
 
 # ---------------------------------------------------------------- captions, legends, ticks
+
 
 def test_fig5_names_the_sampler_and_claims_no_std_band_with_one_seed(tmp_path):
     write_run(tmp_path, "cifar10", "learning_loss", 0, [0.5, 0.6], ranking=[0.6, 0.7])
@@ -124,12 +147,19 @@ def _overlapping_tick_labels(figure, ax) -> tuple[list[str], list[tuple[str, str
     renderer = figure.canvas.get_renderer()
     low, high = sorted(ax.get_xlim())
     boxes = []
-    for locations, labels in ((ax.xaxis.get_majorticklocs(), ax.xaxis.get_majorticklabels()),
-                              (ax.xaxis.get_minorticklocs(), ax.xaxis.get_minorticklabels())):
-        boxes += [(label.get_text(), label.get_window_extent(renderer))
-                  for location, label in zip(locations, labels) if low <= location <= high and label.get_text()]
+    for locations, labels in (
+        (ax.xaxis.get_majorticklocs(), ax.xaxis.get_majorticklabels()),
+        (ax.xaxis.get_minorticklocs(), ax.xaxis.get_minorticklabels()),
+    ):
+        boxes += [
+            (label.get_text(), label.get_window_extent(renderer))
+            for location, label in zip(locations, labels)
+            if low <= location <= high and label.get_text()
+        ]
     boxes.sort(key=lambda item: item[1].x0)
-    return [text for text, _ in boxes], [(a, b) for (a, box_a), (b, box_b) in zip(boxes, boxes[1:]) if box_a.x1 > box_b.x0]
+    return [text for text, _ in boxes], [
+        (a, b) for (a, box_a), (b, box_b) in zip(boxes, boxes[1:]) if box_a.x1 > box_b.x0
+    ]
 
 
 @pytest.mark.parametrize("low,high", [(0.02, 0.5), (0.3, 0.9), (0.9, 1.1), (1e-4, 10.0)])
@@ -153,6 +183,7 @@ def test_fig8_on_generated_data_says_so_in_its_title():
     from types import SimpleNamespace
 
     from al_runner.figures.report import _fig8_title
+
     run = SimpleNamespace(seed=0, seeds_available=[0], task="mpii", model="hourglass_small")
     data = SimpleNamespace(run=run, cycle=2, points=[0] * 10, n_test_points=10)
     assert _fig8_title(data, generated=True).startswith("Fig. 8: MPII (generated data) (hourglass_small)")

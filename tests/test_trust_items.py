@@ -1,5 +1,6 @@
 """Issue 19.3: `selected.csv` names what was picked (file, image id, person), and a single run prints its directory;
 19.4's ImageFolder checks: a class folder without images is refused, named."""
+
 from __future__ import annotations
 
 import csv
@@ -16,11 +17,11 @@ from PIL import Image
 from al_runner.errors import DataError
 from al_runner.runner import run_experiment
 from al_runner.schema import SELECTED_COLUMNS
+from al_runner.tasks.classification.augment import CropFlipNormalize
 from al_runner.tasks.classification.imagefolder import load_imagefolder
 from al_runner.tasks.classification.mnist5k import load_mnist5k
 from al_runner.tasks.classification.synthetic import make_synthetic_splits
 from al_runner.tasks.classification.task import ClassificationTask
-from al_runner.tasks.classification.augment import CropFlipNormalize
 from tests.conftest import compose_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,11 +45,23 @@ def write_tree(root: Path, counts: dict[tuple[str, str], int]) -> Path:
 
 
 def test_selected_csv_names_each_imagefolder_pick_by_its_relative_file(tmp_path):
-    root = write_tree(tmp_path / "tree", {("train", "cat"): 12, ("train", "dog"): 12, ("test", "cat"): 4,
-                                          ("test", "dog"): 4})
-    cfg = compose_config(["task=imagefolder", f"task.root={root}", "model=small_cnn", "model.net.width=8",
-                          "schedule=smoke", "schedule.initial_size=6", "schedule.query_size=4", "sampler=entropy",
-                          "progress=false", f"paths.cache={tmp_path / 'cache'}"])
+    root = write_tree(
+        tmp_path / "tree", {("train", "cat"): 12, ("train", "dog"): 12, ("test", "cat"): 4, ("test", "dog"): 4}
+    )
+    cfg = compose_config(
+        [
+            "task=imagefolder",
+            f"task.root={root}",
+            "model=small_cnn",
+            "model.net.width=8",
+            "schedule=smoke",
+            "schedule.initial_size=6",
+            "schedule.query_size=4",
+            "sampler=entropy",
+            "progress=false",
+            f"paths.cache={tmp_path / 'cache'}",
+        ]
+    )
     run_experiment(cfg, tmp_path / "run")
     rows = read_csv(tmp_path / "run" / "selected.csv")
     assert tuple(rows[0]) == SELECTED_COLUMNS and len(rows) == 10
@@ -61,8 +74,9 @@ def test_selected_csv_names_each_imagefolder_pick_by_its_relative_file(tmp_path)
 
 
 def test_classification_tasks_name_their_pool_points():
-    synthetic = ClassificationTask("synthetic", make_synthetic_splits(n_train=5, n_test=2),
-                                   CropFlipNormalize(padding=0, hflip=False))
+    synthetic = ClassificationTask(
+        "synthetic", make_synthetic_splits(n_train=5, n_test=2), CropFlipNormalize(padding=0, hflip=False)
+    )
     assert synthetic.pool_item_names(torch.tensor([4, 0])) == ["train/4", "train/0"]  # also torchvision CIFAR-10's
     mnist = load_mnist5k(pool_size=4000)
     assert len(set(mnist.train_names)) == 4000 and all(name.startswith("mnist5k/") for name in mnist.train_names)
@@ -74,13 +88,16 @@ def test_voc_picks_are_named_by_year_and_image_id(tmp_path):
     from al_runner.tasks.detection.generate import CLASSES, generate_vocdevkit
 
     tree = generate_vocdevkit(tmp_path / "gen", images=8, seed=3)
-    task = VOCDetectionTask("voc_synth", str(tree), list(CLASSES), [[2007, "trainval"], [2012, "trainval"]],
-                            [[2007, "test"]], image_size=64)
+    task = VOCDetectionTask(
+        "voc_synth", str(tree), list(CLASSES), [[2007, "trainval"], [2012, "trainval"]], [[2007, "test"]], image_size=64
+    )
     names = task.pool_item_names(torch.arange(task.pool_size))
     assert len(set(names)) == task.pool_size
     for name, image in zip(names, task.pool.images):
         year, image_id = name.split("/")
-        assert year in ("VOC2007", "VOC2012") and Path(image) == Path(image).parents[1] / "JPEGImages" / f"{image_id}.jpg"
+        assert (
+            year in ("VOC2007", "VOC2012") and Path(image) == Path(image).parents[1] / "JPEGImages" / f"{image_id}.jpg"
+        )
         assert Path(image).parents[1].name == year
 
 
@@ -88,8 +105,15 @@ def test_voc_picks_are_named_by_year_and_image_id(tmp_path):
 def test_mpii_picks_are_named_by_image_and_person():
     from al_runner.tasks.pose.task import MPIITask
 
-    task = MPIITask(root=str(SAMPLE), annotation_file="mpii_annotations_sample.json", image_folder=".",
-                    test_annotation_file="test_mpii.json", missing_images="skip", input_size=64, heatmap_size=16)
+    task = MPIITask(
+        root=str(SAMPLE),
+        annotation_file="mpii_annotations_sample.json",
+        image_folder=".",
+        test_annotation_file="test_mpii.json",
+        missing_images="skip",
+        input_size=64,
+        heatmap_size=16,
+    )
     names = task.pool_item_names(torch.arange(task.pool_size))
     assert len(set(names)) == task.pool_size  # two people on one image are two items
     assert {"005808361.jpg#0", "005808361.jpg#1"} <= set(names)
@@ -110,9 +134,24 @@ def test_a_class_empty_in_train_but_present_in_test_is_refused_naming_it(tmp_pat
 
 def test_a_single_run_prints_its_directory_at_start_and_end(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "al_runner", "task=synthetic", "schedule=smoke",
-                             "schedule.cycles=1", "model.net.width=8", "progress=false", f"paths.output={tmp_path}"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "al_runner",
+            "task=synthetic",
+            "schedule=smoke",
+            "schedule.cycles=1",
+            "model.net.width=8",
+            "progress=false",
+            f"paths.output={tmp_path}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     run_dir = next(tmp_path.glob("default/*/cycles.csv")).parent
     lines = [line for line in result.stdout.splitlines() if str(run_dir) in line]

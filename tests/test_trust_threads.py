@@ -1,4 +1,5 @@
 """Issue 19.1: on CPU the resolved thread count is part of a run's identity and of what a resume compares."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,14 @@ from al_runner.schema import CHECKPOINT
 from tests.conftest import SMOKE, compose_config
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = ["task=synthetic", "model=small_cnn", "schedule=smoke", "model.net.width=8", "progress=false",
-        "schedule.cycles=1"]
+TINY = [
+    "task=synthetic",
+    "model=small_cnn",
+    "schedule=smoke",
+    "model.net.width=8",
+    "progress=false",
+    "schedule.cycles=1",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +63,9 @@ def test_a_parallel_launcher_names_the_directory_with_the_share_each_job_applies
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     shared = run_dir_for("hydra/launcher=parallel", "hydra.launcher.n_jobs=4")  # 8 cores / 4 jobs = 2 threads each
     assert shared == run_dir_for("runtime.threads=2")
-    assert run_dir_for("hydra/launcher=parallel", "hydra.launcher.n_jobs=4", "runtime.threads=1") == \
-        run_dir_for("runtime.threads=1")  # an explicit count wins over the share
+    assert run_dir_for("hydra/launcher=parallel", "hydra.launcher.n_jobs=4", "runtime.threads=1") == run_dir_for(
+        "runtime.threads=1"
+    )  # an explicit count wins over the share
 
 
 def test_resuming_a_one_thread_checkpoint_with_two_threads_is_refused_naming_runtime_threads(tmp_path):
@@ -70,8 +78,9 @@ def test_resuming_a_one_thread_checkpoint_with_two_threads_is_refused_naming_run
 
 def al_run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "al_runner", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "al_runner", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_the_same_command_at_one_and_two_threads_writes_two_runs(tmp_path):
@@ -88,8 +97,15 @@ def test_the_same_command_at_one_and_two_threads_writes_two_runs(tmp_path):
 
 @pytest.mark.slow
 def test_a_joblib_sweep_job_records_the_thread_count_its_directory_was_named_with(tmp_path):
-    result = al_run("-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *TINY, "sampler=random,entropy",
-                    f"paths.output={tmp_path}", cwd=tmp_path)
+    result = al_run(
+        "-m",
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
+        *TINY,
+        "sampler=random,entropy",
+        f"paths.output={tmp_path}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     runs = sorted(path.parent for path in (tmp_path / "default").glob("*/cycles.csv"))
     assert len(runs) == 2

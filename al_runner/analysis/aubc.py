@@ -12,6 +12,7 @@ Cycle 0 is the random initial set, before any selection: there the samplers diff
 or without the loss-prediction module). `aubc_per_run(cycles, first_cycle=1)` is the AUBC over the selection
 cycles alone, which separates the module's training cost from its selection quality.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,9 +54,16 @@ def aubc_per_run(cycles: pd.DataFrame, first_cycle: int = 0) -> pd.DataFrame:
     for key, run in within.groupby(RUN_KEY, sort=True):
         if run["last_cycle"].iloc[0] < first_cycle + 1:
             continue
-        rows.append({**dict(zip(RUN_KEY, key)), "aubc": area_under_budget_curve(run["n_labeled"], run["value"]),
-                     "first_cycle": first_cycle, "last_cycle": int(run["last_cycle"].iloc[0]),
-                     "n_first": int(run["n_labeled"].min()), "n_last": int(run["n_labeled"].max())})
+        rows.append(
+            {
+                **dict(zip(RUN_KEY, key)),
+                "aubc": area_under_budget_curve(run["n_labeled"], run["value"]),
+                "first_cycle": first_cycle,
+                "last_cycle": int(run["last_cycle"].iloc[0]),
+                "n_first": int(run["n_labeled"].min()),
+                "n_last": int(run["n_labeled"].max()),
+            }
+        )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -70,16 +78,35 @@ def t_interval(mean: float, std: float, n: int, level: float = 0.95) -> tuple[fl
 def aubc_summary(per_run: pd.DataFrame) -> pd.DataFrame:
     """Per task x model x sampler: AUBC mean, sample std (ddof=1) and the 95 % t-interval of the mean over seeds,
     and the budget range."""
-    columns = ["task", "model", "sampler", "n_seeds", "seeds", "mean", "std", "ci_low", "ci_high", "first_cycle",
-               "last_cycle", "n_first", "n_last"]
+    columns = [
+        "task",
+        "model",
+        "sampler",
+        "n_seeds",
+        "seeds",
+        "mean",
+        "std",
+        "ci_low",
+        "ci_high",
+        "first_cycle",
+        "last_cycle",
+        "n_first",
+        "n_last",
+    ]
     if per_run.empty:
         return pd.DataFrame(columns=columns)
     summary = (
         per_run.groupby(["task", "model", "sampler"])
-        .agg(n_seeds=("seed", "nunique"), seeds=("seed", lambda s: ",".join(map(str, sorted(s)))),
-             mean=("aubc", "mean"), std=("aubc", "std"), first_cycle=("first_cycle", "first"),
-             last_cycle=("last_cycle", "first"),
-             n_first=("n_first", "first"), n_last=("n_last", "first"))
+        .agg(
+            n_seeds=("seed", "nunique"),
+            seeds=("seed", lambda s: ",".join(map(str, sorted(s)))),
+            mean=("aubc", "mean"),
+            std=("aubc", "std"),
+            first_cycle=("first_cycle", "first"),
+            last_cycle=("last_cycle", "first"),
+            n_first=("n_first", "first"),
+            n_last=("n_last", "first"),
+        )
         .reset_index()
     )
     intervals = [t_interval(m, sd, n) for m, sd, n in zip(summary["mean"], summary["std"], summary["n_seeds"])]

@@ -12,13 +12,26 @@ both (paired by seed), and target and labels needed recomputed; `ci_low` / `ci_h
 resamples, `p_reached` is the share of resamples whose curve reaches the target at all. An upper bound the curve
 does not reach is +inf ("not reached" in the report).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["task", "model", "sampler", "reference", "target", "reference_n_labeled", "n_labeled_needed", "reached",
-           "ratio", "ci_low", "ci_high", "p_reached"]
+COLUMNS = [
+    "task",
+    "model",
+    "sampler",
+    "reference",
+    "target",
+    "reference_n_labeled",
+    "n_labeled_needed",
+    "reached",
+    "ratio",
+    "ci_low",
+    "ci_high",
+    "p_reached",
+]
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0  # a fixed generator: the same CSVs give the same interval
 
@@ -26,8 +39,9 @@ BOOTSTRAP_SEED = 0  # a fixed generator: the same CSVs give the same interval
 def mean_curve(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean metric per cycle over the seeds, on the cycles every seed of these rows reached."""
     n_seeds = rows["seed"].nunique()
-    per_cycle = rows.groupby("cycle").agg(n_labeled=("n_labeled", "mean"), value=("value", "mean"),
-                                          seeds=("seed", "nunique"))
+    per_cycle = rows.groupby("cycle").agg(
+        n_labeled=("n_labeled", "mean"), value=("value", "mean"), seeds=("seed", "nunique")
+    )
     return per_cycle[per_cycle["seeds"] == n_seeds].sort_index()
 
 
@@ -49,16 +63,21 @@ def seed_matrix(rows: pd.DataFrame, seeds: list, cycles: list) -> np.ndarray:
     return table.reindex(index=seeds, columns=cycles).to_numpy(float)
 
 
-def bootstrap_interval(reference_final: np.ndarray, sampler: np.ndarray, n_labeled: np.ndarray,
-                       resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                       level: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_interval(
+    reference_final: np.ndarray,
+    sampler: np.ndarray,
+    n_labeled: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
     """(low, high, share reached) of the labels the sampler needs to reach the reference's final mean, over
     resampled seeds. reference_final: [seed] the reference's final metric; sampler: [seed, cycle] on the same
     seeds; n_labeled: [cycle]."""
     n_seeds = len(reference_final)
     picks = np.random.default_rng(seed).integers(0, n_seeds, size=(resamples, n_seeds))
     targets = reference_final[picks].mean(axis=1)
-    curves = sampler[picks].mean(axis=1)                       # [resample, cycle]
+    curves = sampler[picks].mean(axis=1)  # [resample, cycle]
     reached = curves >= targets[:, None]
     first = np.where(reached.any(axis=1), reached.argmax(axis=1), -1)
     needed = np.full(resamples, np.inf)
@@ -88,10 +107,22 @@ def label_efficiency(cycles: pd.DataFrame, reference: str = "random") -> pd.Data
             curve = mean_curve(rows_of_sampler)
             needed = labels_to_reach(curve, target)
             low, high, p_reached = _interval(ref_rows, ref_curve, rows_of_sampler, curve)
-            rows.append({"task": task, "model": model, "sampler": sampler, "reference": reference, "target": target,
-                         "reference_n_labeled": ref_labels, "n_labeled_needed": needed,
-                         "reached": bool(needed == needed), "ratio": needed / ref_labels,
-                         "ci_low": low, "ci_high": high, "p_reached": p_reached})
+            rows.append(
+                {
+                    "task": task,
+                    "model": model,
+                    "sampler": sampler,
+                    "reference": reference,
+                    "target": target,
+                    "reference_n_labeled": ref_labels,
+                    "n_labeled_needed": needed,
+                    "reached": bool(needed == needed),
+                    "ratio": needed / ref_labels,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "p_reached": p_reached,
+                }
+            )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -13,6 +13,7 @@ step-down correction (statsmodels.stats.multitest.multipletests, method "holm") 
 false "significant" within the family. Pairs that are identical on every seed (cycle 0 of two samplers that
 train alike) are no comparison: their p-values are NaN and they do not enter the family.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -35,8 +36,26 @@ class TestSettings:
 
 
 PAIR_COLUMNS = [
-    "sampler_a", "sampler_b", "n_seeds", "seeds", "mean_a", "mean_b", "mean_diff", "std_diff", "ci_low", "ci_high",
-    "d_z", "t", "p_t", "p_t_holm", "w", "p_wilcoxon", "p_wilcoxon_holm", "significant", "winner", "seeds_for_power",
+    "sampler_a",
+    "sampler_b",
+    "n_seeds",
+    "seeds",
+    "mean_a",
+    "mean_b",
+    "mean_diff",
+    "std_diff",
+    "ci_low",
+    "ci_high",
+    "d_z",
+    "t",
+    "p_t",
+    "p_t_holm",
+    "w",
+    "p_wilcoxon",
+    "p_wilcoxon_holm",
+    "significant",
+    "winner",
+    "seeds_for_power",
 ]
 
 
@@ -73,21 +92,43 @@ def compare_pair(a: np.ndarray, b: np.ndarray, settings: TestSettings = TestSett
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = a - b
     n = len(diff)
-    row = {"n_seeds": n, "mean_a": a.mean(), "mean_b": b.mean(), "mean_diff": diff.mean(),
-           "std_diff": diff.std(ddof=1) if n > 1 else float("nan")}
+    row = {
+        "n_seeds": n,
+        "mean_a": a.mean(),
+        "mean_b": b.mean(),
+        "mean_diff": diff.mean(),
+        "std_diff": diff.std(ddof=1) if n > 1 else float("nan"),
+    }
     nan = float("nan")
     if n < 2 or np.all(diff == 0):  # nothing to test: too few seeds, or identical on every seed
-        return {**row, "ci_low": nan, "ci_high": nan, "d_z": nan, "t": nan, "p_t": nan, "w": nan, "p_wilcoxon": nan,
-                "seeds_for_power": nan}
+        return {
+            **row,
+            "ci_low": nan,
+            "ci_high": nan,
+            "d_z": nan,
+            "t": nan,
+            "p_t": nan,
+            "w": nan,
+            "p_wilcoxon": nan,
+            "seeds_for_power": nan,
+        }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # zero variance: scipy warns, the values say it
         t_test = stats.ttest_rel(a, b)
         interval = t_test.confidence_interval(settings.confidence)
         wilcoxon = stats.wilcoxon(a, b)
     d_z = row["mean_diff"] / row["std_diff"] if row["std_diff"] > 0 else math.copysign(math.inf, row["mean_diff"])
-    return {**row, "ci_low": float(interval.low), "ci_high": float(interval.high), "d_z": d_z,
-            "t": float(t_test.statistic), "p_t": float(t_test.pvalue), "w": float(wilcoxon.statistic),
-            "p_wilcoxon": float(wilcoxon.pvalue), "seeds_for_power": seeds_for_power(d_z, settings)}
+    return {
+        **row,
+        "ci_low": float(interval.low),
+        "ci_high": float(interval.high),
+        "d_z": d_z,
+        "t": float(t_test.statistic),
+        "p_t": float(t_test.pvalue),
+        "w": float(wilcoxon.statistic),
+        "p_wilcoxon": float(wilcoxon.pvalue),
+        "seeds_for_power": seeds_for_power(d_z, settings),
+    }
 
 
 def holm(p_values: pd.Series, alpha: float) -> pd.Series:
@@ -99,8 +140,9 @@ def holm(p_values: pd.Series, alpha: float) -> pd.Series:
     return adjusted
 
 
-def pairwise_tests(values: pd.DataFrame, samplers: list[str] | None = None,
-                   settings: TestSettings = TestSettings()) -> pd.DataFrame:
+def pairwise_tests(
+    values: pd.DataFrame, samplers: list[str] | None = None, settings: TestSettings = TestSettings()
+) -> pd.DataFrame:
     """One family: every pair of samplers in `values` (columns sampler, seed, value) on their shared seeds.
 
     `samplers` fixes the order (pair (a, b) with a listed first; default: sorted). `winner` names the
@@ -115,18 +157,21 @@ def pairwise_tests(values: pd.DataFrame, samplers: list[str] | None = None,
             continue
         pair = compare_pair(by_sampler[a][shared].to_numpy(), by_sampler[b][shared].to_numpy(), settings)
         rows.append({"sampler_a": a, "sampler_b": b, "seeds": ",".join(map(str, shared)), **pair})
-    table = pd.DataFrame(rows, columns=[c for c in PAIR_COLUMNS if c not in ("p_t_holm", "p_wilcoxon_holm",
-                                                                               "significant", "winner")])
+    table = pd.DataFrame(
+        rows, columns=[c for c in PAIR_COLUMNS if c not in ("p_t_holm", "p_wilcoxon_holm", "significant", "winner")]
+    )
     table["p_t_holm"] = holm(table["p_t"], settings.alpha)
     table["p_wilcoxon_holm"] = holm(table["p_wilcoxon"], settings.alpha)
     table["significant"] = table["p_t_holm"] < settings.alpha
-    table["winner"] = np.where(table["significant"], np.where(table["mean_diff"] > 0, table["sampler_a"],
-                                                              table["sampler_b"]), "")
+    table["winner"] = np.where(
+        table["significant"], np.where(table["mean_diff"] > 0, table["sampler_a"], table["sampler_b"]), ""
+    )
     return table[PAIR_COLUMNS]
 
 
-def per_cycle_tests(cycles: pd.DataFrame, samplers: list[str] | None = None,
-                    settings: TestSettings = TestSettings()) -> pd.DataFrame:
+def per_cycle_tests(
+    cycles: pd.DataFrame, samplers: list[str] | None = None, settings: TestSettings = TestSettings()
+) -> pd.DataFrame:
     """Pairwise tests of the metric at each cycle; one family per task x model x cycle."""
     frames = []
     for (task, model, cycle), rows in cycles.groupby(["task", "model", "cycle"], sort=True):
@@ -135,8 +180,9 @@ def per_cycle_tests(cycles: pd.DataFrame, samplers: list[str] | None = None,
     return _with_key_first(frames, ["task", "model", "cycle", "n_labeled"])
 
 
-def aubc_tests(per_run_aubc: pd.DataFrame, samplers: list[str] | None = None,
-               settings: TestSettings = TestSettings()) -> pd.DataFrame:
+def aubc_tests(
+    per_run_aubc: pd.DataFrame, samplers: list[str] | None = None, settings: TestSettings = TestSettings()
+) -> pd.DataFrame:
     """Pairwise tests of AUBC (`aubc.aubc_per_run`); one family per task x model."""
     frames = []
     for (task, model), rows in per_run_aubc.groupby(["task", "model"], sort=True):
@@ -159,7 +205,14 @@ def significant_wins(tests: pd.DataFrame) -> pd.DataFrame:
         for sampler in pd.unique(family[["sampler_a", "sampler_b"]].to_numpy().ravel()):
             involved = family[(family["sampler_a"] == sampler) | (family["sampler_b"] == sampler)]
             decided = involved[involved["significant"]]
-            rows.append({"task": task, "model": model, "sampler": sampler,
-                         "wins": int((decided["winner"] == sampler).sum()),
-                         "losses": int((decided["winner"] != sampler).sum()), "comparisons": len(involved)})
+            rows.append(
+                {
+                    "task": task,
+                    "model": model,
+                    "sampler": sampler,
+                    "wins": int((decided["winner"] == sampler).sum()),
+                    "losses": int((decided["winner"] != sampler).sum()),
+                    "comparisons": len(involved),
+                }
+            )
     return pd.DataFrame(rows, columns=["task", "model", "sampler", "wins", "losses", "comparisons"])

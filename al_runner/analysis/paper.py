@@ -65,8 +65,16 @@ PAPER_FIG8_CORRELATION: dict[str, dict[str, PaperValue]] = {
 }
 
 
-__all__ = ["PaperValue", "PAPER_N_LABELED_LAST_CYCLE", "PAPER_TASKS", "PAPER_LAST_CYCLE_METRIC",
-           "PAPER_RANKING_ACCURACY", "PAPER_FIG8_CORRELATION", "paper_metric", "paper_ranking_accuracy"]
+__all__ = [
+    "PaperValue",
+    "PAPER_N_LABELED_LAST_CYCLE",
+    "PAPER_TASKS",
+    "PAPER_LAST_CYCLE_METRIC",
+    "PAPER_RANKING_ACCURACY",
+    "PAPER_FIG8_CORRELATION",
+    "paper_metric",
+    "paper_ranking_accuracy",
+]
 
 
 def paper_metric(paper_task: str | None, sampler: str) -> PaperValue | None:

@@ -9,6 +9,7 @@ Ash et al. count an uncorrected two-sided paired t-test at alpha 0.05 per cycle;
 count (`correction="none"`) and the stricter one with Holm-corrected p-values within each cycle ("holm").
 Cycle 0 is left out: no sampler has selected anything yet (differences there come from training alone).
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -16,8 +17,9 @@ import pandas as pd
 CORRECTIONS = {"none": "p_t", "holm": "p_t_holm"}  # which p-value decides "significant"
 
 
-def penalty_matrix(per_cycle: pd.DataFrame, samplers: list[str], correction: str = "none",
-                   alpha: float = 0.05) -> pd.DataFrame:
+def penalty_matrix(
+    per_cycle: pd.DataFrame, samplers: list[str], correction: str = "none", alpha: float = 0.05
+) -> pd.DataFrame:
     """Square frame, index = winners (rows), columns = losers, from `paired.per_cycle_tests`."""
     if correction not in CORRECTIONS:
         raise ValueError(f"correction={correction} not supported, choose from {', '.join(CORRECTIONS)}")

@@ -11,6 +11,7 @@ picks), so 1 means perfectly balanced. Overlap of two samplers on one seed and c
 points each picked in that cycle; `labeled_jaccard` = |L_A ∩ L_B| / |L_A ∪ L_B| for the whole labeled sets
 after that cycle's selection (both start from the same initial set under one seed).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -83,17 +84,37 @@ def entropy_of_counts(counts) -> float:
 
 def class_balance(histograms: pd.DataFrame) -> pd.DataFrame:
     """Per task x model x sampler x cycle: class entropy of the picks, mean ± std over seeds, and normalised."""
-    columns = ["task", "model", "sampler", "cycle", "n_seeds", "classes_picked", "entropy_mean", "entropy_std",
-               "normalised_entropy", "n_classes"]
+    columns = [
+        "task",
+        "model",
+        "sampler",
+        "cycle",
+        "n_seeds",
+        "classes_picked",
+        "entropy_mean",
+        "entropy_std",
+        "normalised_entropy",
+        "n_classes",
+    ]
     if histograms.empty:
         return pd.DataFrame(columns=columns)
     classes_in_experiment = histograms.groupby(["task", "model"])["class"].nunique().rename("n_classes")
-    per_run = (histograms.groupby([*RUN_KEY, "cycle"])
-               .agg(entropy=("count", entropy_of_counts), classes_picked=("class", "nunique")).reset_index())
-    table = (per_run.groupby(["task", "model", "sampler", "cycle"])
-             .agg(n_seeds=("seed", "nunique"), classes_picked=("classes_picked", "mean"),
-                  entropy_mean=("entropy", "mean"), entropy_std=("entropy", "std")).reset_index()
-             .merge(classes_in_experiment.reset_index(), on=["task", "model"]))
+    per_run = (
+        histograms.groupby([*RUN_KEY, "cycle"])
+        .agg(entropy=("count", entropy_of_counts), classes_picked=("class", "nunique"))
+        .reset_index()
+    )
+    table = (
+        per_run.groupby(["task", "model", "sampler", "cycle"])
+        .agg(
+            n_seeds=("seed", "nunique"),
+            classes_picked=("classes_picked", "mean"),
+            entropy_mean=("entropy", "mean"),
+            entropy_std=("entropy", "std"),
+        )
+        .reset_index()
+        .merge(classes_in_experiment.reset_index(), on=["task", "model"])
+    )
     max_entropy = table["n_classes"].map(lambda n: math.log(n) if n > 1 else np.nan)  # log(classes): balanced
     table["normalised_entropy"] = table["entropy_mean"] / max_entropy
     return table[columns]
@@ -102,8 +123,18 @@ def class_balance(histograms: pd.DataFrame) -> pd.DataFrame:
 def pick_overlap(selected: pd.DataFrame, samplers: list[str] | None = None) -> pd.DataFrame:
     """Per task x model x seed x cycle (>= 1) and pair of samplers: overlap of that cycle's picks and Jaccard
     of the labeled sets after it. `samplers` orders each pair (default: sorted)."""
-    columns = ["task", "model", "seed", "cycle", "sampler_a", "sampler_b", "picked", "shared", "overlap",
-               "labeled_jaccard"]
+    columns = [
+        "task",
+        "model",
+        "seed",
+        "cycle",
+        "sampler_a",
+        "sampler_b",
+        "picked",
+        "shared",
+        "overlap",
+        "labeled_jaccard",
+    ]
     rows = []
     for (task, model, seed), runs in selected.groupby(["task", "model", "seed"], sort=True):
         picks = {s: r.groupby("cycle")["pool_index"].agg(set) for s, r in runs.groupby("sampler")}
@@ -116,20 +147,46 @@ def pick_overlap(selected: pd.DataFrame, samplers: list[str] | None = None) -> p
                 if cycle == 0:
                     continue
                 shared = len(picks[a][cycle] & picks[b][cycle])
-                rows.append({"task": task, "model": model, "seed": seed, "cycle": int(cycle), "sampler_a": a,
-                             "sampler_b": b, "picked": len(picks[a][cycle]), "shared": shared,
-                             "overlap": shared / max(len(picks[a][cycle]), 1),
-                             "labeled_jaccard": len(labeled_a & labeled_b) / len(labeled_a | labeled_b)})
+                rows.append(
+                    {
+                        "task": task,
+                        "model": model,
+                        "seed": seed,
+                        "cycle": int(cycle),
+                        "sampler_a": a,
+                        "sampler_b": b,
+                        "picked": len(picks[a][cycle]),
+                        "shared": shared,
+                        "overlap": shared / max(len(picks[a][cycle]), 1),
+                        "labeled_jaccard": len(labeled_a & labeled_b) / len(labeled_a | labeled_b),
+                    }
+                )
     return pd.DataFrame(rows, columns=columns)
 
 
 def overlap_summary(overlap: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds of `pick_overlap` per task x model x cycle x pair."""
-    columns = ["task", "model", "cycle", "sampler_a", "sampler_b", "n_seeds", "overlap_mean", "overlap_std",
-               "labeled_jaccard_mean"]
+    columns = [
+        "task",
+        "model",
+        "cycle",
+        "sampler_a",
+        "sampler_b",
+        "n_seeds",
+        "overlap_mean",
+        "overlap_std",
+        "labeled_jaccard_mean",
+    ]
     if overlap.empty:
         return pd.DataFrame(columns=columns)
-    table = (overlap.groupby(["task", "model", "cycle", "sampler_a", "sampler_b"])
-             .agg(n_seeds=("seed", "nunique"), overlap_mean=("overlap", "mean"), overlap_std=("overlap", "std"),
-                  labeled_jaccard_mean=("labeled_jaccard", "mean")).reset_index())
+    table = (
+        overlap.groupby(["task", "model", "cycle", "sampler_a", "sampler_b"])
+        .agg(
+            n_seeds=("seed", "nunique"),
+            overlap_mean=("overlap", "mean"),
+            overlap_std=("overlap", "std"),
+            labeled_jaccard_mean=("labeled_jaccard", "mean"),
+        )
+        .reset_index()
+    )
     return table[columns]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from al_runner.analysis.aubc import EXPERIMENT_KEY  # one figure per task (and per model, if a task was run with several)
+# one figure per task (and per model, if a task was run with several)
+from al_runner.analysis.aubc import EXPERIMENT_KEY
 from al_runner.figures.labels import CONTROL_SAMPLER, PAPER_SAMPLERS, ordered_samplers, sampler_label
 
 # Diagnostics, not contenders: controls (train like one sampler, select like another) and oracles (read labels).
@@ -72,13 +73,16 @@ def last_common_cycles(cycles: pd.DataFrame) -> pd.DataFrame:
 
 
 def last_cycle_summary(cycles: pd.DataFrame) -> pd.DataFrame:
-    """One row per task × model × sampler at its last common cycle: metric mean ± std, seeds, n_labeled, ranking accuracy.
+    """One row per task × model × sampler at its last common cycle: metric mean ± std, seeds, n_labeled, ranking
+    accuracy.
 
     Groups whose seeds share no cycle at all are left out (see `coverage_notes`).
     """
     last = last_common_cycles(cycles).dropna(subset=["last_cycle"])
     last["last_cycle"] = last["last_cycle"].astype("int64")
-    at_last = cycles.merge(last[[*GROUP_KEY, "last_cycle"]], left_on=[*GROUP_KEY, "cycle"], right_on=[*GROUP_KEY, "last_cycle"])
+    at_last = cycles.merge(
+        last[[*GROUP_KEY, "last_cycle"]], left_on=[*GROUP_KEY, "cycle"], right_on=[*GROUP_KEY, "last_cycle"]
+    )
     stats = (
         at_last.groupby(GROUP_KEY)
         .agg(
@@ -132,8 +136,10 @@ def timing_summary(cycles: pd.DataFrame) -> pd.DataFrame:
     )
     per_run_total = (
         cycles.assign(total_s=cycles[["train_s", "eval_s", "select_s"]].sum(axis=1))
-        .groupby([*GROUP_KEY, "seed"])["total_s"].sum()
-        .groupby(GROUP_KEY).mean()
+        .groupby([*GROUP_KEY, "seed"])["total_s"]
+        .sum()
+        .groupby(GROUP_KEY)
+        .mean()
         .rename("total_s_per_run")
         .reset_index()
     )
@@ -144,8 +150,7 @@ def missing_paper_samplers(cycles: pd.DataFrame) -> dict[tuple[str, str], list[s
     """Per task × model, the paper's samplers with no run at all."""
     present = cycles.groupby(EXPERIMENT_KEY)["sampler"].agg(set)
     return {
-        key: [sampler for sampler in PAPER_SAMPLERS if sampler not in samplers]
-        for key, samplers in present.items()
+        key: [sampler for sampler in PAPER_SAMPLERS if sampler not in samplers] for key, samplers in present.items()
     }
 
 
@@ -179,11 +184,13 @@ def coverage_notes(cycles: pd.DataFrame, planned: set[tuple[str, str]] = frozens
     for row in last_common_cycles(cycles).itertuples():
         if pd.isna(row.last_cycle):
             notes.append(
-                f"{_experiment_name(row.task, row.model)}: {sampler_label(row.sampler)}: its seeds share no cycle; left out of the table"
+                f"{_experiment_name(row.task, row.model)}: {sampler_label(row.sampler)}: its seeds share no "
+                "cycle; left out of the table"
             )
         elif row.max_cycle > row.last_cycle:
             notes.append(
-                f"{_experiment_name(row.task, row.model)}: {sampler_label(row.sampler)}: table uses cycle {int(row.last_cycle)}, "
+                f"{_experiment_name(row.task, row.model)}: {sampler_label(row.sampler)}: table uses cycle "
+                f"{int(row.last_cycle)}, "
                 f"the last one reached by all {row.n_seeds} seeds (some reached cycle {row.max_cycle})"
             )
     notes.extend(_inconsistency_notes(cycles))
@@ -195,11 +202,15 @@ def _inconsistency_notes(cycles: pd.DataFrame) -> list[str]:
     notes = []
     labeled = cycles.groupby([*EXPERIMENT_KEY, "cycle"])["n_labeled"].nunique()
     for (task, model, cycle), count in labeled[labeled > 1].items():
-        notes.append(f"{_experiment_name(task, model)}: runs disagree on n_labeled at cycle {cycle} (different schedules mixed?)")
+        notes.append(
+            f"{_experiment_name(task, model)}: runs disagree on n_labeled at cycle {cycle} (different schedules mixed?)"
+        )
     metrics = cycles.groupby(EXPERIMENT_KEY)["metric"].unique()
     for (task, model), names in metrics.items():
         if len(names) > 1:
-            notes.append(f"{_experiment_name(task, model)}: several metric names in one task: {', '.join(sorted(names))}")
+            notes.append(
+                f"{_experiment_name(task, model)}: several metric names in one task: {', '.join(sorted(names))}"
+            )
     return notes
 
 
@@ -217,8 +228,19 @@ def cycle_leaders(cycles: pd.DataFrame) -> pd.DataFrame:
     and the paired tests cover them.
     """
     columns = [
-        "task", "model", "cycle", "n_labeled", "n_seeds", "seeds", "leader", "leader_mean",
-        "runner_up", "runner_up_mean", "lead", "spread", "lead_within_spread",
+        "task",
+        "model",
+        "cycle",
+        "n_labeled",
+        "n_seeds",
+        "seeds",
+        "leader",
+        "leader_mean",
+        "runner_up",
+        "runner_up_mean",
+        "lead",
+        "spread",
+        "lead_within_spread",
     ]
     rows = []
     contenders = cycles[cycles["sampler"].map(is_contender)]
@@ -240,13 +262,23 @@ def cycle_leaders(cycles: pd.DataFrame) -> pd.DataFrame:
         runners_up = rest[rest["mean"] == second_best] if len(rest) else tied.iloc[1:]
         lead = float(best - second_best)
         spread = float(group["std"].max()) if len(shared) > 1 else float("nan")
-        rows.append({
-            "task": task, "model": model, "cycle": int(cycle), "n_labeled": float(group["n_labeled"].mean()),
-            "n_seeds": len(shared), "seeds": ",".join(str(seed) for seed in sorted(shared)),
-            "leader": "=".join(ordered_samplers(tied["sampler"])), "leader_mean": float(best),
-            "runner_up": "=".join(ordered_samplers(runners_up["sampler"])), "runner_up_mean": float(second_best),
-            "lead": lead, "spread": spread, "lead_within_spread": bool(lead < spread) if spread == spread else pd.NA,
-        })
+        rows.append(
+            {
+                "task": task,
+                "model": model,
+                "cycle": int(cycle),
+                "n_labeled": float(group["n_labeled"].mean()),
+                "n_seeds": len(shared),
+                "seeds": ",".join(str(seed) for seed in sorted(shared)),
+                "leader": "=".join(ordered_samplers(tied["sampler"])),
+                "leader_mean": float(best),
+                "runner_up": "=".join(ordered_samplers(runners_up["sampler"])),
+                "runner_up_mean": float(second_best),
+                "lead": lead,
+                "spread": spread,
+                "lead_within_spread": bool(lead < spread) if spread == spread else pd.NA,
+            }
+        )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -266,7 +298,12 @@ def paired_differences(cycles: pd.DataFrame, reference: str = "random") -> pd.Da
         return pd.DataFrame(columns=columns)
     table = (
         paired.groupby([*GROUP_KEY, "cycle"])
-        .agg(n_labeled=("n_labeled", "mean"), n_seeds=("seed", "nunique"), mean=("difference", "mean"), std=("difference", "std"))
+        .agg(
+            n_labeled=("n_labeled", "mean"),
+            n_seeds=("seed", "nunique"),
+            mean=("difference", "mean"),
+            std=("difference", "std"),
+        )
         .reset_index()
     )
     return _sort_by_task_then_sampler(table)[columns]  # a multi-column sort is stable: cycles stay in order

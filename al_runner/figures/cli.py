@@ -51,20 +51,37 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--runs", type=Path, action="append", required=True, metavar="DIR",
+        "--runs",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="DIR",
         help="a sweep's output directory, searched recursively for cycles.csv (repeat for several sweeps)",
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="where to write the figures and tables (created if needed)")
     parser.add_argument(
-        "--paper-task", type=parse_paper_task, action="append", default=[], metavar="TASK=PAPER_TASK",
-        help="compare TASK's runs with the paper's numbers for PAPER_TASK "
-             f"({', '.join(PAPER_TASKS)}), e.g. imagefolder=cifar10 for a JPEG copy of CIFAR-10 (repeatable)",
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="where to write the figures and tables (created if needed)",
     )
     parser.add_argument(
-        "--reference", type=Path, action="append", default=[], metavar="DIR",
+        "--paper-task",
+        type=parse_paper_task,
+        action="append",
+        default=[],
+        metavar="TASK=PAPER_TASK",
+        help="compare TASK's runs with the paper's numbers for PAPER_TASK "
+        f"({', '.join(PAPER_TASKS)}), e.g. imagefolder=cifar10 for a JPEG copy of CIFAR-10 (repeatable)",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
         help="committed reference runs (e.g. outputs/reference/demo) to compare with, per sampler and cycle: the mean "
-             "here against the reference's mean ± std over seeds (writes reference_comparison.csv; repeatable)",
+        "here against the reference's mean ± std over seeds (writes reference_comparison.csv; repeatable)",
     )
     return parser
 

@@ -12,7 +12,6 @@ from al_runner.figures.errors import FigureDataError
 from al_runner.schema import CYCLE_COLUMNS as CYCLES_COLUMNS
 from al_runner.schema import CYCLES_CSV as CYCLES_FILE
 from al_runner.schema import TEST_SCORE_COLUMNS as TEST_SCORES_COLUMNS
-from al_runner.schema import TEST_SCORES_CSV as TEST_SCORES_FILE
 
 # What identifies one run (one line of a sweep).
 RUN_KEY = ["task", "model", "sampler", "seed"]
@@ -75,9 +74,7 @@ def _parse_numbers(table: pd.DataFrame, column: str, path: Path, *, required: bo
     unparsable = ~is_blank & ~np.isfinite(numbers)
     if unparsable.any():
         row = unparsable.idxmax()
-        raise FigureDataError(
-            f"{path}: column '{column}', line {_line_number(row)}: unparsable number {text[row]!r}"
-        )
+        raise FigureDataError(f"{path}: column '{column}', line {_line_number(row)}: unparsable number {text[row]!r}")
     if required and is_blank.any():
         row = is_blank.idxmax()
         raise FigureDataError(f"{path}: column '{column}', line {_line_number(row)}: value is missing")
@@ -101,7 +98,8 @@ def _parse_text(table: pd.DataFrame, column: str, path: Path) -> pd.Series:
 
 
 def read_cycles_csv(path: Path) -> pd.DataFrame:
-    """One run's cycles.csv, typed. A header-only file gives an empty frame (a run whose first cycle is still running)."""
+    """One run's cycles.csv, typed. A header-only file gives an empty frame (a run whose first cycle is still
+    running)."""
     path = Path(path)
     table = _read_csv_as_text(path, CYCLES_COLUMNS)
     cycles = pd.DataFrame(index=table.index)
@@ -136,7 +134,10 @@ def _drop_repeated_cycles(cycles: pd.DataFrame, path: Path, notes: list[str]) ->
     """A resumed run may have written a cycle twice; the later row is the one that counts."""
     repeated = cycles.duplicated(subset=[*RUN_KEY, "cycle"], keep="last")
     if repeated.any():
-        notes.append(f"{path}: cycle(s) {sorted(set(cycles.loc[repeated, 'cycle']))} appear more than once; kept the last row of each")
+        notes.append(
+            f"{path}: cycle(s) {sorted(set(cycles.loc[repeated, 'cycle']))} appear more than once; kept the "
+            "last row of each"
+        )
     return cycles[~repeated]
 
 
@@ -197,8 +198,10 @@ def split_arms(cycles: pd.DataFrame, notes: list[str], configs: dict[str, dict[s
         run_dirs = list(rows["run_dir"].unique())
         known = {d: configs[d] for d in run_dirs if configs[d] is not None}
         if len(known) < len(run_dirs) and known:
-            notes.append(f"{task}/{model}/{sampler}: {len(run_dirs) - len(known)} run(s) have no saved config; "
-                         f"they cannot be told apart from the other arms")
+            notes.append(
+                f"{task}/{model}/{sampler}: {len(run_dirs) - len(known)} run(s) have no saved config; "
+                f"they cannot be told apart from the other arms"
+            )
         keys = sorted({key for config in known.values() for key in config if _is_arm_key(key)})
         # a key absent from an older run's config reads as null: keys added later with a null default that means
         # "as before" (seed_data, seed_model) must not split the old runs from the new ones
@@ -229,8 +232,9 @@ def _generated_by(config: dict[str, str] | None) -> str | None:
     return None
 
 
-def without_generated_data(cycles: pd.DataFrame, paper_task_map: dict[str, str],
-                           configs: dict[str, dict[str, str] | None]) -> tuple[dict[str, str], list[str]]:
+def without_generated_data(
+    cycles: pd.DataFrame, paper_task_map: dict[str, str], configs: dict[str, dict[str, str] | None]
+) -> tuple[dict[str, str], list[str]]:
     """The paper-task mapping with every task that has a run on generated data taken out, plus one note each.
     `configs`: run_dir -> config (`LoadedRuns.configs`)."""
     mapping, notes = dict(paper_task_map), []
@@ -238,8 +242,10 @@ def without_generated_data(cycles: pd.DataFrame, paper_task_map: dict[str, str],
         marks = sorted({mark for d in run_dirs.unique() if (mark := _generated_by(configs.get(d)))})
         if marks:
             mapping[task] = NOT_A_PAPER_TASK
-            notes.append(f"{task}: runs on generated data ({', '.join(marks)}), so they are not compared with the "
-                         f"paper's numbers for that dataset")
+            notes.append(
+                f"{task}: runs on generated data ({', '.join(marks)}), so they are not compared with the "
+                f"paper's numbers for that dataset"
+            )
     return mapping, notes
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from al_runner.figures.errors import FigureDataError
-from al_runner.figures.loading import TEST_SCORES_FILE, read_test_scores_csv
+from al_runner.figures.loading import read_test_scores_csv
+from al_runner.schema import TEST_SCORES_CSV as TEST_SCORES_FILE
 
 FIG8_SAMPLER = "learning_loss"
 FIG8_POINTS = 2_000
@@ -54,17 +55,22 @@ def choose_fig8_runs(cycles: pd.DataFrame) -> tuple[list[Fig8Run], list[str]]:
             notes.append(f"{task} ({model}): no {TEST_SCORES_FILE} in any learn-loss run; no Fig. 8")
             continue
         if with_scores[0] != run_dirs.index[0]:
-            notes.append(f"{task} ({model}): learn-loss seed {run_dirs.index[0]} has no {TEST_SCORES_FILE}; Fig. 8 uses seed {with_scores[0]}")
+            notes.append(
+                f"{task} ({model}): learn-loss seed {run_dirs.index[0]} has no {TEST_SCORES_FILE}; Fig. 8 uses "
+                f"seed {with_scores[0]}"
+            )
         seed = int(with_scores[0])
         name = rows.loc[rows["seed"] == seed, "uncertainty"].iloc[0]
         runs.append(Fig8Run(task, model, seed, [int(s) for s in run_dirs.index], Path(run_dirs[seed]), name))
-    for (task, model) in cycles[["task", "model"]].drop_duplicates().itertuples(index=False):
+    for task, model in cycles[["task", "model"]].drop_duplicates().itertuples(index=False):
         if learn_loss[(learn_loss["task"] == task) & (learn_loss["model"] == model)].empty:
             notes.append(f"{task} ({model}): no learn-loss run; no Fig. 8")
     return runs, notes
 
 
-def sample_test_points(scores: pd.DataFrame, n_points: int = FIG8_POINTS, seed: int = FIG8_SAMPLING_SEED) -> pd.DataFrame:
+def sample_test_points(
+    scores: pd.DataFrame, n_points: int = FIG8_POINTS, seed: int = FIG8_SAMPLING_SEED
+) -> pd.DataFrame:
     """`n_points` test points drawn without replacement (all of them if there are fewer), in file order."""
     if len(scores) <= n_points:
         return scores.reset_index(drop=True)
@@ -94,7 +100,9 @@ def ranking_accuracy_of(scores: np.ndarray, real_loss: np.ndarray) -> float:
 
     from al_runner.metrics import ranking_accuracy
 
-    as_tensor = lambda values: torch.tensor(np.array(values, dtype=np.float64))  # a copy: pandas may hand out read-only views
+    as_tensor = lambda values: torch.tensor(
+        np.array(values, dtype=np.float64)
+    )  # a copy: pandas may hand out read-only views
     return ranking_accuracy(as_tensor(scores), as_tensor(real_loss))
 
 

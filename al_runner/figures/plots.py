@@ -15,8 +15,8 @@ from al_runner.figures.labels import (
     PAPER_SAMPLERS,
     ordered_samplers,
     ranking_variant_label,
-    sampler_styles,
     sampler_label,
+    sampler_styles,
     task_label,
 )
 from al_runner.figures.loss_scatter import FIG8_TOP_FRACTION, Fig8Data
@@ -71,12 +71,20 @@ def _plot_mean_with_band(ax, rows: pd.DataFrame, *, label: str, color: str, line
     ax.plot(x, mean, color=color, linestyle=linestyle, marker=marker, markersize=3.5, label=label)
     fewer = (rows["n_seeds"] < rows["n_seeds"].max()).to_numpy()
     if fewer.any():
-        ax.plot(x[fewer], mean[fewer], linestyle="none", marker=marker, markersize=5,
-                markerfacecolor="white", markeredgecolor=color, label="_fewer_seeds")
+        ax.plot(
+            x[fewer],
+            mean[fewer],
+            linestyle="none",
+            marker=marker,
+            markersize=5,
+            markerfacecolor="white",
+            markeredgecolor=color,
+            label="_fewer_seeds",
+        )
 
 
 def _seeds_per_sampler(series: pd.DataFrame) -> str:
-    """"5 seeds per sampler", or each sampler's count (paper order) when they differ."""
+    """ "5 seeds per sampler", or each sampler's count (paper order) when they differ."""
     seeds = series.groupby("sampler")["n_seeds"].max()
     if seeds.nunique() == 1:
         count = int(seeds.iloc[0])
@@ -86,7 +94,9 @@ def _seeds_per_sampler(series: pd.DataFrame) -> str:
     )
 
 
-def plot_metric_curves(series: pd.DataFrame, *, title: str, metric: str, report_missing_paper_samplers: bool = True) -> Figure:
+def plot_metric_curves(
+    series: pd.DataFrame, *, title: str, metric: str, report_missing_paper_samplers: bool = True
+) -> Figure:
     """Fig. 4 / 6 / 7: one line per sampler (paper order), mean ± 1 std over seeds vs number of labeled points.
 
     `series`: the rows of `aggregate.metric_series` for one task × model. `report_missing_paper_samplers`: name
@@ -97,8 +107,9 @@ def plot_metric_curves(series: pd.DataFrame, *, title: str, metric: str, report_
     styles = sampler_styles(series["sampler"])
     for sampler in ordered_samplers(series["sampler"]):
         color, linestyle = styles[sampler]
-        _plot_mean_with_band(ax, series[series["sampler"] == sampler], label=sampler_label(sampler), color=color,
-                             linestyle=linestyle)
+        _plot_mean_with_band(
+            ax, series[series["sampler"] == sampler], label=sampler_label(sampler), color=color, linestyle=linestyle
+        )
     _style_labeled_axis(ax, series["n_labeled"])
     ax.set_ylabel(metric)
     ax.legend(**LEGEND_RIGHT)
@@ -124,7 +135,9 @@ def _band_caption(series: pd.DataFrame) -> str:
 EXPERIMENT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
-def plot_ranking_accuracy(series: pd.DataFrame, *, show_model: bool, dataset_names: dict[str, str] | None = None) -> Figure:
+def plot_ranking_accuracy(
+    series: pd.DataFrame, *, show_model: bool, dataset_names: dict[str, str] | None = None
+) -> Figure:
     """Fig. 5: ranking accuracy of the loss-prediction module per cycle; one line per sampler with a module
     (× task × model). Each sampler has its own colour and line style (the same as in the learning curves: no two
     samplers share both); several tasks or models differ by marker. `series`: `aggregate.ranking_series`.
@@ -158,7 +171,8 @@ def plot_ranking_accuracy(series: pd.DataFrame, *, show_model: bool, dataset_nam
 
 
 def _log_safe(values: np.ndarray) -> tuple[np.ndarray, int, float]:
-    """Values ≤ 0 cannot sit on a log axis: draw them at the smallest positive value. Returns (values, n moved, floor)."""
+    """Values ≤ 0 cannot sit on a log axis: draw them at the smallest positive value. Returns (values, n moved,
+    floor)."""
     positive = values[values > 0]
     floor = float(positive.min()) if positive.size else 1e-12
     moved = int((values <= 0).sum())
@@ -172,7 +186,9 @@ def narrow_log_ticks(low: float, high: float) -> list[float]:
     ticks = [m * 10.0**e for e in exponents for m in (1, 2, 5) if low <= m * 10.0**e <= high]
     if len(ticks) >= 2:
         return ticks
-    return [float(t) for t in MaxNLocator(nbins=5, steps=[1, 2, 5, 10]).tick_values(low, high) if low <= t <= high and t > 0]
+    return [
+        float(t) for t in MaxNLocator(nbins=5, steps=[1, 2, 5, 10]).tick_values(low, high) if low <= t <= high and t > 0
+    ]
 
 
 def _style_log_axis(ax, values: np.ndarray) -> None:
@@ -194,8 +210,15 @@ def _format_r(value: float) -> str:
 def _scatter_panel(ax, real_loss, score, top, *, score_name: str, correlation: float, paper: PaperValue | None) -> None:
     percent = round(100 * FIG8_TOP_FRACTION)
     ax.scatter(real_loss[~top], score[~top], s=6, color="tab:blue", alpha=0.45, linewidths=0, label="other points")
-    ax.scatter(real_loss[top], score[top], s=6, color="tab:red", alpha=0.7, linewidths=0,
-               label=f"top {percent} % by {score_name}")
+    ax.scatter(
+        real_loss[top],
+        score[top],
+        s=6,
+        color="tab:red",
+        alpha=0.7,
+        linewidths=0,
+        label=f"top {percent} % by {score_name}",
+    )
     _style_log_axis(ax, real_loss)
     ax.set_ylabel(score_name)
     ax.grid(alpha=0.3)
@@ -207,7 +230,8 @@ def _scatter_panel(ax, real_loss, score, top, *, score_name: str, correlation: f
 
 
 def plot_loss_scatter(data: Fig8Data, *, title: str, paper: dict[str, PaperValue] | None = None) -> Figure:
-    """Fig. 8: predicted loss vs real loss, and the task's uncertainty vs real loss, top fraction by score highlighted."""
+    """Fig. 8: predicted loss vs real loss, and the task's uncertainty vs real loss, top fraction by score
+    highlighted."""
     paper = paper or {}
     figure = new_figure(11, 4.6)
     left, right = figure.subplots(1, 2)
@@ -217,18 +241,32 @@ def plot_loss_scatter(data: Fig8Data, *, title: str, paper: dict[str, PaperValue
         x_label += f"; {moved} value(s) ≤ 0 drawn at {floor:.1e}"
     for ax, column, name, top, correlation in (
         (left, "predicted_loss", "predicted loss", data.predicted_loss_top, data.predicted_loss_correlation),
-        (right, "uncertainty", data.run.uncertainty_name.replace("_", " "), data.uncertainty_top, data.uncertainty_correlation),
+        (
+            right,
+            "uncertainty",
+            data.run.uncertainty_name.replace("_", " "),
+            data.uncertainty_top,
+            data.uncertainty_correlation,
+        ),
     ):
-        _scatter_panel(ax, real_loss, data.points[column].to_numpy(), top,
-                       score_name=name, correlation=correlation, paper=paper.get(column))
+        _scatter_panel(
+            ax,
+            real_loss,
+            data.points[column].to_numpy(),
+            top,
+            score_name=name,
+            correlation=correlation,
+            paper=paper.get(column),
+        )
         ax.set_xlabel(x_label)
     figure.suptitle(title, fontsize=10)
     return figure
 
 
-def experiment_title(task: str, model: str, *, show_model: bool, figure_number: int | None,
-                     dataset: str | None = None) -> str:
-    """"Fig. 6: VOC" when the runs are on the paper's dataset (figure_number given), else "Learning curve:
+def experiment_title(
+    task: str, model: str, *, show_model: bool, figure_number: int | None, dataset: str | None = None
+) -> str:
+    """ "Fig. 6: VOC" when the runs are on the paper's dataset (figure_number given), else "Learning curve:
     voc_synth": a curve on other data does not claim to be the paper's figure. `dataset`: what to call the data
     (`labels.dataset_label`: "CIFAR-10", an ImageFolder root's folder name); default: the task's name."""
     model_part = f" ({model})" if show_model else ""

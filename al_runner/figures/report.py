@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from al_runner.analysis.paper import PAPER_FIG8_CORRELATION
 from al_runner.figures.aggregate import (
     coverage_notes,
     cycle_leaders,
@@ -19,7 +20,7 @@ from al_runner.figures.aggregate import (
     timing_summary,
 )
 from al_runner.figures.labels import CONTROL_SAMPLER, dataset_label, figure_number
-from al_runner.figures.loading import NOT_A_PAPER_TASK, TEST_SCORES_FILE, load_cycles, without_generated_data
+from al_runner.figures.loading import NOT_A_PAPER_TASK, load_cycles, without_generated_data
 from al_runner.figures.loss_scatter import Fig8Data, choose_fig8_runs, load_fig8_data
 from al_runner.figures.plots import (
     experiment_title,
@@ -28,8 +29,13 @@ from al_runner.figures.plots import (
     plot_ranking_accuracy,
     save_figure,
 )
-from al_runner.figures.statistics_report import (StatisticsTables, compute_statistics, statistics_sections,
-                                                 summary_lines, write_statistics)
+from al_runner.figures.statistics_report import (
+    StatisticsTables,
+    compute_statistics,
+    statistics_sections,
+    summary_lines,
+    write_statistics,
+)
 from al_runner.figures.sweep_plan import planned_experiments, planned_run_notes, unfinished_run_notes
 from al_runner.figures.tables import (
     LEADERS_MD_HEADERS,
@@ -48,7 +54,7 @@ from al_runner.figures.tables import (
     timing_markdown_rows,
     timing_table,
 )
-from al_runner.analysis.paper import PAPER_FIG8_CORRELATION
+from al_runner.schema import TEST_SCORES_CSV as TEST_SCORES_FILE
 
 
 @dataclass
@@ -85,8 +91,9 @@ def _resolved_root(text: str) -> str | None:
         return None
 
 
-def dataset_names(cycles: pd.DataFrame, configs: dict[str, dict[str, str] | None],
-                  paper_task_map: dict[str, str]) -> dict[str, str]:
+def dataset_names(
+    cycles: pd.DataFrame, configs: dict[str, dict[str, str] | None], paper_task_map: dict[str, str]
+) -> dict[str, str]:
     """task -> what the figures call its data: "CIFAR-10" for runs on (or mapped to) the paper's CIFAR-10, an
     ImageFolder root's folder name, else the task's name (`labels.dataset_label`)."""
     names = {}
@@ -96,8 +103,13 @@ def dataset_names(cycles: pd.DataFrame, configs: dict[str, dict[str, str] | None
     return names
 
 
-def write_metric_figures(cycles: pd.DataFrame, out_dir: Path, paper_task_map: dict[str, str],
-                         names: dict[str, str] | None = None, planned: set[tuple[str, str]] = frozenset()) -> list[Path]:
+def write_metric_figures(
+    cycles: pd.DataFrame,
+    out_dir: Path,
+    paper_task_map: dict[str, str],
+    names: dict[str, str] | None = None,
+    planned: set[tuple[str, str]] = frozenset(),
+) -> list[Path]:
     """Fig. 4 / 6 / 7: one learning-curve figure per task (× model). `names`: `dataset_names`; `planned`:
     experiments whose sweep plan says which samplers were asked for (`sweep_plan.planned_experiments`)."""
     names = names or {}
@@ -107,26 +119,32 @@ def write_metric_figures(cycles: pd.DataFrame, out_dir: Path, paper_task_map: di
     for (task, model), rows in series.groupby(["task", "model"]):
         paper_task = paper_task_for(task, paper_task_map)
         show_model = task in several_models
-        metric = " / ".join(sorted(cycles.loc[(cycles["task"] == task) & (cycles["model"] == model), "metric"].unique()))
+        metric = " / ".join(
+            sorted(cycles.loc[(cycles["task"] == task) & (cycles["model"] == model), "metric"].unique())
+        )
         number = figure_number(paper_task, metric)  # the file name; the title claims a paper figure only on its data
-        title = experiment_title(task, model, show_model=show_model, figure_number=number if paper_task else None,
-                                 dataset=names.get(task))
-        figure = plot_metric_curves(rows, title=title, metric=metric,
-                                    report_missing_paper_samplers=(task, model) not in planned)
+        title = experiment_title(
+            task, model, show_model=show_model, figure_number=number if paper_task else None, dataset=names.get(task)
+        )
+        figure = plot_metric_curves(
+            rows, title=title, metric=metric, report_missing_paper_samplers=(task, model) not in planned
+        )
         written += save_figure(figure, out_dir, _experiment_stem(f"fig{number}", task, model, show_model))
     return written
 
 
-def write_ranking_figure(cycles: pd.DataFrame, out_dir: Path, notes: list[str],
-                         names: dict[str, str] | None = None) -> list[Path]:
+def write_ranking_figure(
+    cycles: pd.DataFrame, out_dir: Path, notes: list[str], names: dict[str, str] | None = None
+) -> list[Path]:
     """Fig. 5, if any run has a loss-prediction module."""
     series = ranking_series(cycles)
     if series.empty:
         notes.append("no run has a ranking accuracy (no learn-loss runs); no Fig. 5")
         return []
     show_model = bool(_tasks_with_several_models(series))
-    return save_figure(plot_ranking_accuracy(series, show_model=show_model, dataset_names=names), out_dir,
-                       "fig5_ranking_accuracy")
+    return save_figure(
+        plot_ranking_accuracy(series, show_model=show_model, dataset_names=names), out_dir, "fig5_ranking_accuracy"
+    )
 
 
 def _fig8_title(data: Fig8Data, generated: bool, dataset: str | None = None) -> str:
@@ -134,7 +152,9 @@ def _fig8_title(data: Fig8Data, generated: bool, dataset: str | None = None) -> 
     seeds = f"seed {run.seed}"
     if len(run.seeds_available) > 1:
         seeds += f" (lowest of seeds {', '.join(map(str, run.seeds_available))})"
-    task = (dataset or dataset_label(run.task)) + (" (generated data)" if generated else "")  # e.g. mpii_cpu's stick figures
+    task = (dataset or dataset_label(run.task)) + (
+        " (generated data)" if generated else ""
+    )  # e.g. mpii_cpu's stick figures
     return (
         f"Fig. 8: {task} ({run.model}), learn loss, {seeds}, cycle {data.cycle}: "
         f"{len(data.points):,} of {data.n_test_points:,} test points"
@@ -147,13 +167,17 @@ def _fig8_source(data: Fig8Data) -> str:
         f"Fig. 8 {run.task} ({run.model}): {run.run_dir / TEST_SCORES_FILE} (seed {run.seed}, cycle {data.cycle}, "
         f"{len(data.points):,} of {data.n_test_points:,} points; Pearson r: predicted loss "
         f"{data.predicted_loss_correlation:.3f}, {data.run.uncertainty_name} {data.uncertainty_correlation:.3f}; "
-        f"ranking accuracy over all {data.n_test_points:,} points: predicted loss {data.predicted_loss_ranking_accuracy:.3f}, "
+        f"ranking accuracy over all {data.n_test_points:,} points: predicted loss "
+        f"{data.predicted_loss_ranking_accuracy:.3f}, "
         f"{data.run.uncertainty_name} {data.uncertainty_ranking_accuracy:.3f})"
     )
 
 
 def write_loss_scatter_figures(
-    cycles: pd.DataFrame, out_dir: Path, paper_task_map: dict[str, str], report: Report,
+    cycles: pd.DataFrame,
+    out_dir: Path,
+    paper_task_map: dict[str, str],
+    report: Report,
     names: dict[str, str] | None = None,
 ) -> None:
     """Fig. 8 per task (× model) that has a learn-loss run with test scores."""
@@ -164,8 +188,9 @@ def write_loss_scatter_figures(
         data = load_fig8_data(run)
         paper_task = paper_task_for(run.task, paper_task_map)
         paper = PAPER_FIG8_CORRELATION.get(paper_task or "")
-        figure = plot_loss_scatter(data, title=_fig8_title(data, paper_task == NOT_A_PAPER_TASK, (names or {}).get(run.task)),
-                                   paper=paper)
+        figure = plot_loss_scatter(
+            data, title=_fig8_title(data, paper_task == NOT_A_PAPER_TASK, (names or {}).get(run.task)), paper=paper
+        )
         stem = _experiment_stem("fig8", run.task, run.model, run.task in several_models)
         report.written += save_figure(figure, out_dir, stem)
         report.fig8_sources.append(_fig8_source(data))
@@ -210,20 +235,25 @@ def control_section(vs_control: pd.DataFrame) -> list[str]:
         "points random selects), so learn loss − control is what the module's selections add with the same "
         "training, and control − random (in the table against random) is what training with the module costs "
         "or gives on the same data. Mean ± sample std over the seeds both reached.",
-        markdown_table([*PAIRED_MD_HEADERS[:-1], "learn loss − control, same seed (mean ± std)"],
-                       paired_markdown_rows(vs_control)),
+        markdown_table(
+            [*PAIRED_MD_HEADERS[:-1], "learn loss − control, same seed (mean ± std)"], paired_markdown_rows(vs_control)
+        ),
     ]
 
 
 def results_markdown(
-    results: pd.DataFrame, timing: pd.DataFrame, report: Report, run_roots: list[Path], out_dir: Path,
-    per_cycle: PerCycleTables | None = None, statistics: StatisticsTables | None = None,
+    results: pd.DataFrame,
+    timing: pd.DataFrame,
+    report: Report,
+    run_roots: list[Path],
+    out_dir: Path,
+    per_cycle: PerCycleTables | None = None,
+    statistics: StatisticsTables | None = None,
 ) -> str:
     figures = [path.relative_to(out_dir).as_posix() for path in report.written if path.suffix == ".png"]
     sections = [
         "# Results: learning loss for active learning",
-        "Generated by `al-plot` from the cycles.csv files under: "
-        + ", ".join(f"`{root}`" for root in run_roots),
+        "Generated by `al-plot` from the cycles.csv files under: " + ", ".join(f"`{root}`" for root in run_roots),
         "## Last cycle, ours beside the paper (Fig. 4 / 5 / 6 / 7)",
         markdown_table(RESULTS_MD_HEADERS, results_markdown_rows(results)),
         "\n".join(f"{note}  " for note in results_footnotes(results)),
@@ -252,8 +282,11 @@ def sweep_statistics(sweep_dir: Path) -> list[str]:
         report = generate_report([Path(sweep_dir)], out_dir)
     except Exception as error:  # noqa: BLE001 - whatever went wrong, one line instead of a traceback
         return [f"statistics: not written ({type(error).__name__}: {error})"]
-    return ["statistics of this sweep (al-plot):", *report.summary,
-            f"  full report (AUBC, paired tests with Holm, penalty matrix, ...): {out_dir / 'results.md'}"]
+    return [
+        "statistics of this sweep (al-plot):",
+        *report.summary,
+        f"  full report (AUBC, paired tests with Holm, penalty matrix, ...): {out_dir / 'results.md'}",
+    ]
 
 
 def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[str, str] | None = None) -> Report:
@@ -265,7 +298,10 @@ def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[s
     paper_task_map, generated_notes = without_generated_data(cycles, paper_task_map, loaded.configs)
     planned = planned_experiments(cycles, run_roots)
     report = Report(
-        notes=loaded.notes + generated_notes + planned_run_notes(cycles, run_roots) + unfinished_run_notes(cycles)
+        notes=loaded.notes
+        + generated_notes
+        + planned_run_notes(cycles, run_roots)
+        + unfinished_run_notes(cycles)
         + coverage_notes(cycles, planned)
     )
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -278,11 +314,15 @@ def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[s
     last_cycle = last_cycle_summary(cycles)
     results = results_table(last_cycle, paper_task_map)
     timing = timing_table(timing_summary(cycles))
-    per_cycle = PerCycleTables(cycle_leaders(cycles), paired_differences(cycles), ranking_series(cycles),
-                               selection_gain_over_control(cycles))
+    per_cycle = PerCycleTables(
+        cycle_leaders(cycles), paired_differences(cycles), ranking_series(cycles), selection_gain_over_control(cycles)
+    )
     tables = {
-        "results.csv": results, "timing.csv": timing, "per_cycle_leaders.csv": per_cycle.leaders,
-        "per_cycle_vs_random.csv": per_cycle.paired, "per_cycle_ranking_accuracy.csv": per_cycle.ranking,
+        "results.csv": results,
+        "timing.csv": timing,
+        "per_cycle_leaders.csv": per_cycle.leaders,
+        "per_cycle_vs_random.csv": per_cycle.paired,
+        "per_cycle_ranking_accuracy.csv": per_cycle.ranking,
     }
     if len(per_cycle.vs_control):
         tables["per_cycle_vs_control.csv"] = per_cycle.vs_control

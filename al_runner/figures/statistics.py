@@ -28,16 +28,30 @@ def plot_penalty_matrices(matrices: dict[str, pd.DataFrame], title: str):
         labels = [sampler_label(s) for s in matrix.index]
         column_sums = np.nansum(values, axis=0)  # how often each sampler was beaten, in all (tested pairs only)
         tested = [np.isfinite(np.delete(values[:, j], j)).any() for j in range(len(labels))]
-        ax.set_xticks(range(len(labels)), [f"{label} (Σ {s:.2f})" if ok else f"{label} (not testable)"
-                                           for label, s, ok in zip(labels, column_sums, tested)],
-                      rotation=40, ha="right", rotation_mode="anchor")
+        ax.set_xticks(
+            range(len(labels)),
+            [
+                f"{label} (Σ {s:.2f})" if ok else f"{label} (not testable)"
+                for label, s, ok in zip(labels, column_sums, tested)
+            ],
+            rotation=40,
+            ha="right",
+            rotation_mode="anchor",
+        )
         ax.set_yticks(range(len(labels)), labels)
         for (i, j), value in np.ndenumerate(values):
             if i != j and np.isnan(value):
                 ax.text(j, i, "not\ntestable", ha="center", va="center", fontsize=6, color="dimgray")
             elif i != j:
-                ax.text(j, i, "0" if value == 0 else f"{value:.2f}", ha="center", va="center", fontsize=8,
-                        color="white" if value > 0.6 * vmax else "black")
+                ax.text(
+                    j,
+                    i,
+                    "0" if value == 0 else f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if value > 0.6 * vmax else "black",
+                )
         ax.set_xlabel("column: beaten (Σ = how often, in all)")
         ax.set_ylabel("row: won")
         ax.set_title(CORRECTION_TITLES.get(correction, correction), fontsize=9)

@@ -55,16 +55,22 @@ class StatisticsTables:
 
     def csvs(self) -> dict[str, pd.DataFrame]:
         return {
-            "aubc_per_run.csv": self.aubc_per_run, "aubc.csv": self.aubc.merge(
-                self.aubc_wins, on=["task", "model", "sampler"], how="left"),
-            "paired_tests_aubc.csv": self.aubc_tests, "paired_tests_per_cycle.csv": self.per_cycle_tests,
-            "aubc_selection_per_run.csv": self.selection_per_run, "aubc_selection.csv": self.selection.merge(
-                self.selection_wins, on=["task", "model", "sampler"], how="left"),
+            "aubc_per_run.csv": self.aubc_per_run,
+            "aubc.csv": self.aubc.merge(self.aubc_wins, on=["task", "model", "sampler"], how="left"),
+            "paired_tests_aubc.csv": self.aubc_tests,
+            "paired_tests_per_cycle.csv": self.per_cycle_tests,
+            "aubc_selection_per_run.csv": self.selection_per_run,
+            "aubc_selection.csv": self.selection.merge(
+                self.selection_wins, on=["task", "model", "sampler"], how="left"
+            ),
             "paired_tests_aubc_selection.csv": self.selection_tests,
-            "penalty_matrix.csv": self.penalty["none"], "penalty_matrix_holm.csv": self.penalty["holm"],
+            "penalty_matrix.csv": self.penalty["none"],
+            "penalty_matrix_holm.csv": self.penalty["holm"],
             "penalty_pairs.csv": pd.concat([penalty_long(m, c) for c, m in self.penalty.items()], ignore_index=True),
-            "label_efficiency.csv": self.efficiency, "query_class_histograms.csv": self.class_histograms,
-            "query_class_balance.csv": self.class_balance, "query_overlap.csv": self.overlap,
+            "label_efficiency.csv": self.efficiency,
+            "query_class_histograms.csv": self.class_histograms,
+            "query_class_balance.csv": self.class_balance,
+            "query_overlap.csv": self.overlap,
         }
 
 
@@ -88,14 +94,22 @@ def compute_statistics(cycles: pd.DataFrame) -> StatisticsTables:
     selected = load_selected(cycles) if "run_dir" in cycles.columns else _empty_selected()  # no picks: empty frames
     histograms = class_histograms(selected)
     return StatisticsTables(
-        aubc_per_run=per_run, aubc=_by_sampler_order(aubc_summary(per_run), samplers), aubc_tests=on_aubc,
-        aubc_wins=significant_wins(on_aubc), selection_per_run=selection_per_run,
-        selection=_by_sampler_order(aubc_summary(selection_per_run), samplers), selection_tests=on_selection,
-        selection_wins=significant_wins(on_selection), per_cycle_tests=per_cycle,
-        penalty={c: without_untestable_pairs(penalty_matrix(per_cycle, samplers, c, SETTINGS.alpha), per_cycle)
-                 for c in CORRECTIONS},
+        aubc_per_run=per_run,
+        aubc=_by_sampler_order(aubc_summary(per_run), samplers),
+        aubc_tests=on_aubc,
+        aubc_wins=significant_wins(on_aubc),
+        selection_per_run=selection_per_run,
+        selection=_by_sampler_order(aubc_summary(selection_per_run), samplers),
+        selection_tests=on_selection,
+        selection_wins=significant_wins(on_selection),
+        per_cycle_tests=per_cycle,
+        penalty={
+            c: without_untestable_pairs(penalty_matrix(per_cycle, samplers, c, SETTINGS.alpha), per_cycle)
+            for c in CORRECTIONS
+        },
         efficiency=_by_sampler_order(label_efficiency(cycles), samplers),
-        class_histograms=histograms, class_balance=_by_sampler_order(class_balance(histograms), samplers),
+        class_histograms=histograms,
+        class_balance=_by_sampler_order(class_balance(histograms), samplers),
         overlap=overlap_summary(pick_overlap(selected, samplers)),
         samplers=samplers,
     )
@@ -133,8 +147,10 @@ def write_statistics(stats: StatisticsTables, out_dir: Path) -> list[Path]:
         table.to_csv(out_dir / name, index=name.startswith("penalty_matrix"))
         written.append(out_dir / name)
     if len(stats.samplers) > 1:
-        figure = plot_penalty_matrices(stats.penalty, "How often the row sampler beat the column sampler "
-                                                      "(per selection cycle, each experiment weighted 1)")
+        figure = plot_penalty_matrices(
+            stats.penalty,
+            "How often the row sampler beat the column sampler (per selection cycle, each experiment weighted 1)",
+        )
         written += save_figure(figure, out_dir, "penalty_matrix")
     return written
 
@@ -146,19 +162,21 @@ def statistics_sections(stats: StatisticsTables) -> list[str]:
         "What each statistic means and how to read it: `docs/statistics.md`. Every pair of samplers is compared "
         "on the seeds both ran (same seed = same initial labeled set and initial weights). Each experiment × "
         f"cycle, and each experiment's AUBC, is one family: Holm's correction keeps the chance of any false "
-        f"\"significant\" in it below {alpha}. All samplers present enter the families, controls and oracles "
+        f'"significant" in it below {alpha}. All samplers present enter the families, controls and oracles '
         "included (an `oracle_*` sampler reads labels: a diagnostic, never a method).",
         "### Area under the budget curve (AUBC)",
         "Trapezoid area under metric vs labeled points, divided by the labeled range: the curve's mean height. "
         "Computed over the cycles every run of the experiment reached.",
         markdown_table(AUBC_MD_HEADERS, aubc_markdown_rows(stats.aubc, stats.aubc_wins))
-        if len(stats.aubc) else "- no AUBC: the runs share fewer than two cycles",
+        if len(stats.aubc)
+        else "- no AUBC: the runs share fewer than two cycles",
         "### AUBC over the selection cycles (cycle 0 left out)",
         "Cycle 0 is the random initial set: there samplers differ only in training (with or without the "
         "loss-prediction module). The same area over cycles 1 to the last separates selection quality from that "
         "training cost. " + ranking_change_sentence(stats.aubc, stats.selection),
         markdown_table(AUBC_MD_HEADERS, aubc_markdown_rows(stats.selection, stats.selection_wins))
-        if len(stats.selection) else "- no AUBC over the selection cycles: the runs share fewer than two of them",
+        if len(stats.selection)
+        else "- no AUBC over the selection cycles: the runs share fewer than two of them",
         "### Paired tests on AUBC",
         "Mean of a − b over seeds with the paired t-test's 95 % interval; d_z = mean / std of the differences; "
         "seeds for 80 % power = seeds a paired t-test would need to detect this d_z at alpha 0.05, before any "
@@ -184,20 +202,23 @@ def statistics_sections(stats: StatisticsTables) -> list[str]:
         "Labels each sampler needs (mean curve over its seeds, linearly interpolated between cycles) to reach "
         "random's mean metric at random's last cycle; \"not reached\" when its curve never gets there. A point "
         "estimate from mean curves, not a test: the interval is a 95 % percentile bootstrap over the seeds both "
-        "samplers ran (resampled together, 2,000 times, fixed generator), \"reached\" the share of resamples whose "
+        'samplers ran (resampled together, 2,000 times, fixed generator), "reached" the share of resamples whose '
         "curve gets there at all.",
         markdown_table(EFFICIENCY_MD_HEADERS, efficiency_markdown_rows(stats.efficiency))
-        if len(stats.efficiency) else "- no random sampler in these runs: no reference to reach",
+        if len(stats.efficiency)
+        else "- no random sampler in these runs: no reference to reach",
         "### Query class balance",
         "Class histogram of each cycle's picks (cycle 0 = the random initial set; objects for detection), its "
         "Shannon entropy, and that entropy over log(classes seen in the experiment). Per-run histograms: "
         "`query_class_histograms.csv`.",
         markdown_table(CLASS_BALANCE_MD_HEADERS, class_balance_markdown_rows(stats.class_balance))
-        if len(stats.class_balance) else "- no class of any pick is recorded (runs from before selected.csv had a "
+        if len(stats.class_balance)
+        else "- no class of any pick is recorded (runs from before selected.csv had a "
         "`classes` column, or a task without classes, e.g. pose)",
         "### Overlap of the samplers' picks on the same seed",
         markdown_table(OVERLAP_MD_HEADERS, overlap_markdown_rows(stats.overlap))
-        if len(stats.overlap) else "- fewer than two samplers share a seed",
+        if len(stats.overlap)
+        else "- fewer than two samplers share a seed",
     ]
     return sections
 
@@ -233,9 +254,11 @@ def chance_sentence(per_cycle: pd.DataFrame, alpha: float) -> str:
     if tested.empty:
         return ""
     hits = int((tested["p_t"] < alpha).sum())
-    return (f"Reading the uncorrected matrix: {hits} of the {len(tested)} paired comparisons at selection cycles have "
-            f"p < {alpha}; if no sampler differed from any other, about {alpha * len(tested):.1f} would by chance "
-            f"alone. The Holm-corrected matrix is the one to draw conclusions from.")
+    return (
+        f"Reading the uncorrected matrix: {hits} of the {len(tested)} paired comparisons at selection cycles have "
+        f"p < {alpha}; if no sampler differed from any other, about {alpha * len(tested):.1f} would by chance "
+        f"alone. The Holm-corrected matrix is the one to draw conclusions from."
+    )
 
 
 def wilcoxon_floor_sentence(tests: pd.DataFrame) -> str:
@@ -247,8 +270,10 @@ def wilcoxon_floor_sentence(tests: pd.DataFrame) -> str:
     floors = [2.0 / 2**n for n in counts]
     if len(counts) == 1:
         return f"With {counts[0]} seeds the exact Wilcoxon test cannot give p below {floors[0]:.4g}."
-    return (f"With n seeds the exact Wilcoxon test cannot give p below 2 / 2^n: here {counts[0]}–{counts[-1]} seeds, "
-            f"{floors[0]:.4g}–{floors[-1]:.4g}.")
+    return (
+        f"With n seeds the exact Wilcoxon test cannot give p below 2 / 2^n: here {counts[0]}–{counts[-1]} seeds, "
+        f"{floors[0]:.4g}–{floors[-1]:.4g}."
+    )
 
 
 def _tests_table(tests: pd.DataFrame, with_cycle: bool) -> str:
@@ -261,11 +286,13 @@ def _tests_table(tests: pd.DataFrame, with_cycle: bool) -> str:
 def _penalty_tables(stats: StatisticsTables) -> list[str]:
     untestable = stats.penalty["none"].isna()
     if untestable.to_numpy().sum() == len(untestable) * (len(untestable) - 1):  # every pair
-        return ["- not testable: no two samplers share two seeds at a cycle after the first selection (a paired "
-                "test needs at least two seeds each); the CSVs leave every cell empty"]
+        return [
+            "- not testable: no two samplers share two seeds at a cycle after the first selection (a paired "
+            "test needs at least two seeds each); the CSVs leave every cell empty"
+        ]
     out = []
     if untestable.to_numpy().any():
-        out.append("\"not testable\": the two samplers never shared two seeds at a selection cycle.")
+        out.append('"not testable": the two samplers never shared two seeds at a selection cycle.')
     for correction, title in (("none", "Uncorrected (p < 0.05 per cycle)"), ("holm", "Holm-corrected")):
         matrix = stats.penalty[correction]
         out += [f"{title}:", markdown_table(penalty_md_headers(matrix), penalty_markdown_rows(matrix))]
@@ -278,14 +305,18 @@ def summary_lines(stats: StatisticsTables, last_cycle: pd.DataFrame) -> list[str
     wins = {(w["task"], w["model"], w["sampler"]): w for w in stats.aubc_wins.to_dict("records")}
     aubc = {(a["task"], a["model"], a["sampler"]): a for a in stats.aubc.to_dict("records")}
     for (task, model), rows in last_cycle.groupby(["task", "model"], sort=True):
-        lines.append(f"{task} ({model}): AUBC and last-cycle {' / '.join(sorted(rows['metric'].unique()))}, "
-                     "mean ± std over seeds; wins/losses = significant on AUBC after Holm")
+        lines.append(
+            f"{task} ({model}): AUBC and last-cycle {' / '.join(sorted(rows['metric'].unique()))}, "
+            "mean ± std over seeds; wins/losses = significant on AUBC after Holm"
+        )
         lines.append(f"  {'sampler':<28} {'seeds':>5}  {'AUBC':<17}  {'last cycle':<17}  wins/losses")
         for row in _by_sampler_order(rows, stats.samplers).to_dict("records"):
             key = (task, model, row["sampler"])
             a, w = aubc.get(key), wins.get(key)
             aubc_cell = format_mean_std(a["mean"], a["std"]) if a else "—"
             record = f"{w['wins']}/{w['losses']}" if w else "—"
-            lines.append(f"  {sampler_label(row['sampler']):<28} {row['n_seeds']:>5}  {aubc_cell:<17}  "
-                         f"{format_mean_std(row['mean'], row['std']):<17}  {record}")
+            lines.append(
+                f"  {sampler_label(row['sampler']):<28} {row['n_seeds']:>5}  {aubc_cell:<17}  "
+                f"{format_mean_std(row['mean'], row['std']):<17}  {record}"
+            )
     return lines

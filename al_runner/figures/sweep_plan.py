@@ -74,8 +74,10 @@ def _missing_runs_text(missing: list[tuple[str, str]], all_samplers: list[str]) 
         by_seed.setdefault(seed, []).append(sampler)
     parts = []
     for seed, samplers in by_seed.items():
-        which = "all samplers" if set(samplers) == set(all_samplers) and len(all_samplers) > 1 else ", ".join(
-            sampler_label(sampler) for sampler in samplers
+        which = (
+            "all samplers"
+            if set(samplers) == set(all_samplers) and len(all_samplers) > 1
+            else ", ".join(sampler_label(sampler) for sampler in samplers)
         )
         parts.append(f"seed {seed} ({which})")
     return "; ".join(parts)
@@ -84,7 +86,9 @@ def _missing_runs_text(missing: list[tuple[str, str]], all_samplers: list[str]) 
 def planned_run_notes(cycles: pd.DataFrame, run_roots: list[Path]) -> list[str]:
     """One note per sweep (a multirun.yaml under a --runs root) that has fewer runs with results than planned."""
     notes = []
-    sweep_files = sorted({path.resolve(): path for root in run_roots for path in Path(root).rglob(MULTIRUN_FILE)}.values())
+    sweep_files = sorted(
+        {path.resolve(): path for root in run_roots for path in Path(root).rglob(MULTIRUN_FILE)}.values()
+    )
     for path in sweep_files:
         grid = planned_grid(path)
         if grid is None:
@@ -95,11 +99,14 @@ def planned_run_notes(cycles: pd.DataFrame, run_roots: list[Path]) -> list[str]:
         samplers = grid.get("sampler") or sorted({sampler for sampler, _ in present})
         seeds = grid.get("seed") or sorted({seed for _, seed in present}, key=int)
         planned = list(product(samplers, seeds))
-        missing = sorted((run for run in planned if run not in present), key=lambda run: (int(run[1]), samplers.index(run[0])))
+        missing = sorted(
+            (run for run in planned if run not in present), key=lambda run: (int(run[1]), samplers.index(run[0]))
+        )
         if missing:
             notes.append(
                 f"{path.parent}: partial sweep: {len(planned) - len(missing)} of {len(planned)} planned runs "
-                f"({_count(len(samplers), 'sampler')} × {_count(len(seeds), 'seed')}, from {MULTIRUN_FILE}) have results; "
+                f"({_count(len(samplers), 'sampler')} × {_count(len(seeds), 'seed')}, from {MULTIRUN_FILE}) "
+                "have results; "
                 f"none yet for {_missing_runs_text(missing, samplers)}"
             )
     return notes
@@ -111,8 +118,10 @@ def planned_experiments(cycles: pd.DataFrame, run_roots: list[Path]) -> set[tupl
     sweep_dirs = [path.parent.resolve() for root in run_roots for path in Path(root).rglob(MULTIRUN_FILE)]
     planned = set()
     for (task, model), rows in cycles.groupby(["task", "model"]):
-        if sweep_dirs and all(any(Path(run_dir).resolve().is_relative_to(sweep) for sweep in sweep_dirs)
-                              for run_dir in rows["run_dir"].unique()):
+        if sweep_dirs and all(
+            any(Path(run_dir).resolve().is_relative_to(sweep) for sweep in sweep_dirs)
+            for run_dir in rows["run_dir"].unique()
+        ):
             planned.add((task, model))
     return planned
 

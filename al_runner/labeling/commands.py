@@ -278,8 +278,8 @@ def _run_round(
 
     if batch_is_skipped(labeled.numel(), int(s.batch_size)):
         raise LabelingError(
-            f"only 1 image is labeled: a training batch of one sample is skipped, so this round would train on "
-            f"nothing; import at least one more label first"
+            "only 1 image is labeled: a training batch of one sample is skipped, so this round would train on "
+            "nothing; import at least one more label first"
         )
     sampler = sampler_of(cfg)
     task, learner = build_round(cfg, labeling, project, labels, sampler)

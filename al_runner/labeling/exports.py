@@ -92,9 +92,11 @@ def write_round_exports(project: Project, labeling, round_: Round, document_root
 
 
 # What the numbers under each thumbnail are, written once across the top of the sheet.
-CONTACT_SHEET_KEY = ("#rank: pick order (#1 = the sampler's top score) | guess: the model's class "
-                     "(detection: its boxes' classes) | p: the model's confidence in it (softmax; top box score) "
-                     "| grey: file name")
+CONTACT_SHEET_KEY = (
+    "#rank: pick order (#1 = the sampler's top score) | guess: the model's class "
+    "(detection: its boxes' classes) | p: the model's confidence in it (softmax; top box score) "
+    "| grey: file name"
+)
 
 
 def contact_sheet_key_lines(width: int) -> list[str]:

@@ -66,9 +66,13 @@ def _delimiter(first_line: str) -> str:
 def _header_refusal(path: Path, header: list[str]) -> Refusal:
     found = ",".join(header) or "nothing"
     if "path" in header and PICKS_ONLY_COLUMNS & set(header):  # a round's picks.csv, not filled in yet
-        return Refusal(f"{path}:1", "", f"header must name columns path,label (found {found}): this is a picks.csv "
-                                        "without answers; add a column named label holding each image's class "
-                                        "(the guess column is the model's guess and is never taken as a label)")
+        return Refusal(
+            f"{path}:1",
+            "",
+            f"header must name columns path,label (found {found}): this is a picks.csv "
+            "without answers; add a column named label holding each image's class "
+            "(the guess column is the model's guess and is never taken as a label)",
+        )
     return Refusal(f"{path}:1", "", f"header must name columns path,label (found {found})")
 
 
@@ -271,10 +275,16 @@ def records_from_ls_tasks(tasks: list[dict], source: str, image_sizes: Callable[
 def no_annotation_reason(tasks: list) -> str:
     """Why a Label Studio file with tasks gave no label: nobody's annotation is in it."""
     predicted = sum(1 for task in tasks if isinstance(task, dict) and task.get("predictions"))
-    what = (f"{predicted} of its {len(tasks)} task(s) carry only the model's predictions (a round's tasks.json, "
-            "or an export made before anyone submitted)" if predicted else f"none of its {len(tasks)} task(s) is annotated")
-    return (f"no annotation found: {what}; label the tasks in Label Studio (import this file there, then submit) and "
-            "import Label Studio's JSON export, or use al-label sync, or add a label column to picks.csv")
+    what = (
+        f"{predicted} of its {len(tasks)} task(s) carry only the model's predictions (a round's tasks.json, "
+        "or an export made before anyone submitted)"
+        if predicted
+        else f"none of its {len(tasks)} task(s) is annotated"
+    )
+    return (
+        f"no annotation found: {what}; label the tasks in Label Studio (import this file there, then submit) and "
+        "import Label Studio's JSON export, or use al-label sync, or add a label column to picks.csv"
+    )
 
 
 # --- dispatch by file ---------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def connect(url: str, token: str):
         ) from None
     except (httpx.HTTPError, OSError) as error:
         raise LabelingError(
-            f"Label Studio at {url} is unreachable ({type(error).__name__}: {error}). " f"Nothing was changed"
+            f"Label Studio at {url} is unreachable ({type(error).__name__}: {error}). Nothing was changed"
         ) from None
     return client
 

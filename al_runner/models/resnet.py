@@ -1,4 +1,5 @@
 """ResNet-18 with the CIFAR stem (paper Sec. 4.1: 3×3 stride-1 conv1, no max-pool)."""
+
 from __future__ import annotations
 
 import torch
@@ -28,7 +29,9 @@ class BasicBlock(nn.Module):
 class ResNetCifar(nn.Module):
     """Module names `layer1`…`layer4` are the four residual stages the loss module taps."""
 
-    def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), in_channels: int = 3, num_classes: int = 10, width: int = 64):
+    def __init__(
+        self, blocks: tuple[int, ...] = (2, 2, 2, 2), in_channels: int = 3, num_classes: int = 10, width: int = 64
+    ):
         super().__init__()
         self.in_planes = width
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)

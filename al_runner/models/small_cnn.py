@@ -1,4 +1,5 @@
 """A small CNN for the offline demo and the tests (three conv blocks, GAP, linear)."""
+
 from __future__ import annotations
 
 import torch
@@ -6,7 +7,11 @@ from torch import nn
 
 
 def _block(cin: int, cout: int, pool: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
     if pool:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)

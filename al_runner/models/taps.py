@@ -4,6 +4,7 @@ A tap names a module (`layer4`, `backbone.features`) and, where that module retu
 list, optionally one entry of it: `backbone[1]` (SSD's VGG backbone returns its six source maps as a
 dict keyed "0"…"5"), `hg[0]`. Without a key, a tuple/list output contributes its first element.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -28,8 +29,11 @@ class _GlobalAveragePool4d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.shape = x.shape
-        ctx.memory_format = (torch.channels_last if not x.is_contiguous()
-                             and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+        ctx.memory_format = (
+            torch.channels_last
+            if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+            else torch.contiguous_format
+        )
         return x.flatten(2).mean(dim=2)
 
     @staticmethod
@@ -61,7 +65,9 @@ def select_entry(output, key: str | None, tap: str):
         if isinstance(output, (tuple, list)):  # e.g. a block returning (features, aux)
             return output[0]
         if isinstance(output, dict):
-            raise ConfigError(f"tap '{tap}' returns a dict with keys {list(output)}: name one, e.g. '{tap}[{next(iter(output))}]'")
+            raise ConfigError(
+                f"tap '{tap}' returns a dict with keys {list(output)}: name one, e.g. '{tap}[{next(iter(output))}]'"
+            )
         return output
     if isinstance(output, dict):
         if key not in output:
@@ -71,7 +77,9 @@ def select_entry(output, key: str | None, tap: str):
         try:
             return output[int(key)]
         except (ValueError, IndexError):
-            raise ConfigError(f"tap '{tap}': the module returns {len(output)} values; use an index 0..{len(output) - 1}") from None
+            raise ConfigError(
+                f"tap '{tap}': the module returns {len(output)} values; use an index 0..{len(output) - 1}"
+            ) from None
     raise ConfigError(f"tap '{tap}' names entry '{key}' but the module returns a {type(output).__name__}")
 
 
@@ -87,9 +95,7 @@ class FeatureTaps:
             hints = {t: difflib.get_close_matches(parsed[t][0], choices, n=5, cutoff=0.4) for t in missing}
             lines = "; ".join(f"'{t}' (close: {', '.join(h) if h else 'none'})" for t, h in hints.items())
             top = ", ".join(n for n in choices if "." not in n)
-            raise ConfigError(
-                f"tap layer(s) not found in {type(model).__name__}: {lines}. Top-level modules: {top}"
-            )
+            raise ConfigError(f"tap layer(s) not found in {type(model).__name__}: {lines}. Top-level modules: {top}")
         self.taps = list(dict.fromkeys(taps))
         self._parsed = parsed
         self._outputs: dict[str, object] = {}

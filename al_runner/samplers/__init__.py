@@ -10,19 +10,51 @@
 
 What each sampler `needs` is computed by the learner's table (`al_runner.learner.NEEDS`).
 """
+
 from al_runner.samplers.base import Candidates, GradientEmbedding, RandomSampler, Sampler, top_k
-from al_runner.samplers.diversity import (DISTANCE_BLOCK_ELEMENTS, BadgeSampler, CoreSetSampler, k_center_greedy,
-                                          kmeans_pp_seeding, min_sq_distances)
+from al_runner.samplers.diversity import (
+    DISTANCE_BLOCK_ELEMENTS,
+    BadgeSampler,
+    CoreSetSampler,
+    k_center_greedy,
+    kmeans_pp_seeding,
+    min_sq_distances,
+)
 from al_runner.samplers.hybrid import PredictedLossThenCoreSet
 from al_runner.samplers.oracle import TrueLossOracle
 from al_runner.samplers.predicted_loss import PredictedLossSampler
-from al_runner.samplers.uncertainty import (BALDSampler, EntropySampler, LeastConfidenceSampler, MarginSampler,
-                                            bald_scores, entropy_scores, least_confidence_scores, margin_scores)
+from al_runner.samplers.uncertainty import (
+    BALDSampler,
+    EntropySampler,
+    LeastConfidenceSampler,
+    MarginSampler,
+    bald_scores,
+    entropy_scores,
+    least_confidence_scores,
+    margin_scores,
+)
 
 __all__ = [
-    "Candidates", "GradientEmbedding", "Sampler", "top_k", "RandomSampler",
-    "EntropySampler", "MarginSampler", "LeastConfidenceSampler", "BALDSampler",
-    "entropy_scores", "margin_scores", "least_confidence_scores", "bald_scores",
-    "CoreSetSampler", "BadgeSampler", "k_center_greedy", "kmeans_pp_seeding", "min_sq_distances",
-    "DISTANCE_BLOCK_ELEMENTS", "PredictedLossSampler", "PredictedLossThenCoreSet", "TrueLossOracle",
+    "Candidates",
+    "GradientEmbedding",
+    "Sampler",
+    "top_k",
+    "RandomSampler",
+    "EntropySampler",
+    "MarginSampler",
+    "LeastConfidenceSampler",
+    "BALDSampler",
+    "entropy_scores",
+    "margin_scores",
+    "least_confidence_scores",
+    "bald_scores",
+    "CoreSetSampler",
+    "BadgeSampler",
+    "k_center_greedy",
+    "kmeans_pp_seeding",
+    "min_sq_distances",
+    "DISTANCE_BLOCK_ELEMENTS",
+    "PredictedLossSampler",
+    "PredictedLossThenCoreSet",
+    "TrueLossOracle",
 ]

@@ -5,6 +5,7 @@ they never see a label of an unlabeled point. The one exception is an oracle (`r
 `al_runner.samplers.oracle`), a diagnostic that reads the real loss of the candidates on purpose and
 must be named `oracle_*` in its config so that no table can mistake it for a method.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

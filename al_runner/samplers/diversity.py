@@ -4,6 +4,7 @@ Neither ever holds an N x N distance matrix: K-Center-Greedy works in distance b
 min-distance vector; BADGE's gradient embeddings stay factored (`GradientEmbedding`), so a distance to
 the newest center costs O(N (C + d)).
 """
+
 from __future__ import annotations
 
 import torch
@@ -53,7 +54,9 @@ def min_sq_distances(points: torch.Tensor, centers: torch.Tensor, chunk_size: in
     return best.add_((points * points).sum(1)).clamp_min_(0)
 
 
-def k_center_greedy(points: torch.Tensor, centers: torch.Tensor | None, k: int, chunk_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+def k_center_greedy(
+    points: torch.Tensor, centers: torch.Tensor | None, k: int, chunk_size: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick k points, each the farthest (Euclidean) from all centers so far.
 
     Returns (positions, distance of each pick to its nearest center at the time it was picked).
@@ -78,8 +81,9 @@ def k_center_greedy(points: torch.Tensor, centers: torch.Tensor | None, k: int, 
     return picks.cpu(), dists.sqrt().cpu()
 
 
-def kmeans_pp_seeding(gradients: GradientEmbedding, k: int,
-                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans_pp_seeding(
+    gradients: GradientEmbedding, k: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BADGE's k-means++ seeding: the largest gradient first, then each next point drawn with probability
     proportional to its squared distance to the nearest point picked so far.
 

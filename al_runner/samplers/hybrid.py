@@ -1,4 +1,5 @@
 """Hybrids of uncertainty and diversity, for every task (they need only what all three tasks give)."""
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,9 @@ class PredictedLossThenCoreSet(Sampler):
 
     def select(self, candidates, k, generator):
         shortlist = top_k(candidates.predicted_loss, min(len(candidates), math.ceil(self.beta * k)))
-        positions, distances = k_center_greedy(candidates.embedding[shortlist], candidates.labeled_embedding, k,
-                                               self.chunk_size)
+        positions, distances = k_center_greedy(
+            candidates.embedding[shortlist], candidates.labeled_embedding, k, self.chunk_size
+        )
         return shortlist.cpu()[positions], distances
 
     def score(self, candidates, generator):  # pragma: no cover - select is overridden

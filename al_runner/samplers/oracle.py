@@ -5,6 +5,7 @@ trainer uses, opened explicitly in `al_runner.loop.score_with_labels`), so it sh
 ranking would select. Its config must be named `oracle_*` (checked at build time) so that every CSV,
 table and figure says what it is.
 """
+
 from __future__ import annotations
 
 from al_runner.samplers.base import Sampler

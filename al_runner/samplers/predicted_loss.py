@@ -1,4 +1,5 @@
 """Learning loss (Yoo & Kweon, CVPR 2019): rank by the loss-prediction module's predicted loss."""
+
 from __future__ import annotations
 
 from al_runner.samplers.base import Sampler

@@ -7,6 +7,7 @@ return a ranking, where our `Candidates` contract keeps tensors on the device an
 `top_k`; `pip install baal` would also pull jupyter. tests/test_samplers_family.py checks BALD against
 baal's published formula (scipy's xlogy) and its test fixture's ranking.
 """
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 Task packages (`classification`, `detection`, `pose`) are imported by their configs' `_target_`,
 so importing one never pulls in another's dependencies.
 """
+
 from al_runner.tasks.base import Metric, Task
 
 __all__ = ["Metric", "Task"]

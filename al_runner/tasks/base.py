@@ -10,6 +10,7 @@ Numerics: the learner runs the model's forward pass (under bf16 autocast when `r
 and then hands the task *fp32* outputs, outside autocast. So `per_sample_loss`, `training_losses` and
 `uncertainty` always compute in fp32, whatever precision the backbone used.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

@@ -13,6 +13,7 @@ One pass at a time per loader: starting a new pass abandons what an unfinished o
 `limit_workers(n)` caps the workers of every loader made afterwards in this process: a launcher that runs
 several jobs on one machine gives each its share of the cores (`al_runner.cli`), as it does for torch threads.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -56,21 +57,37 @@ class PersistentLoader:
         self.num_workers, self.pin_memory, self.collate_fn = effective_workers(num_workers), pin_memory, collate_fn
         self.plan = BatchPlan()
         # Own generator: the DataLoader draws its (unused) worker base seed from it, not from the global RNG.
-        self.loader = DataLoader(dataset, batch_sampler=self.plan, num_workers=self.num_workers, collate_fn=collate_fn,
-                                 pin_memory=pin_memory, persistent_workers=self.num_workers > 0,
-                                 generator=torch.Generator().manual_seed(0))
+        self.loader = DataLoader(
+            dataset,
+            batch_sampler=self.plan,
+            num_workers=self.num_workers,
+            collate_fn=collate_fn,
+            pin_memory=pin_memory,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(0),
+        )
 
     def fits(self, num_workers: int, pin_memory: bool, collate_fn: Callable | None) -> bool:
-        return (self.num_workers, self.pin_memory, self.collate_fn) == (effective_workers(num_workers), pin_memory,
-                                                                        collate_fn)
+        return (self.num_workers, self.pin_memory, self.collate_fn) == (
+            effective_workers(num_workers),
+            pin_memory,
+            collate_fn,
+        )
 
     def __call__(self, batches: list[list]) -> Iterator:
         self.plan.batches = list(batches)
         return iter(self.loader)
 
 
-def persistent_batches(owner, name: str, dataset: Dataset, batches: list[list], num_workers: int, pin_memory: bool,
-                       collate_fn: Callable | None = None) -> Iterator:
+def persistent_batches(
+    owner,
+    name: str,
+    dataset: Dataset,
+    batches: list[list],
+    num_workers: int,
+    pin_memory: bool,
+    collate_fn: Callable | None = None,
+) -> Iterator:
     """One pass over `batches` of `dataset` through `owner`'s persistent loader `name`, made on first use (and
     again if the worker count, pinning or collate function changed). The loader lives as long as `owner`."""
     loaders = vars(owner).setdefault(LOADERS_ATTRIBUTE, {})

@@ -17,6 +17,7 @@ is one TensorBoard folder / MLflow experiment / W&B group (all named by the swee
 A tracker whose package is missing is refused when the run is built, in one line naming `pip install .[tracking]`.
 Selecting trackers never changes a run's identity (`logger` is not part of the comparable config).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -132,7 +133,7 @@ class MLflowTracker(Tracker):
 
             items = [Param(k, str(v)[:6000]) for k, v in params.items()]
             for i in range(0, len(items), 100):
-                self.client.log_batch(run_id, params=items[i:i + 100])
+                self.client.log_batch(run_id, params=items[i : i + 100])
         else:
             self.client.update_run(run_id, status="RUNNING")
         self.run_id = state["mlflow_run_id"] = run_id
@@ -173,10 +174,17 @@ class WandbTracker(Tracker):
         run_id = state.get("wandb_run_id") or hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:16]
         save_dir = Path(self.settings["save_dir"])
         save_dir.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(project=str(self.settings.get("project") or "al_runner"), group=sweep,
-                              name=run_dir.name, id=run_id, resume="allow", dir=str(save_dir),
-                              mode=str(self.settings.get("mode") or "offline"), config=params,
-                              settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
+        self.run = wandb.init(
+            project=str(self.settings.get("project") or "al_runner"),
+            group=sweep,
+            name=run_dir.name,
+            id=run_id,
+            resume="allow",
+            dir=str(save_dir),
+            mode=str(self.settings.get("mode") or "offline"),
+            config=params,
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+        )
         state["wandb_run_id"] = run_id
         self.run.define_metric("epoch")  # the x axis of train/* (cycle x epochs + epoch)
         self.run.define_metric("cycle")
@@ -211,8 +219,9 @@ def check_available(cfg: DictConfig) -> None:
         try:
             importlib.import_module(cls.module)
         except ImportError:
-            raise ConfigError(f"logger={name} needs the {cls.package} package, which is not installed: "
-                              f"{EXTRA}") from None
+            raise ConfigError(
+                f"logger={name} needs the {cls.package} package, which is not installed: {EXTRA}"
+            ) from None
 
 
 def _tracker_class(target: str) -> type[Tracker]:
@@ -290,8 +299,12 @@ class Tracking:
         """One cycles.csv row and the classes of the points selected in that cycle (selected.csv rows)."""
         if not self.active:
             return
-        metrics = {"cycle/n_labeled": row["n_labeled"], f"cycle/{row['metric']}": row["value"],
-                   "cycle/ranking_accuracy": row["ranking_accuracy"], "cycle/select_s": row["select_s"]}
+        metrics = {
+            "cycle/n_labeled": row["n_labeled"],
+            f"cycle/{row['metric']}": row["value"],
+            "cycle/ranking_accuracy": row["ranking_accuracy"],
+            "cycle/select_s": row["select_s"],
+        }
         histogram = Counter(c for p in picked if p.get("classes") for c in str(p["classes"]).split(CLASSES_SEPARATOR))
         metrics.update({f"picks/{name}": count for name, count in sorted(histogram.items())})
         self._log(metrics, int(row["cycle"]))

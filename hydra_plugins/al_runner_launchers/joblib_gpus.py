@@ -10,6 +10,7 @@ configured device and its log says so). A job that names its device itself (devi
 assignment is logged in each run's log (sweep.SweepSummary's on_job_start); it never changes a run's identity (the run
 directory names the device *type* only: al_runner/rundir.py).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -27,6 +28,7 @@ from al_runner.errors import ConfigError
 log = logging.getLogger(__name__)
 
 ASSIGNMENT_ENV = sweep.ASSIGNMENT_ENV  # set in the worker for the job it runs; logged by sweep.SweepSummary
+
 
 def visible_gpu_count() -> int:
     """GPUs torch would see, without touching CUDA on a machine that has no NVIDIA driver (CPU machines)."""
@@ -53,8 +55,9 @@ def _device_of(overrides: Sequence[str], default: str) -> str:
     return default
 
 
-def plan_devices(job_overrides: Sequence[Sequence[str]], initial_job_idx: int, gpus: int,
-                 default_device: str) -> list[int | None]:
+def plan_devices(
+    job_overrides: Sequence[Sequence[str]], initial_job_idx: int, gpus: int, default_device: str
+) -> list[int | None]:
     """The GPU of each job, round-robin over the job numbers; None for a job that names its device itself
     (cpu, cuda:<k>, mps) or when there are no GPUs."""
     plan: list[int | None] = []
@@ -80,8 +83,9 @@ def acquire_gpu_slot(slot_dir: Path, gpus: int, per_gpu: int, preferred: int) ->
     return preferred, None  # every place taken (cannot happen with per_gpu x gpus >= jobs at once)
 
 
-def execute_job_on_gpu(gpu: int | None, gpus: int, jobs_at_once: int, slot_dir: Path, idx: int,
-                       overrides: Sequence[str], *args: Any) -> JobReturn:
+def execute_job_on_gpu(
+    gpu: int | None, gpus: int, jobs_at_once: int, slot_dir: Path, idx: int, overrides: Sequence[str], *args: Any
+) -> JobReturn:
     """Hydra's joblib `execute_job` in a worker, with the job's GPU given as `device=cuda:<gpu>` when it exists."""
     from hydra_plugins.hydra_joblib_launcher._core import execute_job
 
@@ -100,8 +104,10 @@ def execute_job_on_gpu(gpu: int | None, gpus: int, jobs_at_once: int, slot_dir: 
             overrides = [o for o in overrides if o.partition("=")[0].lstrip("+") != "device"] + [f"device=cuda:{gpu}"]
             os.environ[ASSIGNMENT_ENV] = f"job #{idx} assigned {where}: device=cuda:{gpu}"
         else:
-            os.environ[ASSIGNMENT_ENV] = (f"job #{idx} assigned {where}, but this machine has no CUDA device {gpu}: "
-                                          f"it runs on its configured device")
+            os.environ[ASSIGNMENT_ENV] = (
+                f"job #{idx} assigned {where}, but this machine has no CUDA device {gpu}: "
+                f"it runs on its configured device"
+            )
     try:
         return execute_job(idx, overrides, *args)
     finally:
@@ -140,9 +146,18 @@ class JoblibLauncher(_HydraJoblibLauncher):
         log.info("%d job(s), %d at once, over %d GPU(s) round-robin", len(job_overrides), jobs_at_once, gpus)
         singleton_state = Singleton.get_state()
         runs = Parallel(**joblib_cfg)(
-            delayed(execute_job_on_gpu)(gpu, gpus, jobs_at_once, sweep_dir / ".gpu_slots", initial_job_idx + offset,
-                                        overrides, self.hydra_context, self.config, self.task_function,
-                                        singleton_state)
+            delayed(execute_job_on_gpu)(
+                gpu,
+                gpus,
+                jobs_at_once,
+                sweep_dir / ".gpu_slots",
+                initial_job_idx + offset,
+                overrides,
+                self.hydra_context,
+                self.config,
+                self.task_function,
+                singleton_state,
+            )
             for offset, (overrides, gpu) in enumerate(zip(job_overrides, plan))
         )
         return list(runs)

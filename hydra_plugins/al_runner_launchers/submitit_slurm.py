@@ -10,6 +10,7 @@ Preemption and time-outs stay submitit's: its signal (SIGUSR2) -> `checkpoint()`
 -> requeue; the requeued job resumes its run from checkpoint.pt (al_runner.runner), losing at most the cycle in
 progress.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,8 +49,15 @@ def _squeue_watcher_class():
             to_check = sorted({x.split("_")[0] for x in self._registered - self._finished})
             if not to_check:
                 return None
-            return ["squeue", "--states=all", "--array", "--noheader", "--format=%i|%T|%N",
-                    "--jobs", ",".join(to_check)]
+            return [
+                "squeue",
+                "--states=all",
+                "--array",
+                "--noheader",
+                "--format=%i|%T|%N",
+                "--jobs",
+                ",".join(to_check),
+            ]
 
         def read_info(self, string):
             text = string.decode() if isinstance(string, bytes) else string
@@ -60,8 +68,10 @@ def _squeue_watcher_class():
 
 def slurm_state(job_id: str) -> str:
     """A job's state as SLURM records it (sacct, else squeue), e.g. COMPLETED, FAILED, CANCELLED."""
-    for command in (["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id],
-                    ["squeue", "--states=all", "--array", "--noheader", "--format=%T", "--jobs", job_id]):
+    for command in (
+        ["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id],
+        ["squeue", "--states=all", "--array", "--noheader", "--format=%T", "--jobs", job_id],
+    ):
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
@@ -118,8 +128,14 @@ class _SubmititMixin:
         where = f"{self._EXECUTOR} job {job.job_id} ended {state}; submitit log {job.paths.stderr}"
         record = sweep.read_job_record(sweep_dir, job_num)
         if record is None:  # never started its run (e.g. cancelled while pending)
-            record = sweep.JobRecord(job=job_num, status="failed", run_dir="", overrides="",
-                                     error=f"{where} before its run started", log=str(job.paths.stderr))
+            record = sweep.JobRecord(
+                job=job_num,
+                status="failed",
+                run_dir="",
+                overrides="",
+                error=f"{where} before its run started",
+                log=str(job.paths.stderr),
+            )
         elif record.status == "failed":
             record.error = f"{record.error} ({where})"
         else:  # "running": killed, cancelled or out of memory without reporting
@@ -141,8 +157,9 @@ class _SubmititMixin:
         init_keys = specific_init_keys | {"submitit_folder"}
         executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init_params)
         baseparams = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(**{x if x in baseparams else f"{self._EXECUTOR}_{x}": y
-                                      for x, y in params.items() if x not in init_keys})
+        executor.update_parameters(
+            **{x if x in baseparams else f"{self._EXECUTOR}_{x}": y for x, y in params.items() if x not in init_keys}
+        )
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info("Submitit '%s' sweep output dir : %s", self._EXECUTOR, sweep_dir)

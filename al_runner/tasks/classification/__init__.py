@@ -3,6 +3,7 @@
 Its data code lives here: datasets decoded once into uint8 [N, C, H, W] tensors (`splits`, one loader
 per source) and batched on-device augmentation (`augment`).
 """
+
 from al_runner.tasks.classification.augment import CropFlipNormalize
 from al_runner.tasks.classification.splits import ImageSplits
 from al_runner.tasks.classification.task import ClassificationTask, softmax_entropy

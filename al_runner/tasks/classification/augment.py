@@ -1,4 +1,5 @@
 """Batched augmentation on the device: no per-image Python in the hot loop."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -14,7 +15,9 @@ class CropFlipNormalize:
     a seed gives the same augmentation on CPU and CUDA.
     """
 
-    def __init__(self, padding: int, hflip: bool, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+    def __init__(
+        self, padding: int, hflip: bool, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+    ):
         if padding < 0:
             raise ValueError("padding must be >= 0")
         if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):

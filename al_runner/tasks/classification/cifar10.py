@@ -1,12 +1,13 @@
 """CIFAR-10 through torchvision's loader (download or an existing `cifar-10-batches-py`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-from al_runner.tasks.classification.splits import ImageSplits
 from al_runner.errors import DataError
+from al_runner.tasks.classification.splits import ImageSplits
 
 
 def load_cifar10(root: str, download: bool = False) -> ImageSplits:
@@ -23,7 +24,9 @@ def load_cifar10(root: str, download: bool = False) -> ImageSplits:
             f"or enable download with task.download=true ({e})"
         ) from None
     except OSError as e:  # download failed: offline, proxy, disk
-        raise DataError(f"could not download CIFAR-10 into {root_path}: {e}. Download it elsewhere and set task.root") from None
+        raise DataError(
+            f"could not download CIFAR-10 into {root_path}: {e}. Download it elsewhere and set task.root"
+        ) from None
 
     def to_tensor(ds) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.long)

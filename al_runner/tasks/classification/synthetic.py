@@ -1,4 +1,5 @@
 """Synthetic image classification data: tiny, learnable, generated from a seed (tests, smoke runs)."""
+
 from __future__ import annotations
 
 import torch
@@ -6,8 +7,9 @@ import torch
 from al_runner.tasks.classification.splits import ImageSplits
 
 
-def make_synthetic_splits(n_train: int = 200, n_test: int = 100, channels: int = 3, size: int = 16,
-                          num_classes: int = 4, seed: int = 0) -> ImageSplits:
+def make_synthetic_splits(
+    n_train: int = 200, n_test: int = 100, channels: int = 3, size: int = 16, num_classes: int = 4, seed: int = 0
+) -> ImageSplits:
     """Each class is a fixed random template; images are noisy copies of their class template."""
     g = torch.Generator().manual_seed(seed)
     templates = torch.rand(num_classes, channels, size, size, generator=g) * 255

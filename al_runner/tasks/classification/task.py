@@ -1,9 +1,9 @@
 """Image classification on in-memory uint8 tensors (CIFAR-10, ImageFolder trees, mnist5k)."""
+
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import hashlib
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.nn import functional as F
@@ -33,13 +33,16 @@ class ClassificationTask(Task):
 
     def fingerprint(self) -> dict[str, str]:
         """Content hashes of the decoded images and labels: any added, removed or changed image shows."""
+
         def digest(images: torch.Tensor, labels: torch.Tensor) -> str:
             h = hashlib.sha1(images.cpu().contiguous().numpy().tobytes())
             h.update(labels.cpu().numpy().tobytes())
             return f"{images.shape[0]} images, sha1 {h.hexdigest()[:16]}"
 
-        return {"pool": digest(self.data.train_images, self.data.train_labels),
-                "test": digest(self.data.test_images, self.data.test_labels)}
+        return {
+            "pool": digest(self.data.train_images, self.data.train_labels),
+            "test": digest(self.data.test_images, self.data.test_labels),
+        }
 
     def model_kwargs(self) -> dict:
         return {"in_channels": self.data.channels, "num_classes": self.data.num_classes}
@@ -55,8 +58,14 @@ class ClassificationTask(Task):
     def to(self, device: torch.device) -> "ClassificationTask":
         self.device = torch.device(device)
         d = self.data
-        self.data = ImageSplits(d.train_images.to(self.device), d.train_labels.to(self.device),
-                                d.test_images.to(self.device), d.test_labels.to(self.device), d.classes, d.train_names)
+        self.data = ImageSplits(
+            d.train_images.to(self.device),
+            d.train_labels.to(self.device),
+            d.test_images.to(self.device),
+            d.test_labels.to(self.device),
+            d.classes,
+            d.train_names,
+        )
         return self
 
     def pool_item_names(self, indices) -> list[str]:

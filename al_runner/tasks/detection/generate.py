@@ -9,6 +9,7 @@ reads the real VOC. Images show filled shapes of CLASSES in random colours on a 
 image has at least one normal object; some objects are small and faint (difficult=1) and some are cut by
 the image border (truncated=1, box clipped to the image). Same seed -> byte-identical files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,9 @@ CLASSES = ("circle", "square", "triangle", "cross")
 SPLIT_FRACTIONS = (("2007", "trainval", 0.4), ("2012", "trainval", 0.3), ("2007", "test", 0.3))
 
 
-def generate_vocdevkit(out_dir: str | Path, images: int = 60, seed: int = 0,
-                       size_range: tuple[int, int] = (96, 160)) -> Path:
+def generate_vocdevkit(
+    out_dir: str | Path, images: int = 60, seed: int = 0, size_range: tuple[int, int] = (96, 160)
+) -> Path:
     """Returns the folder holding VOCdevkit/ (what `task.root` takes)."""
     out_dir = Path(out_dir)
     rng = random.Random(seed)
@@ -63,8 +65,9 @@ def _draw_image(rng: random.Random, size_range: tuple[int, int]):
     draw = ImageDraw.Draw(image)
     objects = [_draw_object(rng, draw, width, height, difficult=False, truncated=False)]
     for _ in range(rng.randint(0, 2)):
-        objects.append(_draw_object(rng, draw, width, height, difficult=rng.random() < 0.2,
-                                    truncated=rng.random() < 0.25))
+        objects.append(
+            _draw_object(rng, draw, width, height, difficult=rng.random() < 0.2, truncated=rng.random() < 0.25)
+        )
     return image, objects
 
 
@@ -90,28 +93,32 @@ def _draw_object(rng, draw, width, height, difficult: bool, truncated: bool) -> 
         draw.rectangle([(x0 + x1) / 2 - bar, y0, (x0 + x1) / 2 + bar, y1], fill=colour)
     # VOC: 1-based inclusive pixel coordinates inside the image
     box = (max(x0, 0) + 1, max(y0, 0) + 1, min(x1, width), min(y1, height))
-    return {"name": name, "box": box, "difficult": int(difficult),
-            "truncated": int(truncated or x0 < 0 or x1 > width)}
+    return {"name": name, "box": box, "difficult": int(difficult), "truncated": int(truncated or x0 < 0 or x1 > width)}
 
 
 def _annotation_xml(image_id: str, year: str, size: tuple[int, int], objects: list[dict]) -> str:
     width, height = size
-    parts = [f"<annotation>\n\t<folder>VOC{year}</folder>\n\t<filename>{image_id}.jpg</filename>\n",
-             f"\t<size>\n\t\t<width>{width}</width>\n\t\t<height>{height}</height>\n\t\t<depth>3</depth>\n\t</size>\n",
-             "\t<segmented>0</segmented>\n"]
+    parts = [
+        f"<annotation>\n\t<folder>VOC{year}</folder>\n\t<filename>{image_id}.jpg</filename>\n",
+        f"\t<size>\n\t\t<width>{width}</width>\n\t\t<height>{height}</height>\n\t\t<depth>3</depth>\n\t</size>\n",
+        "\t<segmented>0</segmented>\n",
+    ]
     for obj in objects:
         xmin, ymin, xmax, ymax = obj["box"]
         parts.append(
             f"\t<object>\n\t\t<name>{escape(obj['name'])}</name>\n\t\t<pose>Unspecified</pose>\n"
             f"\t\t<truncated>{obj['truncated']}</truncated>\n\t\t<difficult>{obj['difficult']}</difficult>\n"
             f"\t\t<bndbox>\n\t\t\t<xmin>{xmin}</xmin>\n\t\t\t<ymin>{ymin}</ymin>\n"
-            f"\t\t\t<xmax>{xmax}</xmax>\n\t\t\t<ymax>{ymax}</ymax>\n\t\t</bndbox>\n\t</object>\n")
+            f"\t\t\t<xmax>{xmax}</xmax>\n\t\t\t<ymax>{ymax}</ymax>\n\t\t</bndbox>\n\t</object>\n"
+        )
     parts.append("</annotation>\n")
     return "".join(parts)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write a generated VOCdevkit tree (VOC2007 trainval/test, VOC2012 trainval).")
+    parser = argparse.ArgumentParser(
+        description="Write a generated VOCdevkit tree (VOC2007 trainval/test, VOC2012 trainval)."
+    )
     parser.add_argument("out_dir")
     parser.add_argument("--images", type=int, default=200, help="total images over the three splits (default 200)")
     parser.add_argument("--seed", type=int, default=0)

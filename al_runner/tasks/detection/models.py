@@ -12,6 +12,7 @@ for that backbone (VGG: 0-255 minus the mean pixel; MobileNet: [-1, 1]), so a pr
 sees what it was trained on whatever task feeds it. The backbone (`backbone`) returns its six source maps
 as a dict "0".."5", so taps `backbone[0]` ... `backbone[5]` see them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,8 +52,11 @@ class SSDHeadOutputs(nn.Module):
                 f"(training) or schedule.eval_batch_size (scoring/evaluation). {str(error).splitlines()[0]}"
             ) from None
         anchors = self.default_boxes(images, features)
-        return {"cls_logits": head["cls_logits"], "bbox_regression": head["bbox_regression"],
-                "anchors": anchors.expand(images.shape[0], -1, -1)}
+        return {
+            "cls_logits": head["cls_logits"],
+            "bbox_regression": head["bbox_regression"],
+            "anchors": anchors.expand(images.shape[0], -1, -1),
+        }
 
     def default_boxes(self, images: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
         """[A, 4] default boxes in input pixels, always fp32 (never bf16 under autocast), cached per size."""
@@ -82,11 +86,12 @@ VGG16_FILE = weights_file_name(tv_models.VGG16_Weights.IMAGENET1K_FEATURES)
 class BackboneSource:
     model: str
     weights: torchvision.models.WeightsEnum | None = None  # torchvision downloads these (once, into its cache)
-    path: Path | None = None                               # a local state-dict file
+    path: Path | None = None  # a local state-dict file
 
 
-def ssd300_vgg16(num_classes: int, weights_backbone: str | None = None,
-                 trainable_backbone_layers: int | None = None) -> SSDHeadOutputs:
+def ssd300_vgg16(
+    num_classes: int, weights_backbone: str | None = None, trainable_backbone_layers: int | None = None
+) -> SSDHeadOutputs:
     """torchvision's SSD300 / VGG-16 (paper Sec. 4.2). num_classes includes the background.
 
     weights_backbone: None (random init, logged), a torchvision weights name (SSD's ImageNet VGG is
@@ -96,22 +101,32 @@ def ssd300_vgg16(num_classes: int, weights_backbone: str | None = None,
     """
     source = _backbone_source(weights_backbone, "ssd300_vgg16")
     if source.path is None:
-        return SSDHeadOutputs(_torchvision_build(tv_ssd.ssd300_vgg16, source, num_classes, trainable_backbone_layers,
-                                                 f", or give model.net.weights_backbone=<path to {VGG16_FILE}>"))
+        return SSDHeadOutputs(
+            _torchvision_build(
+                tv_ssd.ssd300_vgg16,
+                source,
+                num_classes,
+                trainable_backbone_layers,
+                f", or give model.net.weights_backbone=<path to {VGG16_FILE}>",
+            )
+        )
     ssd = tv_ssd.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=num_classes)
     state = _read_state_dict(source.path)
     if _is_ssd_backbone_state(state):
         _load_backbone(ssd.backbone, state, source.path)
     else:  # VGG's convs only: the L2-norm scale, FC6/FC7 and the extra layers keep torchvision's init
-        _load_backbone(ssd.backbone, vgg16_state_for_ssd_backbone(state, ssd.backbone, source.path), source.path,
-                       strict=False)
-    freeze_vgg_stages(ssd.backbone, VGG_DEFAULT_TRAINABLE_STAGES if trainable_backbone_layers is None
-                      else trainable_backbone_layers)
+        _load_backbone(
+            ssd.backbone, vgg16_state_for_ssd_backbone(state, ssd.backbone, source.path), source.path, strict=False
+        )
+    freeze_vgg_stages(
+        ssd.backbone, VGG_DEFAULT_TRAINABLE_STAGES if trainable_backbone_layers is None else trainable_backbone_layers
+    )
     return SSDHeadOutputs(ssd)
 
 
-def ssdlite320_mobilenet_v3_large(num_classes: int, weights_backbone: str | None = None,
-                                  trainable_backbone_layers: int | None = None) -> SSDHeadOutputs:
+def ssdlite320_mobilenet_v3_large(
+    num_classes: int, weights_backbone: str | None = None, trainable_backbone_layers: int | None = None
+) -> SSDHeadOutputs:
     """torchvision's SSDlite320 / MobileNetV3-Large: the CPU-sized stand-in (not in the paper).
 
     A local file must be `model.backbone.state_dict()` of this model built without weights (torchvision
@@ -126,8 +141,10 @@ def ssdlite320_mobilenet_v3_large(num_classes: int, weights_backbone: str | None
 def _backbone_source(spec: str | None, model: str) -> BackboneSource:
     """None -> random init (logged); an existing file -> its path; else a torchvision weights name."""
     if spec is None:
-        log.warning("%s: no backbone weights given (model.net.weights_backbone=null): starting from random "
-                    "initialisation", model)
+        log.warning(
+            "%s: no backbone weights given (model.net.weights_backbone=null): starting from random initialisation",
+            model,
+        )
         return BackboneSource(model)
     if Path(spec).expanduser().is_file():
         return BackboneSource(model, path=Path(spec).expanduser())
@@ -136,8 +153,10 @@ def _backbone_source(spec: str | None, model: str) -> BackboneSource:
     try:
         weights = torchvision.models.get_weight(spec)
     except (ValueError, KeyError, AttributeError):
-        raise ConfigError(f"model.net.weights_backbone='{spec}' is neither a file nor a torchvision weights name "
-                          f"(e.g. VGG16_Weights.IMAGENET1K_FEATURES, MobileNet_V3_Large_Weights.IMAGENET1K_V1)") from None
+        raise ConfigError(
+            f"model.net.weights_backbone='{spec}' is neither a file nor a torchvision weights name "
+            f"(e.g. VGG16_Weights.IMAGENET1K_FEATURES, MobileNet_V3_Large_Weights.IMAGENET1K_V1)"
+        ) from None
     log.info("%s: backbone weights %s (from torch's cache, downloaded there once)", model, spec)
     return BackboneSource(model, weights=weights)
 
@@ -147,13 +166,18 @@ def hub_cache_file(weights: torchvision.models.WeightsEnum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / weights_file_name(weights)
 
 
-def _torchvision_build(builder, source: BackboneSource, num_classes: int, trainable_backbone_layers: int | None,
-                       file_hint: str = ""):
+def _torchvision_build(
+    builder, source: BackboneSource, num_classes: int, trainable_backbone_layers: int | None, file_hint: str = ""
+):
     """torchvision's builder; weights it cannot get (offline, or a broken cached file) stop the run in one line
     (at model build, before any training), saying where to put the file."""
     try:
-        return builder(weights=None, weights_backbone=source.weights, num_classes=num_classes,
-                       trainable_backbone_layers=trainable_backbone_layers)
+        return builder(
+            weights=None,
+            weights_backbone=source.weights,
+            num_classes=num_classes,
+            trainable_backbone_layers=trainable_backbone_layers,
+        )
     except (OSError, RuntimeError) as error:  # URLError/HTTPError/socket errors are OSErrors
         if source.weights is None:
             raise
@@ -162,15 +186,17 @@ def _torchvision_build(builder, source: BackboneSource, num_classes: int, traina
         raise ConfigError(
             f"{source.model}: cannot load the backbone weights {source.weights} from torch's cache {cached} "
             f"nor download them from {source.weights.url} ({reason}); offline, put that file there "
-            f"(or point $TORCH_HOME at a folder holding hub/checkpoints/{cached.name}){file_hint}") from None
+            f"(or point $TORCH_HOME at a folder holding hub/checkpoints/{cached.name}){file_hint}"
+        ) from None
 
 
 def _read_state_dict(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, ValueError, EOFError) as error:
-        raise ConfigError(f"model.net.weights_backbone={path}: not a readable state dict "
-                          f"({str(error).splitlines()[0]})") from None
+        raise ConfigError(
+            f"model.net.weights_backbone={path}: not a readable state dict ({str(error).splitlines()[0]})"
+        ) from None
     if not isinstance(state, dict):
         raise ConfigError(f"model.net.weights_backbone={path}: holds a {type(state).__name__}, not a state dict")
     return state
@@ -198,15 +224,21 @@ def vgg16_state_for_ssd_backbone(state: dict, backbone: nn.Module, path: Path) -
         i = int(index)
         mapped[f"features.{i}.{name}" if i < k else f"extra.0.{i - k}.{name}"] = value
     vgg_part = [f"extra.0.{j}." for j in range(len(backbone.extra[0]) - 1)]  # extra[0] = conv5 block + FC6/FC7
-    expected = {key for key in backbone.state_dict()
-                if key.startswith("features.") or any(key.startswith(p) for p in vgg_part)}
+    expected = {
+        key for key in backbone.state_dict() if key.startswith("features.") or any(key.startswith(p) for p in vgg_part)
+    }
     missing = sorted(expected - set(mapped))
     if missing or set(mapped) - expected:
-        problem = f"{len(missing)} VGG conv keys missing (e.g. {missing[0]})" if missing else \
-            f"unexpected key {sorted(set(mapped) - expected)[0]}"
-        raise ConfigError(f"model.net.weights_backbone={path}: neither a torchvision VGG-16 state dict "
-                          f"(features.<i>.weight/bias, as {VGG16_FILE}) nor this SSD's model.backbone.state_dict(): "
-                          f"{problem}")
+        problem = (
+            f"{len(missing)} VGG conv keys missing (e.g. {missing[0]})"
+            if missing
+            else f"unexpected key {sorted(set(mapped) - expected)[0]}"
+        )
+        raise ConfigError(
+            f"model.net.weights_backbone={path}: neither a torchvision VGG-16 state dict "
+            f"(features.<i>.weight/bias, as {VGG16_FILE}) nor this SSD's model.backbone.state_dict(): "
+            f"{problem}"
+        )
     return mapped
 
 
@@ -216,8 +248,9 @@ def freeze_vgg_stages(backbone: nn.Module, trainable_stages: int) -> None:
     layers = list(backbone.features) + list(backbone.extra[0])[:-1]  # VGG-16 features[0:30] (SSD drops pool5)
     stage_starts = [0] + [i for i, layer in enumerate(layers) if isinstance(layer, nn.MaxPool2d)]
     if not 0 <= trainable_stages <= len(stage_starts):
-        raise ConfigError(f"model.net.trainable_backbone_layers={trainable_stages} not supported, choose from "
-                          f"0..{len(stage_starts)}")
+        raise ConfigError(
+            f"model.net.trainable_backbone_layers={trainable_stages} not supported, choose from 0..{len(stage_starts)}"
+        )
     freeze_before = len(layers) if trainable_stages == 0 else stage_starts[len(stage_starts) - trainable_stages]
     for layer in layers[:freeze_before]:
         layer.requires_grad_(False)
@@ -227,6 +260,8 @@ def _load_backbone(backbone: nn.Module, state: dict, path: Path, strict: bool = 
     try:
         backbone.load_state_dict(state, strict=strict)
     except (RuntimeError, KeyError) as error:
-        raise ConfigError(f"model.net.weights_backbone={path}: not a state dict of this SSD backbone "
-                          f"(model.backbone.state_dict()): {str(error).splitlines()[0]}") from None
+        raise ConfigError(
+            f"model.net.weights_backbone={path}: not a state dict of this SSD backbone "
+            f"(model.backbone.state_dict()): {str(error).splitlines()[0]}"
+        ) from None
     log.info("backbone weights loaded from %s", path)

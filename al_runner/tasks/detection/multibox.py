@@ -7,6 +7,7 @@ only the per-image normalisation is added: image i's loss is divided by *its own
 anchors, which is the target the loss-prediction module ranks. The batch loss is computed with the very
 operations of `SSD.compute_loss` (sum over the batch / all matched anchors), so training is standard SSD.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,9 @@ class MultiBoxLoss:
         matched = []
         for anchors_per_image, target in zip(anchors, targets):
             if target["boxes"].numel() == 0:
-                matched.append(torch.full((anchors_per_image.size(0),), -1, dtype=torch.int64,
-                                          device=anchors_per_image.device))
+                matched.append(
+                    torch.full((anchors_per_image.size(0),), -1, dtype=torch.int64, device=anchors_per_image.device)
+                )
                 continue
             matched.append(self.matcher(box_ops.box_iou(target["boxes"], anchors_per_image)))
         return matched
@@ -43,8 +45,9 @@ class MultiBoxLoss:
             foreground = torch.where(matched >= 0)[0]
             foreground_matched = matched[foreground]
             num_matched.append(foreground_matched.numel())
-            target_regression = self.box_coder.encode_single(target["boxes"][foreground_matched],
-                                                              anchors_per_image[foreground, :])
+            target_regression = self.box_coder.encode_single(
+                target["boxes"][foreground_matched], anchors_per_image[foreground, :]
+            )
             bbox_loss.append(F.smooth_l1_loss(regression[foreground, :], target_regression, reduction="sum"))
             classes = torch.zeros((cls_logits.size(1),), dtype=target["labels"].dtype, device=target["labels"].device)
             classes[foreground] = target["labels"][foreground_matched]
@@ -52,15 +55,17 @@ class MultiBoxLoss:
         bbox_loss, cls_targets = torch.stack(bbox_loss), torch.stack(cls_targets)
 
         num_classes = cls_logits.size(-1)
-        cls_loss = F.cross_entropy(cls_logits.reshape(-1, num_classes), cls_targets.view(-1),
-                                   reduction="none").view(cls_targets.size())
+        cls_loss = F.cross_entropy(cls_logits.reshape(-1, num_classes), cls_targets.view(-1), reduction="none").view(
+            cls_targets.size()
+        )
         foreground_mask = cls_targets > 0
         background_mask = self._hard_negatives(cls_loss, foreground_mask)
 
         n_total = max(1, sum(num_matched))
-        batch_loss = (bbox_loss.sum() / n_total
-                      + (cls_loss[foreground_mask].sum() + cls_loss[background_mask].sum()) / n_total)
-        per_image_sum = (bbox_loss + (cls_loss * foreground_mask).sum(1) + (cls_loss * background_mask).sum(1))
+        batch_loss = (
+            bbox_loss.sum() / n_total + (cls_loss[foreground_mask].sum() + cls_loss[background_mask].sum()) / n_total
+        )
+        per_image_sum = bbox_loss + (cls_loss * foreground_mask).sum(1) + (cls_loss * background_mask).sum(1)
         per_image = per_image_sum / torch.tensor(num_matched, device=cls_loss.device).clamp(min=1)
         return per_image, batch_loss
 
@@ -91,7 +96,7 @@ def entropy_over_detections(outputs: dict, detect) -> torch.Tensor:
     fallback = outputs["cls_logits"].float().softmax(-1)[..., 1:].amax(-1).argmax(1)  # [B]
     means = []
     for i, detections in enumerate(detect(outputs)):
-        anchors = detections["anchor_index"] if detections["anchor_index"].numel() else fallback[i:i + 1]
+        anchors = detections["anchor_index"] if detections["anchor_index"].numel() else fallback[i : i + 1]
         means.append(entropy[i, anchors].mean())
     return torch.stack(means)
 
@@ -100,8 +105,8 @@ def entropy_over_top_anchors(outputs: dict, detect=None, score_thresh: float = 0
     """[B] the named pre-NMS variant: mean entropy over the top_k anchors by best foreground score among
     those scoring > score_thresh (NMS only removes near-duplicates, whose softmaxes are near-identical).
     An image with no anchor above the threshold uses its single best anchor. `detect` is not used."""
-    entropy = anchor_entropy(outputs["cls_logits"])                                  # [B, A]
-    best_foreground = outputs["cls_logits"].float().softmax(-1)[..., 1:].amax(-1)     # [B, A]
+    entropy = anchor_entropy(outputs["cls_logits"])  # [B, A]
+    best_foreground = outputs["cls_logits"].float().softmax(-1)[..., 1:].amax(-1)  # [B, A]
     scores, order = best_foreground.topk(min(top_k, best_foreground.size(1)), dim=1)
     keep = scores > score_thresh
     keep[:, 0] = True
@@ -118,8 +123,13 @@ class SSDPostprocess:
     torchvision's boxes, scores and labels exactly.
     """
 
-    def __init__(self, score_thresh: float = 0.01, nms_thresh: float = 0.45, topk_candidates: int = 400,
-                 detections_per_img: int = 200):
+    def __init__(
+        self,
+        score_thresh: float = 0.01,
+        nms_thresh: float = 0.45,
+        topk_candidates: int = 400,
+        detections_per_img: int = 200,
+    ):
         self.box_coder = det_utils.BoxCoder(weights=BOX_CODER_WEIGHTS)
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.topk_candidates, self.detections_per_img = topk_candidates, detections_per_img
@@ -139,6 +149,10 @@ class SSDPostprocess:
             kept_scores.append(score)
             kept_labels.append(torch.full_like(top, label))
         anchor_index, score, labels = torch.cat(kept_anchors), torch.cat(kept_scores), torch.cat(kept_labels)
-        keep = box_ops.batched_nms(boxes[anchor_index], score, labels, self.nms_thresh)[:self.detections_per_img]
-        return {"boxes": boxes[anchor_index[keep]], "scores": score[keep], "labels": labels[keep],
-                "anchor_index": anchor_index[keep]}
+        keep = box_ops.batched_nms(boxes[anchor_index], score, labels, self.nms_thresh)[: self.detections_per_img]
+        return {
+            "boxes": boxes[anchor_index[keep]],
+            "scores": score[keep],
+            "labels": labels[keep],
+            "anchor_index": anchor_index[keep],
+        }

@@ -17,15 +17,16 @@ v2 transforms draw from torch's *global* RNG. To keep reruns identical with any 
 workers, the main process draws one seed per sample from the loop's generator, and each sample is
 augmented inside `torch.random.fork_rng` seeded with it (the caller's RNG state is left untouched).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
@@ -39,21 +40,24 @@ MEAN_PIXEL = (123, 117, 104)  # zoom-out fill: the ImageNet mean pixel, as torch
 def ssd_train_transform(image_size: int, zoom_out_max: float = 4.0, hflip: float = 0.5, pipeline: str = "fast"):
     """SSD's training augmentation, `fast` (default) or torchvision's `reference` Compose: same draws, same boxes."""
     if pipeline not in PIPELINES:
-        raise ConfigError(f"task.build.augmentation.pipeline={pipeline} not supported, "
-                          f"choose from {', '.join(PIPELINES)}")
+        raise ConfigError(
+            f"task.build.augmentation.pipeline={pipeline} not supported, choose from {', '.join(PIPELINES)}"
+        )
     return PIPELINES[pipeline](image_size, zoom_out_max, hflip)
 
 
 def reference_ssd_transform(image_size: int, zoom_out_max: float = 4.0, hflip: float = 0.5) -> v2.Compose:
-    return v2.Compose([
-        v2.RandomPhotometricDistort(p=0.5),
-        v2.RandomZoomOut(fill={tv_tensors.Image: MEAN_PIXEL, "others": 0}, side_range=(1.0, zoom_out_max)),
-        v2.RandomIoUCrop(),
-        v2.RandomHorizontalFlip(p=hflip),
-        v2.Resize((image_size, image_size), antialias=True),
-        v2.SanitizeBoundingBoxes(min_size=1.0),
-        v2.ToDtype(torch.float32, scale=True),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomPhotometricDistort(p=0.5),
+            v2.RandomZoomOut(fill={tv_tensors.Image: MEAN_PIXEL, "others": 0}, side_range=(1.0, zoom_out_max)),
+            v2.RandomIoUCrop(),
+            v2.RandomHorizontalFlip(p=hflip),
+            v2.Resize((image_size, image_size), antialias=True),
+            v2.SanitizeBoundingBoxes(min_size=1.0),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
 
 
 class FastSSDAugment:
@@ -67,8 +71,9 @@ class FastSSDAugment:
         self.size = int(image_size)
         # the reference's own transforms: their parameters (ranges, p, fill) and their make_params draws
         self.photometric = v2.RandomPhotometricDistort(p=0.5)
-        self.zoom_out = v2.RandomZoomOut(fill={tv_tensors.Image: MEAN_PIXEL, "others": 0},
-                                         side_range=(1.0, zoom_out_max))
+        self.zoom_out = v2.RandomZoomOut(
+            fill={tv_tensors.Image: MEAN_PIXEL, "others": 0}, side_range=(1.0, zoom_out_max)
+        )
         self.iou_crop = v2.RandomIoUCrop()
         self.hflip = hflip
         self.sanitize = v2.SanitizeBoundingBoxes(min_size=1.0)
@@ -97,8 +102,11 @@ class FastSSDAugment:
         the rest is the zoom-out fill (the mean pixel, undistorted, as in the reference)."""
         height, width = image.shape[-2:]
         left, top = padding[0], padding[1]
-        window = (crop["left"], crop["top"], crop["width"], crop["height"]) if crop else \
-            (0, 0, width + padding[0] + padding[2], height + padding[1] + padding[3])
+        window = (
+            (crop["left"], crop["top"], crop["width"], crop["height"])
+            if crop
+            else (0, 0, width + padding[0] + padding[2], height + padding[1] + padding[3])
+        )
         source, placed = image_in_window(width, height, left, top, window, self.size)
         out = torch.tensor(MEAN_PIXEL, dtype=torch.uint8).view(3, 1, 1).repeat(1, self.size, self.size)
         if source is not None:
@@ -127,8 +135,13 @@ def iou_crop_params(crop: v2.RandomIoUCrop, height: int, width: int, boxes: torc
     because torchvision's search makes two RNG calls and about ten small tensors per trial, and an image
     takes ~50 trials (up to 40 per IoU option): 2-3 ms per image. Here one option's trials read one block
     of uniform draws, and the RNG is then advanced by exactly the draws the trials used."""
-    xyxy = TF.convert_bounding_box_format(boxes.as_subclass(torch.Tensor), old_format=boxes.format,
-                                          new_format=tv_tensors.BoundingBoxFormat.XYXY).numpy().astype(np.float32)
+    xyxy = (
+        TF.convert_bounding_box_format(
+            boxes.as_subclass(torch.Tensor), old_format=boxes.format, new_format=tv_tensors.BoundingBoxFormat.XYXY
+        )
+        .numpy()
+        .astype(np.float32)
+    )
     while True:
         min_iou = crop.options[int(torch.randint(low=0, high=len(crop.options), size=(1,)))]
         if min_iou >= 1.0:  # "leave as is"
@@ -164,9 +177,10 @@ def _iou_crop_trials(crop: v2.RandomIoUCrop, height: int, width: int, xyxy: np.n
     if first is None:
         return {}
     left, top, right, bottom = windows[first]
-    within = _centres_within(np.array(windows[first:first + 1]), xyxy)[0]
-    return dict(top=top, left=left, height=bottom - top, width=right - left,
-                is_within_crop_area=torch.from_numpy(within))
+    within = _centres_within(np.array(windows[first : first + 1]), xyxy)[0]
+    return dict(
+        top=top, left=left, height=bottom - top, width=right - left, is_within_crop_area=torch.from_numpy(within)
+    )
 
 
 def _centres_within(windows: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
@@ -197,8 +211,9 @@ def contrast_mean(image: torch.Tensor, colour: dict) -> torch.Tensor | None:
         return None
     height, width = image.shape[-2:]
     scale = min(1.0, 64 / max(height, width))
-    thumb = TF.resize(image.as_subclass(torch.Tensor), [max(1, round(height * scale)), max(1, round(width * scale))],
-                      antialias=True)
+    thumb = TF.resize(
+        image.as_subclass(torch.Tensor), [max(1, round(height * scale)), max(1, round(width * scale))], antialias=True
+    )
     steps = ["brightness"] if colour["contrast_before"] else ["brightness", "saturation", "hue"]
     return grey_mean(photometric(thumb, colour, None, steps))
 
@@ -209,8 +224,12 @@ def grey_mean(image: torch.Tensor) -> torch.Tensor:
     return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).floor_().mean()
 
 
-def photometric(image: torch.Tensor, colour: dict, mean: torch.Tensor | None,
-                steps=("brightness", "contrast", "saturation", "hue", "contrast_after", "permute")) -> torch.Tensor:
+def photometric(
+    image: torch.Tensor,
+    colour: dict,
+    mean: torch.Tensor | None,
+    steps=("brightness", "contrast", "saturation", "hue", "contrast_after", "permute"),
+) -> torch.Tensor:
     """RandomPhotometricDistort.transform with its drawn `colour` parameters, on a uint8 image; the contrast step
     blends towards `mean` (see contrast_mean) instead of this image's own mean, hue is `adjust_hue_uint8`."""
     for name in steps:
@@ -305,8 +324,10 @@ class VOCSamples(Dataset):
         if self.with_targets:
             a = self.split.annotations[index]
             if tuple(image.shape[-2:]) != (a.height, a.width):
-                raise DataError(f"{path} is {image.shape[-1]}x{image.shape[-2]} but its XML "
-                                f"{self.split.annotation_files[index]} says {a.width}x{a.height}")
+                raise DataError(
+                    f"{path} is {image.shape[-1]}x{image.shape[-2]} but its XML "
+                    f"{self.split.annotation_files[index]} says {a.width}x{a.height}"
+                )
         return tv_tensors.Image(image)
 
     def _boxes(self, index: int, image: torch.Tensor, keep: torch.Tensor) -> tv_tensors.BoundingBoxes:
@@ -317,18 +338,25 @@ class VOCSamples(Dataset):
         """Difficult objects are not training targets (as in the VOC devkit / SSD)."""
         a = self.split.annotations[index]
         keep = ~a.difficult
-        image, target = self.train_transform(image, {"boxes": self._boxes(index, image, keep), "labels": a.labels[keep]})
-        return image.as_subclass(torch.Tensor), {"boxes": target["boxes"].as_subclass(torch.Tensor),
-                                                 "labels": target["labels"]}
+        image, target = self.train_transform(
+            image, {"boxes": self._boxes(index, image, keep), "labels": a.labels[keep]}
+        )
+        return image.as_subclass(torch.Tensor), {
+            "boxes": target["boxes"].as_subclass(torch.Tensor),
+            "labels": target["labels"],
+        }
 
     def _eval_sample(self, image, index):
         """Boxes/labels = the non-difficult objects (the loss target); difficult ones kept for the metric."""
         a = self.split.annotations[index]
         image, boxes = self.eval_transform(image, self._boxes(index, image, torch.ones_like(a.difficult)))
         boxes = boxes.as_subclass(torch.Tensor)
-        return image.as_subclass(torch.Tensor), {"boxes": boxes[~a.difficult], "labels": a.labels[~a.difficult],
-                                                 "difficult_boxes": boxes[a.difficult],
-                                                 "difficult_labels": a.labels[a.difficult]}
+        return image.as_subclass(torch.Tensor), {
+            "boxes": boxes[~a.difficult],
+            "labels": a.labels[~a.difficult],
+            "difficult_boxes": boxes[a.difficult],
+            "difficult_labels": a.labels[a.difficult],
+        }
 
 
 def collate(samples):
@@ -336,11 +364,12 @@ def collate(samples):
     return torch.stack(images), list(targets), torch.tensor(indices, dtype=torch.int64)
 
 
-def batches(dataset: VOCSamples, items: list[tuple[int, int | None]], batch_size: int, num_workers: int,
-            pin_memory: bool) -> Iterator[tuple[torch.Tensor, list, torch.Tensor]]:
+def batches(
+    dataset: VOCSamples, items: list[tuple[int, int | None]], batch_size: int, num_workers: int, pin_memory: bool
+) -> Iterator[tuple[torch.Tensor, list, torch.Tensor]]:
     """(images [B, 3, S, S] float in [0, 1], targets or Nones, indices), in the order of `items`.
 
     The dataset's DataLoader workers persist across passes (`al_runner.tasks.loading`): one start per
     dataset, not one per epoch."""
-    chunks = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
+    chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
     yield from loading.persistent_batches(dataset, "batches", dataset, chunks, num_workers, pin_memory, collate)

@@ -1,4 +1,5 @@
 """Object detection on PASCAL VOC (paper Sec. 4.2): the Task the cycle loop drives."""
+
 from __future__ import annotations
 
 import weakref
@@ -20,19 +21,50 @@ class VOCDetectionTask(Task):
     metric_name = "mAP@0.5"
     uncertainty_name = "detection_entropy"
 
-    def __init__(self, name: str, root: str, classes: list[str], pool_sets: list, test_sets: list,
-                 image_size: int = 300, num_workers: int = 0, download: bool = False,
-                 augmentation: dict | None = None, loss: dict | None = None, detection: dict | None = None,
-                 uncertainty=entropy_over_detections):
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        classes: list[str],
+        pool_sets: list,
+        test_sets: list,
+        image_size: int = 300,
+        num_workers: int = 0,
+        download: bool = False,
+        augmentation: dict | None = None,
+        loss: dict | None = None,
+        detection: dict | None = None,
+        uncertainty=entropy_over_detections,
+    ):
         """uncertainty(outputs, detect) -> [B]: the entropy baseline's score (after NMS by default; the
         pre-NMS variant is `multibox.entropy_over_top_anchors`)."""
         classes = list(classes)
-        self._build(name, classes, read_voc_split(root, pool_sets, classes, download),
-                    read_voc_split(root, test_sets, classes, download), image_size, num_workers, augmentation, loss,
-                    detection, uncertainty)
+        self._build(
+            name,
+            classes,
+            read_voc_split(root, pool_sets, classes, download),
+            read_voc_split(root, test_sets, classes, download),
+            image_size,
+            num_workers,
+            augmentation,
+            loss,
+            detection,
+            uncertainty,
+        )
 
-    def _build(self, name: str, classes: list[str], pool: VOCSplit, test: VOCSplit, image_size: int, num_workers: int,
-               augmentation: dict | None, loss: dict | None, detection: dict | None, uncertainty) -> None:
+    def _build(
+        self,
+        name: str,
+        classes: list[str],
+        pool: VOCSplit,
+        test: VOCSplit,
+        image_size: int,
+        num_workers: int,
+        augmentation: dict | None,
+        loss: dict | None,
+        detection: dict | None,
+        uncertainty,
+    ) -> None:
         """Everything but reading the splits (al-label's `ProjectDetectionTask` gives its own)."""
         self.name, self.classes, self.image_size = name, list(classes), int(image_size)
         self.num_workers = int(num_workers)

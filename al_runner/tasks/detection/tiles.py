@@ -19,6 +19,7 @@ Boxes: clipped to each tile; kept when at least `--min-visible` of its area (def
 marked `truncated` when cut; `difficult` carried over. Coordinates stay exact: VOC's 1-based inclusive integers
 in the source give 1-based inclusive integers in the tile (continuous box minus the tile's offset).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,10 @@ def read_pairs(source: Path) -> Iterator[tuple[str, Image.Image, list[SourceBox]
                 raise DataError(f"cannot decode {source}/{image_name}: {error}") from None
             boxes, size = _parse_xml(read(stem + ".xml"), f"{source}/{stem}.xml")
             if size is not None and size != image.size:
-                raise DataError(f"{source}/{stem}.xml says {size[0]}x{size[1]} but its image {image_name} is "
-                                f"{image.size[0]}x{image.size[1]}")
+                raise DataError(
+                    f"{source}/{stem}.xml says {size[0]}x{size[1]} but its image {image_name} is "
+                    f"{image.size[0]}x{image.size[1]}"
+                )
             found += 1
             yield Path(stem).name, image, boxes
         if not found:
@@ -117,9 +120,14 @@ def _parse_xml(data: bytes, where: str) -> tuple[list[SourceBox], tuple[int, int
             raise DataError(f"{where}: object {k}: missing or invalid <bndbox>") from None
         if xmax <= xmin - 1 or ymax <= ymin - 1:
             raise DataError(f"{where}: object {k}: degenerate box {xmin},{ymin},{xmax},{ymax}")
-        boxes.append(SourceBox(str(obj.findtext("name", "")).strip(), (xmin - 1, ymin - 1, xmax, ymax),
-                               obj.findtext("difficult", "0").strip() == "1",
-                               obj.findtext("truncated", "0").strip() == "1"))
+        boxes.append(
+            SourceBox(
+                str(obj.findtext("name", "")).strip(),
+                (xmin - 1, ymin - 1, xmax, ymax),
+                obj.findtext("difficult", "0").strip() == "1",
+                obj.findtext("truncated", "0").strip() == "1",
+            )
+        )
     return boxes, size
 
 
@@ -142,16 +150,24 @@ def test_block(width: int, height: int, tile: int, fraction: float, side: str) -
         return None
     n_tiles = min(max(1, round(fraction * length / tile)), (length - tile) // tile)
     extent = n_tiles * tile
-    return {"right": (width - extent, 0, width, height), "left": (0, 0, extent, height),
-            "bottom": (0, height - extent, width, height), "top": (0, 0, width, extent)}[side]
+    return {
+        "right": (width - extent, 0, width, height),
+        "left": (0, 0, extent, height),
+        "bottom": (0, height - extent, width, height),
+        "top": (0, 0, width, extent),
+    }[side]
 
 
 def pool_block(width: int, height: int, test: tuple[int, int, int, int] | None, side: str):
     if test is None:
         return (0, 0, width, height)
     x0, y0, x1, y1 = test
-    return {"right": (0, 0, x0, height), "left": (x1, 0, width, height),
-            "bottom": (0, 0, width, y0), "top": (0, y1, width, height)}[side]
+    return {
+        "right": (0, 0, x0, height),
+        "left": (x1, 0, width, height),
+        "bottom": (0, 0, width, y0),
+        "top": (0, y1, width, height),
+    }[side]
 
 
 def inside(box, region) -> bool:
@@ -169,8 +185,15 @@ def clip(box, left: int, top: int, width: int, height: int):
 
 
 # --- cutting -----------------------------------------------------------------------------------------------
-def cut(stem: str, size: tuple[int, int], boxes: list[SourceBox], tile: int, min_visible: float,
-        test_fraction: float, side: str) -> list[Tile]:
+def cut(
+    stem: str,
+    size: tuple[int, int],
+    boxes: list[SourceBox],
+    tile: int,
+    min_visible: float,
+    test_fraction: float,
+    side: str,
+) -> list[Tile]:
     width, height = size
     test = test_block(width, height, tile, test_fraction, side)
     regions = [(POOL_SPLIT, pool_block(width, height, test, side))] + ([(TEST_SPLIT, test)] if test else [])
@@ -193,17 +216,20 @@ def cut(stem: str, size: tuple[int, int], boxes: list[SourceBox], tile: int, min
 
 
 def tile_xml(t: Tile) -> str:
-    parts = [f"<annotation>\n\t<folder>JPEGImages</folder>\n\t<filename>{escape(t.name)}.jpg</filename>\n",
-             f"\t<source><image>{escape(t.source)}</image><left>{t.left}</left><top>{t.top}</top></source>\n",
-             f"\t<size>\n\t\t<width>{t.width}</width>\n\t\t<height>{t.height}</height>\n\t\t<depth>3</depth>\n\t</size>\n",
-             "\t<segmented>0</segmented>\n"]
+    parts = [
+        f"<annotation>\n\t<folder>JPEGImages</folder>\n\t<filename>{escape(t.name)}.jpg</filename>\n",
+        f"\t<source><image>{escape(t.source)}</image><left>{t.left}</left><top>{t.top}</top></source>\n",
+        f"\t<size>\n\t\t<width>{t.width}</width>\n\t\t<height>{t.height}</height>\n\t\t<depth>3</depth>\n\t</size>\n",
+        "\t<segmented>0</segmented>\n",
+    ]
     for box, (x1, y1, x2, y2), cut_by_tile in t.objects:
         truncated = int(cut_by_tile or box.truncated)
         parts.append(
             f"\t<object>\n\t\t<name>{escape(box.name)}</name>\n\t\t<pose>Unspecified</pose>\n"
             f"\t\t<truncated>{truncated}</truncated>\n\t\t<difficult>{int(box.difficult)}</difficult>\n"
             f"\t\t<bndbox>\n\t\t\t<xmin>{_num(x1 + 1)}</xmin>\n\t\t\t<ymin>{_num(y1 + 1)}</ymin>\n"
-            f"\t\t\t<xmax>{_num(x2)}</xmax>\n\t\t\t<ymax>{_num(y2)}</ymax>\n\t\t</bndbox>\n\t</object>\n")
+            f"\t\t\t<xmax>{_num(x2)}</xmax>\n\t\t\t<ymax>{_num(y2)}</ymax>\n\t\t</bndbox>\n\t</object>\n"
+        )
     parts.append("</annotation>\n")
     return "".join(parts)
 
@@ -212,9 +238,17 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def write_tiles(source: Path, dest: Path, tile: int = 400, min_visible: float = 0.5, drop_empty: bool = False,
-                test_fraction: float = 0.25, side: str = "right", rename: dict[str, str] | None = None,
-                quality: int = 95) -> dict[str, int]:
+def write_tiles(
+    source: Path,
+    dest: Path,
+    tile: int = 400,
+    min_visible: float = 0.5,
+    drop_empty: bool = False,
+    test_fraction: float = 0.25,
+    side: str = "right",
+    rename: dict[str, str] | None = None,
+    quality: int = 95,
+) -> dict[str, int]:
     if tile <= 0:
         raise DataError(f"--tile must be positive, got {tile}")
     if not 0 < min_visible <= 1:
@@ -236,22 +270,37 @@ def write_tiles(source: Path, dest: Path, tile: int = 400, min_visible: float = 
             if drop_empty and not t.objects:
                 continue
             image.crop((t.left, t.top, t.left + t.width, t.top + t.height)).save(
-                dest / "JPEGImages" / f"{t.name}.jpg", quality=quality)
+                dest / "JPEGImages" / f"{t.name}.jpg", quality=quality
+            )
             (dest / "Annotations" / f"{t.name}.xml").write_text(tile_xml(t))
             splits[t.split].append(t.name)
             tile_rows.append([t.name, t.source, t.left, t.top, t.width, t.height, t.split, len(t.objects)])
         kept = set(splits[POOL_SPLIT]) | set(splits[TEST_SPLIT])
         for k, box in enumerate(boxes):
             in_tiles = [name for name in box.tiles if name in kept]
-            box_rows.append([stem, k, box.name, *(_num(v) for v in box.box), box.region, ";".join(in_tiles),
-                             "kept" if in_tiles else "dropped"])
+            box_rows.append(
+                [
+                    stem,
+                    k,
+                    box.name,
+                    *(_num(v) for v in box.box),
+                    box.region,
+                    ";".join(in_tiles),
+                    "kept" if in_tiles else "dropped",
+                ]
+            )
     for split, names in splits.items():
         (dest / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
     _write_csv(dest / "tiles.csv", ["tile", "source", "left", "top", "width", "height", "split", "boxes"], tile_rows)
-    _write_csv(dest / "boxes.csv", ["source", "object", "name", "x1", "y1", "x2", "y2", "region", "tiles", "status"],
-               box_rows)
-    return {"pool_tiles": len(splits[POOL_SPLIT]), "test_tiles": len(splits[TEST_SPLIT]), "boxes": len(box_rows),
-            "boxes_dropped": sum(row[-1] == "dropped" for row in box_rows)}
+    _write_csv(
+        dest / "boxes.csv", ["source", "object", "name", "x1", "y1", "x2", "y2", "region", "tiles", "status"], box_rows
+    )
+    return {
+        "pool_tiles": len(splits[POOL_SPLIT]),
+        "test_tiles": len(splits[TEST_SPLIT]),
+        "boxes": len(box_rows),
+        "boxes_dropped": sum(row[-1] == "dropped" for row in box_rows),
+    }
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -265,18 +314,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m al_runner.tasks.detection.tiles",
         description="Cut annotated images (image + VOC XML pairs, in a folder or a wheel/zip) into tiles, written "
-                    "as a VOC-layout folder with a spatially disjoint trainval/test split.")
+        "as a VOC-layout folder with a spatially disjoint trainval/test split.",
+    )
     parser.add_argument("source", type=Path, help="folder of image + XML pairs, or a .whl/.zip holding them")
     parser.add_argument("dest", type=Path, help="new folder for JPEGImages/, Annotations/, ImageSets/Main/")
     parser.add_argument("--tile", type=int, default=400, help="tile side in source pixels (default 400)")
-    parser.add_argument("--min-visible", type=float, default=0.5,
-                        help="keep a box in a tile when at least this fraction of its area is inside (default 0.5)")
+    parser.add_argument(
+        "--min-visible",
+        type=float,
+        default=0.5,
+        help="keep a box in a tile when at least this fraction of its area is inside (default 0.5)",
+    )
     parser.add_argument("--drop-empty", action="store_true", help="leave out tiles without any box (default: keep)")
-    parser.add_argument("--test-fraction", type=float, default=0.25,
-                        help="share of each image in the test block, in whole tiles (default 0.25; 0 = no test)")
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.25,
+        help="share of each image in the test block, in whole tiles (default 0.25; 0 = no test)",
+    )
     parser.add_argument("--test-side", default="right", choices=SIDES, help="where the test block is (default right)")
-    parser.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW",
-                        help="rename classes, e.g. --rename Alive=Tree Dead=Tree")
+    parser.add_argument(
+        "--rename", nargs="*", default=[], metavar="OLD=NEW", help="rename classes, e.g. --rename Alive=Tree Dead=Tree"
+    )
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality of the tiles (default 95)")
     args = parser.parse_args(argv)
     try:
@@ -284,14 +343,25 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--rename takes OLD=NEW pairs, got {args.rename}")
     try:
-        counts = write_tiles(args.source, args.dest, args.tile, args.min_visible, args.drop_empty,
-                             args.test_fraction, args.test_side, rename, args.quality)
+        counts = write_tiles(
+            args.source,
+            args.dest,
+            args.tile,
+            args.min_visible,
+            args.drop_empty,
+            args.test_fraction,
+            args.test_side,
+            rename,
+            args.quality,
+        )
     except DataError as error:
         print(f"tiles: error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {counts['pool_tiles']} pool ({POOL_SPLIT}) + {counts['test_tiles']} test tiles to {args.dest}; "
-          f"{counts['boxes']} source boxes, {counts['boxes_dropped']} in no tile (see boxes.csv); "
-          f"use task=voc_folder task.root={args.dest}")
+    print(
+        f"wrote {counts['pool_tiles']} pool ({POOL_SPLIT}) + {counts['test_tiles']} test tiles to {args.dest}; "
+        f"{counts['boxes']} source boxes, {counts['boxes_dropped']} in no tile (see boxes.csv); "
+        f"use task=voc_folder task.root={args.dest}"
+    )
     return 0
 
 

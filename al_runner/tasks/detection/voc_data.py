@@ -17,6 +17,7 @@ Documented handling of bad input:
   to learn or to evaluate. Images whose objects are all `difficult` are kept (they are in the standard
   16,551 / 4,952 counts); their training target is empty (all anchors background).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Annotation:
-    boxes: torch.Tensor      # [N, 4] float32, continuous xyxy in pixels of the original image
-    labels: torch.Tensor     # [N] int64, 1..C (0 is the background class)
+    boxes: torch.Tensor  # [N, 4] float32, continuous xyxy in pixels of the original image
+    labels: torch.Tensor  # [N] int64, 1..C (0 is the background class)
     difficult: torch.Tensor  # [N] bool
     width: int
     height: int
@@ -115,8 +116,9 @@ def _check_image_file(path: str) -> None:
         raise DataError(f"empty image file (0 bytes): {path}")
 
 
-def parse_annotation(xml_path: str, class_index: dict[str, int],
-                     root: ET.Element | None = None) -> tuple[Annotation | None, int]:
+def parse_annotation(
+    xml_path: str, class_index: dict[str, int], root: ET.Element | None = None
+) -> tuple[Annotation | None, int]:
     """(annotation or None when the XML has no objects, number of clipped boxes). `root`: the file's XML
     when the caller has parsed it already (xml_path then only names it in errors)."""
     if root is None:
@@ -146,8 +148,13 @@ def parse_annotation(xml_path: str, class_index: dict[str, int],
         boxes.append(inside)
         labels.append(class_index[name])
         difficult.append(str(obj.get("difficult", "0")).strip() == "1")
-    return Annotation(torch.tensor(boxes, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64),
-                      torch.tensor(difficult, dtype=torch.bool), width, height), clipped
+    return Annotation(
+        torch.tensor(boxes, dtype=torch.float32),
+        torch.tensor(labels, dtype=torch.int64),
+        torch.tensor(difficult, dtype=torch.bool),
+        width,
+        height,
+    ), clipped
 
 
 def _image_size(record: dict, xml_path: str) -> tuple[int, int]:

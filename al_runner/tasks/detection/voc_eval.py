@@ -17,6 +17,7 @@ devkit's `VOCevaldet.m` (py-faster-rcnn's Python port writes `> 0.5`). Checked a
 `scripts/fidelity_voc_map.py`, outputs/reference/fidelity/detection_map.md.
 A class with no non-difficult ground truth has no AP (NaN in `details()`) and is left out of the mean.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,9 @@ from al_runner.tasks.base import Metric
 RECALL_THRESHOLDS = np.arange(11) / 10.0
 
 
-def voc07_average_precision(detections: list[dict], ground_truths: list[dict], num_classes: int,
-                            iou_thresh: float = 0.5) -> list[float]:
+def voc07_average_precision(
+    detections: list[dict], ground_truths: list[dict], num_classes: int, iou_thresh: float = 0.5
+) -> list[float]:
     """AP of classes 1..num_classes. detections[i]: boxes, scores, labels; ground_truths[i]: boxes, labels,
     difficult (bool), for the same image i. Returns a list of num_classes APs (NaN: no ground truth)."""
     matches = _best_matches(detections, ground_truths)
@@ -67,9 +69,14 @@ def _best_matches(detections: list[dict], ground_truths: list[dict]) -> dict[str
     def cat(parts, dtype):
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
-    return {"labels": cat(labels, np.int64), "scores": cat(scores, np.float64), "best_iou": cat(best_iou, np.float64),
-            "best_gt": cat(best_gt, np.int64), "gt_labels": cat(gt_labels, np.int64),
-            "gt_difficult": cat(gt_difficult, bool)}
+    return {
+        "labels": cat(labels, np.int64),
+        "scores": cat(scores, np.float64),
+        "best_iou": cat(best_iou, np.float64),
+        "best_gt": cat(best_gt, np.int64),
+        "gt_labels": cat(gt_labels, np.int64),
+        "gt_difficult": cat(gt_difficult, bool),
+    }
 
 
 def _class_ap(matches: dict[str, np.ndarray], label: int, iou_thresh: float) -> float:
@@ -130,18 +137,25 @@ class VOC07MeanAP(Metric):
         difficult_boxes = target.get("difficult_boxes", empty_boxes)
         difficult_labels = target.get("difficult_labels", target["labels"].new_zeros((0,)))
         self.detections.append({k: detection[k].detach().float().cpu() for k in ("boxes", "scores", "labels")})
-        self.ground_truths.append({
-            "boxes": torch.cat([target["boxes"], difficult_boxes]).detach().float().cpu(),
-            "labels": torch.cat([target["labels"], difficult_labels]).cpu(),
-            "difficult": torch.cat([torch.zeros(len(target["labels"]), dtype=torch.bool),
-                                    torch.ones(len(difficult_labels), dtype=torch.bool)]),
-        })
+        self.ground_truths.append(
+            {
+                "boxes": torch.cat([target["boxes"], difficult_boxes]).detach().float().cpu(),
+                "labels": torch.cat([target["labels"], difficult_labels]).cpu(),
+                "difficult": torch.cat(
+                    [
+                        torch.zeros(len(target["labels"]), dtype=torch.bool),
+                        torch.ones(len(difficult_labels), dtype=torch.bool),
+                    ]
+                ),
+            }
+        )
         self._aps = None
 
     def class_aps(self) -> list[float]:
         if self._aps is None:
-            self._aps = voc07_average_precision(self.detections, self.ground_truths, len(self.class_names),
-                                                self.iou_thresh)
+            self._aps = voc07_average_precision(
+                self.detections, self.ground_truths, len(self.class_names), self.iou_thresh
+            )
         return self._aps
 
     def compute(self) -> float:

@@ -12,6 +12,7 @@ them. Unlike PASCAL VOC, an image without objects is kept (a tile of empty groun
 target is all background). Refused, in one line naming the file: a split file naming a missing image or
 XML, an unknown class name, an XML whose <size> disagrees with its image.
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -33,8 +34,10 @@ def split_ids(root: Path, split: str) -> list[str]:
     path = root / "ImageSets" / "Main" / f"{split}.txt"
     if not path.is_file():
         found = sorted(p.stem for p in (root / "ImageSets" / "Main").glob("*.txt"))
-        raise DataError(f"split file not found: {path} (splits under {root}: {', '.join(found) or 'none'}; "
-                        f"expected JPEGImages/, Annotations/ and ImageSets/Main/<split>.txt under task.root)")
+        raise DataError(
+            f"split file not found: {path} (splits under {root}: {', '.join(found) or 'none'}; "
+            f"expected JPEGImages/, Annotations/ and ImageSets/Main/<split>.txt under task.root)"
+        )
     ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
     if not ids:
         raise DataError(f"{path} lists no image")
@@ -46,8 +49,10 @@ def image_path(root: Path, image_id: str, split_file: Path) -> Path:
         path = root / "JPEGImages" / f"{image_id}{suffix}"
         if path.is_file():
             return path
-    raise DataError(f"{split_file} names image '{image_id}' but no JPEGImages/{image_id}"
-                    f"{{{','.join(IMAGE_SUFFIXES)}}} exists under {root}")
+    raise DataError(
+        f"{split_file} names image '{image_id}' but no JPEGImages/{image_id}"
+        f"{{{','.join(IMAGE_SUFFIXES)}}} exists under {root}"
+    )
 
 
 def class_names_in(root: Path, splits: list[str]) -> list[str]:
@@ -95,8 +100,9 @@ def _empty_annotation(xml: Path, parsed: ET.Element) -> Annotation:
     """An image whose XML has no <object>: all background (parse_annotation has checked its <size>)."""
     size = VOCDetection.parse_voc_xml(parsed)["annotation"]["size"]
     width, height = int(float(size["width"])), int(float(size["height"]))
-    return Annotation(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.bool),
-                      width, height)
+    return Annotation(
+        torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.bool), width, height
+    )
 
 
 def _check_size(image: Path, xml: Path, annotation: Annotation) -> None:
@@ -106,31 +112,56 @@ def _check_size(image: Path, xml: Path, annotation: Annotation) -> None:
     except (UnidentifiedImageError, OSError) as error:
         raise DataError(f"cannot read image {image}: {error}") from None
     if (width, height) != (annotation.width, annotation.height):
-        raise DataError(f"{xml} says {annotation.width}x{annotation.height} but its image {image} is "
-                        f"{width}x{height}")
+        raise DataError(f"{xml} says {annotation.width}x{annotation.height} but its image {image} is {width}x{height}")
 
 
 class VOCFolderTask(VOCDetectionTask):
     """`VOCDetectionTask` (SSD augmentation, per-image MultiBox loss, detection entropy, VOC07 mAP) on a VOC-layout
     folder with named splits and any class list."""
 
-    def __init__(self, name: str, root: str, classes: list[str] | None, pool_split: str = "trainval",
-                 test_split: str = "test", image_size: int = 300, num_workers: int = 0,
-                 augmentation: dict | None = None, loss: dict | None = None, detection: dict | None = None,
-                 uncertainty=entropy_over_detections, pool_sets=None, test_sets=None, download=None):
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        classes: list[str] | None,
+        pool_split: str = "trainval",
+        test_split: str = "test",
+        image_size: int = 300,
+        num_workers: int = 0,
+        augmentation: dict | None = None,
+        loss: dict | None = None,
+        detection: dict | None = None,
+        uncertainty=entropy_over_detections,
+        pool_sets=None,
+        test_sets=None,
+        download=None,
+    ):
         """pool_sets / test_sets / download: task=voc's keys, which this config inherits set to null."""
         for key, value in (("pool_sets", pool_sets), ("test_sets", test_sets), ("download", download)):
             if value:
-                raise ConfigError(f"task.build.{key} is task=voc's (VOCdevkit years); voc_folder reads "
-                                  f"task.pool_split / task.test_split under task.root")
+                raise ConfigError(
+                    f"task.build.{key} is task=voc's (VOCdevkit years); voc_folder reads "
+                    f"task.pool_split / task.test_split under task.root"
+                )
         folder = Path(root).expanduser()
         if not folder.is_dir():
-            raise DataError(f"VOC folder not found: {folder} (set task.root=<folder holding JPEGImages/, "
-                            f"Annotations/ and ImageSets/Main/>)")
+            raise DataError(
+                f"VOC folder not found: {folder} (set task.root=<folder holding JPEGImages/, "
+                f"Annotations/ and ImageSets/Main/>)"
+            )
         classes = list(classes) if classes else class_names_in(folder, [pool_split, test_split])
-        self._build(name, classes, read_voc_folder(folder, pool_split, classes),
-                    read_voc_folder(folder, test_split, classes), image_size, num_workers, augmentation, loss,
-                    detection, uncertainty)
+        self._build(
+            name,
+            classes,
+            read_voc_folder(folder, pool_split, classes),
+            read_voc_folder(folder, test_split, classes),
+            image_size,
+            num_workers,
+            augmentation,
+            loss,
+            detection,
+            uncertainty,
+        )
 
     def pool_item_names(self, indices) -> list[str]:
         """The image id (the split files' name for it, e.g. a tile's name)."""

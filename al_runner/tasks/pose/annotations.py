@@ -25,6 +25,7 @@ format when present (neither public file has one; PCKh then falls back, see `met
 
 The pool unit is a person: one row per entry.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,22 @@ from al_runner.errors import ConfigError, DataError
 
 NUM_JOINTS = 16
 JOINT_NAMES = (
-    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
-    "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
+    "r_ankle",
+    "r_knee",
+    "r_hip",
+    "l_hip",
+    "l_knee",
+    "l_ankle",
+    "pelvis",
+    "thorax",
+    "upper_neck",
+    "head_top",
+    "r_wrist",
+    "r_elbow",
+    "r_shoulder",
+    "l_shoulder",
+    "l_elbow",
+    "l_wrist",
 )
 # Left/right joint pairs swapped by a horizontal flip (MPII joint order above).
 FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
@@ -53,17 +68,17 @@ log = logging.getLogger(__name__)
 class People:
     """Column table of persons. Coordinates are the file's (1-based pixel) coordinates."""
 
-    images: list[str]           # image file name, relative to the image folder
-    joints: torch.Tensor        # [N, 16, 2] float64; (0, 0) for a joint without coordinates, in either format
-    annotated: torch.Tensor     # [N, 16] bool: the joint has coordinates; used by the loss and PCKh
-    visible: torch.Tensor       # [N, 16] bool: annotated and not marked occluded (the file's own flag)
-    centers: torch.Tensor       # [N, 2] float64
-    scales: torch.Tensor        # [N] float64: person box side = 200 * scale pixels
-    headboxes: torch.Tensor     # [N, 4] float64 (x1, y1, x2, y2); NaN where the file has none
+    images: list[str]  # image file name, relative to the image folder
+    joints: torch.Tensor  # [N, 16, 2] float64; (0, 0) for a joint without coordinates, in either format
+    annotated: torch.Tensor  # [N, 16] bool: the joint has coordinates; used by the loss and PCKh
+    visible: torch.Tensor  # [N, 16] bool: annotated and not marked occluded (the file's own flag)
+    centers: torch.Tensor  # [N, 2] float64
+    scales: torch.Tensor  # [N] float64: person box side = 200 * scale pixels
+    headboxes: torch.Tensor  # [N, 4] float64 (x1, y1, x2, y2); NaN where the file has none
     is_validation: torch.Tensor  # [N] bool
-    split_rows: torch.Tensor    # [N] long: position among the file's entries of the same split (isValidation),
-                                # counting skipped ones: the row of MPII's official ground-truth file
-    entries: list[str]          # "file#index (image)" for error messages
+    split_rows: torch.Tensor  # [N] long: position among the file's entries of the same split (isValidation),
+    # counting skipped ones: the row of MPII's official ground-truth file
+    entries: list[str]  # "file#index (image)" for error messages
 
     def __len__(self) -> int:
         return len(self.images)
@@ -73,9 +88,18 @@ class People:
         if idx.dtype == torch.bool:
             idx = idx.nonzero().flatten()
         pick = idx.tolist()
-        return People([self.images[i] for i in pick], self.joints[idx], self.annotated[idx], self.visible[idx],
-                      self.centers[idx], self.scales[idx], self.headboxes[idx], self.is_validation[idx],
-                      self.split_rows[idx], [self.entries[i] for i in pick])
+        return People(
+            [self.images[i] for i in pick],
+            self.joints[idx],
+            self.annotated[idx],
+            self.visible[idx],
+            self.centers[idx],
+            self.scales[idx],
+            self.headboxes[idx],
+            self.is_validation[idx],
+            self.split_rows[idx],
+            [self.entries[i] for i in pick],
+        )
 
 
 def load_entries(path: Path) -> list[dict]:
@@ -101,7 +125,8 @@ def detect_format(entries: list[dict], path: Path) -> str:
         return "mmpose_json"
     raise DataError(
         f"{path}: cannot tell the MPII annotation format from the keys {sorted(keys)}; expected "
-        "hourglass_json (img_paths, joint_self, objpos, scale_provided) or mmpose_json (image, joints, joints_vis, center, scale)"
+        "hourglass_json (img_paths, joint_self, objpos, scale_provided) or mmpose_json (image, joints, "
+        "joints_vis, center, scale)"
     )
 
 
@@ -156,8 +181,10 @@ def parse(path: str | Path, fmt: str = "auto") -> People:
         row, split_counts[is_val] = split_counts[is_val], split_counts[is_val] + 1
         name = f"{path.name} entry {i} ({image})"
         if j.shape[0] != NUM_JOINTS or a.shape[0] != NUM_JOINTS or c.shape[0] != 2:
-            raise DataError(f"{name}: expected {NUM_JOINTS} joints and a 2-d centre, got {j.shape[0]} joints, "
-                            f"{a.shape[0]} joint flags, centre {c.tolist()}")
+            raise DataError(
+                f"{name}: expected {NUM_JOINTS} joints and a 2-d centre, got {j.shape[0]} joints, "
+                f"{a.shape[0]} joint flags, centre {c.tolist()}"
+            )
         if not (math.isfinite(s) and s > 0):
             raise DataError(f"{name}: person scale must be a positive number, got {s}")
         if not (torch.isfinite(c).all() and torch.isfinite(j[a]).all()):
@@ -166,15 +193,32 @@ def parse(path: str | Path, fmt: str = "auto") -> People:
             skipped.append(name)
             continue
         j = torch.where(a[:, None], j, torch.zeros(()))  # one placeholder for "no coordinates" in both formats
-        images.append(str(image)); joints.append(j); annotated.append(a); visible.append(v & a); centers.append(c)
-        scales.append(s); heads.append(_headbox(entry)); valid.append(is_val); rows.append(row); names.append(name)
+        images.append(str(image))
+        joints.append(j)
+        annotated.append(a)
+        visible.append(v & a)
+        centers.append(c)
+        scales.append(s)
+        heads.append(_headbox(entry))
+        valid.append(is_val)
+        rows.append(row)
+        names.append(name)
     if skipped:
         log.warning("%s: skipped %d person(s) with no annotated joint, e.g. %s", path.name, len(skipped), skipped[0])
     if not images:
         raise DataError(f"{path}: no person with an annotated joint")
-    return People(images, torch.stack(joints), torch.stack(annotated), torch.stack(visible), torch.stack(centers),
-                  torch.tensor(scales, dtype=torch.float64), torch.tensor(heads, dtype=torch.float64),
-                  torch.tensor(valid), torch.tensor(rows, dtype=torch.long), names)
+    return People(
+        images,
+        torch.stack(joints),
+        torch.stack(annotated),
+        torch.stack(visible),
+        torch.stack(centers),
+        torch.tensor(scales, dtype=torch.float64),
+        torch.tensor(heads, dtype=torch.float64),
+        torch.tensor(valid),
+        torch.tensor(rows, dtype=torch.long),
+        names,
+    )
 
 
 def check_joints_in_range(people: People, image_sizes: list[tuple[int, int]], box_size: float = 200.0) -> None:
@@ -187,5 +231,7 @@ def check_joints_in_range(people: People, image_sizes: list[tuple[int, int]], bo
         bad = (j[:, 0] < -margin) | (j[:, 0] > w + margin) | (j[:, 1] < -margin) | (j[:, 1] > h + margin)
         if bad.any():
             joint = j[bad][0].tolist()
-            raise DataError(f"{people.entries[k]}: annotated joint at {joint} lies outside the {w}x{h} image "
-                            f"by more than a person box ({margin:.0f} px)")
+            raise DataError(
+                f"{people.entries[k]}: annotated joint at {joint} lies outside the {w}x{h} image "
+                f"by more than a person box ({margin:.0f} px)"
+            )

@@ -11,6 +11,7 @@ joints are occluded (flag 0 but coordinates, ~8 %) and some are not annotated at
 in hourglass_json, `-1, -1` with `joints_vis` 0 in mmpose_json); some figures are truncated by the
 image border.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,15 +26,39 @@ from al_runner.tasks.pose.geometry import headbox_for_segment
 
 # Upright template in units of the person box side (200 * scale px), relative to the centre (objpos).
 TEMPLATE = {
-    0: (-0.08, 0.42), 1: (-0.07, 0.22), 2: (-0.06, 0.03), 3: (0.06, 0.03), 4: (0.07, 0.22), 5: (0.08, 0.42),
-    6: (0.0, 0.03), 7: (0.0, -0.2), 8: (0.0, -0.24), 9: (0.0, -0.38),
-    10: (-0.2, 0.06), 11: (-0.16, -0.06), 12: (-0.1, -0.2), 13: (0.1, -0.2), 14: (0.16, -0.06), 15: (0.2, 0.06),
+    0: (-0.08, 0.42),
+    1: (-0.07, 0.22),
+    2: (-0.06, 0.03),
+    3: (0.06, 0.03),
+    4: (0.07, 0.22),
+    5: (0.08, 0.42),
+    6: (0.0, 0.03),
+    7: (0.0, -0.2),
+    8: (0.0, -0.24),
+    9: (0.0, -0.38),
+    10: (-0.2, 0.06),
+    11: (-0.16, -0.06),
+    12: (-0.1, -0.2),
+    13: (0.1, -0.2),
+    14: (0.16, -0.06),
+    15: (0.2, 0.06),
 }
 LIMBS = [  # (joint a, joint b, colour)
-    (0, 1, (220, 40, 40)), (1, 2, (220, 90, 40)), (5, 4, (40, 40, 220)), (4, 3, (40, 90, 220)),
-    (10, 11, (240, 60, 120)), (11, 12, (200, 30, 90)), (15, 14, (60, 120, 240)), (14, 13, (30, 90, 200)),
-    (2, 6, (60, 200, 60)), (3, 6, (60, 200, 60)), (6, 7, (40, 160, 40)), (12, 7, (120, 200, 60)),
-    (13, 7, (60, 200, 120)), (7, 8, (200, 200, 40)), (8, 9, (240, 220, 60)),
+    (0, 1, (220, 40, 40)),
+    (1, 2, (220, 90, 40)),
+    (5, 4, (40, 40, 220)),
+    (4, 3, (40, 90, 220)),
+    (10, 11, (240, 60, 120)),
+    (11, 12, (200, 30, 90)),
+    (15, 14, (60, 120, 240)),
+    (14, 13, (30, 90, 200)),
+    (2, 6, (60, 200, 60)),
+    (3, 6, (60, 200, 60)),
+    (6, 7, (40, 160, 40)),
+    (12, 7, (120, 200, 60)),
+    (13, 7, (60, 200, 120)),
+    (7, 8, (200, 200, 40)),
+    (8, 9, (240, 220, 60)),
 ]
 IMAGE_SIZE = (192, 160)  # width, height
 MISSING, OCCLUDED = 0.04, 0.12  # per-joint draw u: u < MISSING not annotated, u < OCCLUDED occluded, else visible
@@ -93,19 +118,35 @@ def generate(out_dir: str | Path, people: int = 64, validation_fraction: float =
         visible = [1 if u >= OCCLUDED else 0 for u in state]
         objpos = [round(centre[0] + 0.5, 3), round(centre[1] + 0.5, 3)]
         is_valid = k >= people - n_valid
-        hourglass.append({
-            "dataset": "synthetic", "isValidation": float(is_valid), "img_paths": image_name,
-            "img_width": float(width), "img_height": float(height), "objpos": objpos,
-            "joint_self": [[x, y, float(v)] if a else [0.0, 0.0, 0.0] for (x, y), v, a in zip(ann, visible, annotated)],
-            "scale_provided": round(scale, 4),
-        })
-        (mmpose_valid if is_valid else mmpose_train).append({
-            "image": image_name, "joints": [p if a else [-1.0, -1.0] for p, a in zip(ann, annotated)],
-            "joints_vis": [int(a) for a in annotated], "center": objpos, "scale": round(scale, 4),
-            "headbox": [round(v, 3) for v in headbox_for_segment(ann[8], ann[9])],
-        })
-    for name, entries in (("hourglass.json", hourglass), ("mmpose_train.json", mmpose_train),
-                          ("mmpose_valid.json", mmpose_valid)):
+        hourglass.append(
+            {
+                "dataset": "synthetic",
+                "isValidation": float(is_valid),
+                "img_paths": image_name,
+                "img_width": float(width),
+                "img_height": float(height),
+                "objpos": objpos,
+                "joint_self": [
+                    [x, y, float(v)] if a else [0.0, 0.0, 0.0] for (x, y), v, a in zip(ann, visible, annotated)
+                ],
+                "scale_provided": round(scale, 4),
+            }
+        )
+        (mmpose_valid if is_valid else mmpose_train).append(
+            {
+                "image": image_name,
+                "joints": [p if a else [-1.0, -1.0] for p, a in zip(ann, annotated)],
+                "joints_vis": [int(a) for a in annotated],
+                "center": objpos,
+                "scale": round(scale, 4),
+                "headbox": [round(v, 3) for v in headbox_for_segment(ann[8], ann[9])],
+            }
+        )
+    for name, entries in (
+        ("hourglass.json", hourglass),
+        ("mmpose_train.json", mmpose_train),
+        ("mmpose_valid.json", mmpose_valid),
+    ):
         (out / name).write_text(json.dumps(entries))
     return out
 

@@ -9,6 +9,7 @@ torchvision (transforms.v2.functional on tv_tensors.Image + tv_tensors.KeyPoints
 geometric step: resized_crop, rotate, center_crop, horizontal_flip. Hand-written here: the
 left/right joint swap, the Gaussian heatmaps and their decoding (no library has them).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,8 @@ class CropSpec:
     """How the person box is derived from the annotation (the reimplementation's convention)."""
 
     pixels_per_scale: float = 200.0  # person box side = 200 * scale (MPII convention)
-    center_shift: float = 15.0       # centre moved down by 15 * scale px ...
-    scale_pad: float = 1.25          # ... and the box enlarged 1.25x "to avoid cropping limbs" (bearpaw/HRNet)
+    center_shift: float = 15.0  # centre moved down by 15 * scale px ...
+    scale_pad: float = 1.25  # ... and the box enlarged 1.25x "to avoid cropping limbs" (bearpaw/HRNet)
 
     def box(self, center: torch.Tensor, scale: float) -> tuple[float, float, float]:
         """(cx, cy, side) of the person box in continuous image coordinates."""
@@ -61,8 +62,15 @@ class Augment:
     gains: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     @staticmethod
-    def draw(generator: torch.Generator, draw: str, scale_factor: float, rotation_factor: float,
-             rotation_prob: float, flip_prob: float, color_gain: float) -> "Augment":
+    def draw(
+        generator: torch.Generator,
+        draw: str,
+        scale_factor: float,
+        rotation_factor: float,
+        rotation_prob: float,
+        flip_prob: float,
+        color_gain: float,
+    ) -> "Augment":
         """bearpaw Mpii.__getitem__ with draw=clamped_gaussian: scale x clamp(1 + sf N(0,1), 1 - sf, 1 + sf);
         rotation clamp(rf N(0,1), -2 rf, 2 rf) degrees on `rotation_prob` of the samples; flip; each RGB
         channel x U(1 - gain, 1 + gain). Every number comes from `generator`, in a fixed order."""
@@ -84,8 +92,9 @@ def square_crop_box(cx: float, cy: float, side: float) -> tuple[int, int, int]:
     return round(cx - side_px / 2), round(cy - side_px / 2), side_px
 
 
-def crop_person(image: tv_tensors.Image, points: tv_tensors.KeyPoints, box: tuple[int, int, int], out: int,
-                rotation: float = 0.0) -> tuple[tv_tensors.Image, tv_tensors.KeyPoints]:
+def crop_person(
+    image: tv_tensors.Image, points: tv_tensors.KeyPoints, box: tuple[int, int, int], out: int, rotation: float = 0.0
+) -> tuple[tv_tensors.Image, tv_tensors.KeyPoints]:
     """Crop the square `box` (zero padding outside the image), resize to out x out, rotate about its centre.
 
     With a rotation the window is cut 1.5x larger (>= sqrt 2) and centre-cropped after rotating, so the
@@ -93,8 +102,9 @@ def crop_person(image: tv_tensors.Image, points: tv_tensors.KeyPoints, box: tupl
     """
     left, top, side = box
     if rotation == 0.0:
-        return F.resized_crop(image, top, left, side, side, [out, out], antialias=True), \
-            F.resized_crop(points, top, left, side, side, [out, out])
+        return F.resized_crop(image, top, left, side, side, [out, out], antialias=True), F.resized_crop(
+            points, top, left, side, side, [out, out]
+        )
     big_side = round(side * 1.5)
     big_out = round(out * big_side / side)
     big_left, big_top = left - (big_side - side) // 2, top - (big_side - side) // 2
@@ -130,18 +140,19 @@ def gaussian_in_heatmap(points: torch.Tensor, input_size: int, heatmap_size: int
     return ((mu > -3 * sigma) & (mu < heatmap_size + 3 * sigma)).all(-1)
 
 
-def render_heatmaps(points: torch.Tensor, annotated: torch.Tensor, input_size: int, heatmap_size: int,
-                    sigma: float = 1.0) -> torch.Tensor:
+def render_heatmaps(
+    points: torch.Tensor, annotated: torch.Tensor, input_size: int, heatmap_size: int, sigma: float = 1.0
+) -> torch.Tensor:
     """[B, J, 2] input-scale continuous points -> [B, J, H, H] Gaussians (peak 1, sigma in heatmap px);
     zero maps for joints without coordinates.
 
     Hand-written (no library draws keypoint heatmaps). Differences from bearpaw's `draw_labelmap`, both
     small: the Gaussian is centred at the sub-pixel joint position (bearpaw rounds it to a heatmap pixel)
     and is not cut off at +-3 sigma (bearpaw pastes a 7x7 patch for sigma 1; the tail it drops is < 0.012)."""
-    mu = points.float() * (heatmap_size / input_size)                       # continuous heatmap coords
+    mu = points.float() * (heatmap_size / input_size)  # continuous heatmap coords
     centres = torch.arange(heatmap_size, dtype=torch.float32, device=points.device) + 0.5
-    gx = torch.exp(-((centres - mu[..., 0:1]) ** 2) / (2 * sigma ** 2))     # [B, J, W]
-    gy = torch.exp(-((centres - mu[..., 1:2]) ** 2) / (2 * sigma ** 2))     # [B, J, H]
+    gx = torch.exp(-((centres - mu[..., 0:1]) ** 2) / (2 * sigma**2))  # [B, J, W]
+    gy = torch.exp(-((centres - mu[..., 1:2]) ** 2) / (2 * sigma**2))  # [B, J, H]
     maps = gy.unsqueeze(-1) * gx.unsqueeze(-2)
     return maps * annotated.to(maps.dtype)[..., None, None]
 

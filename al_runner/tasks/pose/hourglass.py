@@ -7,6 +7,7 @@ loss module's tap) -> 1x1 score conv to the joint heatmaps; between stacks the f
 scores are mapped back by 1x1 convs and added to the stack's input).
 Output: a list of per-stack heatmaps [B, J, H/4, W/4].
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -19,9 +20,15 @@ class Residual(nn.Module):
         super().__init__()
         mid = max(cout // 2, 1)
         self.body = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, mid, 1),
-            nn.BatchNorm2d(mid), nn.ReLU(inplace=True), nn.Conv2d(mid, mid, 3, padding=1),
-            nn.BatchNorm2d(mid), nn.ReLU(inplace=True), nn.Conv2d(mid, cout, 1),
+            nn.BatchNorm2d(cin),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cin, mid, 1),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, padding=1),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, cout, 1),
         )
         self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
 
@@ -66,16 +73,29 @@ class Stack(nn.Module):
 
 
 class StackedHourglass(nn.Module):
-    def __init__(self, num_joints: int = 16, stacks: int = 2, blocks: int = 1, features: int = 256, depth: int = 4,
-                 in_channels: int = 3):
+    def __init__(
+        self,
+        num_joints: int = 16,
+        stacks: int = 2,
+        blocks: int = 1,
+        features: int = 256,
+        depth: int = 4,
+        in_channels: int = 3,
+    ):
         super().__init__()
         half, quarter = max(features // 2, 1), max(features // 4, 1)  # 128 and 64 for the paper's 256
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, quarter, 7, stride=2, padding=3), nn.BatchNorm2d(quarter), nn.ReLU(inplace=True),
-            Residual(quarter, half), nn.MaxPool2d(2), Residual(half, half), Residual(half, features),
+            nn.Conv2d(in_channels, quarter, 7, stride=2, padding=3),
+            nn.BatchNorm2d(quarter),
+            nn.ReLU(inplace=True),
+            Residual(quarter, half),
+            nn.MaxPool2d(2),
+            Residual(half, half),
+            Residual(half, features),
         )
-        self.stacks = nn.ModuleList(Stack(depth, features, blocks, num_joints, last=i == stacks - 1)
-                                    for i in range(stacks))
+        self.stacks = nn.ModuleList(
+            Stack(depth, features, blocks, num_joints, last=i == stacks - 1) for i in range(stacks)
+        )
 
     def forward(self, x):
         x = self.stem(x)
@@ -86,6 +106,7 @@ class StackedHourglass(nn.Module):
         return heatmaps
 
 
-def hourglass(num_joints: int = 16, stacks: int = 2, blocks: int = 1, features: int = 256, depth: int = 4,
-              in_channels: int = 3) -> StackedHourglass:
+def hourglass(
+    num_joints: int = 16, stacks: int = 2, blocks: int = 1, features: int = 256, depth: int = 4, in_channels: int = 3
+) -> StackedHourglass:
     return StackedHourglass(num_joints, stacks, blocks, features, depth, in_channels)

@@ -14,6 +14,7 @@ ground-truth file's head box (0.6 x diagonal); else a head box in the annotation
 fallback, the head segment upper neck -> head top (MPII's PCKh definition, Andriluka et al. 2014),
 which is *not* the official number.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,8 +28,9 @@ from al_runner.tasks.pose.geometry import crop_to_image, decode_heatmaps
 HEAD_SIZE_SOURCES = ("official_gt_file", "annotation_headbox", "head_segment")
 
 
-def pckh_correct(pred: torch.Tensor, truth: torch.Tensor, annotated: torch.Tensor, head_size: torch.Tensor,
-                 threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+def pckh_correct(
+    pred: torch.Tensor, truth: torch.Tensor, annotated: torch.Tensor, head_size: torch.Tensor, threshold: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(correct [J], counted [J]) summed over the batch. pred/truth [B, J, 2], annotated [B, J], head_size [B]."""
     dist = torch.linalg.vector_norm(pred.double() - truth.double(), dim=-1) / head_size.double()[:, None]
     # a person whose head size is unknown (no head box, head joints not annotated) cannot be scored
@@ -56,8 +58,9 @@ MEANS = {"weighted": weighted_mean, "unweighted": unweighted_mean}
 
 
 class PCKh(Metric):
-    def __init__(self, input_size: int, threshold: float = 0.5, mean_excludes: tuple[int, ...] = (6, 7),
-                 mean: str = "weighted"):
+    def __init__(
+        self, input_size: int, threshold: float = 0.5, mean_excludes: tuple[int, ...] = (6, 7), mean: str = "weighted"
+    ):
         if mean not in MEANS:
             raise ConfigError(f"PCKh mean '{mean}' not supported, choose from {', '.join(MEANS)}")
         self.input_size, self.threshold, self.mean = input_size, threshold, MEANS[mean]
@@ -73,8 +76,9 @@ class PCKh(Metric):
 
     def update_points(self, pred: torch.Tensor, targets: dict) -> None:
         """Predictions [B, 16, 2] already in annotation (1-based image) coordinates."""
-        correct, counted = pckh_correct(pred, targets["joints"], targets["joints_annotated"], targets["head_size"],
-                                        self.threshold)
+        correct, counted = pckh_correct(
+            pred, targets["joints"], targets["joints_annotated"], targets["head_size"], self.threshold
+        )
         self.correct += correct.cpu()
         self.counted += counted.cpu()
         sources = targets["head_size_source"][scored_people(targets["head_size"])].cpu()
@@ -91,6 +95,8 @@ class PCKh(Metric):
         per_joint = self.per_joint()
         details = {f"PCKh_{name}": float(per_joint[j]) for j, name in enumerate(JOINT_NAMES) if self.counted[j] > 0}
         people = self.people_by_source.sum().clamp(min=1)
-        details |= {f"head_size_source_{name}": float(n.double() / people.double())
-                    for name, n in zip(HEAD_SIZE_SOURCES, self.people_by_source)}
+        details |= {
+            f"head_size_source_{name}": float(n.double() / people.double())
+            for name, n in zip(HEAD_SIZE_SOURCES, self.people_by_source)
+        }
         return details

@@ -7,6 +7,7 @@ batches are identical whatever the number of workers.
 Joints: every *annotated* joint (occluded ones included) gets a heatmap target, enters the loss and is
 scored by PCKh, as in MPII's official evaluation and the hourglass recipe (see `annotations.py`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,9 +27,19 @@ from al_runner.errors import ConfigError, DataError
 from al_runner.tasks import loading
 from al_runner.tasks.base import Metric, Task
 from al_runner.tasks.pose.annotations import NUM_JOINTS, People, check_joints_in_range, parse
-from al_runner.tasks.pose.geometry import (ANNOTATION_TO_CONTINUOUS, DRAWS, Augment, CropSpec, crop_person,
-                                           flip_person, gaussian_in_heatmap, head_size_from_box,
-                                           head_size_from_segment, render_heatmaps, square_crop_box)
+from al_runner.tasks.pose.geometry import (
+    ANNOTATION_TO_CONTINUOUS,
+    DRAWS,
+    Augment,
+    CropSpec,
+    crop_person,
+    flip_person,
+    gaussian_in_heatmap,
+    head_size_from_box,
+    head_size_from_segment,
+    render_heatmaps,
+    square_crop_box,
+)
 from al_runner.tasks.pose.metric import HEAD_SIZE_SOURCES, MEANS, PCKh
 from al_runner.tasks.pose.official import load_official_truth, match_people
 
@@ -50,17 +61,27 @@ LOSS_JOINTS = {
 class EvalTruth:
     """What PCKh scores a split against, one row per person."""
 
-    joints: torch.Tensor        # [N, 16, 2] annotation coordinates
-    annotated: torch.Tensor     # [N, 16] bool
-    head_size: torch.Tensor     # [N]; NaN = cannot be scored
+    joints: torch.Tensor  # [N, 16, 2] annotation coordinates
+    annotated: torch.Tensor  # [N, 16] bool
+    head_size: torch.Tensor  # [N]; NaN = cannot be scored
     head_size_source: torch.Tensor  # [N] long, index into HEAD_SIZE_SOURCES
 
 
 class PersonCrops(Dataset):
     """Item (person index, seed) -> the person's crop, its joints at input scale and the crop box."""
 
-    def __init__(self, people: People, image_folder: Path, input_size: int, heatmap_size: int, sigma: float,
-                 crop: CropSpec, augmentation: dict, mean: list[float], std: list[float]):
+    def __init__(
+        self,
+        people: People,
+        image_folder: Path,
+        input_size: int,
+        heatmap_size: int,
+        sigma: float,
+        crop: CropSpec,
+        augmentation: dict,
+        mean: list[float],
+        std: list[float],
+    ):
         self.people, self.image_folder, self.input_size = people, image_folder, input_size
         self.heatmap_size, self.sigma = heatmap_size, sigma
         self.crop, self.augmentation, self.mean, self.std = crop, augmentation, list(mean), list(std)
@@ -70,7 +91,9 @@ class PersonCrops(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> dict:
         index, seed = item
-        aug = Augment() if seed == NO_AUGMENT else Augment.draw(torch.Generator().manual_seed(seed), **self.augmentation)
+        aug = (
+            Augment() if seed == NO_AUGMENT else Augment.draw(torch.Generator().manual_seed(seed), **self.augmentation)
+        )
         path = self.image_folder / self.people.images[index]
         try:
             with PILImage.open(path) as im:  # Pillow: torchvision's own decoders are deprecated in 0.29
@@ -79,8 +102,9 @@ class PersonCrops(Dataset):
             raise DataError(f"{self.people.entries[index]}: cannot read image {path}: {e}") from None
         cx, cy, side = self.crop.box(self.people.centers[index], float(self.people.scales[index]))
         box = square_crop_box(cx, cy, side * aug.scale)
-        points = tv_tensors.KeyPoints(self.people.joints[index].float() + ANNOTATION_TO_CONTINUOUS,
-                                      canvas_size=tuple(image.shape[-2:]))
+        points = tv_tensors.KeyPoints(
+            self.people.joints[index].float() + ANNOTATION_TO_CONTINUOUS, canvas_size=tuple(image.shape[-2:])
+        )
         flags = torch.stack([self.people.annotated[index], self.people.visible[index]])
         image, points = crop_person(image, points, box, self.input_size, aug.rotation)
         if aug.flip:
@@ -104,17 +128,38 @@ class MPIITask(Task):
     metric_name = "PCKh@0.5"
     uncertainty_name = "heatmap_softmax_entropy"
 
-    def __init__(self, root: str, annotation_file: str, image_folder: str = "images", format: str = "auto",
-                 test_annotation_file: str | None = None, test_image_folder: str | None = None,
-                 test_format: str = "auto", missing_images: str = "error", num_workers: int = 0,
-                 input_size: int = 256, heatmap_size: int = 64, sigma: float = 1.0, crop: dict | None = None,
-                 augmentation: dict | None = None, mean=(0.4404, 0.4440, 0.4327), std=(0.2458, 0.2410, 0.2468),
-                 loss_joints: str = "annotated", loss_scale: float = 1.0, official_gt_file: str | None = None,
-                 pckh_threshold: float = 0.5, pckh_mean_excludes=(6, 7), pckh_mean: str = "weighted",
-                 generate_people: int | None = None, name: str = "mpii"):
+    def __init__(
+        self,
+        root: str,
+        annotation_file: str,
+        image_folder: str = "images",
+        format: str = "auto",
+        test_annotation_file: str | None = None,
+        test_image_folder: str | None = None,
+        test_format: str = "auto",
+        missing_images: str = "error",
+        num_workers: int = 0,
+        input_size: int = 256,
+        heatmap_size: int = 64,
+        sigma: float = 1.0,
+        crop: dict | None = None,
+        augmentation: dict | None = None,
+        mean=(0.4404, 0.4440, 0.4327),
+        std=(0.2458, 0.2410, 0.2468),
+        loss_joints: str = "annotated",
+        loss_scale: float = 1.0,
+        official_gt_file: str | None = None,
+        pckh_threshold: float = 0.5,
+        pckh_mean_excludes=(6, 7),
+        pckh_mean: str = "weighted",
+        generate_people: int | None = None,
+        name: str = "mpii",
+    ):
         if input_size != 4 * heatmap_size:
-            raise ConfigError(f"task.input_size ({input_size}) must be 4x task.heatmap_size ({heatmap_size}): "
-                              "the hourglass predicts at 1/4 of its input resolution")
+            raise ConfigError(
+                f"task.input_size ({input_size}) must be 4x task.heatmap_size ({heatmap_size}): "
+                "the hourglass predicts at 1/4 of its input resolution"
+            )
         if missing_images not in ("error", "skip"):
             raise ConfigError(f"task.missing_images '{missing_images}' not supported, choose from error, skip")
         for key, value, choices in (("loss_joints", loss_joints, LOSS_JOINTS), ("pckh_mean", pckh_mean, MEANS)):
@@ -131,14 +176,26 @@ class MPIITask(Task):
         annotation = self.root / annotation_file
         if generate_people and not annotation.exists():
             from al_runner.tasks.pose.generate import generate
+
             generate(self.root, people=generate_people)
-        pool, test = self._load_splits(annotation, image_folder, format, test_annotation_file, test_image_folder,
-                                       test_format)
+        pool, test = self._load_splits(
+            annotation, image_folder, format, test_annotation_file, test_image_folder, test_format
+        )
         self.pool_people, self.pool_folder = pool
         self.test_people, self.test_folder = test
-        self._files = {"pool": annotation, "test": self.root / test_annotation_file if test_annotation_file else annotation}
-        crops = dict(input_size=input_size, heatmap_size=heatmap_size, sigma=sigma, crop=self.crop,
-                     augmentation=self.augmentation, mean=mean, std=std)
+        self._files = {
+            "pool": annotation,
+            "test": self.root / test_annotation_file if test_annotation_file else annotation,
+        }
+        crops = dict(
+            input_size=input_size,
+            heatmap_size=heatmap_size,
+            sigma=sigma,
+            crop=self.crop,
+            augmentation=self.augmentation,
+            mean=mean,
+            std=std,
+        )
         self._datasets = {
             "pool": PersonCrops(self.pool_people, self.pool_folder, **crops),
             "test": PersonCrops(self.test_people, self.test_folder, **crops),
@@ -150,16 +207,31 @@ class MPIITask(Task):
     @staticmethod
     def _augmentation(overrides: dict | None) -> dict:
         # bearpaw/pytorch-pose Mpii defaults (scale_factor 0.25, rot_factor 30, rotation on 60 %, flip 0.5, gain 0.2)
-        augmentation = dict(draw="clamped_gaussian", scale_factor=0.25, rotation_factor=30.0, rotation_prob=0.6,
-                            flip_prob=0.5, color_gain=0.2) | dict(overrides or {})
-        unknown = set(augmentation) - {"draw", "scale_factor", "rotation_factor", "rotation_prob", "flip_prob",
-                                       "color_gain"}
+        augmentation = dict(
+            draw="clamped_gaussian",
+            scale_factor=0.25,
+            rotation_factor=30.0,
+            rotation_prob=0.6,
+            flip_prob=0.5,
+            color_gain=0.2,
+        ) | dict(overrides or {})
+        unknown = set(augmentation) - {
+            "draw",
+            "scale_factor",
+            "rotation_factor",
+            "rotation_prob",
+            "flip_prob",
+            "color_gain",
+        }
         if unknown:
-            raise ConfigError(f"task.augmentation: unknown key(s) {sorted(unknown)}, choose from draw, scale_factor, "
-                              "rotation_factor, rotation_prob, flip_prob, color_gain")
+            raise ConfigError(
+                f"task.augmentation: unknown key(s) {sorted(unknown)}, choose from draw, scale_factor, "
+                "rotation_factor, rotation_prob, flip_prob, color_gain"
+            )
         if augmentation["draw"] not in DRAWS:
-            raise ConfigError(f"task.augmentation.draw '{augmentation['draw']}' not supported, "
-                              f"choose from {', '.join(DRAWS)}")
+            raise ConfigError(
+                f"task.augmentation.draw '{augmentation['draw']}' not supported, choose from {', '.join(DRAWS)}"
+            )
         return augmentation
 
     def _test_truth(self, official_file: Path | None) -> EvalTruth:
@@ -167,14 +239,21 @@ class MPIITask(Task):
         if official_file is None:
             truth = annotation_truth(self.test_people)
             used = torch.bincount(truth.head_size_source, minlength=len(HEAD_SIZE_SOURCES)).tolist()
-            log.info("PCKh head sizes: %s (no task.official_gt_file given, so not the official MPII number)",
-                     ", ".join(f"{name} for {n} people" for name, n in zip(HEAD_SIZE_SOURCES, used) if n))
+            log.info(
+                "PCKh head sizes: %s (no task.official_gt_file given, so not the official MPII number)",
+                ", ".join(f"{name} for {n} people" for name, n in zip(HEAD_SIZE_SOURCES, used) if n),
+            )
             return truth
         official = match_people(load_official_truth(official_file), self.test_people, official_file)
-        log.info("PCKh head sizes and truth: official ground-truth file %s (%d people)", official_file,
-                 len(self.test_people))
-        return EvalTruth(official.joints, official.annotated, official.head_sizes,
-                         torch.full((len(self.test_people),), HEAD_SIZE_SOURCES.index("official_gt_file")))
+        log.info(
+            "PCKh head sizes and truth: official ground-truth file %s (%d people)", official_file, len(self.test_people)
+        )
+        return EvalTruth(
+            official.joints,
+            official.annotated,
+            official.head_sizes,
+            torch.full((len(self.test_people),), HEAD_SIZE_SOURCES.index("official_gt_file")),
+        )
 
     # ---- loading -------------------------------------------------------------------------------
     def _load_splits(self, annotation, image_folder, fmt, test_annotation, test_folder, test_fmt):
@@ -187,8 +266,9 @@ class MPIITask(Task):
             pool, test = people.select(~people.is_validation), people.select(people.is_validation)
             test_dir = folder
             if len(test) == 0:
-                raise ConfigError(f"{annotation} has no validation people (isValidation = 1): "
-                                  "set task.test_annotation_file")
+                raise ConfigError(
+                    f"{annotation} has no validation people (isValidation = 1): set task.test_annotation_file"
+                )
         return (self._checked(pool, folder), folder), (self._checked(test, test_dir), test_dir)
 
     def _checked(self, people: People, folder: Path) -> People:
@@ -201,13 +281,16 @@ class MPIITask(Task):
                 keep.append(k)
             except FileNotFoundError:
                 if self.missing_images == "error":
-                    raise DataError(f"{people.entries[k]}: image file not found: {folder / image} "
-                                    "(set task.missing_images=skip to leave such people out)") from None
+                    raise DataError(
+                        f"{people.entries[k]}: image file not found: {folder / image} "
+                        "(set task.missing_images=skip to leave such people out)"
+                    ) from None
             except OSError as e:
                 raise DataError(f"{people.entries[k]}: unreadable image {folder / image}: {e}") from None
         if len(keep) < len(people):
-            log.warning("skipped %d of %d people whose image is missing under %s", len(people) - len(keep),
-                        len(people), folder)
+            log.warning(
+                "skipped %d of %d people whose image is missing under %s", len(people) - len(keep), len(people), folder
+            )
             if not keep:
                 raise DataError(f"none of the {len(people)} people's images is present under {folder}")
             people = people.select(torch.tensor(keep))
@@ -264,8 +347,9 @@ class MPIITask(Task):
         items = list(zip(indices.tolist(), seeds.tolist()))
         batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
         # workers persist across epochs (al_runner.tasks.loading); items carry their seeds: same batches for any count
-        loader = loading.persistent_batches(self, split, self._datasets[split], batches, self.num_workers,
-                                            pin_memory=self.device.type == "cuda")
+        loader = loading.persistent_batches(
+            self, split, self._datasets[split], batches, self.num_workers, pin_memory=self.device.type == "cuda"
+        )
         for batch, chunk in zip(loader, batches):
             idx = torch.tensor([i for i, _ in chunk])
             inputs = batch["input"].to(self.device, non_blocking=True)
@@ -275,9 +359,13 @@ class MPIITask(Task):
     def _targets(self, batch: dict, truth: EvalTruth, idx: torch.Tensor) -> dict:
         heatmaps = render_heatmaps(batch["points"], batch["annotated"], self.input_size, self.heatmap_size, self.sigma)
         targets = {
-            "heatmaps": heatmaps, "weight": LOSS_JOINTS[self.loss_joints](batch).float(),
-            "joints": truth.joints[idx], "joints_annotated": truth.annotated[idx], "head_size": truth.head_size[idx],
-            "head_size_source": truth.head_size_source[idx], "box": batch["box"],
+            "heatmaps": heatmaps,
+            "weight": LOSS_JOINTS[self.loss_joints](batch).float(),
+            "joints": truth.joints[idx],
+            "joints_annotated": truth.annotated[idx],
+            "head_size": truth.head_size[idx],
+            "head_size_source": truth.head_size_source[idx],
+            "box": batch["box"],
         }
         return {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
 
@@ -319,6 +407,7 @@ def annotation_truth(people: People) -> EvalTruth:
     has_segment = people.annotated[:, 8] & people.annotated[:, 9]
     head_size = torch.where(has_box, head_size_from_box(boxes), head_size_from_segment(people.joints))
     head_size = torch.where(has_box | has_segment, head_size, torch.nan)
-    source = torch.where(has_box, HEAD_SIZE_SOURCES.index("annotation_headbox"),
-                         HEAD_SIZE_SOURCES.index("head_segment"))
+    source = torch.where(
+        has_box, HEAD_SIZE_SOURCES.index("annotation_headbox"), HEAD_SIZE_SOURCES.index("head_segment")
+    )
     return EvalTruth(people.joints, people.annotated, head_size, source)
