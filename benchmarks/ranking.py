@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from al_runner.metrics import ranking_accuracy
+from al_runner.learning_loss import ranking_accuracy
 from benchmarks.harness import Results, interleaved, median
 
 

@@ -182,7 +182,7 @@ def test_kcenter_child_matches_naive_full_matrix():
 
 
 def test_python_pair_loop_agrees_with_ranking_accuracy():
-    from al_runner.metrics import ranking_accuracy
+    from al_runner.learning_loss import ranking_accuracy
 
     g = torch.Generator().manual_seed(0)
     real, pred = torch.randint(0, 8, (60,), generator=g).float(), torch.randint(0, 5, (60,), generator=g).float()

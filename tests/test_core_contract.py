@@ -12,10 +12,10 @@ from al_runner.build import DEFAULT_THREADS, apply_threads, build_method, lr_mil
 from al_runner.errors import ConfigError
 from al_runner.learner import Learner, Runtime, to_float32
 from al_runner.learning_loss import LearningLoss, LossPredictionModule, MarginRankingLoss
-from al_runner.metrics import Accuracy
 from al_runner.models import SmallCNN, global_average_pool
 from al_runner.runner import run_experiment
 from al_runner.tasks.classification import ClassificationTask, CropFlipNormalize
+from al_runner.tasks.classification.metric import Accuracy
 from al_runner.tasks.classification.synthetic import make_synthetic_splits
 from tests.conftest import compose_config
 

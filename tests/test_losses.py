@@ -3,8 +3,7 @@ import itertools
 import pytest
 import torch
 
-from al_runner.learning_loss import LossMSE, MarginRankingLoss, split_into_pairs
-from al_runner.metrics import ranking_accuracy
+from al_runner.learning_loss import LossMSE, MarginRankingLoss, ranking_accuracy, split_into_pairs
 
 
 def test_pairs_are_disjoint_and_cover_the_batch():

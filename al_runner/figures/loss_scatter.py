@@ -95,10 +95,10 @@ def pearson_correlation(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def ranking_accuracy_of(scores: np.ndarray, real_loss: np.ndarray) -> float:
-    """The exact pair count of `al_runner.metrics.ranking_accuracy` (torch, imported only here)."""
+    """The exact pair count of `al_runner.learning_loss.ranking_accuracy` (torch, imported only here)."""
     import torch
 
-    from al_runner.metrics import ranking_accuracy
+    from al_runner.learning_loss import ranking_accuracy  # imports torch: kept out of al-plot's start-up
 
     as_tensor = lambda values: torch.tensor(
         np.array(values, dtype=np.float64)

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.nn import functional as F
 
-from al_runner.metrics import Accuracy
 from al_runner.tasks.base import Metric, Task
 from al_runner.tasks.classification.augment import CropFlipNormalize
+from al_runner.tasks.classification.metric import Accuracy
 from al_runner.tasks.classification.splits import ImageSplits
 
 
