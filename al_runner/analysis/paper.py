@@ -2,7 +2,7 @@
 
 All of them are for the last active-learning cycle of the paper's protocol: 1,000 initial labels + 1,000 per
 cycle, 10 cycles, i.e. 10,000 labeled points. Keyed by our task names (`cifar10`, `voc`, `mpii`) and sampler
-names. (Moved here from `al_runner.paper_results`, which re-exports them.)
+names.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from al_runner.analysis.paper import PAPER_TASKS
 from al_runner.figures.errors import FigureDataError
 from al_runner.figures.report import generate_report
-from al_runner.paper_results import PAPER_TASKS
 
 DESCRIPTION = """\
 Regenerate the figures of "Learning Loss for Active Learning" (Fig. 4-8) and a results table from

@@ -11,6 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
+from al_runner.analysis.paper import PaperValue
 from al_runner.figures.labels import (
     PAPER_SAMPLERS,
     ordered_samplers,
@@ -20,7 +21,6 @@ from al_runner.figures.labels import (
     task_label,
 )
 from al_runner.figures.loss_scatter import FIG8_TOP_FRACTION, Fig8Data
-from al_runner.paper_results import PaperValue
 
 BAND_ALPHA = 0.18
 MAX_LABELED_TICKS = 12
