@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from al_runner import schema
-from al_runner.label_cli import main as al_label
+from al_runner.labeling.cli import main as al_label
 from al_runner.labeling.exports import contact_sheet_key_height
 from al_runner.labeling.project import Project
 from al_runner.tasks.classification.synthetic import make_synthetic_splits
@@ -381,7 +381,7 @@ def test_a_killed_next_leaves_the_project_as_it_was_and_the_same_command_finishe
     """SIGKILL in the middle of the commit (state.pt half written, via al_runner.atomic's stall hook)."""
     project = new_project(tmp_path, images)
     env = {**os.environ, "AL_RUNNER_STALL_WRITE": "state.pt", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "al_runner.label_cli", "next", str(project), "--k", "6"]
+    command = [sys.executable, "-m", "al_runner.labeling", "next", str(project), "--k", "6"]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stalled = project / "state.pt.stalled"
     deadline = time.time() + 120

@@ -21,8 +21,19 @@ import os
 import sys
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
 import al_runner
+from al_runner import config_schema
+from al_runner.atomic import remove_stale_temp_files
+
+# al_runner.cli: registers the schema and resolvers, finds conf/ (checkout or package), and one_line_error is the
+# one place that turns our errors into one line (al-run's too)
+from al_runner.cli import CONFIG_DIR, one_line_error
 from al_runner.errors import ALRunnerError
+from al_runner.labeling.project import Project
+from al_runner.runlock import RunLock
 
 PROG = "al-label"
 CONFIG_NAME = "label"
@@ -44,12 +55,6 @@ docs/labeling.md walks through a whole project, with files and with Label Studio
 
 def compose_config(overrides: list[str]):
     """conf/label.yaml with the command line's overrides (`task=X` picks al-label's task X)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from al_runner import config_schema
-    from al_runner.cli import CONFIG_DIR  # registers the schema and resolvers, finds conf/ (checkout or package)
-
     config_schema.check_overrides(overrides)
     overrides = [TASK_GROUP + o[len("task") :] if o.startswith("task=") else o for o in overrides]
     GlobalHydra.instance().clear()
@@ -58,7 +63,7 @@ def compose_config(overrides: list[str]):
 
 
 def cmd_init(args) -> None:
-    from al_runner.labeling.commands import init_project
+    from al_runner.labeling.commands import init_project  # imports torch: only for the command that needs it
 
     cfg = compose_config(args.overrides)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
@@ -72,8 +77,8 @@ def cmd_init(args) -> None:
 
 
 def cmd_next(args) -> None:
-    from al_runner.labeling.commands import next_round
-    from al_runner.labeling.exports import TASKS_JSON
+    from al_runner.labeling.commands import next_round  # imports torch: only for the command that needs it
+    from al_runner.labeling.exports import TASKS_JSON  # imports torch (via the tasks)
 
     project = _locked_project(args)
     with project.lock:
@@ -90,7 +95,7 @@ def cmd_next(args) -> None:
 
 
 def cmd_import(args) -> None:
-    from al_runner.labeling.commands import import_labels
+    from al_runner.labeling.commands import import_labels  # imports torch: only for the command that needs it
 
     project = _locked_project(args)
     with project.lock:
@@ -99,7 +104,7 @@ def cmd_import(args) -> None:
 
 
 def cmd_sync(args) -> None:
-    from al_runner.labeling.label_studio import connect, sync
+    from al_runner.labeling.label_studio import connect, sync  # imports torch and the SDK: only for sync
 
     token = args.token or os.environ.get("LABEL_STUDIO_API_KEY")
     if not token:
@@ -123,8 +128,7 @@ def cmd_sync(args) -> None:
 
 
 def cmd_status(args) -> None:
-    from al_runner.labeling.commands import status_lines
-    from al_runner.labeling.project import Project
+    from al_runner.labeling.commands import status_lines  # imports torch: only for the command that needs it
 
     print("\n".join(status_lines(Project(args.project))))
 
@@ -132,8 +136,6 @@ def cmd_status(args) -> None:
 def _locked_project(args):
     """The project, with `project.lock`: its directory lock (one command at a time; a second one refuses at once)
     that also clears the temporary files of a writer killed mid-write."""
-    from al_runner.labeling.project import Project
-
     project = Project(args.project)
     project.lock = _lock(project.dir)
     return project
@@ -141,9 +143,6 @@ def _locked_project(args):
 
 @contextlib.contextmanager
 def _lock(directory: Path):
-    from al_runner.atomic import remove_stale_temp_files
-    from al_runner.runlock import RunLock
-
     with RunLock(directory):
         remove_stale_temp_files(directory)
         yield
@@ -252,8 +251,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit(f"\n{PROG}: interrupted; nothing was committed by the interrupted step, rerun the same command")
     except Exception as error:  # noqa: BLE001 - ours or a config error: one line; anything else: its traceback
-        from al_runner.cli import one_line_error  # the one place that turns our errors into one line (al-run's too)
-
         message = one_line_error(error)
         if message is None:
             raise
