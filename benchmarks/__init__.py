@@ -27,6 +27,11 @@ side is composed from conf/ (experiment=reduced_cifar10_jpg + overrides) and bui
   .venv/bin/python -m benchmarks --only 8 --threads 1  # fp32 vs bf16 (docs/benchmarks.md "fp32 vs bf16 on CPU")
 
 Writes the table to stdout, the rows to --out (CSV) and a markdown copy next to it (.md).
+
+Four more benchmarks are modules of this package with their own options (docs/benchmarks.md):
+`python -m benchmarks.detection` (SSD training step, MultiBox loss, data pipeline, FLOPs, GPU throughput),
+`python -m benchmarks.pose` (hourglass training step, FLOPs), `python -m benchmarks.samplers` (each sampler's
+selection step at paper scale) and `python -m benchmarks.launchers` (parallel jobs vs threads for a sweep).
 """
 
 from benchmarks.harness import Results, interleaved, paired_ratio, write_outputs

@@ -47,7 +47,7 @@ PY
 ); el "module kind for the fig4 run: $BEST"
 
 # 2. SSD300 with the data pipeline at 8 and 16 workers (+ the per-image CPU costs on this machine)
-timeout "$(budget 110)" $PY scripts/bench_detection.py --threads 4 --sections 3,5 --repeats 2 --device cuda \
+timeout "$(budget 110)" $PY -m benchmarks.detection --threads 4 --sections 3,5 --repeats 2 --device cuda \
   --images 600 --workers-list 8,16 --epochs 3 > "$RES/ssd_pipeline.md" 2>&1; el "ssd rc=$?"
 tail -22 "$RES/ssd_pipeline.md"
 

@@ -1,7 +1,7 @@
 """Pose benchmark: training step of the stacked hourglass on this CPU, with and without the loss module,
 and a FLOP-count projection of one fig7_mpii trial on one GPU.
 
-    OMP_NUM_THREADS=1 python scripts/bench_pose.py [--steps 3] [--gpu-tflops 400] [--utilisation 0.3]
+    OMP_NUM_THREADS=1 python -m benchmarks.pose [--steps 3] [--gpu-tflops 400] [--utilisation 0.3]
 
 A step = forward, heatmap MSE (+ the loss-prediction module on the taps and the margin ranking loss,
 lambda 1e-4), backward, RMSprop step; batch 6 (Sec. 4.3). Timings are medians over `--steps` steps
@@ -14,14 +14,10 @@ import argparse
 import math
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's al_runner, not an installed one
 
 from al_runner.learning_loss import LossPredictionModule, MarginRankingLoss
 from al_runner.models.taps import FeatureTaps
@@ -92,7 +88,7 @@ def trial_flops(train_step_flops: float, forward_flops_per_image: float) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pose", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument(
         "--gpu-tflops",

@@ -6,8 +6,8 @@ Runs the same jobs of an experiment preset twice into fresh directories:
 and prints the wall-clock of each, with the load averages before and after (the CPU may be shared:
 a measurement taken while other work runs says little; repeat it on an idle machine).
 
-  python scripts/bench_launchers.py                                  # demo, seed 0, 2 samplers, 2 cores
-  python scripts/bench_launchers.py --experiment reduced_cifar10_jpg --extra schedule.cycles=1 \
+  python -m benchmarks.launchers                                     # demo, seed 0, 2 samplers, 2 cores
+  python -m benchmarks.launchers --experiment reduced_cifar10_jpg --extra schedule.cycles=1 \
       --extra task.root=<CIFAR-10 JPEG tree>
 """
 
@@ -55,7 +55,11 @@ def run_sweep(args: argparse.Namespace, out: Path, parallel: bool) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.launchers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--experiment", default="demo")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--samplers", default="random,learning_loss")

@@ -19,7 +19,7 @@
 Timings: A/B repeats interleaved, medians after one warm-up. The CPU may be shared: the load average is
 printed at start and end.
 
-  OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_detection.py --threads 1 [--sections 3]
+  OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.detection --threads 1 [--sections 3]
 """
 
 from __future__ import annotations
@@ -27,28 +27,24 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from torchvision.models.detection import ssd300_vgg16 as tv_ssd300
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from torchvision.models.detection import ssd300_vgg16 as tv_ssd300  # noqa: E402
-
-from al_runner.learner import Learner, Runtime  # noqa: E402
-from al_runner.learning_loss import LearningLoss, MarginRankingLoss  # noqa: E402
+from al_runner.learner import Learner, Runtime
+from al_runner.learning_loss import LearningLoss, MarginRankingLoss
 from al_runner.tasks.detection import (
     VOCDetectionTask,
     samples,
-    ssd300_vgg16,  # noqa: E402
+    ssd300_vgg16,
     ssdlite320_mobilenet_v3_large,
 )
-from al_runner.tasks.detection.generate import CLASSES, generate_vocdevkit  # noqa: E402
-from al_runner.tasks.detection.multibox import MultiBoxLoss  # noqa: E402
-from benchmarks.harness import ForeignLoad  # noqa: E402
+from al_runner.tasks.detection.generate import CLASSES, generate_vocdevkit
+from al_runner.tasks.detection.multibox import MultiBoxLoss
+from benchmarks.harness import ForeignLoad
 
 TAPS = [f"backbone[{i}]" for i in range(6)]
 VOC_CLASSES = 20
@@ -357,7 +353,11 @@ def projection(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.detection",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--utilisation", type=float, default=0.35, help="assumed fraction of the GPU's peak")

@@ -6,7 +6,7 @@ point), 9,000 labeled embeddings as core-set centres, K = 1,000 picks. The forwa
 these inputs are benchmark 3 of `python -m benchmarks` (scoring); they cost the same for every sampler that
 needs one pass (BALD adds T passes of the last layer only).
 
-    python scripts/bench_samplers.py --out outputs/reference/bench/samplers_cpu.csv
+    python -m benchmarks.samplers --out outputs/reference/bench/samplers_cpu.csv
 
 Each sampler runs in its own process (peak RSS would otherwise carry over), `--repeats` times; the table
 gives medians: the first call in a fresh process (cold) and a second call (warm), and the peak memory added
@@ -27,10 +27,7 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from benchmarks.harness import ForeignLoad, machine_info, peak_rss_bytes, sync  # noqa: E402
+from benchmarks.harness import REPO, ForeignLoad, machine_info, peak_rss_bytes, sync
 
 SAMPLERS = [
     "random",
@@ -122,7 +119,11 @@ def child(name: str, args) -> dict:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.samplers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--m", type=int, default=10_000, help="candidates (M)")
     p.add_argument("--d", type=int, default=512, help="embedding width")
     p.add_argument("--classes", type=int, default=10)
@@ -153,7 +154,7 @@ def main(argv=None) -> None:
         runs = [
             json.loads(
                 subprocess.run(
-                    [sys.executable, __file__, *forwarded, "--child", name],
+                    [sys.executable, "-m", "benchmarks.samplers", *forwarded, "--child", name],
                     cwd=REPO,
                     check=True,
                     capture_output=True,
@@ -202,7 +203,7 @@ def write(args, rows: list[dict], info: dict) -> None:
     lines = [
         "# Sampler selection benchmark",
         "",
-        f"Command: `python scripts/bench_samplers.py {' '.join(sys.argv[1:])}`",
+        f"Command: `python -m benchmarks.samplers {' '.join(sys.argv[1:])}`",
         "",
         f"M = {args.m:,} candidates, {args.d}-d embeddings, {args.classes} classes, T = {args.passes} MC passes, "
         f"{args.labeled:,} labeled centres, K = {args.k:,}; median of {args.repeats} fresh processes. Only "
