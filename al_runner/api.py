@@ -172,7 +172,8 @@ def score_unlabeled(
 ) -> Candidates:
     """One pass over an unlabeled loader in eval mode, without labels (a batch's first element is the input;
     anything else in it is ignored), as al-run scores its pool. Returns what a sampler may see
-    (`samplers.Candidates`), positions 0..N−1 in the loader's order: `predicted_loss` (with a predictor),
+    (`samplers.Candidates`), N positions 0..N−1 in the loader's order (no ids: map the positions a sampler
+    returns to your own, as al-run maps them to pool indices): `predicted_loss` (with a predictor),
     `probabilities` (softmax of the model's outputs, for entropy), `embedding` (the global-average-pooled
     output of `embedding_layer`, for core-set and the hybrid). The model is left in the mode it was in."""
     device = (
@@ -205,7 +206,7 @@ def score_unlabeled(
     values = {name: torch.cat(chunks) for name, chunks in parts.items()}
     if probabilities:
         values["uncertainty"] = entropy_scores(values["probabilities"])  # softmax entropy, as EntropySampler reads it
-    return Candidates(indices=torch.arange(n), **values)
+    return Candidates(count=n, **values)
 
 
 def embed(model: nn.Module, loader: Iterable, layer: str, *, device: torch.device | str | None = None) -> torch.Tensor:
@@ -217,9 +218,7 @@ def embed(model: nn.Module, loader: Iterable, layer: str, *, device: torch.devic
 def select(sampler: Sampler, candidates: Candidates, k: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(positions into the candidates, their scores), best first, from any of al_runner's samplers; `seed`
     drives a sampler's randomness (random, ties), through its own generator."""
-    missing = [need for need in sampler.needs if getattr(candidates, need, None) is None]
-    if sampler.needs_labeled_embedding and candidates.labeled_embedding is None:
-        missing.append("labeled_embedding")
+    missing = [need for need in sampler.needs if getattr(candidates, need) is None]
     if missing:
         raise ValueError(
             f"{type(sampler).__name__} needs {', '.join(sorted(missing))} in the candidates "

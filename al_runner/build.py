@@ -14,10 +14,12 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig
 
 from al_runner.errors import ALRunnerError, ConfigError
-from al_runner.learner import NEEDS, Learner, Runtime
+from al_runner.learner import Learner
 from al_runner.learning_loss import LearningLoss, build_learning_loss, fraction_to_epoch
 from al_runner.loop import batch_is_skipped
+from al_runner.runtime import Runtime
 from al_runner.samplers import Sampler
+from al_runner.samplers.needs import NEEDS
 from al_runner.tasks.base import Task
 
 log = logging.getLogger(__name__)

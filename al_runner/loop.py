@@ -13,9 +13,10 @@ import torch
 from tqdm import tqdm
 
 from al_runner.errors import NonFiniteLossError
-from al_runner.learner import NEEDS, Learner
-from al_runner.metrics import ranking_accuracy
+from al_runner.learner import Learner
+from al_runner.learning_loss import ranking_accuracy
 from al_runner.samplers import Candidates, Sampler
+from al_runner.samplers.needs import CANDIDATES, LABELED, NEEDS, needs_over
 from al_runner.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -177,22 +178,63 @@ def _concatenate(parts: list):
 
 
 @torch.inference_mode()
-def score_with_labels(learner: Learner, task: Task, indices: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
-    """ORACLES ONLY: the real loss of each candidate, in the order of `indices`.
+def score_with_labels(
+    learner: Learner,
+    task: Task,
+    indices: torch.Tensor,
+    batch_size: int,
+    needs: frozenset[str] | None = None,
+    options: dict | None = None,
+) -> dict[str, torch.Tensor]:
+    """ORACLES ONLY: needs that read labels (default: every candidate-level one, i.e. the real loss), one row
+    per point in the order of `indices`.
 
     Reads labels on purpose, through the task's labeled path (`Task.labeled_batches`, un-augmented, eval
     mode) and nowhere else; only a sampler with `reads_labels` (named oracle_* in config) gets here.
     """
+    if needs is None:
+        needs = needs_over(NEEDS, CANDIDATES, reads_labels=True)
     learner.eval()
     order = torch.Generator().manual_seed(0)  # labeled_batches shuffles; the order is undone below
-    losses, seen = [], []
+    collected: dict[str, list[torch.Tensor]] = {name: [] for name in needs}
+    seen = []
     for inputs, targets, pool_indices in task.labeled_batches(indices, batch_size, order, augment=False):
-        losses.append(task.per_sample_loss(learner.forward(inputs), targets).float().cpu())
+        for name, values in learner.score(task, inputs, needs, options, targets=targets).items():
+            collected[name].append(values.cpu())
         seen.append(pool_indices.cpu())
-    by_index = torch.cat(losses)[torch.argsort(torch.cat(seen))]  # ascending pool index
+    by_pool_index = torch.argsort(torch.cat(seen))  # the rows as seen, reordered by ascending pool index
+    positions = torch.argsort(indices.cpu())
+    return {name: _in_order(torch.cat(parts)[by_pool_index], positions) for name, parts in collected.items()}
+
+
+def _in_order(by_index: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Rows sorted by pool index, put back in the order of the indices they were asked for."""
     in_order = torch.empty_like(by_index)
-    in_order[torch.argsort(indices.cpu())] = by_index
-    return {"true_loss": in_order}
+    in_order[positions] = by_index
+    return in_order
+
+
+def compute_needs(
+    learner: Learner,
+    task: Task,
+    sampler: Sampler,
+    points: dict[str, torch.Tensor],
+    batch_size: int,
+    generator: torch.Generator,
+) -> dict:
+    """The values of what `sampler` needs, each over the points its declaration names (`points[need.over]`):
+    inputs only, except needs that read labels (oracles), which go through `score_with_labels`."""
+    values = {}
+    for over in (CANDIDATES, LABELED):  # candidates first: their stochastic passes draw first from `generator`
+        from_inputs = needs_over(sampler.needs, over, reads_labels=False)
+        if from_inputs:
+            values.update(
+                score_inputs(learner, task, points[over], batch_size, from_inputs, sampler.need_options, generator)
+            )
+        from_labels = needs_over(sampler.needs, over, reads_labels=True)
+        if from_labels:  # an oracle (build.check_sampler made sure it is one and is named so)
+            values.update(score_with_labels(learner, task, points[over], batch_size, from_labels, sampler.need_options))
+    return values
 
 
 def draw_subset(unlabeled: torch.Tensor, subset_size: int | None, generator: torch.Generator) -> torch.Tensor:
@@ -218,17 +260,7 @@ def select(
     unmet = learner.unmet_needs(task, sampler.needs, sampler.need_options)
     if unmet:  # normally refused at build time (build.check_sampler); this guards direct calls
         raise RuntimeError(f"{type(sampler).__name__} cannot be given what it needs: {'; '.join(unmet)}")
-    input_needs = frozenset(name for name in sampler.needs if not NEEDS[name].reads_labels)
-    scored = (
-        score_inputs(learner, task, subset, batch_size, input_needs, sampler.need_options, generator)
-        if input_needs
-        else {}
-    )
-    if input_needs != sampler.needs:  # an oracle (build.check_sampler made sure it is one and is named so)
-        scored.update(score_with_labels(learner, task, subset, batch_size))
-    if sampler.needs_labeled_embedding:
-        labeled_scores = score_inputs(learner, task, labeled, batch_size, frozenset({"embedding"}))
-        scored["labeled_embedding"] = labeled_scores["embedding"]
-    candidates = Candidates(indices=subset, **scored)
-    positions, scores = sampler.select(candidates, k, generator)
+    values = compute_needs(learner, task, sampler, {CANDIDATES: subset, LABELED: labeled}, batch_size, generator)
+    # the sampler sees positions 0..len(subset)-1, never pool indices (they can encode labels)
+    positions, scores = sampler.select(Candidates(count=len(subset), **values), k, generator)
     return subset[positions.cpu()], scores.float().cpu()

@@ -19,7 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from al_runner.build import build_learner, build_method, build_task, make_runtime
-from al_runner.learner import Learner, Runtime
+from al_runner.learner import Learner
+from al_runner.runtime import Runtime
 from al_runner.tasks.base import Metric, Task
 from benchmarks.harness import REPO, sync
 

@@ -10,10 +10,11 @@ from torch import nn
 import al_runner.runner as runner_mod
 from al_runner.build import DEFAULT_THREADS, apply_threads, build_method, lr_milestone_epochs, make_scheduler_factory
 from al_runner.errors import ConfigError
-from al_runner.learner import Learner, Runtime, to_float32
+from al_runner.learner import Learner
 from al_runner.learning_loss import LearningLoss, LossPredictionModule, MarginRankingLoss
 from al_runner.models import SmallCNN, global_average_pool
 from al_runner.runner import run_experiment
+from al_runner.runtime import Runtime, to_float32
 from al_runner.tasks.classification import ClassificationTask, CropFlipNormalize
 from al_runner.tasks.classification.metric import Accuracy
 from al_runner.tasks.classification.synthetic import make_synthetic_splits

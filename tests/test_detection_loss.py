@@ -172,8 +172,9 @@ def test_task_entropy_defaults_to_after_nms_and_the_config_names_the_variant(tas
 def test_evaluation_post_processes_each_test_batch_once_with_the_same_results(task, monkeypatch):
     """The mAP metric and the entropy after NMS both need a batch's detections: `task.detect` computes them once
     per outputs, and evaluation's metric and entropies are those of post-processing each time."""
-    from al_runner.learner import Learner, Runtime
+    from al_runner.learner import Learner
     from al_runner.loop import evaluate
+    from al_runner.runtime import Runtime
     from al_runner.tasks.detection.voc_eval import VOC07MeanAP
 
     torch.manual_seed(0)

@@ -12,16 +12,9 @@ from torch import nn
 
 from al_runner.build import make_runtime
 from al_runner.config_schema import check_overrides
+from al_runner.cuda_graphs import CudaGraphStep, check_capturable, copy_into, static_copy, static_signature
 from al_runner.errors import ConfigError
-from al_runner.learner import (
-    CudaGraphStep,
-    Learner,
-    Runtime,
-    check_capturable,
-    copy_into,
-    static_copy,
-    static_signature,
-)
+from al_runner.learner import Learner
 from al_runner.learning_loss import (
     MODULE_KINDS,
     CompiledLossPredictionModule,
@@ -32,6 +25,7 @@ from al_runner.learning_loss import (
 )
 from al_runner.loop import train_one_epoch
 from al_runner.models import SmallCNN
+from al_runner.runtime import Runtime
 from al_runner.tasks.classification import ClassificationTask, CropFlipNormalize
 from al_runner.tasks.classification.synthetic import make_synthetic_splits
 from tests.conftest import compose_config

@@ -3,9 +3,10 @@ import torch
 from torch import nn
 
 from al_runner.errors import ConfigError
-from al_runner.learner import Learner, Runtime
+from al_runner.learner import Learner
 from al_runner.learning_loss import LearningLoss, LossPredictionModule, MarginRankingLoss
 from al_runner.models import FeatureTaps, SmallCNN, resnet18_cifar
+from al_runner.runtime import Runtime
 
 
 def test_resnet18_cifar_stem_and_stage_shapes():

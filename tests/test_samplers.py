@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from al_runner.pool import Pool
@@ -7,10 +8,12 @@ from al_runner.samplers import (
     EntropySampler,
     PredictedLossSampler,
     RandomSampler,
+    Sampler,
     k_center_greedy,
     min_sq_distances,
     top_k,
 )
+from al_runner.samplers.needs import NEEDS
 
 
 def brute_force_k_center(points, centers, k):
@@ -52,26 +55,51 @@ def test_top_k_known_answer_and_stable_ties():
 
 
 def test_score_based_samplers_rank_highest_first():
-    idx = torch.arange(10, 15)
     gen = torch.Generator().manual_seed(0)
-    ent = Candidates(idx, uncertainty=torch.tensor([0.2, 0.1, 0.7, 0.3, 0.6]))
+    ent = Candidates(uncertainty=torch.tensor([0.2, 0.1, 0.7, 0.3, 0.6]))
     assert EntropySampler().select(ent, 2, gen)[0].tolist() == [2, 4]
-    pl = Candidates(idx, predicted_loss=torch.tensor([3.0, 1.0, 2.0, 5.0, 4.0]))
+    pl = Candidates(predicted_loss=torch.tensor([3.0, 1.0, 2.0, 5.0, 4.0]))
     picks, scores = PredictedLossSampler().select(pl, 3, gen)
     assert picks.tolist() == [3, 4, 0] and scores.tolist() == [5.0, 4.0, 3.0]
 
 
 def test_random_sampler_is_seeded():
-    c = Candidates(torch.arange(100))
+    c = Candidates(count=100)
     a = RandomSampler().select(c, 10, torch.Generator().manual_seed(3))[0]
     b = RandomSampler().select(c, 10, torch.Generator().manual_seed(3))[0]
     assert torch.equal(a, b) and a.unique().numel() == 10
 
 
+def test_candidates_hold_the_declared_needs_only_and_no_pool_index():
+    candidates = Candidates(uncertainty=torch.rand(5))
+    assert len(candidates) == 5 and candidates.predicted_loss is None and candidates.given() == ["uncertainty"]
+    candidates.labeled_embedding = torch.rand(3, 2)  # over the labeled set: its own number of rows
+    for name in ("indices", "pool_indices", "labels"):
+        assert name not in NEEDS
+        with pytest.raises(AttributeError, match="no pool index"):
+            setattr(candidates, name, torch.arange(5))
+        with pytest.raises(AttributeError):
+            getattr(candidates, name)
+    with pytest.raises(TypeError):
+        Candidates(torch.arange(5))  # pool indices were its first field once: no longer
+    with pytest.raises(ValueError, match="4 rows for 5 candidates"):
+        Candidates(count=5, embedding=torch.rand(4, 2))
+    with pytest.raises(ValueError, match="count"):
+        Candidates(labeled_embedding=torch.rand(3, 2))
+
+
+def test_a_sampler_needing_an_undeclared_need_is_refused_at_definition():
+    with pytest.raises(TypeError, match="pool_indices: not declared"):
+
+        class ReadsPoolIndices(Sampler):
+            needs = frozenset({"pool_indices"})
+
+            def score(self, candidates, generator):
+                return candidates.pool_indices
+
+
 def test_coreset_sampler_uses_labeled_embedding_as_centers():
-    c = Candidates(
-        torch.arange(4), embedding=torch.tensor([[1.0], [10.0], [5.0], [6.0]]), labeled_embedding=torch.tensor([[9.0]])
-    )
+    c = Candidates(embedding=torch.tensor([[1.0], [10.0], [5.0], [6.0]]), labeled_embedding=torch.tensor([[9.0]]))
     picks, _ = CoreSetSampler().select(c, 1, torch.Generator())
     assert picks.tolist() == [0]  # farthest from the labeled point at 9
 

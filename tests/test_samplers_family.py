@@ -39,9 +39,9 @@ def test_margin_and_least_confidence_known_answers():
     assert torch.allclose(margin_scores(TABLE), -torch.tensor([0.10, 0.85, 0.01, 0.20]))
     assert torch.allclose(least_confidence_scores(TABLE), torch.tensor([0.50, 0.10, 0.66, 0.40]))
     gen = torch.Generator()
-    picks, _ = MarginSampler().select(Candidates(torch.arange(4), probabilities=TABLE), 3, gen)
+    picks, _ = MarginSampler().select(Candidates(probabilities=TABLE), 3, gen)
     assert picks.tolist() == [2, 0, 3]
-    picks, scores = LeastConfidenceSampler().select(Candidates(torch.arange(4), probabilities=TABLE), 2, gen)
+    picks, scores = LeastConfidenceSampler().select(Candidates(probabilities=TABLE), 2, gen)
     assert picks.tolist() == [2, 0] and torch.allclose(scores, torch.tensor([0.66, 0.50]))
 
 
@@ -90,7 +90,7 @@ def _baal_fixture(means, stds, dims=10, n_iterations=50, n_trials=100, seed=1338
 def test_bald_ranks_baals_test_fixture_as_baal_does():
     # baal's test asserts the ranking [1, 2, 0] for means [5, 6, 9], stds [0.1, 4, 2]
     passes = torch.from_numpy(_baal_fixture([5, 6, 9], [0.1, 4, 2]))
-    picks, _ = BALDSampler().select(Candidates(torch.arange(3), mc_probabilities=passes), 3, torch.Generator())
+    picks, _ = BALDSampler().select(Candidates(mc_probabilities=passes), 3, torch.Generator())
     assert picks.tolist() == [1, 2, 0]
 
 
@@ -147,9 +147,7 @@ def test_badge_picks_one_point_per_far_apart_cluster():
     g = torch.Generator().manual_seed(0)
     features = (centers[:, None, :] + 0.01 * torch.randn(4, 10, 2, generator=g)).reshape(40, 2)
     grads = GradientEmbedding(torch.ones(40, 1), features)
-    picks, _ = BadgeSampler().select(
-        Candidates(torch.arange(40), gradient_embedding=grads), 4, torch.Generator().manual_seed(1)
-    )
+    picks, _ = BadgeSampler().select(Candidates(gradient_embedding=grads), 4, torch.Generator().manual_seed(1))
     assert sorted(p // 10 for p in picks.tolist()) == [0, 1, 2, 3]
 
 
@@ -165,9 +163,7 @@ def test_hybrid_shortlists_by_predicted_loss_then_spreads_by_core_set():
     # Position 4 is the farthest of all but has the lowest predicted loss: never considered.
     embedding = torch.tensor([[1.0], [10.0], [5.0], [9.0], [100.0]])
     predicted = torch.tensor([4.0, 3.0, 2.0, 5.0, 0.0])
-    c = Candidates(
-        torch.arange(10, 15), predicted_loss=predicted, embedding=embedding, labeled_embedding=torch.zeros(1, 1)
-    )
+    c = Candidates(predicted_loss=predicted, embedding=embedding, labeled_embedding=torch.zeros(1, 1))
     picks, scores = PredictedLossThenCoreSet(beta=2.0).select(c, 2, torch.Generator())
     assert picks.tolist() == [1, 2] and torch.allclose(scores, torch.tensor([10.0, 5.0]))
     # beta so large that the shortlist is everything: core-set itself
@@ -180,7 +176,5 @@ def test_hybrid_shortlists_by_predicted_loss_then_spreads_by_core_set():
 def test_true_loss_oracle_is_marked_and_ranks_by_the_real_loss():
     oracle = TrueLossOracle()
     assert oracle.reads_labels and "true_loss" in oracle.needs
-    picks, _ = oracle.select(
-        Candidates(torch.arange(4), true_loss=torch.tensor([0.1, 2.0, 0.5, 1.0])), 2, torch.Generator()
-    )
+    picks, _ = oracle.select(Candidates(true_loss=torch.tensor([0.1, 2.0, 0.5, 1.0])), 2, torch.Generator())
     assert picks.tolist() == [1, 3]

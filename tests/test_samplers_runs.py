@@ -1,16 +1,16 @@
-"""The sampler family inside real (tiny) runs: the learner's table of needs, build-time refusals, no label
-leaks, the oracle's one door to labels, and independent seeds for the initial set and the weights."""
+"""The sampler family inside real (tiny) runs: the declared needs, build-time refusals, no label leaks (labels
+and pool indices), the oracle's one door to labels, and independent seeds for the initial set and the weights."""
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-import al_runner.runner as runner_mod
+import al_runner.loop as loop_mod
 from al_runner.errors import ConfigError
 from al_runner.identity import config_hash
-from al_runner.learner import NEEDS
 from al_runner.loop import score_inputs, score_with_labels, select
 from al_runner.runner import ActiveLearningRun
+from al_runner.samplers.needs import NEEDS
 from al_runner.tasks.classification.task import ClassificationTask
 
 # every sampler that must never read a label of an unlabeled point
@@ -36,13 +36,18 @@ def trained_run(smoke_cfg, tmp_path, sampler, *overrides):
     return run
 
 
-def pick(run, generator_seed=5, subset=40):
+def pick(run, generator_seed=5, subset=40, new_index=None):
+    """Select 10 of a random subset of 40; with `new_index` (see `move_pool_points`), the same points under their
+    new pool indices, in the same order."""
+    unlabeled, labeled = run.pool.unlabeled_indices, run.pool.labeled_indices
+    if new_index is not None:
+        unlabeled, labeled = new_index[unlabeled], new_index[labeled]
     return select(
         run.learner,
         run.task,
         run.sampler,
-        run.pool.unlabeled_indices,
-        run.pool.labeled_indices,
+        unlabeled,
+        labeled,
         10,
         subset,
         64,
@@ -56,13 +61,36 @@ def shuffle_unlabeled_labels(run):
     labels[unlabeled] = (labels[perm] + 1) % 4
 
 
+def move_pool_points(run):
+    """Give every pool point another pool index, its image and label moving with it; returns new_index[old]."""
+    data = run.task.data
+    new_index = torch.randperm(run.task.pool_size, generator=torch.Generator().manual_seed(1))
+    for values in (data.train_images, data.train_labels):
+        moved = values.clone()
+        moved[new_index.to(values.device)] = values
+        values.copy_(moved)
+    return new_index
+
+
+def assert_same_positions(run, picked):
+    """Pool indices can encode labels (an ImageFolder pool is ordered by class): moving every point to another
+    pool index must change no pick, only the pool index it is reported under."""
+    picks, scores = picked
+    new_index = move_pool_points(run)
+    moved_picks, moved_scores = pick(run, new_index=new_index)
+    assert torch.equal(moved_picks, new_index[picks]) and torch.equal(moved_scores, scores)
+
+
 @pytest.mark.parametrize("sampler", METHODS)
 def test_no_sampler_reads_labels_of_unlabeled_points(smoke_cfg, tmp_path, sampler):
+    """Label permutation: shuffling the labels of the unlabeled points, or permuting the pool indices of the same
+    inputs, changes no position picked."""
     run = trained_run(smoke_cfg, tmp_path, sampler)
     before = pick(run)
     shuffle_unlabeled_labels(run)
     after = pick(run)
     assert torch.equal(before[0], after[0]) and torch.allclose(before[1], after[1])
+    assert_same_positions(run, after)
 
 
 def test_the_oracle_reads_labels_only_through_the_labeled_path(smoke_cfg, tmp_path):
@@ -78,7 +106,9 @@ def test_the_oracle_reads_labels_only_through_the_labeled_path(smoke_cfg, tmp_pa
     picked, _ = pick(run)
     assert len(doors) == 1 and set(picked.tolist()) <= set(doors[0].tolist())  # the candidates, explicitly
     shuffle_unlabeled_labels(run)
-    assert not torch.equal(pick(run)[0], picked)  # it does read them: an oracle, by design
+    relabeled = pick(run)
+    assert not torch.equal(relabeled[0], picked)  # it does read them: an oracle, by design
+    assert_same_positions(run, relabeled)  # but not pool indices: the labels moved with their points
 
 
 def test_score_with_labels_returns_the_real_loss_in_candidate_order(smoke_cfg, tmp_path):
@@ -137,7 +167,8 @@ def refuse_training(monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(runner_mod, "train_cycle", no_training)
+    # every training epoch runs through loop.train_one_epoch, whichever module calls train_cycle
+    monkeypatch.setattr(loop_mod, "train_one_epoch", no_training)
 
 
 @pytest.mark.parametrize(
@@ -178,7 +209,7 @@ def test_bad_sampler_settings_are_refused_before_training(
     assert not (tmp_path / "cycles.csv").exists()
 
 
-def test_every_sampler_need_is_in_the_learners_table():
+def test_every_sampler_need_is_declared():
     from hydra.utils import instantiate
 
     from tests.conftest import compose_config

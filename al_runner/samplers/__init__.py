@@ -1,17 +1,18 @@
 """Selection strategies, one module per family; every `_target_` of conf/sampler/ is importable from here
 (`al_runner.samplers.CoreSetSampler` and the other names of the former single module keep working).
 
-- base: `Candidates` (what a sampler may see), `Sampler`, `top_k`, random
+- needs: what a sampler may need, declared once (`NEEDS`), and `Candidates`, which holds it (by position)
+- base: `Sampler`, `top_k`, random
 - uncertainty: entropy, margin, least confidence, BALD (pure score functions + samplers)
 - diversity: core-set (K-Center-Greedy), BADGE (k-means++ seeding on gradient embeddings)
 - predicted_loss: learning loss
 - hybrid: predicted loss then core-set
 - oracle: diagnostics that read labels on purpose (named oracle_* in config)
 
-What each sampler `needs` is computed by the learner's table (`al_runner.learner.NEEDS`).
+What each sampler `needs` is declared in `al_runner.samplers.needs.NEEDS`; the learner computes it.
 """
 
-from al_runner.samplers.base import Candidates, GradientEmbedding, RandomSampler, Sampler, top_k
+from al_runner.samplers.base import RandomSampler, Sampler, top_k
 from al_runner.samplers.diversity import (
     DISTANCE_BLOCK_ELEMENTS,
     BadgeSampler,
@@ -21,6 +22,7 @@ from al_runner.samplers.diversity import (
     min_sq_distances,
 )
 from al_runner.samplers.hybrid import PredictedLossThenCoreSet
+from al_runner.samplers.needs import NEEDS, Candidates, GradientEmbedding, Need
 from al_runner.samplers.oracle import TrueLossOracle
 from al_runner.samplers.predicted_loss import PredictedLossSampler
 from al_runner.samplers.uncertainty import (
@@ -35,6 +37,8 @@ from al_runner.samplers.uncertainty import (
 )
 
 __all__ = [
+    "NEEDS",
+    "Need",
     "Candidates",
     "GradientEmbedding",
     "Sampler",

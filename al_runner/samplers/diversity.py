@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from al_runner.samplers.base import GradientEmbedding, Sampler
+from al_runner.samplers.base import Sampler
+from al_runner.samplers.needs import GradientEmbedding
 
 
 class CoreSetSampler(Sampler):
     """Core-set (Sener & Savarese) by K-Center-Greedy, with the labeled set as initial centers."""
 
-    needs = frozenset({"embedding"})
-    needs_labeled_embedding = True
+    needs = frozenset({"embedding", "labeled_embedding"})
 
     def __init__(self, chunk_size: int = 4096):
         self.chunk_size = chunk_size

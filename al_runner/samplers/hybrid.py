@@ -18,8 +18,7 @@ class PredictedLossThenCoreSet(Sampler):
     distances at pick time (the greedy order).
     """
 
-    needs = frozenset({"predicted_loss", "embedding"})
-    needs_labeled_embedding = True
+    needs = frozenset({"predicted_loss", "embedding", "labeled_embedding"})
 
     def __init__(self, beta: float = 2.0, chunk_size: int = 4096):
         if float(beta) < 1.0:
