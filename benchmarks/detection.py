@@ -34,8 +34,9 @@ from pathlib import Path
 import torch
 from torchvision.models.detection import ssd300_vgg16 as tv_ssd300
 
-from al_runner.learner import Learner, Runtime
+from al_runner.learner import Learner
 from al_runner.learning_loss import LearningLoss, MarginRankingLoss
+from al_runner.runtime import Runtime
 from al_runner.tasks.detection import (
     VOCDetectionTask,
     samples,
