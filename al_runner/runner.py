@@ -1,13 +1,13 @@
-"""Drives one run's cycles, resumably: train, evaluate, select, write the run directory, checkpoint.
+"""Drives one run's cycles, resumably: the run directory, checkpoint, resume, tracking and run lock around them.
 
-Building the pieces from config is `al_runner.build`; the phases are `al_runner.loop`; the files are
-`al_runner.rundir` (names and columns in `al_runner.schema`).
+One cycle (train, evaluate, select) and the building of its pieces from config are `al_runner.cycle`, shared with
+al-label's rounds; the phases are `al_runner.loop`; the files are `al_runner.rundir` (names and columns in
+`al_runner.schema`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,33 +16,19 @@ from omegaconf import DictConfig
 
 from al_runner import platform, rundir, schema
 from al_runner.atomic import remove_stale_temp_files
-from al_runner.build import (
-    apply_threads,
-    build_learner,
-    build_method,
-    build_sampler,
-    build_task,
-    check_sampler,
-    instantiate,
-    make_runtime,
-    make_scheduler_factory,
-    resolve_threads,
-    schedule_sizes,
-    seed_for,
-    validate_schedule,
-)
-from al_runner.determinism import apply_determinism
+from al_runner.build import build_task, resolve_threads, schedule_sizes, seed_for, validate_schedule
+from al_runner.cycle import SELECT_STREAM, TRAIN_STREAM, build_run, cycle_row, run_cycle  # noqa: F401 re-exported
 from al_runner.errors import ConfigError, DataError, NonFiniteLossError
-from al_runner.loop import evaluate, select, train_cycle
+from al_runner.learner import Learner, Runtime
 from al_runner.pool import Pool
 from al_runner.runlock import RunLock
+from al_runner.samplers import Sampler
+from al_runner.tasks.base import Task
 from al_runner.tracking import Tracking
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 3  # 3: records the data fingerprint
-# Offsets that give each random stream of a run its own generator, derived from the seed alone.
-TRAIN_STREAM, SELECT_STREAM = 1_000_003, 2_000_003
 
 
 @dataclass
@@ -59,28 +45,42 @@ class ActiveLearningRun:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.checkpoint_path = self.run_dir / schema.CHECKPOINT
         self.tracking = Tracking(cfg)  # logger=...: a tracker whose package is missing is refused at once, in one line
-        apply_threads(cfg)
-        apply_determinism(cfg)
-        self.runtime = make_runtime(cfg)
+        self.parts = build_run(cfg, build_task=_task_of_config)  # the sampler's needs refused before any training
         # what decides the floating-point path (CPU, ISA, builds): logged, saved, compared on resume
         self.platform = platform.floating_point_path(
             self.runtime.device, resolve_threads(cfg), precision="bf16" if self.runtime.amp else "fp32"
         )
-        self.task = build_task(cfg, self.runtime)
-        validate_schedule(cfg, self.task.pool_size)
         self.initial_size, self.query_size = schedule_sizes(cfg, self.task.pool_size)  # counts, or pool fractions
-        self.learning_loss = build_method(cfg)
-        self.sampler = build_sampler(cfg)
-        self.learner = build_learner(cfg, self.task, self.runtime, self.learning_loss)
-        check_sampler(cfg, self.sampler, self.learner, self.task)  # what it needs, refused before any training
         self.pool = Pool(self.task.pool_size)
-        seed = int(cfg.seed)
         # initial set: seed_data (default: seed) only, never the sampler
         self.init_generator = torch.Generator().manual_seed(seed_for(cfg, "data"))
-        self.train_generator = torch.Generator().manual_seed(seed + TRAIN_STREAM)
-        self.select_generator = torch.Generator().manual_seed(seed + SELECT_STREAM)
         self.state = RunState()
         self.outcome = "finished"  # or "resumed" / "skipped" (the sweep summary's words)
+
+    # the run's pieces (`self.parts`), by name: the learner is replaced when a cycle re-initialises it
+    @property
+    def runtime(self) -> Runtime:
+        return self.parts.runtime
+
+    @property
+    def task(self) -> Task:
+        return self.parts.task
+
+    @property
+    def sampler(self) -> Sampler:
+        return self.parts.sampler
+
+    @property
+    def learner(self) -> Learner:
+        return self.parts.learner
+
+    @property
+    def train_generator(self) -> torch.Generator:
+        return self.parts.train_generator
+
+    @property
+    def select_generator(self) -> torch.Generator:
+        return self.parts.select_generator
 
     # --- persistence -------------------------------------------------------------------------
     def comparable_config(self) -> dict:
@@ -98,7 +98,7 @@ class ActiveLearningRun:
             "details": self.state.details,
             "learner": self.learner.state_dict(),
             "pool": self.pool.state_dict(),
-            "generators": {"train": self.train_generator.get_state(), "select": self.select_generator.get_state()},
+            "generators": self.parts.generator_states(),
             "platform": self.platform,
         }
 
@@ -124,8 +124,7 @@ class ActiveLearningRun:
         self.state = RunState(ckpt["next_cycle"], ckpt["finished"], ckpt["rows"], ckpt["selected"], ckpt["details"])
         self.learner.load_state_dict(ckpt["learner"])
         self.pool.load_state_dict(ckpt["pool"])
-        self.train_generator.set_state(ckpt["generators"]["train"])
-        self.select_generator.set_state(ckpt["generators"]["select"])
+        self.parts.load_generator_states(ckpt["generators"])
 
     def _write_csvs(self) -> None:
         rundir.write_csv(self.run_dir / schema.CYCLES_CSV, schema.CYCLE_COLUMNS, self.state.rows)
@@ -165,7 +164,7 @@ class ActiveLearningRun:
                 )
             ]
         cycles = int(self.cfg.schedule.cycles)
-        self.tracking.start(self.run_dir, self.learning_loss)  # a resumed run continues its tracked run
+        self.tracking.start(self.run_dir, self.parts.learning_loss)  # a resumed run continues its tracked run
         try:
             for cycle in range(self.state.next_cycle, cycles):
                 self._run_cycle(cycle, last=cycle == cycles - 1)
@@ -174,41 +173,7 @@ class ActiveLearningRun:
             self.tracking.close()
         return self.state.rows
 
-    def _train(self, cycle: int, labeled: torch.Tensor) -> None:
-        cfg, s = self.cfg, self.cfg.schedule
-        if cycle > 0 and s.reinit_each_cycle:
-            self.learner = build_learner(cfg, self.task, self.runtime, self.learning_loss)
-        try:
-            train_cycle(
-                self.learner,
-                self.task,
-                labeled,
-                epochs=int(s.epochs),
-                batch_size=int(s.batch_size),
-                make_optimizer=instantiate(s.optimizer),
-                make_scheduler=make_scheduler_factory(s),
-                generator=self.train_generator,
-                cycle=cycle,
-                progress=cfg.progress,
-                on_epoch=self.tracking.epoch_callback(cycle, int(s.epochs)),
-            )
-        except NonFiniteLossError as e:
-            kept = str(self.checkpoint_path) if self.checkpoint_path.is_file() else None
-            raise NonFiniteLossError(e.cycle, e.epoch, e.batch, kept) from None
-
-    def _select(self, cycle: int, labeled: torch.Tensor) -> None:
-        s = self.cfg.schedule
-        picked, scores = select(
-            self.learner,
-            self.task,
-            self.sampler,
-            self.pool.unlabeled_indices,
-            labeled,
-            self.query_size,
-            s.subset_size,
-            int(s.eval_batch_size),
-            self.select_generator,
-        )
+    def _record_picks(self, cycle: int, picked: torch.Tensor, scores: torch.Tensor) -> None:
         self.pool.label(picked, cycle + 1)
         names = self.task.pool_item_names(picked)  # which image (or person) was labeled, by name
         classes = self._classes_of_labeled(picked)  # after labeling: what the labels bought (query diagnostics)
@@ -228,29 +193,32 @@ class ActiveLearningRun:
     def _run_cycle(self, cycle: int, last: bool) -> None:
         cfg = self.cfg
         labeled = self.pool.labeled_indices
-        t0 = time.perf_counter()
-        self._train(cycle, labeled)
-        t1 = time.perf_counter()
-        evaluation = evaluate(self.learner, self.task, int(cfg.schedule.eval_batch_size))
-        t2 = time.perf_counter()
+        try:
+            result = run_cycle(
+                self.parts,
+                labeled,
+                self.pool.unlabeled_indices,
+                self.query_size,
+                cycle,
+                last=last,
+                on_epoch=self.tracking.epoch_callback(cycle, int(cfg.schedule.epochs)),
+            )
+        except NonFiniteLossError as e:
+            kept = str(self.checkpoint_path) if self.checkpoint_path.is_file() else None
+            raise NonFiniteLossError(e.cycle, e.epoch, e.batch, kept) from None
         if not last:
-            self._select(cycle, labeled)
-        t3 = time.perf_counter()
-        row = {
-            "task": cfg.task.name,
-            "model": cfg.model.name,
-            "sampler": cfg.sampler.name,
-            "seed": int(cfg.seed),
-            "cycle": cycle,
-            "n_labeled": labeled.numel(),
-            "metric": self.task.metric_name,
-            "value": evaluation.metric,
-            "uncertainty": self.task.uncertainty_name,
-            "ranking_accuracy": evaluation.ranking_accuracy,
-            "train_s": round(t1 - t0, 3),
-            "eval_s": round(t2 - t1, 3),
-            "select_s": round(t3 - t2, 3),
-        }
+            self._record_picks(cycle, result.picked, result.scores)
+        evaluation = result.evaluation
+        row = cycle_row(
+            cfg,
+            cycle,
+            labeled.numel(),
+            self.task.metric_name,
+            evaluation.metric,
+            self.task.uncertainty_name,
+            evaluation.ranking_accuracy,
+            result.seconds(),
+        )
         self.state.rows.append(row)
         self.state.details += [{"cycle": cycle, "name": k, "value": float(v)} for k, v in evaluation.details.items()]
         self.state.next_cycle, self.state.finished = cycle + 1, last
@@ -264,7 +232,11 @@ class ActiveLearningRun:
         rundir.save_checkpoint(self.checkpoint_path, self._checkpoint())
         self._write_csvs()
         self.tracking.log_cycle(row, [p for p in self.state.selected if p["cycle"] == cycle + 1])
-        rank = "" if evaluation.ranking_accuracy is None else f" | ranking acc {evaluation.ranking_accuracy:.4f}"
+        self._log_cycle(row)
+
+    def _log_cycle(self, row: dict) -> None:
+        cfg, cycle, accuracy = self.cfg, row["cycle"], row["ranking_accuracy"]
+        rank = "" if accuracy is None else f" | ranking acc {accuracy:.4f}"
         log.info(
             "[%s seed %d] cycle %d (%d/%d) | labeled %d | %s %.4f%s | train %.1fs eval %.1fs select %.1fs",
             cfg.sampler.name,
@@ -280,6 +252,13 @@ class ActiveLearningRun:
             row["eval_s"],
             row["select_s"],
         )
+
+
+def _task_of_config(cfg: DictConfig, runtime: Runtime) -> Task:
+    """al-run's task, from config, with the schedule checked against its pool before anything else is built."""
+    task = build_task(cfg, runtime)
+    validate_schedule(cfg, task.pool_size)
+    return task
 
 
 def run_locked(

@@ -3,8 +3,8 @@ import csv
 import pytest
 import torch
 
+import al_runner.cycle as cycle_mod  # the phases are called from the cycle module
 import al_runner.loop as loop_mod
-import al_runner.runner as runner_mod
 from al_runner.errors import ConfigError, NonFiniteLossError
 from al_runner.loop import select
 from al_runner.runner import ActiveLearningRun, run_experiment
@@ -92,7 +92,7 @@ def test_killed_then_resumed_run_equals_uninterrupted(smoke_cfg, tmp_path, monke
     overrides = (f"sampler={sampler}", "schedule.cycles=4")
     run_experiment(smoke_cfg(*overrides), tmp_path / "full")
 
-    real_evaluate = runner_mod.evaluate
+    real_evaluate = cycle_mod.evaluate
     calls = {"n": 0}
 
     def dying_evaluate(*args, **kwargs):
@@ -101,11 +101,11 @@ def test_killed_then_resumed_run_equals_uninterrupted(smoke_cfg, tmp_path, monke
             raise KeyboardInterrupt
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(runner_mod, "evaluate", dying_evaluate)
+    monkeypatch.setattr(cycle_mod, "evaluate", dying_evaluate)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(smoke_cfg(*overrides), tmp_path / "killed")
     assert len(read_csv(tmp_path / "killed" / "cycles.csv")) == 2
-    monkeypatch.setattr(runner_mod, "evaluate", real_evaluate)
+    monkeypatch.setattr(cycle_mod, "evaluate", real_evaluate)
     run_experiment(smoke_cfg(*overrides), tmp_path / "killed")
 
     full, resumed = read_csv(tmp_path / "full" / "cycles.csv"), read_csv(tmp_path / "killed" / "cycles.csv")
@@ -117,7 +117,7 @@ def test_killed_then_resumed_run_equals_uninterrupted(smoke_cfg, tmp_path, monke
 def test_finished_run_is_not_redone(smoke_cfg, tmp_path, monkeypatch):
     run_experiment(smoke_cfg(), tmp_path)
     before = (tmp_path / "cycles.csv").read_text()
-    monkeypatch.setattr(runner_mod, "train_cycle", lambda *a, **k: pytest.fail("a finished run trained again"))
+    monkeypatch.setattr(cycle_mod, "train_cycle", lambda *a, **k: pytest.fail("a finished run trained again"))
     run_experiment(smoke_cfg(), tmp_path)
     assert (tmp_path / "cycles.csv").read_text() == before
 
@@ -139,7 +139,7 @@ def test_resume_with_a_different_config_is_refused(smoke_cfg, tmp_path):
     ],
 )
 def test_bad_input_fails_before_any_training(smoke_cfg, tmp_path, monkeypatch, overrides, message):
-    monkeypatch.setattr(runner_mod, "train_cycle", lambda *a, **k: pytest.fail("trained despite bad input"))
+    monkeypatch.setattr(cycle_mod, "train_cycle", lambda *a, **k: pytest.fail("trained despite bad input"))
     with pytest.raises(ConfigError, match=message):
         run_experiment(smoke_cfg(*overrides), tmp_path)
 
@@ -154,7 +154,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(smoke_cfg, tmp_path, 
     run = ActiveLearningRun(cfg, tmp_path)
     real_loss = run.task.per_sample_loss
     state = {"cycle1": False}
-    real_train_cycle = runner_mod.train_cycle
+    real_train_cycle = cycle_mod.train_cycle
 
     def train_cycle_marking(*args, **kwargs):
         state["cycle1"] = kwargs["cycle"] == 1
@@ -164,7 +164,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(smoke_cfg, tmp_path, 
         loss = real_loss(outputs, targets)
         return loss * float("nan") if state["cycle1"] else loss
 
-    monkeypatch.setattr(runner_mod, "train_cycle", train_cycle_marking)
+    monkeypatch.setattr(cycle_mod, "train_cycle", train_cycle_marking)
     run.task.per_sample_loss = poisoned
     with pytest.raises(NonFiniteLossError) as e:
         run.run()
@@ -219,13 +219,13 @@ def test_samplers_receive_no_labels(smoke_cfg, tmp_path, monkeypatch):
 
 def test_reinit_each_cycle_restarts_from_the_initial_weights(smoke_cfg, tmp_path, monkeypatch):
     seen = []
-    real_train_cycle = runner_mod.train_cycle
+    real_train_cycle = cycle_mod.train_cycle
 
     def recording(learner, *args, **kwargs):
         seen.append(learner.model.block1[0].weight.detach().clone())
         return real_train_cycle(learner, *args, **kwargs)
 
-    monkeypatch.setattr(runner_mod, "train_cycle", recording)
+    monkeypatch.setattr(cycle_mod, "train_cycle", recording)
     run_experiment(smoke_cfg("schedule.reinit_each_cycle=true"), tmp_path / "reinit")
     assert torch.equal(seen[0], seen[1])
     seen.clear()
@@ -239,7 +239,7 @@ def test_random_subset_limits_candidates():
     subset = loop_mod.draw_subset(unlabeled, 30, g)
     assert subset.numel() == 30 and set(subset.tolist()) <= set(unlabeled.tolist())
     assert torch.equal(loop_mod.draw_subset(unlabeled, None, g), unlabeled)
-    picks, _ = RandomSampler().select(loop_mod.Candidates(subset), 10, g)
+    picks, _ = RandomSampler().select(loop_mod.Candidates(count=len(subset)), 10, g)
     assert picks.max() < 30
 
 

@@ -1,17 +1,20 @@
 """What `al-label init | next | import | status` do, on a project directory.
 
-A round is al-run's cycle with people as the oracle: `next` trains the model on the labels so far with the
-run's schedule (`loop.train_cycle`, continuing from the previous round's weights unless
-`schedule.reinit_each_cycle`), evaluates it on the held-out part if there is one (`loop.evaluate`), and picks
-the next images with the configured sampler (`loop.select`, over the images nobody labeled or was asked to
-label yet). With no labels at all, the first round picks at random (seeded by `seed` only, as al-run's
-initial set). Building the run's pieces is al-run's (`al_runner.build`).
+A round is al-run's cycle with people as the oracle, run by the same code (`al_runner.cycle`): `next` builds the
+run's pieces as al-run does (`build_run`, the task from the project's images and labels), trains the model on the
+labels so far with the run's schedule (continuing from the previous round's weights unless
+`schedule.reinit_each_cycle`), evaluates it on the held-out part if there is one, and picks the next images with
+the configured sampler (over the images nobody labeled or was asked to label yet). The training and selection
+generators are al-run's (seeded `seed + TRAIN_STREAM` / `seed + SELECT_STREAM` for the first trained round) and
+carried from round to round in the project's state with the weights, as al-run's checkpoint carries them from
+cycle to cycle: given the same labels, the n-th trained round draws what al-run's cycle n - 1 draws, so it trains
+the same weights and picks the same images (`tests/test_cycle.py`). With no labels at all, the first round picks
+at random (seeded by `seed` only, as al-run's initial set). This module keeps the rounds and the project's files.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,19 +22,8 @@ import torch
 from omegaconf import DictConfig
 
 from al_runner import schema
-from al_runner.build import (
-    apply_threads,
-    build_learner,
-    build_method,
-    build_sampler,
-    check_sampler,
-    instantiate,
-    make_runtime,
-    make_scheduler_factory,
-    pool_count,
-    seed_for,
-)
-from al_runner.determinism import apply_determinism
+from al_runner.build import build_sampler, instantiate, pool_count, seed_for
+from al_runner.cycle import RunParts, build_run, cycle_row, run_cycle
 from al_runner.errors import ConfigError
 from al_runner.labeling import exports
 from al_runner.labeling.formats import read_label_file
@@ -52,9 +44,8 @@ from al_runner.labeling.project import (
     staged_directory,
     write_images_csv,
 )
-from al_runner.loop import batch_is_skipped, evaluate, select, train_cycle
+from al_runner.loop import batch_is_skipped
 from al_runner.rundir import save_config, write_csv
-from al_runner.runner import SELECT_STREAM, TRAIN_STREAM
 from al_runner.tasks.classification.imagefolder import IMAGE_EXTENSIONS
 
 log = logging.getLogger("al_runner.label")
@@ -77,17 +68,16 @@ def sampler_of(cfg: DictConfig):
     return sampler
 
 
-def build_round(cfg: DictConfig, labeling, project: Project, labels: Labels, sampler):
-    """(task, learner) of a round, built as al-run builds a run's (`al_runner.build`), with the sampler checked
-    against them as al-run checks it (`check_sampler`: what they cannot give is refused, before any training).
-    `init` builds them too, so that a project never starts with a sampler that its later rounds would refuse."""
-    apply_threads(cfg)
-    apply_determinism(cfg)
-    runtime = make_runtime(cfg)
-    task = labeling.build_task(project, labels).to(runtime.device)
-    learner = build_learner(cfg, task, runtime, build_method(cfg))
-    check_sampler(cfg, sampler, learner, task)
-    return task, learner
+def build_round(cfg: DictConfig, labeling, project: Project, labels: Labels) -> RunParts:
+    """A round's pieces, built as al-run builds a run's (`cycle.build_run`), the task from the project's images and
+    labels; the sampler is checked against them as al-run checks it (what they cannot give is refused, before any
+    training). `init` builds them too, so that a project never starts with a sampler that its later rounds would
+    refuse."""
+
+    def project_task(cfg: DictConfig, runtime):
+        return labeling.build_task(project, labels).to(runtime.device)
+
+    return build_run(cfg, build_task=project_task, build_sampler=sampler_of)
 
 
 # --- init ---------------------------------------------------------------------------------------------------
@@ -124,7 +114,7 @@ def init_project(
     """Create a project: list and fingerprint the images, take the initial and held-out labels, check the sampler
     against the task and model as every round will. All or nothing."""
     labeling = labeling_of(cfg)
-    sampler = sampler_of(cfg)
+    sampler_of(cfg)  # an oracle: refused before anything is read
     images = Path(images).expanduser().resolve()
     relative = list_images(images)
     directory = Path(directory)
@@ -158,7 +148,7 @@ def init_project(
         taken = take_labels(project, labeling, labels, [], initial, allow_unrequested=True)
         if taken.refused:
             raise LabelingError(f"--labels: {len(taken.refused)} row(s) refused, first: {taken.refused[0].line()}")
-        build_round(cfg, labeling, project, labels, sampler)  # a sampler the rounds would refuse: refused now
+        build_round(cfg, labeling, project, labels)  # a sampler the rounds would refuse: refused now
         from al_runner.atomic import atomic_write_text
 
         atomic_write_text(staging / LABELS_FILE, labels.to_json())
@@ -235,14 +225,34 @@ def next_round(project: Project, k: int | None = None, document_root: str = "/")
         return last, True
     new = _run_round(project, cfg, labeling, labels, rounds, state["learner"], k)
     rounds.append(new.round)
-    project.save_state(rounds, new.learner_state)  # the commit: one atomic write
+    project.save_state(rounds, new.carried)  # the commit: one atomic write
     write_outputs(project, labeling, labels, rounds, document_root)
     return new.round, False
 
 
 class _NewRound:
-    def __init__(self, round_: Round, learner_state: dict | None):
-        self.round, self.learner_state = round_, learner_state
+    def __init__(self, round_: Round, carried: dict | None):
+        self.round, self.carried = round_, carried  # carried: what the next round continues from (`_carried_state`)
+
+
+# What a trained round hands to the next, in the "learner" entry of the project's state (committed with the rounds
+# in one atomic write): the weights and the run's two generators, as al-run's checkpoint carries them from cycle to
+# cycle. Projects trained before the generators were carried hold the learner's state alone there.
+def _carried_state(parts: RunParts) -> dict:
+    return {"learner": parts.learner.state_dict(), "generators": parts.generator_states()}
+
+
+def _restore_carried(parts: RunParts, carried: dict | None) -> None:
+    """The previous trained round's weights and generators; none before the first trained round, which starts
+    from the initial weights and fresh generators (`seed + TRAIN_STREAM`, `seed + SELECT_STREAM`), as al-run's
+    cycle 0."""
+    if carried is None:
+        return
+    if "generators" in carried:
+        parts.learner.load_state_dict(carried["learner"])
+        parts.load_generator_states(carried["generators"])
+    else:  # an older project's state: its weights, with fresh generators
+        parts.learner.load_state_dict(carried)
 
 
 def _run_round(
@@ -251,10 +261,10 @@ def _run_round(
     labeling,
     labels: Labels,
     rounds: list[Round],
-    learner_state: dict | None,
+    carried: dict | None,
     k: int | None,
 ) -> _NewRound:
-    s, seed, number = cfg.schedule, int(cfg.seed), len(rounds) + 1
+    s, number = cfg.schedule, len(rounds) + 1
     k = pool_count(s, "query_size", len(project.pool)) if k is None else k  # a count, or a fraction of the pool
     waiting = set(project.waiting(rounds, labels))
     labeled = torch.tensor([i for i, e in enumerate(project.pool) if e.path in labels.pool], dtype=torch.long)
@@ -274,49 +284,21 @@ def _run_round(
             for i in candidates[order].tolist()
         ]
         log.debug("round %d: no labels yet, %d images picked at random", number, k)
-        return _NewRound(Round(number, k, picks, labels.revision, 0, random=True), learner_state)
+        return _NewRound(Round(number, k, picks, labels.revision, 0, random=True), carried)
 
     if batch_is_skipped(labeled.numel(), int(s.batch_size)):
         raise LabelingError(
             "only 1 image is labeled: a training batch of one sample is skipped, so this round would train on "
             "nothing; import at least one more label first"
         )
-    sampler = sampler_of(cfg)
-    task, learner = build_round(cfg, labeling, project, labels, sampler)
-    if learner_state is not None and not s.reinit_each_cycle:
-        learner.load_state_dict(learner_state)  # "we continue to train the current model" (as al-run's cycles)
-    t0 = time.perf_counter()
-    train_cycle(
-        learner,
-        task,
-        labeled,
-        epochs=int(s.epochs),
-        batch_size=int(s.batch_size),
-        make_optimizer=instantiate(s.optimizer),
-        make_scheduler=make_scheduler_factory(s),
-        generator=torch.Generator().manual_seed(seed + TRAIN_STREAM + number),
-        cycle=number - 1,
-        progress=cfg.progress,
-    )
-    t1 = time.perf_counter()
-    evaluation = evaluate(learner, task, int(s.eval_batch_size)) if project.holdout else None
-    t2 = time.perf_counter()
-    picked, scores = select(
-        learner,
-        task,
-        sampler,
-        candidates,
-        labeled,
-        k,
-        s.subset_size,
-        int(s.eval_batch_size),
-        torch.Generator().manual_seed(seed + SELECT_STREAM + number),
-    )
-    guesses = model_guesses(learner, task, labeling, project, picked, int(s.eval_batch_size))
-    t3 = time.perf_counter()
+    parts = build_round(cfg, labeling, project, labels)
+    _restore_carried(parts, carried)  # re-initialised in run_cycle when schedule.reinit_each_cycle
+    result = run_cycle(parts, labeled, candidates, k, number - 1, evaluated=bool(project.holdout))
+    task, evaluation, picked = parts.task, result.evaluation, result.picked
+    guesses = model_guesses(parts.learner, task, labeling, project, picked, int(s.eval_batch_size))
     picks = [
         {"path": project.pool[i].path, "score": float(v), **g}
-        for i, v, g in zip(picked.tolist(), scores.tolist(), guesses)
+        for i, v, g in zip(picked.tolist(), result.scores.tolist(), guesses)
     ]
     round_ = Round(
         number,
@@ -329,7 +311,7 @@ def _run_round(
         ranking_accuracy=None if evaluation is None else evaluation.ranking_accuracy,
         uncertainty=task.uncertainty_name,
         holdout_loss=None if evaluation is None else float(evaluation.real_loss.mean()),
-        seconds={"train_s": round(t1 - t0, 3), "eval_s": round(t2 - t1, 3), "select_s": round(t3 - t2, 3)},
+        seconds=result.seconds(),
     )
     shown = "" if evaluation is None else f", {task.metric_name} {evaluation.metric:.4f} on {task.test_size} held out"
     log.debug(
@@ -340,7 +322,7 @@ def _run_round(
         len(picks),
         cfg.sampler.name,
     )
-    return _NewRound(round_, learner.state_dict())
+    return _NewRound(round_, _carried_state(parts))
 
 
 @torch.inference_mode()
@@ -368,19 +350,7 @@ def write_run_files(project: Project, labeling, labels, rounds: list[Round]) -> 
     if not evaluated:
         return
     rows = [
-        {
-            "task": cfg.task.name,
-            "model": cfg.model.name,
-            "sampler": cfg.sampler.name,
-            "seed": int(cfg.seed),
-            "cycle": r.number - 1,
-            "n_labeled": r.n_labeled,
-            "metric": r.metric,
-            "value": r.value,
-            "uncertainty": r.uncertainty,
-            "ranking_accuracy": r.ranking_accuracy,
-            **r.seconds,
-        }
+        cycle_row(cfg, r.number - 1, r.n_labeled, r.metric, r.value, r.uncertainty, r.ranking_accuracy, r.seconds)
         for r in evaluated
     ]
     write_csv(project.dir / schema.CYCLES_CSV, schema.CYCLE_COLUMNS, rows)
