@@ -32,9 +32,10 @@ from al_runner.build import (
     make_scheduler_factory,
 )
 from al_runner.determinism import apply_determinism
-from al_runner.learner import Learner, Runtime
+from al_runner.learner import Learner
 from al_runner.learning_loss import LearningLoss
 from al_runner.loop import Evaluation, evaluate, select, train_cycle
+from al_runner.runtime import Runtime
 from al_runner.samplers import Sampler
 from al_runner.tasks.base import Task
 

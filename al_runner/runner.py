@@ -19,9 +19,10 @@ from al_runner.atomic import remove_stale_temp_files
 from al_runner.build import build_task, resolve_threads, schedule_sizes, seed_for, validate_schedule
 from al_runner.cycle import SELECT_STREAM, TRAIN_STREAM, build_run, cycle_row, run_cycle  # noqa: F401 re-exported
 from al_runner.errors import ConfigError, DataError, NonFiniteLossError
-from al_runner.learner import Learner, Runtime
+from al_runner.learner import Learner
 from al_runner.pool import Pool
 from al_runner.runlock import RunLock
+from al_runner.runtime import Runtime
 from al_runner.samplers import Sampler
 from al_runner.tasks.base import Task
 from al_runner.tracking import Tracking
