@@ -15,6 +15,8 @@ import io
 import json
 import logging
 import os
+import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from al_runner.analysis.summary import report_summary
 from al_runner.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ JOBS_DIR = ".jobs"
 SWEEP_CSV = "sweep.csv"
 OUTCOMES = ("finished", "resumed", "skipped", "failed")
 SUMMARY_COLUMNS = ["job", "status", "run_dir", "overrides", "error", "log"]
+REPORT_DIR = "figures"  # <sweep dir>/figures: al-plot's report of the sweep
 ASSIGNMENT_ENV = "AL_RUNNER_DEVICE_ASSIGNMENT"  # the GPU a launcher gave a job (hydra_plugins/al_runner_launchers)
 
 
@@ -109,6 +113,31 @@ def finish_sweep(sweep_dir: Path) -> list[JobRecord]:
     return records
 
 
+def sweep_statistics(sweep_dir: Path) -> list[str]:
+    """End of a multirun: al-plot's report into <sweep dir>/figures, and its short summary table, as lines.
+
+    al-plot runs as a child process (the plotting stays out of the launching process); the table is read back from
+    the tables it wrote (`al_runner.analysis.summary`). Never raises: a sweep that finished must not turn into a
+    failure because its summary could not be made."""
+    out_dir = Path(sweep_dir) / REPORT_DIR
+    package_root = str(Path(__file__).resolve().parent.parent)  # this al_runner, installed or a checkout
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    plot = [sys.executable, "-m", "al_runner.figures.cli", "--runs", str(sweep_dir), "--out", str(out_dir)]
+    try:
+        result = subprocess.run(plot, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            error = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+            return [f"statistics: not written (al-plot: {error.removeprefix('error: ')})"]
+        table = report_summary(out_dir)
+    except Exception as error:  # noqa: BLE001 - whatever went wrong, one line instead of a traceback
+        return [f"statistics: not written ({type(error).__name__}: {error})"]
+    return [
+        "statistics of this sweep (al-plot):",
+        *table,
+        f"  full report (AUBC, paired tests with Holm, penalty matrix, ...): {out_dir / 'results.md'}",
+    ]
+
+
 class SweepSummary(Callback):
     """Hydra callback (conf/config.yaml `hydra.callbacks`): runs in the launching process only.
 
@@ -133,6 +162,4 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         records = finish_sweep(Path(str(config.hydra.sweep.dir)))
         if self.statistics and any(r.status != "failed" for r in records):
-            from al_runner.figures.report import sweep_statistics  # pandas / matplotlib: only when needed
-
             print("\n".join(sweep_statistics(Path(str(config.hydra.sweep.dir)))), flush=True)

@@ -33,7 +33,8 @@ def test_the_analysis_package_imports_without_torch():
         "        if name.split('.')[0] == 'torch': raise ImportError('torch is not installed here')\n"
         "sys.meta_path.insert(0, NoTorch())\n"
         "import al_runner.analysis, al_runner.analysis.aubc, al_runner.analysis.paired, al_runner.analysis.penalty, "
-        "al_runner.analysis.efficiency, al_runner.analysis.queries, al_runner.analysis.paper\n"
+        "al_runner.analysis.efficiency, al_runner.analysis.queries, al_runner.analysis.paper, "
+        "al_runner.analysis.summary\n"
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,6 +8,7 @@ statsmodels are installed. `al_runner.figures` draws what these modules compute.
 - efficiency: labels each sampler needs to reach the reference sampler's final metric
 - queries: class balance of each cycle's picks and the overlap between samplers' picks on one seed
 - paper: the numbers the paper reports
+- summary: the short text table of a sweep (AUBC, last-cycle metric, significant wins), as al-run prints it
 
 Every function takes the frames `al_runner.figures.loading` builds (one row per run x cycle, or per pick).
 """

@@ -114,3 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(comparison_lines(comparison, args.reference)))
         print(f"  (written to {write_comparison(comparison, args.out)})")
     return 0
+
+
+if __name__ == "__main__":  # how a multirun's end writes its report (al_runner.sweep)
+    sys.exit(main())

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from al_runner.analysis.paper import PAPER_FIG8_CORRELATION
+from al_runner.analysis.summary import summary_lines
 from al_runner.figures.aggregate import (
     coverage_notes,
     cycle_leaders,
@@ -33,7 +34,6 @@ from al_runner.figures.statistics_report import (
     StatisticsTables,
     compute_statistics,
     statistics_sections,
-    summary_lines,
     write_statistics,
 )
 from al_runner.figures.sweep_plan import planned_experiments, planned_run_notes, unfinished_run_notes
@@ -273,22 +273,6 @@ def results_markdown(
     return "\n\n".join(sections) + "\n"
 
 
-def sweep_statistics(sweep_dir: Path) -> list[str]:
-    """End of a multirun: al-plot's report into <sweep dir>/figures, and the short summary table, as lines.
-
-    Never raises: a sweep that finished must not turn into a failure because its summary could not be made."""
-    out_dir = Path(sweep_dir) / "figures"
-    try:
-        report = generate_report([Path(sweep_dir)], out_dir)
-    except Exception as error:  # noqa: BLE001 - whatever went wrong, one line instead of a traceback
-        return [f"statistics: not written ({type(error).__name__}: {error})"]
-    return [
-        "statistics of this sweep (al-plot):",
-        *report.summary,
-        f"  full report (AUBC, paired tests with Holm, penalty matrix, ...): {out_dir / 'results.md'}",
-    ]
-
-
 def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[str, str] | None = None) -> Report:
     """Read every cycles.csv below `run_roots`; write all figures (PNG + PDF), results.{csv,md} and timing.csv."""
     paper_task_map = paper_task_map or {}
@@ -333,5 +317,5 @@ def generate_report(run_roots: list[Path], out_dir: Path, paper_task_map: dict[s
     markdown = results_markdown(results, timing, report, run_roots, out_dir, per_cycle, statistics)
     (out_dir / "results.md").write_text(markdown, encoding="utf-8")
     report.written += [out_dir / name for name in (*tables, "results.md")]
-    report.summary = summary_lines(statistics, last_cycle)
+    report.summary = summary_lines(results, statistics.aubc_with_wins())
     return report

@@ -24,7 +24,6 @@ from al_runner.figures.tables import (
     aubc_markdown_rows,
     class_balance_markdown_rows,
     efficiency_markdown_rows,
-    format_mean_std,
     markdown_table,
     overlap_markdown_rows,
     paired_tests_markdown_rows,
@@ -53,10 +52,14 @@ class StatisticsTables:
     overlap: pd.DataFrame
     samplers: list[str]
 
+    def aubc_with_wins(self) -> pd.DataFrame:
+        """AUBC per task × model × sampler with its significant wins / losses (aubc.csv; `analysis.summary`)."""
+        return self.aubc.merge(self.aubc_wins, on=["task", "model", "sampler"], how="left")
+
     def csvs(self) -> dict[str, pd.DataFrame]:
         return {
             "aubc_per_run.csv": self.aubc_per_run,
-            "aubc.csv": self.aubc.merge(self.aubc_wins, on=["task", "model", "sampler"], how="left"),
+            "aubc.csv": self.aubc_with_wins(),
             "paired_tests_aubc.csv": self.aubc_tests,
             "paired_tests_per_cycle.csv": self.per_cycle_tests,
             "aubc_selection_per_run.csv": self.selection_per_run,
@@ -297,26 +300,3 @@ def _penalty_tables(stats: StatisticsTables) -> list[str]:
         matrix = stats.penalty[correction]
         out += [f"{title}:", markdown_table(penalty_md_headers(matrix), penalty_markdown_rows(matrix))]
     return out
-
-
-def summary_lines(stats: StatisticsTables, last_cycle: pd.DataFrame) -> list[str]:
-    """A short terminal table per experiment: AUBC, last-cycle metric, significant wins on AUBC (Holm)."""
-    lines = []
-    wins = {(w["task"], w["model"], w["sampler"]): w for w in stats.aubc_wins.to_dict("records")}
-    aubc = {(a["task"], a["model"], a["sampler"]): a for a in stats.aubc.to_dict("records")}
-    for (task, model), rows in last_cycle.groupby(["task", "model"], sort=True):
-        lines.append(
-            f"{task} ({model}): AUBC and last-cycle {' / '.join(sorted(rows['metric'].unique()))}, "
-            "mean ± std over seeds; wins/losses = significant on AUBC after Holm"
-        )
-        lines.append(f"  {'sampler':<28} {'seeds':>5}  {'AUBC':<17}  {'last cycle':<17}  wins/losses")
-        for row in _by_sampler_order(rows, stats.samplers).to_dict("records"):
-            key = (task, model, row["sampler"])
-            a, w = aubc.get(key), wins.get(key)
-            aubc_cell = format_mean_std(a["mean"], a["std"]) if a else "—"
-            record = f"{w['wins']}/{w['losses']}" if w else "—"
-            lines.append(
-                f"  {sampler_label(row['sampler']):<28} {row['n_seeds']:>5}  {aubc_cell:<17}  "
-                f"{format_mean_std(row['mean'], row['std']):<17}  {record}"
-            )
-    return lines

@@ -13,6 +13,7 @@ from al_runner.analysis.paper import (
     paper_metric,
     paper_ranking_accuracy,
 )
+from al_runner.analysis.summary import format_mean_std
 from al_runner.figures.labels import PAPER_SAMPLERS, sampler_label
 from al_runner.figures.loading import NOT_A_PAPER_TASK
 
@@ -129,14 +130,6 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def format_mean_std(mean: float, std: float, digits: int = 4) -> str:
-    if _is_missing(mean):
-        return "—"
-    if _is_missing(std):
-        return f"{mean:.{digits}f} (1 seed)"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def format_interval(low: float, high: float, digits: int = 4) -> str:
