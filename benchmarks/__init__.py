@@ -34,18 +34,7 @@ Four more benchmarks are modules of this package with their own options (docs/be
 selection step at paper scale) and `python -m benchmarks.launchers` (parallel jobs vs threads for a sweep).
 """
 
+from benchmarks.cli import main, parse_args
 from benchmarks.harness import Results, interleaved, paired_ratio, write_outputs
 
 __all__ = ["Results", "interleaved", "main", "paired_ratio", "parse_args", "write_outputs"]
-
-
-def main(argv=None):
-    from benchmarks.cli import main as _main
-
-    return _main(argv)
-
-
-def parse_args(argv=None):
-    from benchmarks.cli import parse_args as _parse
-
-    return _parse(argv)

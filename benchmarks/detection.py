@@ -36,6 +36,7 @@ from torchvision.models.detection import ssd300_vgg16 as tv_ssd300
 
 from al_runner.learner import Learner
 from al_runner.learning_loss import LearningLoss, MarginRankingLoss
+from al_runner.loop import train_one_epoch
 from al_runner.runtime import Runtime
 from al_runner.tasks.detection import (
     VOCDetectionTask,
@@ -130,8 +131,6 @@ def bench_pipeline_throughput(
 ) -> list[str]:
     """img/s of paper_voc's training (SSD300, batch 32, the module on the six source maps, bf16 + channels_last on
     CUDA) with the data pipeline at each worker count; the pipeline alone and the model alone for comparison."""
-    from al_runner.loop import train_one_epoch
-
     cuda = device.type == "cuda"
     rows = []
     model_alone = None

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from al_runner.samplers import Candidates, GradientEmbedding
 from benchmarks.harness import REPO, ForeignLoad, machine_info, peak_rss_bytes, sync
 
 SAMPLERS = [
@@ -54,8 +55,6 @@ def build_sampler(name: str):
 
 def candidates(sampler, m: int, d: int, classes: int, passes: int, labeled: int, device: torch.device):
     """Seeded synthetic inputs for exactly what `sampler` needs (nothing else is allocated)."""
-    from al_runner.samplers import Candidates, GradientEmbedding
-
     g = torch.Generator().manual_seed(0)
     fields = {}
     needs = set(sampler.needs)
@@ -86,7 +85,7 @@ def candidates(sampler, m: int, d: int, classes: int, passes: int, labeled: int,
         )
         for k, v in fields.items()
     }
-    return Candidates(indices=torch.arange(m), **moved)
+    return Candidates(count=m, **moved)
 
 
 def child(name: str, args) -> dict:

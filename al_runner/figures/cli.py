@@ -9,6 +9,7 @@ from pathlib import Path
 
 from al_runner.analysis.paper import PAPER_TASKS
 from al_runner.figures.errors import FigureDataError
+from al_runner.figures.reference import compare_with_reference, comparison_lines, write_comparison
 from al_runner.figures.report import generate_report
 
 DESCRIPTION = """\
@@ -104,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  - {note}")
     print("\n".join(report.summary))  # AUBC, last cycle, significant wins (the statistics are in results.md)
     if args.reference:
-        from al_runner.figures.reference import compare_with_reference, comparison_lines, write_comparison
-
         try:
             comparison = compare_with_reference(args.runs, args.reference)
         except FigureDataError as error:
