@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml setup.py
 venv: $(STAMP)
 
 # Two jobs at a time, one torch thread each (hydra/launcher=parallel): measured 3-7x faster than one job
-# with two threads on a busy 2-core machine (scripts/bench_launchers.py; docs/sweeps.md "Locally in parallel").
+# with two threads on a busy 2-core machine (python -m benchmarks.launchers; docs/sweeps.md "Locally in parallel").
 demo: $(STAMP)
 	$(VENV)/bin/al-run -m experiment=demo hydra/launcher=parallel
 	$(VENV)/bin/al-plot --runs outputs/demo --out outputs/demo/figures

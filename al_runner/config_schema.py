@@ -32,7 +32,7 @@ from al_runner.errors import ConfigError
 
 SCHEMA_NAME = "al_runner_schema"
 # runtime.loss_module names; learning_loss.MODULE_KINDS maps them to classes (repeated here to keep torch out
-# of the command line's start-up; tests/test_fast_paths.py checks the two agree)
+# of the command line's start-up; tests/test_fused_module_and_cuda_graphs.py checks the two agree)
 LOSS_MODULE_KINDS = ("eager", "fused", "compiled")
 CLOSED_NAME = "al_runner_closed"  # last in conf/config.yaml's defaults: closes the groups SCHEMA_NAME opened
 

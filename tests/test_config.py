@@ -157,7 +157,7 @@ def test_demo_preset_sweeps_three_seeds_and_five_samplers():
 
 
 def test_cifar10_cpu_preset_keeps_the_papers_structure_and_names_its_reductions():
-    # issue 11: only the protocol's scale changes; every changed number says it is a reduction and why
+    # only the protocol's scale changes; every changed number says it is a reduction and why
     cpu = compose_config(["experiment=cifar10_cpu"], return_hydra_config=True)
     paper = compose_config(["experiment=fig4_cifar10"], return_hydra_config=True)
     s, p = cpu.schedule, paper.schedule

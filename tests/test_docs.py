@@ -1,4 +1,4 @@
-"""Issue 19.5: the README and docs/ refer only to what the repository contains, and their commands work.
+"""The README and docs/ refer only to what the repository contains, and their commands work.
 
 - every relative link (and its #anchor) in README.md and docs/*.md resolves;
 - every `path/to/file` pointer in backticks that looks like a repository path exists, and every

@@ -69,7 +69,7 @@ def test_real_sample_builds_a_task_and_skips_missing_images_when_asked(caplog):
             input_size=64,
             heatmap_size=16,
         )
-    # a log line, not a Python warning with a source line (issue 19)
+    # a log line, not a Python warning with a source line
     assert any("whose image is missing" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
     entries = json.loads((SAMPLE / "mpii_annotations_sample.json").read_text())
     present = [e for e in entries if (SAMPLE / e["img_paths"]).is_file()]

@@ -1,4 +1,4 @@
-"""Fast paths for the GPU (issue 22), checked for equality on the CPU: the fused and compiled loss-prediction
+"""Fast paths for the GPU, checked for equality on the CPU: the fused and compiled loss-prediction
 module against the eager one, the slice-paired ranking loss against the index-paired one, and the CUDA-graph
 training step's control flow (warm-up, capture, replay, eager fallback, recapture) through an eager stand-in
 for the graph backend."""

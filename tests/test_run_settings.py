@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-import al_runner.runner as runner_mod
+import al_runner.cycle as cycle_mod
 from al_runner.build import DEFAULT_THREADS, apply_threads, build_method, lr_milestone_epochs, make_scheduler_factory
 from al_runner.errors import ConfigError
 from al_runner.learner import Learner
@@ -60,7 +60,7 @@ def test_paper_epochs_give_the_papers_exact_epochs():
 def test_schedule_points_outside_the_epochs_are_refused_before_training(
     smoke_cfg, tmp_path, monkeypatch, override, key
 ):
-    monkeypatch.setattr(runner_mod, "train_cycle", lambda *a, **k: pytest.fail("trained despite a bad schedule"))
+    monkeypatch.setattr(cycle_mod, "train_cycle", lambda *a, **k: pytest.fail("trained despite a bad schedule"))
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         run_experiment(smoke_cfg("sampler=learning_loss", override), tmp_path)
 
@@ -169,9 +169,10 @@ def test_a_run_does_not_resume_under_result_changing_runtime_settings(smoke_cfg,
 
 
 def test_settings_that_cannot_change_a_number_may_differ_on_resume(smoke_cfg, tmp_path):
-    run_experiment(smoke_cfg("schedule.cycles=1"), tmp_path)
-    # runtime.threads spelled as what null resolves to (torch's default): the same run
-    run_experiment(
+    first = run_experiment(smoke_cfg("schedule.cycles=1"), tmp_path)
+    checkpoint = (tmp_path / "checkpoint.pt").read_bytes()
+    # runtime.threads spelled as what null resolves to (torch's default): the same run, found finished
+    second = run_experiment(
         smoke_cfg(
             "schedule.cycles=1",
             "progress=true",
@@ -181,6 +182,8 @@ def test_settings_that_cannot_change_a_number_may_differ_on_resume(smoke_cfg, tm
         ),
         tmp_path,
     )
+    assert second == first and len(second) == 1  # the finished cycle's row, not a new run's
+    assert (tmp_path / "checkpoint.pt").read_bytes() == checkpoint  # nothing retrained or rewritten
 
 
 def test_run_directory_names_include_result_changing_runtime_settings():

@@ -1,4 +1,4 @@
-"""Issue 19.1: on CPU the resolved thread count is part of a run's identity and of what a resume compares."""
+"""On CPU the resolved thread count is part of a run's identity and of what a resume compares."""
 
 from __future__ import annotations
 

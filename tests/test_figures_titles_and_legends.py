@@ -1,4 +1,4 @@
-"""Issue 19.2 and the figure items of 19.5: `al-plot` on any sweep, honest titles, captions, ticks and legends."""
+"""`al-plot` on any sweep, honest titles, captions, ticks and legends."""
 
 from __future__ import annotations
 

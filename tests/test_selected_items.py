@@ -1,5 +1,5 @@
-"""Issue 19.3: `selected.csv` names what was picked (file, image id, person), and a single run prints its directory;
-19.4's ImageFolder checks: a class folder without images is refused, named."""
+"""`selected.csv` names what was picked (file, image id, person), and a single run prints its directory;
+ImageFolder checks: a class folder without images is refused, named."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 19.4: every config key typed, every bad value one line and a non-zero exit; SIGTERM ends like Ctrl-C."""
+"""Every config key typed, every bad value one line and a non-zero exit; SIGTERM ends like Ctrl-C."""
 
 from __future__ import annotations
 

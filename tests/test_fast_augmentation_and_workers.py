@@ -1,4 +1,4 @@
-"""Fast data paths (issue 22): the fast SSD augmentation against torchvision's v2 reference recipe on generated VOC
+"""Fast data paths: the fast SSD augmentation against torchvision's v2 reference recipe on generated VOC
 data (same draws, same boxes, close pixels, same statistics), and DataLoader workers that persist across epochs
 for detection and pose without changing a batch."""
 
