@@ -19,6 +19,8 @@ import re
 
 from omegaconf import DictConfig, OmegaConf
 
+from al_runner.errors import ConfigError
+
 RESOLVER = "al_run_id"
 HASH_DIGITS = 10
 
@@ -95,8 +97,6 @@ def _missing_keys(node, prefix: str = "") -> list[str]:
 def refuse_missing_values(cfg: DictConfig) -> None:
     """A required value left unset (`???`, e.g. task.root of task=imagefolder) named in one line, before the run
     directory is named or created (OmegaConf would fail deep inside Hydra's formatter instead)."""
-    from al_runner.errors import ConfigError
-
     missing = sorted(_missing_keys(OmegaConf.to_container(cfg, resolve=False)))  # OmegaConf.missing_keys resolves
     if missing:
         raise ConfigError(

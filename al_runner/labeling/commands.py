@@ -14,6 +14,7 @@ at random (seeded by `seed` only, as al-run's initial set). This module keeps th
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from omegaconf import DictConfig
 
 from al_runner import schema
+from al_runner.atomic import atomic_write_text
 from al_runner.build import build_sampler, instantiate, pool_count, seed_for
 from al_runner.cycle import RunParts, build_run, cycle_row, run_cycle
 from al_runner.errors import ConfigError
@@ -36,11 +38,13 @@ from al_runner.labeling.project import (
     LABELS_FILE,
     POOL,
     PROJECT_FILE,
+    PROJECT_FORMAT,
     LabelingError,
     Labels,
     Project,
     Round,
     describe_image,
+    image_changes,
     staged_directory,
     write_images_csv,
 )
@@ -149,19 +153,12 @@ def init_project(
         if taken.refused:
             raise LabelingError(f"--labels: {len(taken.refused)} row(s) refused, first: {taken.refused[0].line()}")
         build_round(cfg, labeling, project, labels)  # a sampler the rounds would refuse: refused now
-        from al_runner.atomic import atomic_write_text
-
         atomic_write_text(staging / LABELS_FILE, labels.to_json())
         atomic_write_text(staging / LABEL_CONFIG_FILE, labeling.label_config(project.classes))
     return Project(directory)
 
 
 def _write_meta(directory: Path, meta: dict) -> None:
-    import json
-
-    from al_runner.atomic import atomic_write_text
-    from al_runner.labeling.project import PROJECT_FORMAT
-
     atomic_write_text(directory / PROJECT_FILE, json.dumps({"format": PROJECT_FORMAT, **meta}, indent=1))
 
 
@@ -448,7 +445,6 @@ def status_lines(project: Project) -> list[str]:
             f"Label Studio: project {studio['project_id']} at {studio['url']}, "
             f"{len(studio.get('tasks', {}))} tasks pushed"
         )
-    from al_runner.labeling.project import image_changes
 
     changed = image_changes(project.images_root, project.images)
     lines.append(

@@ -101,7 +101,7 @@ def read_label_csv(path: Path) -> Read:
 def read_voc_xml(path: Path, classes: list[str]) -> Read:
     """One VOC annotation: torchvision's parser and our VOC checks (`parse_annotation`); its <filename>
     names the image. A box reaching past the image is refused here (the VOC reader would clip it)."""
-    from al_runner.tasks.detection.voc_data import parse_annotation
+    from al_runner.tasks.detection.voc_data import parse_annotation  # imports torch: only for detection labels
 
     where = str(path)
     try:

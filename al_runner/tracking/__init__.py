@@ -30,6 +30,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from al_runner.atomic import atomic_write_text
 from al_runner.errors import ConfigError
 from al_runner.schema import CLASSES_SEPARATOR
 
@@ -257,7 +258,6 @@ class Tracking:
         params = run_params(self.cfg, self.run_dir)
         for tracker in self.trackers:
             tracker.start(self.run_dir, params, state, str(self.cfg.name))
-        from al_runner.atomic import atomic_write_text
 
         atomic_write_text(state_path, json.dumps(state, indent=1))
         if learning_loss is not None:  # record the module's term of each batch (read once per epoch)
@@ -315,7 +315,7 @@ class Tracking:
             return
         figures = self.run_dir / "figures"
         try:
-            from al_runner.figures.report import generate_report
+            from al_runner.figures.report import generate_report  # pandas / matplotlib: only when a run ends
 
             generate_report([self.run_dir], figures, {})
         except Exception as error:  # noqa: BLE001 - figures are a bonus: the run's CSVs are what counts

@@ -27,6 +27,7 @@ from al_runner.errors import ConfigError, DataError
 from al_runner.tasks import loading
 from al_runner.tasks.base import Metric, Task
 from al_runner.tasks.pose.annotations import NUM_JOINTS, People, check_joints_in_range, parse
+from al_runner.tasks.pose.generate import generate
 from al_runner.tasks.pose.geometry import (
     ANNOTATION_TO_CONTINUOUS,
     DRAWS,
@@ -175,8 +176,6 @@ class MPIITask(Task):
         self.augmentation = self._augmentation(augmentation)
         annotation = self.root / annotation_file
         if generate_people and not annotation.exists():
-            from al_runner.tasks.pose.generate import generate
-
             generate(self.root, people=generate_people)
         pool, test = self._load_splits(
             annotation, image_folder, format, test_annotation_file, test_image_folder, test_format
