@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from al_runner import platform, rundir, schema
 from al_runner.atomic import remove_stale_temp_files
 from al_runner.build import build_task, resolve_threads, schedule_sizes, seed_for, validate_schedule
-from al_runner.cycle import SELECT_STREAM, TRAIN_STREAM, build_run, cycle_row, run_cycle  # noqa: F401 re-exported
+from al_runner.cycle import build_run, cycle_row, run_cycle
 from al_runner.errors import ConfigError, DataError, NonFiniteLossError
 from al_runner.learner import Learner
 from al_runner.pool import Pool

@@ -44,10 +44,10 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from al_runner.build import apply_threads, build_learner, build_method, make_runtime, make_scheduler_factory  # noqa: E402
+from al_runner.cycle import TRAIN_STREAM  # noqa: E402
 from al_runner.errors import ALRunnerError, ConfigError  # noqa: E402
 from al_runner.learning_loss import ranking_accuracy  # noqa: E402
 from al_runner.loop import evaluate, train_cycle  # noqa: E402
-from al_runner.runner import TRAIN_STREAM  # noqa: E402
 from al_runner.tasks.classification import ClassificationTask, ImageSplits  # noqa: E402
 
 CONF_DIR = REPO / "conf"
