@@ -103,10 +103,9 @@ def new_project(tmp_path: Path, images, *extra: str, initial: int = 8, name: str
 def two_rounds(tmp_path_factory, images) -> Path:
     """init (8 labels) -> next -> import the annotator's labels -> next, shared by the tests that read it."""
     tmp = tmp_path_factory.mktemp("loop")
-    # At this size whether one round improves the held-out accuracy by 0.1 depends on the seed's draws: with the
-    # rounds continuing al-run's generators, seed 1 goes 0.35 -> 0.55 while seed 0 goes 0.35 -> 0.22 (seeds 0-3:
-    # -0.13, +0.20, +0.40, -0.02); before, each round seeded its own generators and seed 0 went 0.35 -> 0.55.
-    project = new_project(tmp, images, "seed=1")
+    # 20 epochs at lr 0.02 (FAST's 10 at 0.05 is too noisy for one round to be sure to help): the held-out accuracy
+    # gains +0.23, +0.37, +0.35, +0.25 over one round at seeds 0-3, so the assertion below tests learning, not a seed.
+    project = new_project(tmp, images, "schedule.epochs=20", "schedule.optimizer.lr=0.02")
     code, out, err = run("next", project, "--k", "24")
     assert code == 0, err
     code, out, err = run("import", project, annotate(project, 1, images[1], tmp / "round1.csv"))
