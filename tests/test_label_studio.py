@@ -1,9 +1,10 @@
 """al-label sync against a real Label Studio server (SQLite, a free port, a temporary data dir), and the
 one-line refusals when Label Studio cannot be used.
 
-The server runs from its own virtual environment (`make test` installs label-studio==1.23.2 into
+The server runs from its own virtual environment (`make test-label-studio` installs label-studio==1.23.2 into
 .venv/label-studio: its pins, e.g. numpy<2.3, stay out of the project's); AL_LABEL_STUDIO_SERVER may name
-another `label-studio` executable. Its first start (database migrations) takes one to two minutes on 2 cores.
+another `label-studio` executable. Its first start (database migrations) takes one to two minutes on 2 cores; the
+tests that need it are marked label_studio_server.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def label_studio(tmp_path_factory):
     pytest.importorskip("label_studio_sdk", reason="Label Studio SDK not installed (pip install 'al_runner[label]')")
     executable = server_executable()
     if executable is None:
-        pytest.skip("Label Studio server not installed (make test installs it into .venv/label-studio)")
+        pytest.skip("Label Studio server not installed (make test-label-studio installs it into .venv/label-studio)")
     data = tmp_path_factory.mktemp("label-studio")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -167,6 +168,7 @@ def annotate_in_label_studio(url: str, token: str, project_id: int, truth: dict[
 
 
 @pytest.mark.slow
+@pytest.mark.label_studio_server
 def test_a_round_trip_through_a_real_label_studio(label_studio, tmp_path, images):
     from label_studio_sdk import LabelStudio
 
@@ -220,6 +222,7 @@ def test_a_round_trip_through_a_real_label_studio(label_studio, tmp_path, images
 
 
 @pytest.mark.slow
+@pytest.mark.label_studio_server
 def test_a_bad_token_is_one_line_and_changes_nothing(label_studio, tmp_path, images):
     url, _, _ = label_studio
     project = new_project(tmp_path, images)
