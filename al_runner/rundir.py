@@ -87,12 +87,17 @@ def data_changes(recorded: dict, current: dict) -> list[str]:
 
 
 def pin_environment(cfg: DictConfig) -> DictConfig:
-    """A copy of `cfg` in which every value read from an environment variable (`${oc.env:...}`, e.g. a data root
-    given as $AL_RUNNER_CIFAR10_JPG) holds the value it resolved to now; other interpolations are kept. The run's
+    """A copy of `cfg` in which every value that can change a number and is read from an environment variable
+    (`${oc.env:...}`, e.g. a data root given as $AL_RUNNER_CIFAR10_JPG) holds the value it resolved to now; other
+    interpolations are kept. The run's
     identity (`comparable_config`) resolves the environment, so only a saved config that pins it can be recomputed
     from the run's own files later, in a shell without those variables."""
     pinned = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    _pin_environment_nodes(pinned, cfg)
+    for key in cfg.keys():
+        # keys that cannot change a number (paths, hydra, ...) keep their interpolations: no machine's home folder
+        # is written into a run's config for nothing
+        if key not in IGNORED_KEYS and OmegaConf.is_config(cfg._get_node(key)):
+            _pin_environment_nodes(pinned[key], cfg[key])
     return pinned
 
 
