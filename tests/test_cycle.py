@@ -9,14 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
-from PIL import Image
 
 from al_runner.labeling.commands import labeling_of
 from al_runner.labeling.project import Labels, Project
 from al_runner.runner import ActiveLearningRun
-from al_runner.tasks.classification.synthetic import make_synthetic_splits
 from tests.conftest import compose_config
-from tests.test_label_files import CLASSES, annotate, write_csv
+from tests.test_label_files import CLASSES, annotate, write_csv, write_image_folder
 from tests.test_label_files import run as al_label
 
 K, ROUNDS = 8, 3  # picks per round; trained rounds compared with al-run's cycles
@@ -40,19 +38,7 @@ COMPARED_SCHEDULE = ("epochs", "batch_size", "eval_batch_size", "subset_size", "
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """40 pool + 12 held-out 16 px PNGs of 4 classes; returns (folder, true class by path)."""
-    root = tmp_path_factory.mktemp("cycle_images")
-    splits = make_synthetic_splits(n_train=40, n_test=12, size=16, num_classes=4, seed=0)
-    truth = {}
-    for part, xs, ys in (
-        ("pool", splits.train_images, splits.train_labels),
-        ("held", splits.test_images, splits.test_labels),
-    ):
-        (root / part).mkdir()
-        for i, (x, y) in enumerate(zip(xs, ys)):
-            name = f"{part}/{i:04d}.png"
-            Image.fromarray(x.permute(1, 2, 0).numpy()).save(root / name)
-            truth[name] = CLASSES[int(y)]
-    return root, truth
+    return write_image_folder(tmp_path_factory.mktemp("cycle_images"), n_pool=40, n_held=12)
 
 
 def label_rounds(tmp: Path, images, sampler: str) -> Project:

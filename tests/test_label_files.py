@@ -65,8 +65,12 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """200 pool + 60 held-out PNGs of 4 learnable classes (noisy class templates); returns (folder, truth)."""
-    root = tmp_path_factory.mktemp("images")
-    splits = make_synthetic_splits(n_train=200, n_test=60, size=16, num_classes=4, seed=0)
+    return write_image_folder(tmp_path_factory.mktemp("images"), n_pool=200, n_held=60)
+
+
+def write_image_folder(root: Path, n_pool: int, n_held: int) -> tuple[Path, dict[str, str]]:
+    """pool/ and held/ 16 px PNGs of 4 learnable classes (noisy class templates); returns (folder, truth)."""
+    splits = make_synthetic_splits(n_train=n_pool, n_test=n_held, size=16, num_classes=4, seed=0)
     truth = {}
     for part, xs, ys in (
         ("pool", splits.train_images, splits.train_labels),
