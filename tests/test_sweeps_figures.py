@@ -76,3 +76,35 @@ def test_runs_without_saved_config_still_load(tmp_path):
     write_run(tmp_path, "a", "random", 0, [0.5], None)
     write_run(tmp_path, "b", "random", 1, [0.7], None)
     assert load_cycles([tmp_path]).cycles["sampler"].unique().tolist() == ["random"]
+
+
+def test_a_data_root_written_as_its_interpolation_or_as_the_path_it_pinned_is_one_arm(tmp_path):
+    roots = ["${oc.env:AL_RUNNER_CIFAR10_JPG,${paths.data}/cifar10-jpg}", "/data/cifar10-jpg", "../cifar10-jpg/"]
+    for seed, root in enumerate(roots):
+        write_run(tmp_path, f"s{seed}", "random", seed, [0.5, 0.6], config(1.0, seed) + f"task:\n  root: {root}\n")
+    assert load_cycles([tmp_path]).cycles["sampler"].unique().tolist() == ["random"]
+
+
+def test_runs_on_two_data_folders_are_two_arms_and_their_figure_saves(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        for folder in ("flowers", "cifar10-jpg"):
+            root = f"${{oc.env:ROOT,/data/{folder}}}"
+            cfg = config(1.0, seed) + f"task:\n  root: {root}\n"
+            write_run(runs, f"{folder}-s{seed}", "random", seed, [0.5, 0.6 + seed], cfg)
+    loaded = load_cycles([runs])
+    assert sorted(loaded.cycles["sampler"].unique()) == [
+        "random [task.root=…/cifar10-jpg]",
+        "random [task.root=…/flowers]",
+    ]
+
+    from al_runner.figures.report import generate_report
+
+    # a `$` in a label (config text) is printed as written, never parsed as matplotlib mathtext
+    write_run(
+        runs, "dollar-s0", "entropy", 0, [0.5, 0.6], config(1.0, 0) + "task:\n  note: ${oc.env:X,${paths.data}/a}\n"
+    )
+    write_run(runs, "dollar-s1", "entropy", 1, [0.5, 0.6], config(1.0, 1) + "task:\n  note: b\n")
+    report = generate_report([runs], tmp_path / "figures")
+    assert "entropy [task.note=${oc.env:X,${paths.data}/a}]" in (tmp_path / "figures" / "results.md").read_text()
+    assert any(path.suffix == ".png" for path in report.written)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +182,26 @@ def read_run_config(run_dir: Path) -> dict[str, str] | None:
     return None
 
 
+# Keys naming where the data lived: the same data sit at different paths on different machines, and a run's saved
+# config holds either the interpolation as written (`${oc.env:AL_RUNNER_CIFAR10_JPG,${paths.data}/cifar10-jpg}`)
+# or, since environment values are pinned, the path it resolved to. Runs are told apart by the data folder's name.
+DATA_LOCATION_KEYS = ("task.root",)
+
+
+def data_folder_name(text: str) -> str:
+    """The last path component of a data location as written, interpolation syntax ignored:
+    `${oc.env:X,${paths.data}/cifar10-jpg}` and `../data/cifar10-jpg/` both give `cifar10-jpg`."""
+    return re.split(r"[/\\,:{]", text.strip().rstrip("}/\\"))[-1]
+
+
+def arm_value(config: dict[str, str], key: str) -> str:
+    """What a run's `key` contributes to telling arms apart (a key absent from an older config reads as null)."""
+    value = config.get(key, "None")
+    if key in DATA_LOCATION_KEYS and value != "None":
+        return f"…/{data_folder_name(value)}"
+    return value
+
+
 def _is_arm_key(key: str) -> bool:
     return not any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_AN_ARM)
 
@@ -205,10 +226,10 @@ def split_arms(cycles: pd.DataFrame, notes: list[str], configs: dict[str, dict[s
         keys = sorted({key for config in known.values() for key in config if _is_arm_key(key)})
         # a key absent from an older run's config reads as null: keys added later with a null default that means
         # "as before" (seed_data, seed_model) must not split the old runs from the new ones
-        differing = [k for k in keys if len({config.get(k, "None") for config in known.values()}) > 1]
+        differing = [k for k in keys if len({arm_value(config, k) for config in known.values()}) > 1]
         for run_dir, config in known.items():
             if differing:
-                arm = ", ".join(f"{k}={config.get(k, 'None')}" for k in differing)
+                arm = ", ".join(f"{k}={arm_value(config, k)}" for k in differing)
                 labels[run_dir] = f"{sampler} [{arm}]"
         if differing:
             notes.append(f"{task}/{model}/{sampler}: runs differ in {', '.join(differing)}; plotted as separate arms")

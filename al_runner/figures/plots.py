@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
 from al_runner.analysis.paper import PaperValue
@@ -42,6 +43,9 @@ def new_figure(width: float, height: float) -> Figure:
 def save_figure(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
     """Write `stem`.png and `stem`.pdf; return their paths."""
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
+    for text in figure.findobj(Text):
+        # labels carry config text such as `task.root=${oc.env:...}`: a `$` must print, not start mathtext
+        text.set_parse_math(False)
     for path in paths:
         figure.savefig(path, dpi=150)
     return paths
