@@ -16,6 +16,7 @@ from al_runner.analysis.paired import (
     aubc_tests,
     compare_pair,
     holm,
+    paired_t_power,
     pairwise_tests,
     per_cycle_tests,
     seeds_for_power,
@@ -111,6 +112,30 @@ def test_seeds_for_power_is_the_smallest_n_with_80_percent_power(d_z):
     n = seeds_for_power(d_z)
     assert power_of_paired_t(int(n), d_z) >= 0.8 > power_of_paired_t(int(n) - 1, d_z)
     assert seeds_for_power(-d_z) == n
+
+
+def test_seeds_for_power_never_grows_with_the_effect_even_where_the_far_tail_underflows():
+    # d_z 5.5 once needed "10 seeds" while 3.49 needed 3: the noncentral t's far tail returned NaN at some n
+    effects = [0.2, 0.5, 1.0, 2.0, 2.43, 3.49, 4.0, 5.5, 6.01, 10.0, 20.0, 100.0]
+    needed = [seeds_for_power(d) for d in effects]
+    assert all(math.isfinite(n) for n in needed)
+    assert needed == sorted(needed, reverse=True)
+    assert seeds_for_power(5.5) == 3
+
+
+def test_paired_t_power_equals_statsmodels_wherever_statsmodels_gives_a_number():
+    from statsmodels.stats.power import TTestPower
+
+    compared = 0
+    for d_z in (0.3, 1.0, 3.49, 5.5):
+        for n in range(2, 30):
+            theirs = TTestPower().power(effect_size=d_z, nobs=n, alpha=0.05, alternative="two-sided")
+            ours = paired_t_power(d_z, n, 0.05)
+            assert math.isfinite(ours) and 0 <= ours <= 1 + 1e-12
+            if math.isfinite(theirs):
+                assert ours == pytest.approx(theirs, abs=1e-9)
+                compared += 1
+    assert compared > 60
 
 
 def test_holm_matches_the_hand_computed_step_down():

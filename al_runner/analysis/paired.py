@@ -6,7 +6,7 @@ on the seeds both reached. Per pair: the paired t-test (scipy.stats.ttest_rel, w
 the mean difference) and the Wilcoxon signed-rank test (scipy.stats.wilcoxon; exact for small samples, so
 with 5 seeds its two-sided p can never fall below 2/2^5 = 0.0625); the effect size d_z = mean / std of the
 differences; and the seeds a paired t-test would need to detect that d_z with 80 % power at alpha 0.05
-(statsmodels.stats.power.TTestPower).
+(the noncentral t distribution, as statsmodels.stats.power.TTestPower computes it, with its far tail guarded).
 
 A *family* is every pair of samplers within one experiment (task, model) at one cycle, or on AUBC. Holm's
 step-down correction (statsmodels.stats.multitest.multipletests, method "holm") controls the chance of any
@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestPower
 
 
 @dataclass(frozen=True)
@@ -62,19 +61,31 @@ PAIR_COLUMNS = [
 MAX_SEEDS = 10**7  # search bound: beyond, "never" (NaN)
 
 
+def paired_t_power(d_z: float, n: int, alpha: float) -> float:
+    """Power of a two-sided paired t-test on n seeds for effect size d_z: P(|T| > t_crit) with T noncentral t
+    (n - 1 degrees of freedom, noncentrality |d_z| sqrt(n)), the formula of statsmodels' TTestPower.power.
+    scipy's noncentral t returns NaN for the far tail P(T < -t_crit) once it underflows (large d_z or n;
+    TTestPower's power is then NaN too): that term is then below P(T < 0) = Phi(-nc), itself below 1e-300,
+    and counts as 0."""
+    df, nc = n - 1, abs(d_z) * math.sqrt(n)
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    lower_tail = stats.nct.cdf(-critical, df, nc)
+    if not math.isfinite(lower_tail):
+        lower_tail = 0.0
+    return float(stats.nct.sf(critical, df, nc) + lower_tail)
+
+
 def seeds_for_power(d_z: float, settings: TestSettings = TestSettings()) -> float:
     """The smallest number of seeds with which a two-sided paired t-test detects effect size d_z with
-    `settings.power` at `settings.alpha` (statsmodels' TTestPower.power, searched over integers rather than
-    its root finder, which fails to converge for large effects). NaN for d_z 0 or undefined; at least 2."""
+    `settings.power` at `settings.alpha` (`paired_t_power`, searched over integers: power grows with n).
+    NaN for d_z 0 or undefined; at least 2."""
     if math.isinf(d_z):
         return 2.0
     if not math.isfinite(d_z) or d_z == 0:
         return float("nan")
-    analysis = TTestPower()
 
     def enough(n: int) -> bool:
-        power = analysis.power(effect_size=abs(d_z), nobs=n, alpha=settings.alpha, alternative="two-sided")
-        return power >= settings.power
+        return paired_t_power(d_z, n, settings.alpha) >= settings.power
 
     low, high = 1, 2  # invariant: not enough(low) (n = 1 has no test), enough(high) once found
     while not enough(high):
