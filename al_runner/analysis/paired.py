@@ -64,13 +64,15 @@ MAX_SEEDS = 10**7  # search bound: beyond, "never" (NaN)
 def paired_t_power(d_z: float, n: int, alpha: float) -> float:
     """Power of a two-sided paired t-test on n seeds for effect size d_z: P(|T| > t_crit) with T noncentral t
     (n - 1 degrees of freedom, noncentrality |d_z| sqrt(n)), the formula of statsmodels' TTestPower.power.
-    scipy's noncentral t returns NaN for the far tail P(T < -t_crit) once it underflows (large d_z or n;
-    TTestPower's power is then NaN too): that term is then below P(T < 0) = Phi(-nc), itself below 1e-300,
-    and counts as 0."""
+    scipy's noncentral t returns NaN for the far tail P(T < -t_crit) where it underflows (large d_z or n;
+    TTestPower's power is then NaN too). That term is below P(T < 0) = Phi(-nc) (4e-15 at d_z 5.5, n 2) and
+    counts as 0 there; a NaN where the bound is not negligible is an error, not a number."""
     df, nc = n - 1, abs(d_z) * math.sqrt(n)
     critical = stats.t.ppf(1 - alpha / 2, df)
     lower_tail = stats.nct.cdf(-critical, df, nc)
     if not math.isfinite(lower_tail):
+        if stats.norm.cdf(-nc) > 1e-9:
+            raise ValueError(f"noncentral t power undefined at d_z={d_z}, n={n}")
         lower_tail = 0.0
     return float(stats.nct.sf(critical, df, nc) + lower_tail)
 
