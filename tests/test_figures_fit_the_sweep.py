@@ -140,3 +140,13 @@ def test_a_two_sampler_sweep_reports_only_what_its_plan_asked_for(tmp_path, save
         "2 of 5 planned runs" in note and "seed 0 (entropy, core-set, learn loss mse)" in note for note in notes
     ), notes
     assert not any("no runs for" in note for note in notes)  # said once, by the plan
+
+
+def test_a_voc_folder_sweeps_titles_name_its_folder_however_its_root_was_saved(tmp_path, saved):
+    runs = tmp_path / "runs"
+    for seed, root in enumerate(["${oc.env:AL_RUNNER_TREES,${paths.data}/neon-trees-tiles}", "data/neon-trees-tiles"]):
+        run = write_run(runs, "voc_folder", "random", seed, [0.05, 0.1])
+        (run / "config.yaml").write_text(f"seed: {seed}\ntask:\n  name: voc_folder\n  root: {root}\n")
+    generate_report([runs], tmp_path / "figures")
+    stem = next(stem for stem in saved if stem.endswith("_voc_folder"))  # fig4 here: the helper writes accuracy
+    assert saved.title(stem).startswith("Learning curve: neon-trees-tiles\n"), saved.title(stem)

@@ -97,7 +97,7 @@ def task_label(task: str) -> str:
 
 
 # Tasks named after a reader rather than a dataset: their figures name the folder they read instead.
-FOLDER_TASKS = ("imagefolder",)
+FOLDER_TASKS = ("imagefolder", "voc_folder")  # tasks that read a user's folder: figures name the folder
 
 
 def dataset_label(task: str, paper_task: str | None = None, roots=()) -> str:

@@ -21,7 +21,7 @@ from al_runner.figures.aggregate import (
     timing_summary,
 )
 from al_runner.figures.labels import CONTROL_SAMPLER, dataset_label, figure_number
-from al_runner.figures.loading import NOT_A_PAPER_TASK, load_cycles, without_generated_data
+from al_runner.figures.loading import NOT_A_PAPER_TASK, data_folder_name, load_cycles, without_generated_data
 from al_runner.figures.loss_scatter import Fig8Data, choose_fig8_runs, load_fig8_data
 from al_runner.figures.plots import (
     experiment_title,
@@ -98,7 +98,11 @@ def dataset_names(
     ImageFolder root's folder name, else the task's name (`labels.dataset_label`)."""
     names = {}
     for task, run_dirs in cycles.groupby("task")["run_dir"]:
-        roots = {_resolved_root(root) for d in run_dirs.unique() if (root := (configs.get(d) or {}).get("task.root"))}
+        roots = {
+            _resolved_root(root) or data_folder_name(root)
+            for d in run_dirs.unique()
+            if (root := (configs.get(d) or {}).get("task.root"))
+        }
         names[task] = dataset_label(task, paper_task_for(task, paper_task_map), [r for r in roots if r])
     return names
 
