@@ -264,3 +264,28 @@ def test_report_sentences_on_ranking_change_family_size_and_chance():
     assert family_size_sentence(per_cycle).endswith("cycle 0: 1, cycle 1: 3, cycle 2: 3.")
     chance = chance_sentence(per_cycle, 0.05)
     assert "2 of the 6 paired comparisons" in chance and "about 0.3 would by chance" in chance
+
+
+def test_al_plot_samplers_keeps_only_the_named_samplers_in_every_table_and_family(sweep, tmp_path, capsys):
+    from al_runner.figures.cli import main
+
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      sampler: random,entropy,margin\n      seed: 0,1,2\n"
+    )
+    try:
+        out = tmp_path / "two"
+        assert main(["--runs", str(sweep), "--out", str(out), "--samplers", "random,margin"]) == 0
+        tests = pd.read_csv(out / "paired_tests_aubc.csv")
+        assert list(zip(tests["sampler_a"], tests["sampler_b"])) == [("random", "margin")]  # a family of one pair
+        assert set(pd.read_csv(out / "aubc_per_run.csv")["sampler"]) == {"random", "margin"}
+        markdown = (out / "results.md").read_text()
+        assert "Only these samplers' runs (--samplers): random, margin" in markdown
+        assert "partial sweep:" not in markdown  # entropy was asked for by the plan but left out on purpose
+        everything = generate_report([sweep], tmp_path / "all")
+        assert not any("partial sweep" in note for note in everything.notes)
+
+        assert main(["--runs", str(sweep), "--out", str(tmp_path / "bad"), "--samplers", "random,badge"]) == 2
+        error = capsys.readouterr().err
+        assert "no runs of badge" in error and "choose from entropy, margin, random" in error
+    finally:
+        (sweep / "multirun.yaml").unlink()

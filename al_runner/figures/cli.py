@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"({', '.join(PAPER_TASKS)}), e.g. imagefolder=cifar10 for a JPEG copy of CIFAR-10 (repeatable)",
     )
     parser.add_argument(
+        "--samplers",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        default=None,
+        metavar="A,B,...",
+        help="only these samplers' runs (e.g. random,entropy,learning_loss): the figures, the tables and the "
+        "families of the paired tests hold them alone",
+    )
+    parser.add_argument(
         "--reference",
         type=Path,
         action="append",
@@ -90,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        report = generate_report(args.runs, args.out, dict(args.paper_task))
+        report = generate_report(args.runs, args.out, dict(args.paper_task), args.samplers)
     except FigureDataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -83,8 +83,9 @@ def _missing_runs_text(missing: list[tuple[str, str]], all_samplers: list[str]) 
     return "; ".join(parts)
 
 
-def planned_run_notes(cycles: pd.DataFrame, run_roots: list[Path]) -> list[str]:
-    """One note per sweep (a multirun.yaml under a --runs root) that has fewer runs with results than planned."""
+def planned_run_notes(cycles: pd.DataFrame, run_roots: list[Path], only: list[str] | None = None) -> list[str]:
+    """One note per sweep (a multirun.yaml under a --runs root) that has fewer runs with results than planned.
+    `only`: the samplers the report keeps (al-plot --samplers); the plan's others are not missing."""
     notes = []
     sweep_files = sorted(
         {path.resolve(): path for root in run_roots for path in Path(root).rglob(MULTIRUN_FILE)}.values()
@@ -97,6 +98,8 @@ def planned_run_notes(cycles: pd.DataFrame, run_roots: list[Path]) -> list[str]:
         rows = cycles[cycles["run_dir"].isin(in_sweep)]
         present = {(str(sampler), str(seed)) for sampler, seed in zip(rows["sampler"], rows["seed"])}
         samplers = grid.get("sampler") or sorted({sampler for sampler, _ in present})
+        if only:
+            samplers = [sampler for sampler in samplers if sampler in only]
         seeds = grid.get("seed") or sorted({seed for _, seed in present}, key=int)
         planned = list(product(samplers, seeds))
         missing = sorted(
