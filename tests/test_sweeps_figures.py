@@ -108,3 +108,13 @@ def test_runs_on_two_data_folders_are_two_arms_and_their_figure_saves(tmp_path):
     report = generate_report([runs], tmp_path / "figures")
     assert "entropy [task.note=${oc.env:X,${paths.data}/a}]" in (tmp_path / "figures" / "results.md").read_text()
     assert any(path.suffix == ".png" for path in report.written)
+
+
+def test_a_run_from_before_a_runtime_key_existed_is_one_arm_with_a_run_that_keeps_its_default(tmp_path):
+    write_run(tmp_path, "old", "random", 0, [0.5, 0.6], config(1.0, 0))
+    new = config(1.0, 1).replace("runtime:\n", "runtime:\n  loss_module: eager\n  cuda_graph: false\n")
+    write_run(tmp_path, "new", "random", 1, [0.5, 0.7], new)
+    fused = config(1.0, 2).replace("runtime:\n", "runtime:\n  loss_module: fused\n  cuda_graph: false\n")
+    write_run(tmp_path, "fused", "random", 2, [0.5, 0.8], fused)
+    seeds = load_cycles([tmp_path]).cycles.groupby("sampler")["seed"].unique().map(sorted).to_dict()
+    assert seeds == {"random [runtime.loss_module=eager]": [0, 1], "random [runtime.loss_module=fused]": [2]}

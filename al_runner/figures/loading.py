@@ -194,9 +194,19 @@ def data_folder_name(text: str) -> str:
     return re.split(r"[/\\,:{]", text.strip().rstrip("}/\\"))[-1]
 
 
+# Keys added to the config after runs were committed, with the value that reproduces what runs did before them:
+# an older config without the key reads as that value, so it is not a separate arm from a newer run that kept the
+# default. (Keys added with a null default that means "as before", such as seed_data, read as null anyway.)
+AS_BEFORE_THE_KEY_EXISTED = {
+    "runtime.loss_module": "eager",  # the per-tap module every run used before the fused and compiled variants
+    "runtime.cuda_graph": "False",  # no CUDA-graph step existed before the key
+}
+
+
 def arm_value(config: dict[str, str], key: str) -> str:
-    """What a run's `key` contributes to telling arms apart (a key absent from an older config reads as null)."""
-    value = config.get(key, "None")
+    """What a run's `key` contributes to telling arms apart (a key absent from an older config reads as null, or as
+    its value in AS_BEFORE_THE_KEY_EXISTED)."""
+    value = config.get(key, AS_BEFORE_THE_KEY_EXISTED.get(key, "None"))
     if key in DATA_LOCATION_KEYS and value != "None":
         return f"…/{data_folder_name(value)}"
     return value
