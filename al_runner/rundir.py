@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from al_runner import platform
 from al_runner.atomic import atomic_torch_save, atomic_write_text
 from al_runner.errors import ALRunnerError, ConfigError
-from al_runner.schema import TEST_SCORE_COLUMNS
+from al_runner.schema import CYCLE_COLUMNS, TEST_SCORE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,56 @@ def write_csv(path: Path, columns, rows: list[dict]) -> None:
     for row in rows:
         writer.writerow([_fmt(row.get(c)) for c in columns])
     atomic_write_text(path, out.getvalue())
+
+
+_INT_COLUMNS = ("seed", "cycle", "n_labeled")
+_TEXT_COLUMNS = ("task", "model", "sampler", "metric", "uncertainty")
+
+
+def read_cycle_rows(path: Path) -> list[dict]:
+    """cycles.csv's rows with the types `write_csv` wrote them from (empty cell = None)."""
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    typed = []
+    for row in rows:
+        out = {}
+        for column in CYCLE_COLUMNS:
+            cell = row.get(column, "")
+            if cell in ("", None):
+                out[column] = None
+            elif column in _INT_COLUMNS:
+                out[column] = int(cell)
+            elif column in _TEXT_COLUMNS:
+                out[column] = cell
+            else:
+                out[column] = float(cell)
+        typed.append(out)
+    return typed
+
+
+def finished_records(run_dir: Path, comparable: dict, cycles: int) -> list[dict] | None:
+    """The cycles.csv rows of a run that finished all `cycles` in `run_dir` but whose checkpoint is not there (a
+    committed reference run copied back into a sweep, or a checkpoint deleted to save space), or None.
+
+    A run counts as finished only if its saved config is the same run (`comparable`, as `comparable_config` gives
+    it) and cycles.csv holds cycles 0 .. cycles-1: the runner writes the CSVs after each cycle's checkpoint, so
+    complete CSVs mean the last checkpoint was a finished one."""
+    cycles_csv, config_yaml = run_dir / "cycles.csv", run_dir / CONFIG_FILE
+    if not (cycles_csv.is_file() and config_yaml.is_file()):
+        return None
+    from al_runner.build import make_runtime  # torch-side; build never imports this module
+
+    saved = OmegaConf.load(config_yaml)
+    diffs = config_differences(comparable_config(saved, make_runtime(saved).resolved()), comparable)
+    if diffs:
+        raise ConfigError(
+            f"{run_dir} holds the records of a run with a different config (differs in: {', '.join(diffs[:8])}). "
+            f"Use another output directory (e.g. name=<new>) or delete that one to start over"
+        )
+    rows = read_cycle_rows(cycles_csv)
+    if [row["cycle"] for row in rows] != list(range(cycles)):
+        return None
+    return rows
 
 
 def write_test_scores(

@@ -142,6 +142,8 @@ class ActiveLearningRun:
         if ckpt is not None:
             self._restore(ckpt)  # a refused resume raises here, before anything is written
         log.info("run directory: %s", self.run_dir)  # where this run's files go, once it is accepted
+        if ckpt is None and self._skip_finished_records():
+            return self.state.rows
         log.info("floating-point path: %s", platform.describe(self.platform))
         emulated = platform.emulated_bf16_warning(self.platform)
         if emulated:  # bf16 asked for where the CPU has no bf16 units: it runs, much slower
@@ -173,6 +175,28 @@ class ActiveLearningRun:
         finally:
             self.tracking.close()
         return self.state.rows
+
+    def _skip_finished_records(self) -> bool:
+        """No checkpoint, but the run's records say it finished (e.g. a committed run copied back into its sweep):
+        nothing to do, and nothing of it is rewritten (its platform.json keeps the machine it was made on)."""
+        cycles = int(self.cfg.schedule.cycles)
+        rows = rundir.finished_records(self.run_dir, self.comparable_config(), cycles)
+        if rows is None:
+            if (self.run_dir / schema.CYCLES_CSV).is_file():
+                log.warning(
+                    "%s holds records of an unfinished run but no checkpoint to resume from: starting over (its CSVs "
+                    "will be replaced)",
+                    self.run_dir,
+                )
+            return False
+        self.state = RunState(cycles, True, rows, [], [])
+        self.outcome = "skipped"
+        log.info(
+            "run in %s already finished (%d cycles; its records, without a checkpoint); nothing to do",
+            self.run_dir,
+            len(rows),
+        )
+        return True
 
     def _record_picks(self, cycle: int, picked: torch.Tensor, scores: torch.Tensor) -> None:
         self.pool.label(picked, cycle + 1)

@@ -122,6 +122,46 @@ def test_finished_run_is_not_redone(smoke_cfg, tmp_path, monkeypatch):
     assert (tmp_path / "cycles.csv").read_text() == before
 
 
+def test_finished_records_without_a_checkpoint_are_not_redone(smoke_cfg, tmp_path, monkeypatch):
+    """A committed run copied back into its sweep has its CSVs and config but no checkpoint: skipped, untouched."""
+    run_experiment(smoke_cfg(), tmp_path)
+    (tmp_path / "checkpoint.pt").unlink()
+    files = {name: (tmp_path / name).read_bytes() for name in ("cycles.csv", "selected.csv", "platform.json")}
+    written = read_csv(tmp_path / "cycles.csv")
+    monkeypatch.setattr(cycle_mod, "train_cycle", lambda *a, **k: pytest.fail("a finished run trained again"))
+    run = ActiveLearningRun(smoke_cfg(), tmp_path)
+    rows = run.run()
+    assert run.outcome == "skipped" and not (tmp_path / "checkpoint.pt").exists()
+    assert {name: (tmp_path / name).read_bytes() for name in files} == files
+    assert [r["cycle"] for r in rows] == [int(r["cycle"]) for r in written]
+    assert [r["value"] for r in rows] == [float(r["value"]) for r in written]
+
+
+def test_unfinished_records_without_a_checkpoint_start_over(smoke_cfg, tmp_path, caplog):
+    run_experiment(smoke_cfg(), tmp_path / "full")
+    partial = tmp_path / "partial"
+    run_experiment(smoke_cfg(), partial)
+    (partial / "checkpoint.pt").unlink()
+    lines = (partial / "cycles.csv").read_text().splitlines(keepends=True)
+    (partial / "cycles.csv").write_text("".join(lines[:2]))  # header + cycle 0
+    with caplog.at_level("WARNING"):
+        run = ActiveLearningRun(smoke_cfg(), partial)
+        run.run()
+    assert run.outcome == "finished" and "no checkpoint to resume from: starting over" in caplog.text
+    assert without_timing(read_csv(partial / "cycles.csv")) == without_timing(
+        read_csv(tmp_path / "full" / "cycles.csv")
+    )
+
+
+def test_records_of_another_config_without_a_checkpoint_are_refused(smoke_cfg, tmp_path):
+    run_experiment(smoke_cfg("schedule.cycles=1"), tmp_path)
+    (tmp_path / "checkpoint.pt").unlink()
+    before = (tmp_path / "cycles.csv").read_text()
+    with pytest.raises(ConfigError, match="records of a run with a different config.*schedule.epochs"):
+        run_experiment(smoke_cfg("schedule.cycles=1", "schedule.epochs=3"), tmp_path)
+    assert (tmp_path / "cycles.csv").read_text() == before
+
+
 def test_resume_with_a_different_config_is_refused(smoke_cfg, tmp_path):
     run_experiment(smoke_cfg("schedule.cycles=1"), tmp_path)
     with pytest.raises(ConfigError, match="schedule.epochs"):
