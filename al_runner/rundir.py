@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from al_runner import platform
 from al_runner.atomic import atomic_torch_save, atomic_write_text
 from al_runner.errors import ALRunnerError, ConfigError
-from al_runner.schema import CYCLE_COLUMNS, TEST_SCORE_COLUMNS
+from al_runner.schema import CYCLE_COLUMNS, CYCLES_CSV, TEST_SCORE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,14 @@ def config_differences(a, b, prefix: str = "") -> list[str]:
             diffs += config_differences(a.get(key), b.get(key), f"{prefix}{key}.")
         return diffs
     return [] if a == b else [prefix.rstrip(".")]
+
+
+def different_config(run_dir: Path, diffs: list[str], holding: str = "a run") -> ConfigError:
+    """The refusal to resume or skip into a run directory whose run (checkpoint or records) has another config."""
+    return ConfigError(
+        f"{run_dir} holds {holding} with a different config (differs in: {', '.join(diffs[:8])}). "
+        f"Use another output directory (e.g. name=<new>) or delete that one to start over"
+    )
 
 
 def _fmt(value) -> str:
@@ -157,7 +165,7 @@ def finished_records(run_dir: Path, comparable: dict, cycles: int) -> list[dict]
     A run counts as finished only if its saved config is the same run (`comparable`, as `comparable_config` gives
     it) and cycles.csv holds cycles 0 .. cycles-1: the runner writes the CSVs after each cycle's checkpoint, so
     complete CSVs mean the last checkpoint was a finished one."""
-    cycles_csv, config_yaml = run_dir / "cycles.csv", run_dir / CONFIG_FILE
+    cycles_csv, config_yaml = run_dir / CYCLES_CSV, run_dir / CONFIG_FILE
     if not (cycles_csv.is_file() and config_yaml.is_file()):
         return None
     from al_runner.build import make_runtime  # torch-side; build never imports this module
@@ -165,10 +173,7 @@ def finished_records(run_dir: Path, comparable: dict, cycles: int) -> list[dict]
     saved = OmegaConf.load(config_yaml)
     diffs = config_differences(comparable_config(saved, make_runtime(saved).resolved()), comparable)
     if diffs:
-        raise ConfigError(
-            f"{run_dir} holds the records of a run with a different config (differs in: {', '.join(diffs[:8])}). "
-            f"Use another output directory (e.g. name=<new>) or delete that one to start over"
-        )
+        raise different_config(run_dir, diffs, "the records of a run")
     rows = read_cycle_rows(cycles_csv)
     if [row["cycle"] for row in rows] != list(range(cycles)):
         return None

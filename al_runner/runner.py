@@ -110,10 +110,7 @@ class ActiveLearningRun:
             )
         diffs = rundir.config_differences(ckpt["config"], self.comparable_config())
         if diffs:
-            raise ConfigError(
-                f"{self.run_dir} holds a run with a different config (differs in: {', '.join(diffs[:8])}). "
-                f"Use another output directory (e.g. name=<new>) or delete that one to start over"
-            )
+            raise rundir.different_config(self.run_dir, diffs)
         rundir.check_platform(ckpt, self.platform, self.run_dir)  # another CPU / ISA / build: refused
         changed = rundir.data_changes(ckpt["data"], self.task.fingerprint())
         if changed:
