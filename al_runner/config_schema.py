@@ -121,6 +121,7 @@ class RootSchema:
     seed_model: Optional[int] = None  # initial weights; None = seed
     device: str = "auto"
     progress: Optional[bool] = None
+    checkpoint_minutes: Optional[float] = 10.0  # in-cycle checkpoint cadence; None = only at cycle ends
     runtime: RuntimeSchema = field(default_factory=RuntimeSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)
     logger: Any = None  # the trackers (conf/logger/, al_runner.tracking); never part of a run's identity
@@ -177,6 +178,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "progress": (
         lambda v: v is None or isinstance(v, bool),
         "one of true, false, null (null: bars only on a terminal)",
+    ),
+    "checkpoint_minutes": (
+        lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0),
+        "a number of minutes >= 0 (0: after every epoch), or null (only at the end of each cycle)",
     ),
     "name": (lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a folder name"),
     "runtime.amp": (lambda v: v in ("auto", None) or isinstance(v, bool), "one of auto, true, false"),

@@ -34,7 +34,7 @@ from al_runner.build import (
 from al_runner.determinism import apply_determinism
 from al_runner.learner import Learner
 from al_runner.learning_loss import LearningLoss
-from al_runner.loop import Evaluation, evaluate, select, train_cycle
+from al_runner.loop import Evaluation, ProgressCheckpoint, TrainingProgress, evaluate, select, train_cycle
 from al_runner.runtime import Runtime
 from al_runner.samplers import Sampler
 from al_runner.tasks.base import Task
@@ -120,11 +120,14 @@ def run_cycle(
     last: bool = False,
     evaluated: bool = True,
     on_epoch=None,
+    resume: TrainingProgress | None = None,
+    checkpoint: ProgressCheckpoint | None = None,
 ) -> CycleResult:
     """Train on `labeled`, evaluate on the task's test split (unless `evaluated` is False), and pick `k` of
-    `candidates` (unless `last`). Draws from the parts' generators, which carry over to the next cycle."""
+    `candidates` (unless `last`). Draws from the parts' generators, which carry over to the next cycle.
+    resume / checkpoint: the training's in-cycle progress, continued from / handed out (`loop.train_cycle`)."""
     t0 = time.perf_counter()
-    train(parts, labeled, cycle, on_epoch)
+    train(parts, labeled, cycle, on_epoch, resume, checkpoint)
     t1 = time.perf_counter()
     evaluation = evaluate(parts.learner, parts.task, int(parts.cfg.schedule.eval_batch_size)) if evaluated else None
     t2 = time.perf_counter()
@@ -133,7 +136,14 @@ def run_cycle(
     return CycleResult(evaluation, picked, scores, t1 - t0, t2 - t1, t3 - t2)
 
 
-def train(parts: RunParts, labeled: torch.Tensor, cycle: int, on_epoch=None) -> None:
+def train(
+    parts: RunParts,
+    labeled: torch.Tensor,
+    cycle: int,
+    on_epoch=None,
+    resume: TrainingProgress | None = None,
+    checkpoint: ProgressCheckpoint | None = None,
+) -> None:
     """The cycle's training: from the previous cycle's weights, or from the initial ones when the schedule
     re-initialises each cycle (the same weights as cycle 0's: `build_learner` seeds them from the config)."""
     cfg, s = parts.cfg, parts.cfg.schedule
@@ -151,6 +161,8 @@ def train(parts: RunParts, labeled: torch.Tensor, cycle: int, on_epoch=None) -> 
         cycle=cycle,
         progress=cfg.progress,
         on_epoch=on_epoch,
+        resume=resume,
+        checkpoint=checkpoint,
     )
 
 

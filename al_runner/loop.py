@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from tqdm import tqdm
@@ -71,6 +72,28 @@ def train_one_epoch(
     return loss_sum / max(batches, 1)
 
 
+@dataclass
+class TrainingProgress:
+    """A cycle's training after `epochs_done` epochs: everything that continues it bit for bit (on CPU) from
+    there, i.e. the weights, the optimizer and LR-schedule states and the training generator (shuffles and
+    augmentation draw from it alone)."""
+
+    epochs_done: int
+    learner: dict
+    optimizer: dict
+    scheduler: dict | None
+    train_generator: torch.Tensor
+
+
+class ProgressCheckpoint(Protocol):
+    """Where `train_cycle` hands its progress after an epoch (al-run's in-cycle checkpoint, `runner`)."""
+
+    def due(self) -> bool:
+        """Whether to save after this epoch (asked every epoch; cheap)."""
+
+    def save(self, progress: TrainingProgress) -> None: ...
+
+
 def train_cycle(
     learner: Learner,
     task: Task,
@@ -84,18 +107,28 @@ def train_cycle(
     cycle: int,
     progress: bool | None = None,
     on_epoch=None,
+    resume: TrainingProgress | None = None,
+    checkpoint: ProgressCheckpoint | None = None,
 ) -> float:
     """`epochs` epochs with a fresh optimizer and LR schedule; the scheduler steps after the optimizer.
-    on_epoch(epoch, mean loss, optimizer), if given, runs after each epoch, before the scheduler steps (trackers)."""
+    on_epoch(epoch, mean loss, optimizer), if given, runs after each epoch, before the scheduler steps (trackers).
+
+    resume: continue after `resume.epochs_done` epochs from that state (weights, optimizer, schedule, generator).
+    checkpoint: after each epoch, if `checkpoint.due()`, the progress so far goes to `checkpoint.save`."""
     optimizer = make_optimizer(learner.parameters())
     scheduler = make_scheduler(optimizer) if make_scheduler is not None else None
+    start = 0
+    if resume is not None:
+        start = _continue_from(resume, learner, optimizer, scheduler, generator)
     log_every = max(1, epochs // 10)
     loss = math.nan
     # progress None: a bar only on a terminal (tqdm's own check); True/False force it on/off
     bar = tqdm(
-        range(epochs),
+        range(start, epochs),
         desc=f"cycle {cycle} train",
         unit="epoch",
+        initial=start,
+        total=epochs,
         leave=False,
         disable=None if progress is None else not progress,
     )
@@ -105,6 +138,16 @@ def train_cycle(
             on_epoch(epoch, loss, optimizer)
         if scheduler is not None:
             scheduler.step()
+        if checkpoint is not None and checkpoint.due():
+            checkpoint.save(
+                TrainingProgress(
+                    epoch + 1,
+                    learner.state_dict(),
+                    optimizer.state_dict(),
+                    None if scheduler is None else scheduler.state_dict(),
+                    generator.get_state(),
+                )
+            )
         bar.set_postfix(loss=f"{loss:.4f}")
         if (epoch + 1) % log_every == 0 or epoch + 1 == epochs:
             # without a bar (a background or launcher job), progress goes to the run's log every 10 % of epochs
@@ -117,6 +160,18 @@ def train_cycle(
                 loss,
             )
     return loss
+
+
+def _continue_from(resume: TrainingProgress, learner: Learner, optimizer, scheduler, generator) -> int:
+    """Load a saved progress into this cycle's fresh optimizer and schedule; returns the epochs already done."""
+    if (resume.scheduler is None) != (scheduler is None):
+        raise ValueError("the saved training progress and this schedule disagree on having an LR scheduler")
+    learner.load_state_dict(resume.learner)
+    optimizer.load_state_dict(resume.optimizer)
+    if scheduler is not None:
+        scheduler.load_state_dict(resume.scheduler)
+    generator.set_state(resume.train_generator)
+    return int(resume.epochs_done)
 
 
 @dataclass

@@ -28,9 +28,10 @@ CONFIG_FILE = (
 # and `runtime` by its resolved values (amp, channels_last and compile change fp rounding). On CPU the resolved
 # thread count counts too: it changes the order of float reductions, hence the numbers (the demo's cycle 0 at 1 vs
 # 2 threads: docs/sweeps.md "Run identity"). On CUDA it only drives host-side work, so it is left out there.
-# logger: trackers (al_runner.tracking)
+# logger: trackers (al_runner.tracking); checkpoint_minutes: how often progress within a cycle is saved
 IGNORED_KEYS = (
     "progress",
+    "checkpoint_minutes",
     "paths",
     "name",
     "hydra",

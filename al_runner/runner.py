@@ -8,6 +8,7 @@ al-label's rounds; the phases are `al_runner.loop`; the files are `al_runner.run
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from al_runner.build import build_task, resolve_threads, schedule_sizes, seed_fo
 from al_runner.cycle import build_run, cycle_row, run_cycle
 from al_runner.errors import ConfigError, DataError, NonFiniteLossError
 from al_runner.learner import Learner
+from al_runner.loop import TrainingProgress
 from al_runner.pool import Pool
 from al_runner.runlock import RunLock
 from al_runner.runtime import Runtime
@@ -30,6 +32,7 @@ from al_runner.tracking import Tracking
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 3  # 3: records the data fingerprint
+IN_CYCLE_FORMAT = 1  # the in-cycle checkpoint (schema.IN_CYCLE_CHECKPOINT)
 
 
 @dataclass
@@ -45,6 +48,7 @@ class ActiveLearningRun:
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.checkpoint_path = self.run_dir / schema.CHECKPOINT
+        self.in_cycle_path = self.run_dir / schema.IN_CYCLE_CHECKPOINT
         self.tracking = Tracking(cfg)  # logger=...: a tracker whose package is missing is refused at once, in one line
         self.parts = build_run(cfg, build_task=_task_of_config)  # the sampler's needs refused before any training
         # what decides the floating-point path (CPU, ISA, builds): logged, saved, compared on resume
@@ -104,10 +108,16 @@ class ActiveLearningRun:
         }
 
     def _restore(self, ckpt: dict) -> None:
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(
-                f"{self.checkpoint_path} was written by an incompatible version; move it away to start over"
-            )
+        self._check_resumable(ckpt, self.checkpoint_path, CHECKPOINT_FORMAT)
+        self.state = RunState(ckpt["next_cycle"], ckpt["finished"], ckpt["rows"], ckpt["selected"], ckpt["details"])
+        self.learner.load_state_dict(ckpt["learner"])
+        self.pool.load_state_dict(ckpt["pool"])
+        self.parts.load_generator_states(ckpt["generators"])
+
+    def _check_resumable(self, ckpt: dict, path: Path, expected_format: int) -> None:
+        """A checkpoint of this run: same format, config, floating-point path and data, else refused."""
+        if ckpt.get("format") != expected_format:
+            raise ConfigError(f"{path} was written by an incompatible version; move it away to start over")
         diffs = rundir.config_differences(ckpt["config"], self.comparable_config())
         if diffs:
             raise rundir.different_config(self.run_dir, diffs)
@@ -119,10 +129,30 @@ class ActiveLearningRun:
                 f"pool indices would point at other images. Restore that data, or start over in another directory "
                 f"(e.g. name=<new>) or after deleting this one"
             )
-        self.state = RunState(ckpt["next_cycle"], ckpt["finished"], ckpt["rows"], ckpt["selected"], ckpt["details"])
-        self.learner.load_state_dict(ckpt["learner"])
-        self.pool.load_state_dict(ckpt["pool"])
-        self.parts.load_generator_states(ckpt["generators"])
+
+    # --- within a cycle: training progress, saved every `checkpoint_minutes` -----------------------
+    def _in_cycle_progress(self) -> TrainingProgress | None:
+        """The saved training progress of the cycle this run is about to run, if any (checked like the
+        checkpoint). A file of an earlier cycle (killed between the cycle's checkpoint and its removal) is removed."""
+        saved = rundir.load_checkpoint(self.in_cycle_path)
+        if saved is None:
+            return None
+        self._check_resumable(saved, self.in_cycle_path, IN_CYCLE_FORMAT)
+        if saved["cycle"] != self.state.next_cycle or self.state.finished:
+            self.in_cycle_path.unlink(missing_ok=True)
+            return None
+        return TrainingProgress(**saved["progress"])
+
+    def _save_in_cycle(self, cycle: int, progress: TrainingProgress) -> None:
+        state = {
+            "format": IN_CYCLE_FORMAT,
+            "config": self.comparable_config(),
+            "data": self.task.fingerprint(),
+            "platform": self.platform,
+            "cycle": cycle,
+            "progress": vars(progress),
+        }
+        rundir.save_checkpoint(self.in_cycle_path, state)  # write-then-rename, as the cycle checkpoint
 
     def _write_csvs(self) -> None:
         rundir.write_csv(self.run_dir / schema.CYCLES_CSV, schema.CYCLE_COLUMNS, self.state.rows)
@@ -141,6 +171,7 @@ class ActiveLearningRun:
         log.info("run directory: %s", self.run_dir)  # where this run's files go, once it is accepted
         if ckpt is None and self._skip_finished_records():
             return self.state.rows
+        in_cycle = self._in_cycle_progress()  # refused (another config, machine or data) before anything is written
         log.info("floating-point path: %s", platform.describe(self.platform))
         emulated = platform.emulated_bf16_warning(self.platform)
         if emulated:  # bf16 asked for where the CPU has no bf16 units: it runs, much slower
@@ -154,7 +185,8 @@ class ActiveLearningRun:
                 log.info("run in %s already finished (%d cycles); nothing to do", self.run_dir, len(self.state.rows))
                 return self.state.rows
             self.outcome = "resumed"
-            log.info("resuming %s after cycle %d", self.run_dir, self.state.next_cycle - 1)
+            if in_cycle is None:
+                log.info("resuming %s after cycle %d", self.run_dir, self.state.next_cycle - 1)
         else:
             picks = self.pool.label_initial(self.initial_size, self.init_generator)
             self.state.selected += [
@@ -164,10 +196,20 @@ class ActiveLearningRun:
                 )
             ]
         cycles = int(self.cfg.schedule.cycles)
+        if in_cycle is not None:
+            self.outcome = "resumed"
+            log.info(
+                "resuming %s in cycle %d after epoch %d of %d (its in-cycle checkpoint)",
+                self.run_dir,
+                self.state.next_cycle,
+                in_cycle.epochs_done,
+                int(self.cfg.schedule.epochs),
+            )
         self.tracking.start(self.run_dir, self.parts.learning_loss)  # a resumed run continues its tracked run
         try:
             for cycle in range(self.state.next_cycle, cycles):
-                self._run_cycle(cycle, last=cycle == cycles - 1)
+                self._run_cycle(cycle, last=cycle == cycles - 1, resume=in_cycle)
+                in_cycle = None
             self.tracking.finish()  # the run's figures as artifacts
         finally:
             self.tracking.close()
@@ -212,7 +254,7 @@ class ActiveLearningRun:
             return [None] * len(indices)
         return [schema.CLASSES_SEPARATOR.join(point) for point in names]
 
-    def _run_cycle(self, cycle: int, last: bool) -> None:
+    def _run_cycle(self, cycle: int, last: bool, resume: TrainingProgress | None = None) -> None:
         cfg = self.cfg
         labeled = self.pool.labeled_indices
         try:
@@ -224,6 +266,8 @@ class ActiveLearningRun:
                 cycle,
                 last=last,
                 on_epoch=self.tracking.epoch_callback(cycle, int(cfg.schedule.epochs)),
+                resume=resume,
+                checkpoint=self._in_cycle_checkpoint(cycle),
             )
         except NonFiniteLossError as e:
             kept = str(self.checkpoint_path) if self.checkpoint_path.is_file() else None
@@ -252,9 +296,16 @@ class ActiveLearningRun:
             evaluation.predicted_loss,
         )
         rundir.save_checkpoint(self.checkpoint_path, self._checkpoint())
+        self.in_cycle_path.unlink(missing_ok=True)  # the cycle's checkpoint supersedes its progress
         self._write_csvs()
         self.tracking.log_cycle(row, [p for p in self.state.selected if p["cycle"] == cycle + 1])
         self._log_cycle(row)
+
+    def _in_cycle_checkpoint(self, cycle: int) -> InCycleCheckpoint | None:
+        minutes = self.cfg.get("checkpoint_minutes")
+        if minutes is None:
+            return None
+        return InCycleCheckpoint(float(minutes) * 60.0, lambda progress: self._save_in_cycle(cycle, progress))
 
     def _log_cycle(self, row: dict) -> None:
         cfg, cycle, accuracy = self.cfg, row["cycle"], row["ranking_accuracy"]
@@ -274,6 +325,22 @@ class ActiveLearningRun:
             row["eval_s"],
             row["select_s"],
         )
+
+
+class InCycleCheckpoint:
+    """`loop.ProgressCheckpoint` by the clock: due after an epoch once `seconds` passed since the cycle began or
+    since the last save (0: after every epoch). A save costs a state dict's write; saving often costs no numbers."""
+
+    def __init__(self, seconds: float, write):
+        self.seconds, self.write = seconds, write
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.seconds
+
+    def save(self, progress: TrainingProgress) -> None:
+        self.write(progress)
+        self.last = time.monotonic()
 
 
 def _task_of_config(cfg: DictConfig, runtime: Runtime) -> Task:

@@ -7,7 +7,7 @@ import al_runner.cycle as cycle_mod  # the phases are called from the cycle modu
 import al_runner.loop as loop_mod
 from al_runner.errors import ConfigError, NonFiniteLossError
 from al_runner.loop import select
-from al_runner.runner import ActiveLearningRun, run_experiment
+from al_runner.runner import ActiveLearningRun, run_experiment, run_locked
 from al_runner.samplers import RandomSampler
 from al_runner.schema import TIMING_COLUMNS
 
@@ -112,6 +112,67 @@ def test_killed_then_resumed_run_equals_uninterrupted(smoke_cfg, tmp_path, monke
     assert [r["cycle"] for r in resumed] == ["0", "1", "2", "3"]  # no duplicated rows
     assert without_timing(full) == without_timing(resumed)
     assert (tmp_path / "full" / "selected.csv").read_text() == (tmp_path / "killed" / "selected.csv").read_text()
+
+
+@pytest.mark.parametrize("dies_in_cycle", [0, 1])
+def test_killed_mid_cycle_resumes_from_its_in_cycle_checkpoint_with_the_same_numbers(
+    smoke_cfg, tmp_path, monkeypatch, dies_in_cycle
+):
+    overrides = ("sampler=learning_loss", "schedule.cycles=3", "schedule.epochs=4", "checkpoint_minutes=0")
+    run_experiment(smoke_cfg(*overrides), tmp_path / "full")
+    assert not (tmp_path / "full" / "checkpoint_in_cycle.pt").exists()  # removed once its cycle is checkpointed
+
+    real_epoch = loop_mod.train_one_epoch
+    epochs_run, dying = [], [True]
+
+    def counting_epoch(*args, **kwargs):
+        epochs_run.append((args[7], args[6]))  # (cycle, epoch)
+        if dying[0] and epochs_run[-1] == (dies_in_cycle, 2):  # dies in epoch 2 (of 0..3) of the chosen cycle
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop_mod, "train_one_epoch", counting_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(smoke_cfg(*overrides), tmp_path / "killed")
+    saved = torch.load(tmp_path / "killed" / "checkpoint_in_cycle.pt", weights_only=True)
+    assert (saved["cycle"], saved["progress"]["epochs_done"]) == (dies_in_cycle, 2)
+
+    epochs_run.clear()
+    dying[0] = False
+    run = run_locked(smoke_cfg(*overrides), tmp_path / "killed")
+    assert epochs_run[:2] == [(dies_in_cycle, 2), (dies_in_cycle, 3)]  # the two saved epochs are not trained again
+    assert len(epochs_run) == 2 + 4 * (2 - dies_in_cycle) and run.outcome == "resumed"
+    for name in ("cycles.csv", "selected.csv", "test_scores.csv"):
+        full, resumed = read_csv(tmp_path / "full" / name), read_csv(tmp_path / "killed" / name)
+        assert without_timing(full) == without_timing(resumed), name
+    assert not (tmp_path / "killed" / "checkpoint_in_cycle.pt").exists()
+
+
+def test_in_cycle_checkpoint_of_another_config_is_refused(smoke_cfg, tmp_path, monkeypatch):
+    overrides = ("schedule.epochs=4", "checkpoint_minutes=0")
+
+    def dying_epoch(*args, **kwargs):
+        if args[6] == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    real_epoch = loop_mod.train_one_epoch
+    monkeypatch.setattr(loop_mod, "train_one_epoch", dying_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(smoke_cfg(*overrides), tmp_path)
+    assert not (tmp_path / "checkpoint.pt").exists() and (tmp_path / "checkpoint_in_cycle.pt").is_file()
+    with pytest.raises(ConfigError, match="schedule.batch_size"):
+        run_experiment(smoke_cfg(*overrides, "schedule.batch_size=4"), tmp_path)
+
+
+def test_no_in_cycle_checkpoint_when_turned_off(smoke_cfg, tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr(ActiveLearningRun, "_save_in_cycle", lambda self, cycle, progress: saved.append(cycle))
+    run_experiment(smoke_cfg("checkpoint_minutes=null"), tmp_path / "off")
+    run_experiment(smoke_cfg("checkpoint_minutes=60"), tmp_path / "hour")  # never due in a smoke run
+    assert saved == []
+    run_experiment(smoke_cfg("checkpoint_minutes=0"), tmp_path / "every")
+    assert saved == [0, 0, 1, 1]  # two cycles of two epochs
 
 
 def test_finished_run_is_not_redone(smoke_cfg, tmp_path, monkeypatch):

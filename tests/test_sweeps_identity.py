@@ -28,6 +28,8 @@ def test_spellings_of_one_config_share_a_directory_and_real_differences_do_not()
         run_dir_for("schedule.epochs=2"),  # the smoke schedule's own value
         run_dir_for("schedule.learning_loss.weight=1"),  # int vs float spelling of the same number
         run_dir_for(f"runtime.threads={DEFAULT_THREADS}", "progress=true", "device=auto"),  # how, not what
+        run_dir_for("checkpoint_minutes=0"),  # how often progress is saved changes no number
+        run_dir_for("checkpoint_minutes=null"),
         run_dir_for("paths.cache=/tmp/a/b/c", "paths.data=/x/y"),
     ]
     assert same == [base] * len(same)

@@ -20,7 +20,7 @@ RUN_KEY = ["task", "model", "sampler", "seed"]
 # The run's composed config, saved by the runner (config.yaml) or, for older runs, by Hydra (.hydra/).
 CONFIG_FILES = ("config.yaml", ".hydra/config.yaml")
 # Keys that never make two arms: the seed (averaged over), where files go, how the run was executed.
-NOT_AN_ARM = ("seed", "name", "paths", "progress", "device", "hydra", "runtime.threads")
+NOT_AN_ARM = ("seed", "name", "paths", "progress", "checkpoint_minutes", "device", "hydra", "runtime.threads")
 
 
 @dataclass
