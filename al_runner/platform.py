@@ -20,7 +20,9 @@ from functools import lru_cache
 
 import torch
 
-PLATFORM_FILE = "platform.json"  # in the run directory, beside config.yaml
+from al_runner.schema import PLATFORM_FILE  # noqa: F401 (the run directory's file, named here too)
+from al_runner.schema import PLATFORM_KEYS as COMPARED
+
 # Environment variables that change which instructions oneDNN, ATen or MKL use (recorded when set).
 ISA_ENVIRONMENT = (
     "ONEDNN_MAX_CPU_ISA",
@@ -30,23 +32,7 @@ ISA_ENVIRONMENT = (
     "MKL_CBWR",
     "ONEDNN_DEFAULT_FPMATH_MODE",
 )
-# The keys a resume compares, by device type; a key absent from an older record is not compared.
-# `precision` is the resolved autocast precision ("fp32" / "bf16"), once runs record it.
-COMPARED = {
-    "cpu": (
-        "device",
-        "precision",
-        "torch",
-        "cpu_model",
-        "cpu_capability",
-        "onednn_isa",
-        "onednn",
-        "mkl",
-        "threads",
-        "isa_environment",
-    ),
-    "cuda": ("device", "precision", "torch", "gpu", "cuda", "cudnn"),
-}
+# COMPARED: the keys a resume compares, by device type (schema.PLATFORM_KEYS: al-plot reads them without torch)
 
 
 def cpu_model() -> str:

@@ -37,3 +37,23 @@ CLASSES_SEPARATOR = "|"
 TEST_SCORE_COLUMNS = ("cycle", "test_index", "real_loss", "predicted_loss", "uncertainty")
 # Named sub-results of the metric per cycle (per-class AP, per-joint PCKh); absent when the task has none.
 METRIC_DETAIL_COLUMNS = ("cycle", "name", "value")
+
+# What decides a run's floating-point path (`al_runner.platform`), written beside config.yaml.
+PLATFORM_FILE = "platform.json"
+# The keys a resume compares, by device type; a key absent from an older record is not compared.
+# `precision` is the resolved autocast precision ("fp32" / "bf16"), once runs record it.
+PLATFORM_KEYS = {
+    "cpu": (
+        "device",
+        "precision",
+        "torch",
+        "cpu_model",
+        "cpu_capability",
+        "onednn_isa",
+        "onednn",
+        "mkl",
+        "threads",
+        "isa_environment",
+    ),
+    "cuda": ("device", "precision", "torch", "gpu", "cuda", "cudnn"),
+}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -306,6 +307,35 @@ def test_same_run_in_two_dirs_is_counted_once(tmp_path):
     loaded = load_cycles([tmp_path])
     assert loaded.cycles["cycle"].tolist() == [0, 1]
     assert any("found in 2 directories" in note for note in loaded.notes)
+
+
+def write_platform(run_dir: Path, **changes) -> None:
+    record = {"device": "cpu", "precision": "fp32", "torch": "2.14.1", "cpu_model": "AMD EPYC", "threads": 1}
+    (run_dir / "platform.json").write_text(json.dumps(record | changes))
+
+
+def test_a_seed_whose_runs_mix_floating_point_paths_is_named(tmp_path):
+    for seed in (0, 1, 2):
+        for sampler in ("random", "entropy", "learning_loss"):
+            run_dir = write_run(tmp_path, "cifar10", sampler, seed, [0.5, 0.6])
+            if seed == 1 and sampler == "learning_loss":
+                write_platform(run_dir, cpu_model="Intel Xeon", precision="bf16")
+            elif seed == 2 and sampler == "random":
+                continue  # made before platform.json existed: unknown, not a mix
+            else:
+                write_platform(run_dir)
+    notes = [note for note in load_cycles([tmp_path]).notes if "floating-point paths" in note]
+    assert len(notes) == 1 and notes[0].startswith("cifar10/resnet18 seed 1:")
+    assert "precision: fp32 (entropy), bf16 (learning_loss), fp32 (random)" in notes[0]
+    assert "cpu_model: AMD EPYC (entropy), Intel Xeon (learning_loss), AMD EPYC (random)" in notes[0]
+    assert "torch" not in notes[0]  # the same in all three
+
+
+def test_an_unreadable_platform_record_names_the_file(tmp_path):
+    run_dir = write_run(tmp_path, "cifar10", "random", 0, [0.5])
+    (run_dir / "platform.json").write_text("{not json")
+    with pytest.raises(FigureDataError, match="platform.json: not a readable platform record"):
+        load_cycles([tmp_path])
 
 
 GOOD_ROW = "cifar10,resnet18,random,0,0,1000,accuracy,0.5,softmax_entropy,,1.0,1.0,1.0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import pandas as pd
 from al_runner.figures.errors import FigureDataError
 from al_runner.schema import CYCLE_COLUMNS as CYCLES_COLUMNS
 from al_runner.schema import CYCLES_CSV as CYCLES_FILE
+from al_runner.schema import PLATFORM_FILE, PLATFORM_KEYS
 from al_runner.schema import TEST_SCORE_COLUMNS as TEST_SCORES_COLUMNS
 
 # What identifies one run (one line of a sweep).
@@ -159,6 +161,62 @@ def _keep_one_dir_per_run(cycles: pd.DataFrame, notes: list[str]) -> pd.DataFram
     return cycles.merge(kept, on=[*RUN_KEY, "run_dir"], how="inner")
 
 
+def read_platform(run_dir: Path) -> dict | None:
+    """The run's platform.json (its floating-point path), or None for runs made before it was recorded."""
+    path = Path(run_dir) / PLATFORM_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise FigureDataError(f"{path}: not a readable platform record ({error})") from None
+    if not isinstance(record, dict):
+        raise FigureDataError(f"{path}: not a platform record (expected a JSON object)")
+    return record
+
+
+def mixed_platform_notes(cycles: pd.DataFrame) -> list[str]:
+    """Paired differences compare samplers within a seed, assuming one floating-point path: name every seed whose
+    runs were made on different ones (CPU type, ISA, precision, builds, as platform.json records them), since such
+    a difference mixes the machines or precisions with the samplers. Runs without a record are not compared."""
+    records = {run_dir: read_platform(Path(run_dir)) for run_dir in cycles["run_dir"].unique()}
+    notes = []
+    for (task, model, seed), rows in cycles.groupby(["task", "model", "seed"]):
+        runs = rows[["sampler", "run_dir"]].drop_duplicates().itertuples(index=False)
+        known = {sampler: records[run_dir] for sampler, run_dir in runs if records[run_dir] is not None}
+        differing = _differing_platform_keys(list(known.values()))
+        if differing:
+            paths = "; ".join(
+                f"{key}: "
+                + ", ".join(f"{_platform_text(record.get(key))} ({sampler})" for sampler, record in known.items())
+                for key in differing
+            )
+            notes.append(
+                f"{task}/{model} seed {seed}: its runs were made on different floating-point paths ({paths}); "
+                f"its paired differences compare those as well as the samplers"
+            )
+    return notes
+
+
+def _differing_platform_keys(records: list[dict]) -> list[str]:
+    """Keys (of schema.PLATFORM_KEYS, for the records' device types) present in every record with more than one
+    value among them."""
+    if len(records) < 2:
+        return []
+    keys = dict.fromkeys(
+        key for record in records for key in PLATFORM_KEYS.get(str(record.get("device")), PLATFORM_KEYS["cpu"])
+    )
+    return [
+        key
+        for key in keys
+        if all(key in record for record in records) and len({_platform_text(r[key]) for r in records}) > 1
+    ]
+
+
+def _platform_text(value) -> str:
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
+
+
 def _flatten(node, prefix: str = "") -> dict[str, str]:
     if isinstance(node, dict):
         flat = {}
@@ -297,5 +355,6 @@ def load_cycles(run_roots: list[Path]) -> LoadedRuns:
     configs = read_run_configs(cycles)
     cycles = split_arms(cycles, notes, configs)
     cycles = _keep_one_dir_per_run(cycles, notes)
+    notes += mixed_platform_notes(cycles)
     cycles = cycles.sort_values([*RUN_KEY, "cycle"], ignore_index=True)
     return LoadedRuns(cycles=cycles, notes=notes, configs=configs)
