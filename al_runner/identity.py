@@ -47,13 +47,12 @@ def _safe(text) -> str:
 
 def run_id(cfg: DictConfig) -> str:
     # torch is imported only when a run directory is named, i.e. in the process that runs the job
-    from al_runner.build import make_runtime
-    from al_runner.rundir import comparable_config
+    from al_runner.rundir import comparable_config_of
 
     readable = "-".join(
         [_safe(cfg.task.name), _safe(cfg.model.name), _safe(cfg.sampler.name), f"seed{_safe(cfg.seed)}"]
     )
-    return f"{readable}-{config_hash(comparable_config(cfg, make_runtime(cfg).resolved()))}"
+    return f"{readable}-{config_hash(comparable_config_of(cfg))}"
 
 
 def threads_for_launcher(launcher: DictConfig | None) -> int | None:

@@ -60,6 +60,14 @@ def comparable_config(cfg: DictConfig, resolved_runtime: dict) -> dict:
     return comparable
 
 
+def comparable_config_of(cfg: DictConfig) -> dict:
+    """`comparable_config` with the runtime resolved from `cfg` itself: a run's identity from its config alone (the
+    run directory's name, a saved config.yaml)."""
+    from al_runner.build import make_runtime  # torch-side; build never imports this module
+
+    return comparable_config(cfg, make_runtime(cfg).resolved())
+
+
 def config_differences(a, b, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two nested dicts."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -169,10 +177,7 @@ def finished_records(run_dir: Path, comparable: dict, cycles: int) -> list[dict]
     cycles_csv, config_yaml = run_dir / CYCLES_CSV, run_dir / CONFIG_FILE
     if not (cycles_csv.is_file() and config_yaml.is_file()):
         return None
-    from al_runner.build import make_runtime  # torch-side; build never imports this module
-
-    saved = OmegaConf.load(config_yaml)
-    diffs = config_differences(comparable_config(saved, make_runtime(saved).resolved()), comparable)
+    diffs = config_differences(comparable_config_of(OmegaConf.load(config_yaml)), comparable)
     if diffs:
         raise different_config(run_dir, diffs, "the records of a run")
     rows = read_cycle_rows(cycles_csv)
