@@ -15,6 +15,8 @@ from al_runner.analysis.efficiency import label_efficiency, labels_to_reach
 from al_runner.analysis.paired import (
     aubc_tests,
     compare_pair,
+    detectable_difference,
+    detectable_effect_size,
     holm,
     paired_t_power,
     pairwise_tests,
@@ -121,6 +123,27 @@ def test_seeds_for_power_never_grows_with_the_effect_even_where_the_far_tail_und
     assert all(math.isfinite(n) for n in needed)
     assert needed == sorted(needed, reverse=True)
     assert seeds_for_power(5.5) == 3
+
+
+@pytest.mark.parametrize("n", [2, 5, 20])
+def test_detectable_difference_is_the_one_these_seeds_detect_with_80_percent_power(n):
+    from statsmodels.stats.power import TTestPower
+
+    d_z = detectable_effect_size(n)
+    assert paired_t_power(d_z, n, 0.05) == pytest.approx(0.8, abs=1e-6)
+    assert TTestPower().solve_power(nobs=n, alpha=0.05, power=0.8) == pytest.approx(d_z, rel=1e-4)
+    assert detectable_difference(0.02, n) == pytest.approx(0.02 * d_z)
+    assert math.isnan(detectable_difference(float("nan"), n)) and math.isnan(detectable_effect_size(1))
+
+
+def test_more_seeds_detect_smaller_differences():
+    assert [round(detectable_effect_size(n), 3) for n in (5, 20)] == [1.682, 0.66]  # statsmodels' TTestPower
+
+
+def test_a_compared_pair_reports_the_difference_its_seeds_detect():
+    a, b = np.array([0.61, 0.60, 0.63, 0.59, 0.62]), np.array([0.60, 0.61, 0.60, 0.60, 0.60])
+    row = compare_pair(a, b)
+    assert row["detectable_diff"] == pytest.approx(np.std(a - b, ddof=1) * detectable_effect_size(5))
 
 
 def test_paired_t_power_equals_statsmodels_wherever_statsmodels_gives_a_number():

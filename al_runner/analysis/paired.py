@@ -5,8 +5,10 @@ the per-seed difference removes that shared variation: each pair of samplers is 
 on the seeds both reached. Per pair: the paired t-test (scipy.stats.ttest_rel, with its 95 % interval for
 the mean difference) and the Wilcoxon signed-rank test (scipy.stats.wilcoxon; exact for small samples, so
 with 5 seeds its two-sided p can never fall below 2/2^5 = 0.0625); the effect size d_z = mean / std of the
-differences; and the seeds a paired t-test would need to detect that d_z with 80 % power at alpha 0.05
-(the noncentral t distribution, as statsmodels.stats.power.TTestPower computes it, with its far tail guarded).
+differences; the seeds a paired t-test would need to detect that d_z with 80 % power at alpha 0.05
+(the noncentral t distribution, as statsmodels.stats.power.TTestPower computes it, with its far tail guarded);
+and, the other way round, the smallest difference these seeds detect with 80 % power given the spread of the
+differences observed (the power these seeds realise: what a non-significant pair rules out, roughly).
 
 A *family* is every pair of samplers within one experiment (task, model) at one cycle, or on AUBC. Holm's
 step-down correction (statsmodels.stats.multitest.multipletests, method "holm") controls the chance of any
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 from statsmodels.stats.multitest import multipletests
 
 
@@ -55,6 +57,7 @@ PAIR_COLUMNS = [
     "significant",
     "winner",
     "seeds_for_power",
+    "detectable_diff",
 ]
 
 
@@ -100,6 +103,25 @@ def seeds_for_power(d_z: float, settings: TestSettings = TestSettings()) -> floa
     return float(high)
 
 
+def detectable_effect_size(n: int, settings: TestSettings = TestSettings()) -> float:
+    """The d_z a two-sided paired t-test on n seeds detects with `settings.power` at `settings.alpha` (the root of
+    `paired_t_power(d_z, n) = power`; power grows with d_z). NaN below 2 seeds."""
+    if n < 2:
+        return float("nan")
+    high = 1.0
+    while paired_t_power(high, n, settings.alpha) < settings.power:
+        high *= 2
+    return float(optimize.brentq(lambda d: paired_t_power(d, n, settings.alpha) - settings.power, 0.0, high, xtol=1e-9))
+
+
+def detectable_difference(std_diff: float, n: int, settings: TestSettings = TestSettings()) -> float:
+    """The smallest |mean difference| a paired t-test on n seeds detects with `settings.power` at `settings.alpha`
+    (before correction) when the differences spread as observed (`std_diff`): detectable d_z x std."""
+    if not math.isfinite(std_diff):
+        return float("nan")
+    return detectable_effect_size(n, settings) * std_diff
+
+
 def compare_pair(a: np.ndarray, b: np.ndarray, settings: TestSettings = TestSettings()) -> dict:
     """Paired statistics of a - b (arrays aligned by seed), before any correction."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -124,6 +146,7 @@ def compare_pair(a: np.ndarray, b: np.ndarray, settings: TestSettings = TestSett
             "w": nan,
             "p_wilcoxon": nan,
             "seeds_for_power": nan,
+            "detectable_diff": nan,
         }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # zero variance: scipy warns, the values say it
@@ -141,6 +164,7 @@ def compare_pair(a: np.ndarray, b: np.ndarray, settings: TestSettings = TestSett
         "w": float(wilcoxon.statistic),
         "p_wilcoxon": float(wilcoxon.pvalue),
         "seeds_for_power": seeds_for_power(d_z, settings),
+        "detectable_diff": detectable_difference(row["std_diff"], n, settings),
     }
 
 

@@ -184,7 +184,10 @@ def statistics_sections(stats: StatisticsTables) -> list[str]:
         "Mean of a − b over seeds with the paired t-test's 95 % interval; d_z = mean / std of the differences; "
         "seeds for 80 % power = seeds a paired t-test would need to detect this d_z at alpha 0.05, before any "
         "correction: illustrative only, since the observed d_z of a few seeds is itself a noisy estimate. "
-        + wilcoxon_floor_sentence(stats.aubc_tests),
+        "Detectable at 80 % power = the smallest |a − b| a paired t-test on these seeds detects with 80 % power at "
+        "alpha 0.05 before correction, given the spread of the differences observed: the power these seeds "
+        "realise. A non-significant pair whose detectable difference is small rules out large differences; one "
+        "whose detectable difference is large says little. " + wilcoxon_floor_sentence(stats.aubc_tests),
         _tests_table(stats.aubc_tests, with_cycle=False),
         "### Paired tests on AUBC over the selection cycles",
         _tests_table(stats.selection_tests, with_cycle=False),

@@ -422,6 +422,7 @@ def paired_tests_markdown_rows(tests: pd.DataFrame, with_cycle: bool) -> list[li
             format_p(row["p_wilcoxon"]),
             format_p(row["p_wilcoxon_holm"]),
             _seeds_needed(row["seeds_for_power"]),
+            "—" if _is_missing(row["detectable_diff"]) else f"{row['detectable_diff']:.4f}",
             _verdict(row),
         ]
         rows.append(cells)
@@ -438,6 +439,7 @@ PAIRED_TESTS_MD_HEADERS = [
     "p (Wilcoxon)",
     "p Holm (Wilcoxon)",
     "seeds for 80 % power",
+    "detectable at 80 % power",
     "after correction",
 ]
 
