@@ -31,6 +31,7 @@ from al_runner.build import (
     make_runtime,
     make_scheduler_factory,
 )
+from al_runner.config_schema import RootSchema
 from al_runner.determinism import apply_determinism
 from al_runner.learner import Learner
 from al_runner.learning_loss import LearningLoss
@@ -180,6 +181,29 @@ def pick(parts: RunParts, candidates: torch.Tensor, labeled: torch.Tensor, k: in
         int(s.eval_batch_size),
         parts.select_generator,
     )
+
+
+class TimedProgressCheckpoint:
+    """`loop.ProgressCheckpoint` by the clock: due after an epoch once `seconds` passed since the cycle began or
+    since the last save (0: after every epoch). A save costs a state dict's write and changes no number."""
+
+    def __init__(self, seconds: float, write: Callable[[TrainingProgress], None]):
+        self.seconds, self.write = seconds, write
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.seconds
+
+    def save(self, progress: TrainingProgress) -> None:
+        self.write(progress)
+        self.last = time.monotonic()
+
+
+def progress_checkpoint(cfg: DictConfig, write: Callable[[TrainingProgress], None]) -> TimedProgressCheckpoint | None:
+    """The cycle's in-cycle checkpoint every `checkpoint_minutes` (a config without the key, e.g. an al-label
+    project made before it existed, gets the default), or None when it is null."""
+    minutes = cfg.get("checkpoint_minutes", RootSchema.checkpoint_minutes)
+    return None if minutes is None else TimedProgressCheckpoint(float(minutes) * 60.0, write)
 
 
 def cycle_row(

@@ -8,7 +8,6 @@ al-label's rounds; the phases are `al_runner.loop`; the files are `al_runner.run
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from omegaconf import DictConfig
 from al_runner import platform, rundir, schema
 from al_runner.atomic import remove_stale_temp_files
 from al_runner.build import build_task, resolve_threads, schedule_sizes, seed_for, validate_schedule
-from al_runner.cycle import build_run, cycle_row, run_cycle
+from al_runner.cycle import build_run, cycle_row, progress_checkpoint, run_cycle
 from al_runner.errors import ConfigError, DataError, NonFiniteLossError
 from al_runner.learner import Learner
 from al_runner.loop import TrainingProgress
@@ -267,7 +266,7 @@ class ActiveLearningRun:
                 last=last,
                 on_epoch=self.tracking.epoch_callback(cycle, int(cfg.schedule.epochs)),
                 resume=resume,
-                checkpoint=self._in_cycle_checkpoint(cycle),
+                checkpoint=progress_checkpoint(cfg, lambda progress: self._save_in_cycle(cycle, progress)),
             )
         except NonFiniteLossError as e:
             kept = str(self.checkpoint_path) if self.checkpoint_path.is_file() else None
@@ -301,12 +300,6 @@ class ActiveLearningRun:
         self.tracking.log_cycle(row, [p for p in self.state.selected if p["cycle"] == cycle + 1])
         self._log_cycle(row)
 
-    def _in_cycle_checkpoint(self, cycle: int) -> InCycleCheckpoint | None:
-        minutes = self.cfg.get("checkpoint_minutes")
-        if minutes is None:
-            return None
-        return InCycleCheckpoint(float(minutes) * 60.0, lambda progress: self._save_in_cycle(cycle, progress))
-
     def _log_cycle(self, row: dict) -> None:
         cfg, cycle, accuracy = self.cfg, row["cycle"], row["ranking_accuracy"]
         rank = "" if accuracy is None else f" | ranking acc {accuracy:.4f}"
@@ -325,22 +318,6 @@ class ActiveLearningRun:
             row["eval_s"],
             row["select_s"],
         )
-
-
-class InCycleCheckpoint:
-    """`loop.ProgressCheckpoint` by the clock: due after an epoch once `seconds` passed since the cycle began or
-    since the last save (0: after every epoch). A save costs a state dict's write; saving often costs no numbers."""
-
-    def __init__(self, seconds: float, write):
-        self.seconds, self.write = seconds, write
-        self.last = time.monotonic()
-
-    def due(self) -> bool:
-        return time.monotonic() - self.last >= self.seconds
-
-    def save(self, progress: TrainingProgress) -> None:
-        self.write(progress)
-        self.last = time.monotonic()
 
 
 def _task_of_config(cfg: DictConfig, runtime: Runtime) -> Task:

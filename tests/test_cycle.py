@@ -108,3 +108,52 @@ def test_label_rounds_train_and_pick_what_al_run_cycles_do(tmp_path, images, sam
         assert (expected is None) == (found is None), part
         for name, tensor in (expected or {}).items():
             assert torch.equal(tensor, found[name]), (part, name)
+
+
+def test_a_killed_next_continues_its_round_and_picks_what_an_uninterrupted_one_does(
+    tmp_path, images, monkeypatch, keep_torch_threads
+):
+    import al_runner.loop as loop_mod
+
+    root, truth = images
+
+    def project_with_one_labeled_round(name: str) -> Path:
+        tmp = tmp_path / name
+        tmp.mkdir()
+        held = write_csv(tmp / "holdout.csv", [(p, c) for p, c in truth.items() if p.startswith("held/")])
+        project = tmp / "project"
+        overrides = [*SHARED, "task.image_size=16", "sampler=learning_loss", "checkpoint_minutes=0"]
+        init = ["init", project, "--images", root, "--holdout", held, "--classes", ",".join(CLASSES)]
+        assert al_label(*init, *overrides)[0] == 0
+        assert al_label("next", project, "--k", str(K))[0] == 0  # round 1: at random
+        assert al_label("import", project, annotate(project, 1, truth, tmp / "round1.csv"))[0] == 0
+        return project
+
+    full = project_with_one_labeled_round("full")
+    assert al_label("next", full, "--k", str(K))[0] == 0
+    assert not (full / "round_progress.pt").exists()  # removed once the round is committed
+
+    killed = project_with_one_labeled_round("killed")
+    real_epoch, epochs = loop_mod.train_one_epoch, []
+
+    def dying_epoch(*args, **kwargs):
+        if args[6] == 2:  # epoch 2 of 4
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop_mod, "train_one_epoch", dying_epoch)
+    code, _, err = al_label("next", killed, "--k", str(K))
+    assert code == 1 and "interrupted" in err
+    assert (killed / "round_progress.pt").is_file() and len(Project(killed).rounds()) == 1
+
+    def counting_epoch(*args, **kwargs):
+        epochs.append(args[6])
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop_mod, "train_one_epoch", counting_epoch)
+    assert al_label("next", killed, "--k", str(K))[0] == 0
+    assert epochs == [2, 3]  # epochs 0 and 1 are not trained again
+    assert not (killed / "round_progress.pt").exists()
+    uninterrupted, continued = Project(full).rounds()[-1], Project(killed).rounds()[-1]
+    assert continued.picks == uninterrupted.picks and continued.value == uninterrupted.value
+    assert continued.ranking_accuracy == uninterrupted.ranking_accuracy

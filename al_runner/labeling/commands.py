@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from al_runner import schema
 from al_runner.atomic import atomic_write_text
 from al_runner.build import build_sampler, instantiate, pool_count, seed_for
-from al_runner.cycle import RunParts, build_run, cycle_row, run_cycle
+from al_runner.cycle import RunParts, build_run, cycle_row, progress_checkpoint, run_cycle
 from al_runner.errors import ConfigError
 from al_runner.labeling import exports
 from al_runner.labeling.formats import read_label_file
@@ -48,7 +48,7 @@ from al_runner.labeling.project import (
     staged_directory,
     write_images_csv,
 )
-from al_runner.loop import batch_is_skipped
+from al_runner.loop import TrainingProgress, batch_is_skipped
 from al_runner.rundir import save_config, write_csv
 from al_runner.tasks.classification.imagefolder import IMAGE_EXTENSIONS
 
@@ -223,6 +223,7 @@ def next_round(project: Project, k: int | None = None, document_root: str = "/")
     new = _run_round(project, cfg, labeling, labels, rounds, state["learner"], k)
     rounds.append(new.round)
     project.save_state(rounds, new.carried)  # the commit: one atomic write
+    project.drop_round_progress()  # the committed round supersedes its training progress
     write_outputs(project, labeling, labels, rounds, document_root)
     return new.round, False
 
@@ -290,7 +291,21 @@ def _run_round(
         )
     parts = build_round(cfg, labeling, project, labels)
     _restore_carried(parts, carried)  # re-initialised in run_cycle when schedule.reinit_each_cycle
-    result = run_cycle(parts, labeled, candidates, k, number - 1, evaluated=bool(project.holdout))
+    saved = project.round_progress(number, labels.revision)  # a killed `next` of this round continues its training
+    if saved is not None:
+        log.info("round %d: continuing its training after epoch %d (saved progress)", number, saved["epochs_done"])
+    result = run_cycle(
+        parts,
+        labeled,
+        candidates,
+        k,
+        number - 1,
+        evaluated=bool(project.holdout),
+        resume=None if saved is None else TrainingProgress(**saved),
+        checkpoint=progress_checkpoint(
+            cfg, lambda progress: project.save_round_progress(number, labels.revision, vars(progress))
+        ),
+    )
     task, evaluation, picked = parts.task, result.evaluation, result.picked
     guesses = model_guesses(parts.learner, task, labeling, project, picked, int(s.eval_batch_size))
     picks = [

@@ -7,6 +7,7 @@
       images.csv          path (relative to the image folder), role (pool / holdout), sha256, bytes, mtime, size
       labels.json         every label so far with the round it came from (+ the held-out labels), a revision
       state.pt            rounds so far (picks, scores, guesses, metric) + the model after the last training
+      round_progress.pt   while `next` trains: its progress every `checkpoint_minutes` (a killed `next` continues)
       label_studio.json   the Label Studio project this one syncs with, and which image is which task
       cycles.csv, selected.csv   the rounds in al-run's run-directory format (al-plot reads them)
       rounds/round-NNN/   picks.csv, tasks.json (Label Studio import), contact_sheet.png
@@ -37,6 +38,7 @@ from al_runner.errors import ALRunnerError
 PROJECT_FORMAT = 1
 PROJECT_FILE, CONFIG_FILE, IMAGES_FILE = "project.json", "config.yaml", "images.csv"
 LABELS_FILE, STATE_FILE, LABEL_STUDIO_FILE = "labels.json", "state.pt", "label_studio.json"
+ROUND_PROGRESS_FILE, ROUND_PROGRESS_FORMAT = "round_progress.pt", 1
 LABEL_CONFIG_FILE, ROUNDS_DIR = "label_config.xml", "rounds"
 IMAGE_COLUMNS = ("path", "role", "sha256", "bytes", "mtime_ns", "width", "height")
 POOL, HOLDOUT = "pool", "holdout"
@@ -210,6 +212,31 @@ class Project:
 
     def save_state(self, rounds: list[Round], learner_state: dict | None) -> None:
         atomic_torch_save(self.dir / STATE_FILE, {"rounds": [asdict(r) for r in rounds], "learner": learner_state})
+
+    def round_progress(self, number: int, labels_revision: int) -> dict | None:
+        """The training progress a killed `next` saved for round `number` on these labels, else None (a file of
+        another round or of other labels is stale: removed)."""
+        path = self.dir / ROUND_PROGRESS_FILE
+        if not path.is_file():
+            return None
+        from al_runner.rundir import load_tensors_only
+
+        saved = load_tensors_only(path, LabelingError)
+        if (saved.get("format"), saved.get("round"), saved.get("labels_revision")) != (
+            ROUND_PROGRESS_FORMAT,
+            number,
+            labels_revision,
+        ):
+            path.unlink(missing_ok=True)
+            return None
+        return saved["progress"]
+
+    def save_round_progress(self, number: int, labels_revision: int, progress: dict) -> None:
+        record = {"format": ROUND_PROGRESS_FORMAT, "round": number, "labels_revision": labels_revision}
+        atomic_torch_save(self.dir / ROUND_PROGRESS_FILE, record | {"progress": progress})
+
+    def drop_round_progress(self) -> None:
+        (self.dir / ROUND_PROGRESS_FILE).unlink(missing_ok=True)
 
     def label_studio(self) -> dict:
         path = self.dir / LABEL_STUDIO_FILE
