@@ -175,14 +175,16 @@ class ActiveLearningRun:
         emulated = platform.emulated_bf16_warning(self.platform)
         if emulated:  # bf16 asked for where the CPU has no bf16 units: it runs, much slower
             log.warning(emulated)
+        if ckpt is not None and self.state.finished:
+            # its config.yaml and platform.json stay as the run wrote them (a later version would add its keys)
+            self._write_csvs()  # a kill between the checkpoint and the CSVs left them one cycle behind
+            self.outcome = "skipped"
+            log.info("run in %s already finished (%d cycles); nothing to do", self.run_dir, len(self.state.rows))
+            return self.state.rows
         rundir.save_config(self.run_dir / rundir.CONFIG_FILE, self.cfg)
         rundir.save_platform(self.run_dir / platform.PLATFORM_FILE, self.platform)
         if ckpt is not None:
             self._write_csvs()  # a kill between the checkpoint and the CSVs left them one cycle behind
-            if self.state.finished:
-                self.outcome = "skipped"
-                log.info("run in %s already finished (%d cycles); nothing to do", self.run_dir, len(self.state.rows))
-                return self.state.rows
             self.outcome = "resumed"
             if in_cycle is None:
                 log.info("resuming %s after cycle %d", self.run_dir, self.state.next_cycle - 1)

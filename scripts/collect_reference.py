@@ -8,7 +8,9 @@ the samplers named by --test-scores (Fig. 8 reads the learning-loss run; the oth
 large and not needed for any figure); per sweep: sweep.csv and multirun.yaml (its plan, from which al-plot names
 the runs a partial sweep is missing). Runs without a cycles.csv yet (still in cycle 0), and runs with fewer
 cycles than their config's schedule.cycles (still going; --include-unfinished copies them), are skipped.
-Re-running refreshes the copies, so a partial sweep can be collected again as it goes on.
+Re-running refreshes the copies of runs whose cycles.csv changed, so a partial sweep can be collected again as it
+goes on; a run whose committed cycles.csv is the sweep's byte for byte is left as committed (a relaunched sweep
+appends its "already finished" lines to the live run's log, and nothing of its results changed).
 """
 
 from __future__ import annotations
@@ -46,6 +48,15 @@ def is_unfinished(run_dir: Path) -> bool:
     return len(reached) < planned
 
 
+def already_collected(run_dir: Path, committed: Path, names: list[str]) -> bool:
+    """The committed copy holds the same cycles.csv, byte for byte (the same run, as far), and every file of `names`
+    the run has."""
+    copy = committed / CYCLES_CSV
+    if not copy.is_file() or copy.read_bytes() != (run_dir / CYCLES_CSV).read_bytes():
+        return False
+    return all((committed / name).is_file() for name in names if (run_dir / name).is_file())
+
+
 def collect(
     sweep: Path, dest: Path, test_score_samplers: set[str], include_unfinished: bool = False, logs: bool = False
 ) -> list[Path]:
@@ -61,6 +72,8 @@ def collect(
             + ([TEST_SCORES_CSV] if run_sampler(run_dir) in test_score_samplers else [])
             + ([RUN_LOG] if logs else [])
         )
+        if already_collected(run_dir, dest / run_dir.name, names):
+            continue
         for name in names:
             if (run_dir / name).is_file():
                 (dest / run_dir.name).mkdir(parents=True, exist_ok=True)

@@ -67,3 +67,14 @@ def test_logs_are_copied_only_when_asked(tmp_path):
     assert not (dest / "rnd" / "al-run.log").exists()
     collect_reference.main([str(sweep), str(dest), "--logs"])
     assert (dest / "rnd" / "al-run.log").read_text() == "cycle 0 epoch 1/2 loss 1.0\n"
+
+
+def test_a_collected_run_whose_results_did_not_change_is_left_as_committed(tmp_path):
+    sweep, dest = tmp_path / "sweep", tmp_path / "reference"
+    run = fake_run(sweep, "rnd", "random")
+    (run / "al-run.log").write_text("cycle 0 ...\n")
+    collect_reference.main([str(sweep), str(dest), "--logs"])
+    with open(run / "al-run.log", "a") as log:  # a relaunched sweep skips the run and says so in its log
+        log.write("run in rnd already finished; nothing to do\n")
+    collect_reference.main([str(sweep), str(dest), "--logs"])
+    assert (dest / "rnd" / "al-run.log").read_text() == "cycle 0 ...\n"

@@ -178,9 +178,14 @@ def test_no_in_cycle_checkpoint_when_turned_off(smoke_cfg, tmp_path, monkeypatch
 def test_finished_run_is_not_redone(smoke_cfg, tmp_path, monkeypatch):
     run_experiment(smoke_cfg(), tmp_path)
     before = (tmp_path / "cycles.csv").read_text()
+    # what the run wrote stays as it wrote it (a later version relaunching the sweep would add its own keys)
+    for name in ("config.yaml", "platform.json"):
+        (tmp_path / name).write_text((tmp_path / name).read_text() + "\n")
+    records = {name: (tmp_path / name).read_text() for name in ("config.yaml", "platform.json")}
     monkeypatch.setattr(cycle_mod, "train_cycle", lambda *a, **k: pytest.fail("a finished run trained again"))
-    run_experiment(smoke_cfg(), tmp_path)
-    assert (tmp_path / "cycles.csv").read_text() == before
+    run = run_locked(smoke_cfg(), tmp_path)
+    assert (tmp_path / "cycles.csv").read_text() == before and run.outcome == "skipped"
+    assert {name: (tmp_path / name).read_text() for name in records} == records
 
 
 def test_finished_records_without_a_checkpoint_are_not_redone(smoke_cfg, tmp_path, monkeypatch):
