@@ -34,9 +34,9 @@ def env(**extra) -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1", **extra}
 
 
-def start(out: Path, **extra) -> subprocess.Popen:
+def start(out: Path, *overrides: str, **extra) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "al_runner", *ARGS, f"paths.output={out}"],
+        [sys.executable, "-m", "al_runner", *ARGS, *overrides, f"paths.output={out}"],
         cwd=REPO,
         env=env(**extra),
         stdout=subprocess.PIPE,
@@ -108,6 +108,21 @@ def test_sigkill_at_any_point_then_relaunch_gives_the_uninterrupted_csvs(tmp_pat
     assert "resuming" in relaunch.stdout and "after cycle 1" in relaunch.stdout
     assert csv_contents(directory) == reference
     assert not list(directory.glob("*.tmp.*"))
+
+
+def test_sigkill_mid_cycle_resumes_from_the_in_cycle_checkpoint_with_the_uninterrupted_csvs(tmp_path, reference):
+    # checkpoint_minutes=0: progress saved after every epoch; killed while writing the second save (after epoch 2 of
+    # cycle 0), so the first (after epoch 1) is what the relaunch finds
+    victim = start(tmp_path, "checkpoint_minutes=0", AL_RUNNER_STALL_WRITE="checkpoint_in_cycle.pt:2")
+    wait_for(lambda: (tmp_path / "faults").glob("*/checkpoint_in_cycle.pt.stalled"), victim)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    directory = run_dir(tmp_path)
+    assert not (directory / "checkpoint.pt").exists()  # cycle 0 never finished
+    relaunch = finish(tmp_path)  # the default cadence: the same run directory, the cadence is no part of its identity
+    assert "in cycle 0 after epoch 1 of 2" in relaunch.stdout
+    assert csv_contents(directory) == reference
+    assert not list(directory.glob("*.tmp.*")) and not (directory / "checkpoint_in_cycle.pt").exists()
 
 
 def test_a_second_process_refuses_at_once_and_the_first_finishes(tmp_path, reference):
