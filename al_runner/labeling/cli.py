@@ -249,7 +249,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.run(args)
     except KeyboardInterrupt:
-        sys.exit(f"\n{PROG}: interrupted; nothing was committed by the interrupted step, rerun the same command")
+        sys.exit(
+            f"\n{PROG}: interrupted; nothing was committed by the interrupted step, rerun the same command"
+            + (" (its training continues from its last save)" if args.command == "next" else "")
+        )
     except Exception as error:  # noqa: BLE001 - ours or a config error: one line; anything else: its traceback
         message = one_line_error(error)
         if message is None:
