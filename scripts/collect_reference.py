@@ -58,7 +58,12 @@ def already_collected(run_dir: Path, committed: Path, names: list[str]) -> bool:
 
 
 def collect(
-    sweep: Path, dest: Path, test_score_samplers: set[str], include_unfinished: bool = False, logs: bool = False
+    sweep: Path,
+    dest: Path,
+    test_score_samplers: set[str],
+    include_unfinished: bool = False,
+    logs: bool = False,
+    runs_only: bool = False,
 ) -> list[Path]:
     if not sweep.is_dir():
         raise SystemExit(f"{sweep}: no such sweep directory")
@@ -79,7 +84,7 @@ def collect(
                 (dest / run_dir.name).mkdir(parents=True, exist_ok=True)
                 shutil.copy2(run_dir / name, dest / run_dir.name / name)
                 copied.append(dest / run_dir.name / name)
-    for name in (SWEEP_CSV, MULTIRUN_FILE):  # the sweep's outcome and its plan (al-plot names missing runs from it)
+    for name in () if runs_only else (SWEEP_CSV, MULTIRUN_FILE):  # outcome and plan (al-plot names missing runs)
         if (sweep / name).is_file():
             dest.mkdir(parents=True, exist_ok=True)
             shutil.copy2(sweep / name, dest / name)
@@ -102,8 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--logs", action="store_true", help=f"also copy each run's {RUN_LOG} (its per-epoch losses, timings)"
     )
+    parser.add_argument(
+        "--runs-only",
+        action="store_true",
+        help=f"copy the runs' files only, not the sweep's {SWEEP_CSV} and {MULTIRUN_FILE} (a sweep relaunched in "
+        "pieces: the committed plan stays, and the last launch's outcome is not the sweep's)",
+    )
     args = parser.parse_args(argv)
-    copied = collect(args.sweep, args.dest, set(args.test_scores), args.include_unfinished, args.logs)
+    copied = collect(args.sweep, args.dest, set(args.test_scores), args.include_unfinished, args.logs, args.runs_only)
     runs = {path.parent for path in copied if path.name == CYCLES_CSV}
     print(f"copied {len(copied)} files from {len(runs)} runs into {args.dest}")
     return 0

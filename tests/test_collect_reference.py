@@ -78,3 +78,15 @@ def test_a_collected_run_whose_results_did_not_change_is_left_as_committed(tmp_p
         log.write("run in rnd already finished; nothing to do\n")
     collect_reference.main([str(sweep), str(dest), "--logs"])
     assert (dest / "rnd" / "al-run.log").read_text() == "cycle 0 ...\n"
+
+
+def test_runs_only_leaves_the_committed_plan_and_outcome_alone(tmp_path):
+    sweep, dest = tmp_path / "sweep", tmp_path / "reference"
+    fake_run(sweep, "rnd", "random")
+    (sweep / "sweep.csv").write_text("job\n")
+    (sweep / "multirun.yaml").write_text("hydra: {relaunched: true}\n")
+    dest.mkdir()
+    (dest / "multirun.yaml").write_text("hydra: {plan: committed}\n")
+    collect_reference.main([str(sweep), str(dest), "--runs-only"])
+    assert (dest / "rnd" / "cycles.csv").is_file()
+    assert (dest / "multirun.yaml").read_text() == "hydra: {plan: committed}\n" and not (dest / "sweep.csv").exists()
