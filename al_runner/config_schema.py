@@ -202,6 +202,20 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def check_composed(cfg: DictConfig) -> None:
+    """Raise ConfigError for a value RULES refuses that came from a config file (a preset, `--config-dir`): the
+    command line is checked before composition (`check_overrides`), a file's value only here."""
+    for key, (accepts, allowed) in RULES.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is None:
+            continue  # absent, or null: the schema's types already refuse null where a rule would
+        if not accepts(value):
+            raise ConfigError(
+                f"{key}: {_spell(value)} (from the composed config, e.g. a preset) is not valid: "
+                f"{key} must be {allowed}"
+            )
+
+
 def schema_field(key: str) -> tuple[type, str, Any] | None:
     """(dataclass, field name, annotation) of a dotted key the schema declares as a leaf, else None."""
     owner: type = RootSchema

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import torch
@@ -83,6 +83,14 @@ class TrainingProgress:
     optimizer: dict
     scheduler: dict | None
     train_generator: torch.Tensor
+
+    def to_record(self) -> dict:
+        """The fields as a plain dict for a checkpoint file (tensors and numbers: loads with weights_only)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> TrainingProgress:
+        return cls(**{f.name: record[f.name] for f in fields(cls)})
 
 
 class ProgressCheckpoint(Protocol):

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from al_runner import platform, rundir, schema
+from al_runner import config_schema, platform, rundir, schema
 from al_runner.atomic import remove_stale_temp_files
 from al_runner.build import build_task, resolve_threads, schedule_sizes, seed_for, validate_schedule
 from al_runner.cycle import build_run, cycle_row, progress_checkpoint, run_cycle
@@ -140,7 +140,7 @@ class ActiveLearningRun:
         if saved["cycle"] != self.state.next_cycle or self.state.finished:
             self.in_cycle_path.unlink(missing_ok=True)
             return None
-        return TrainingProgress(**saved["progress"])
+        return TrainingProgress.from_record(saved["progress"])
 
     def _save_in_cycle(self, cycle: int, progress: TrainingProgress) -> None:
         state = {
@@ -149,7 +149,7 @@ class ActiveLearningRun:
             "data": self.task.fingerprint(),
             "platform": self.platform,
             "cycle": cycle,
-            "progress": vars(progress),
+            "progress": progress.to_record(),
         }
         rundir.save_checkpoint(self.in_cycle_path, state)  # write-then-rename, as the cycle checkpoint
 
@@ -324,6 +324,7 @@ class ActiveLearningRun:
 
 def _task_of_config(cfg: DictConfig, runtime: Runtime) -> Task:
     """al-run's task, from config, with the schedule checked against its pool before anything else is built."""
+    config_schema.check_composed(cfg)
     task = build_task(cfg, runtime)
     validate_schedule(cfg, task.pool_size)
     return task

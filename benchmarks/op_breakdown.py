@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.harness import machine_info
-from benchmarks.precision import MODELS, ModelSpec, train_step
-from benchmarks.runner_side import build_bench_task, build_side, compose_config, task_overrides
+from benchmarks.precision import MODELS, ModelSpec, model_overrides, train_step
+from benchmarks.runner_side import build_bench_task, build_side, compose_config
 
 # Operator kinds, first match wins; patterns are matched against the profiler's event names (aten::…).
 KINDS: tuple[tuple[str, re.Pattern], ...] = (
@@ -111,14 +111,12 @@ def build_step(spec: ModelSpec, with_module: bool, batch: int, precision: str = 
     """The runner's training step on one fixed batch of the `synthetic` stand-in (CIFAR-shaped; only pixels differ)."""
     if spec.family != "classification":
         raise SystemExit(f"op breakdown supports the classification models only, choose from {classification()}")
-    overrides = task_overrides(None, False, batch, 2) + list(spec.overrides)
-    overrides += [
-        "device=cpu",
-        f"schedule.batch_size={batch}",
-        f"sampler={'learning_loss' if with_module else 'random'}",
-        f"runtime.amp={'true' if precision == 'bf16' else 'false'}",
-        "progress=false",
-    ]
+    # bench 8's overrides for this model, path and precision (its learning rate included), on a stand-in
+    # of `batch` training and 2 test images: the breakdown decomposes exactly the step bench 8 times
+    bench8 = argparse.Namespace(quick=False, device="cpu")
+    overrides = model_overrides(
+        bench8, spec, None, with_module=with_module, precision=precision, sizes=(batch, batch, batch, 2)
+    )
     cfg = compose_config(overrides)
     base = build_bench_task(cfg)
     task = base.variant(fixed_batch=base.first_batch(batch, torch.Generator().manual_seed(1)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from al_runner.build import validate_schedule
-from al_runner.config_schema import check_overrides, closing_node, schema_node
+from al_runner.config_schema import check_composed, check_overrides, closing_node, schema_node
 from al_runner.errors import ConfigError
 from tests.conftest import SMOKE, compose_config
 
@@ -102,9 +103,26 @@ def test_every_preset_and_option_composes_under_the_typed_schema():
     for preset in sorted((conf / "experiment").glob("*.yaml")):
         cfg = compose_config([f"experiment={preset.stem}"])
         assert isinstance(cfg.schedule.epochs, int) and isinstance(cfg.schedule.learning_loss.weight, float)
+        check_composed(cfg)  # every value a preset sets passes the command line's rules
     for group in ("task", "model", "sampler", "schedule"):
         for option in sorted((conf / group).glob("*.yaml")):
             assert compose_config([f"{group}={option.stem}"])[group].name
+
+
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("checkpoint_minutes", -1, "checkpoint_minutes must be a number of minutes >= 0"),
+        ("runtime.threads", 0, "runtime.threads must be an integer >= 1, or null"),
+        ("device", "gpu", "device must be one of auto, cpu, cuda, cuda:N, mps"),
+    ],
+)
+def test_a_value_the_command_line_refuses_is_refused_from_a_config_file_too(key, value, expected):
+    cfg = compose_config(SMOKE)
+    check_composed(cfg)
+    OmegaConf.update(cfg, key, value)  # as a preset or a --config-dir file would set it
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: .* \(from the composed config.*{re.escape(expected)}"):
+        check_composed(cfg)
 
 
 def test_zero_epochs_is_refused():
@@ -160,6 +178,19 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(tmp_path, args, expected):
     (line,) = error_lines(result)
     assert line.startswith("al-run: error: ") and expected in line and "Traceback" not in line
     assert not list(tmp_path.rglob("run.lock"))  # no run directory is left behind by a refused run
+
+
+def test_a_bad_value_in_a_users_preset_is_one_line_and_leaves_no_run_directory(tmp_path):
+    preset = tmp_path / "my_conf" / "experiment" / "hourly.yaml"
+    preset.parent.mkdir(parents=True)
+    preset.write_text("# @package _global_\ncheckpoint_minutes: -1\n")
+    result = al_run("--config-dir", "my_conf", "experiment=hourly", *TINY, f"paths.output={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = error_lines(result)
+    assert (
+        line.startswith("al-run: error: checkpoint_minutes: -1.0 (from the composed config") and "minutes >= 0" in line
+    )
+    assert not list(tmp_path.rglob("run.lock"))
 
 
 def test_a_sweep_whose_overrides_do_not_compose_writes_no_summary(tmp_path):

@@ -59,7 +59,9 @@ def compose_config(overrides: list[str]):
     overrides = [TASK_GROUP + o[len("task") :] if o.startswith("task=") else o for o in overrides]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(CONFIG_NAME, overrides=overrides)
+        cfg = compose(CONFIG_NAME, overrides=overrides)
+    config_schema.check_composed(cfg)
+    return cfg
 
 
 def cmd_init(args) -> None:

@@ -301,9 +301,9 @@ def _run_round(
         k,
         number - 1,
         evaluated=bool(project.holdout),
-        resume=None if saved is None else TrainingProgress(**saved),
+        resume=None if saved is None else TrainingProgress.from_record(saved),
         checkpoint=progress_checkpoint(
-            cfg, lambda progress: project.save_round_progress(number, labels.revision, vars(progress))
+            cfg, lambda progress: project.save_round_progress(number, labels.revision, progress.to_record())
         ),
     )
     task, evaluation, picked = parts.task, result.evaluation, result.picked
