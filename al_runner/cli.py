@@ -222,6 +222,19 @@ def _print_help() -> None:
     )
 
 
+def _print_status(args: list[str]) -> None:
+    """`al-run --status <sweep dir>`: its finished, running, stopped and unstarted runs (al_runner.sweep_status)."""
+    from al_runner.sweep_status import report, sweep_status
+
+    rest = [a for a in args if a != "--status"]
+    if len(rest) != 1 or rest[0].startswith("-") or "=" in rest[0]:
+        sys.exit("al-run: error: --status takes one sweep folder and nothing else: al-run --status outputs/<name>")
+    try:
+        print(report(sweep_status(Path(rest[0]))))
+    except ALRunnerError as e:
+        sys.exit(f"al-run: error: {e}")
+
+
 def register_launchers() -> None:
     """Our launchers (hydra_plugins.al_runner_launchers), registered with Hydra by hand: Hydra finds plugins by
     scanning the hydra_plugins namespace's folders, which an editable install does not extend with ours, so an
@@ -239,6 +252,8 @@ def main() -> None:
     if "--version" in sys.argv[1:]:
         print(f"al-run (al_runner) {al_runner.__version__}")
         return
+    if "--status" in sys.argv[1:]:
+        return _print_status(sys.argv[1:])
     try:
         args = sys.argv[1:]
         config_schema.check_overrides(args, [Path(CONFIG_DIR), *config_schema.config_dirs_from_args(args)])

@@ -72,6 +72,29 @@ def _read_owner(fd: int) -> dict:
         return {}
 
 
+def lock_holder(run_dir: Path, now: float | None = None) -> dict | None:
+    """The owner record of the process that holds the run directory now, else None; reads only (`al-run --status`).
+
+    Never probes the flock itself (a probe, however brief, could make a starting run refuse): a lock is live while
+    it is not released and its heartbeat (the file's mtime) is younger than `STALE_AFTER_S`, and, on this host,
+    its pid is alive."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        owner = json.loads(path.read_text(encoding="utf-8") or "{}")
+        age = (time.time() if now is None else now) - path.stat().st_mtime
+    except (OSError, ValueError):
+        return None
+    if not isinstance(owner, dict) or not owner or owner.get("released") or age >= STALE_AFTER_S:
+        return None
+    if owner.get("host") == socket.gethostname():
+        try:
+            os.kill(int(owner.get("pid")), 0)
+        except (OSError, TypeError, ValueError) as e:
+            if not isinstance(e, PermissionError):  # EPERM: alive, another user's
+                return None
+    return owner
+
+
 class RunLock:
     """Context manager: `with RunLock(run_dir): ...` (raises RunInUseError if another process holds it)."""
 

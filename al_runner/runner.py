@@ -152,6 +152,10 @@ class ActiveLearningRun:
             "progress": progress.to_record(),
         }
         rundir.save_checkpoint(self.in_cycle_path, state)  # write-then-rename, as the cycle checkpoint
+        # `al-run --status` reads where a stopped run will resume from this line (sweep_status.SAVED_LINE)
+        log.info(
+            "cycle %d: progress saved after epoch %d (%s)", cycle, progress.epochs_done, schema.IN_CYCLE_CHECKPOINT
+        )
 
     def _write_csvs(self) -> None:
         rundir.write_csv(self.run_dir / schema.CYCLES_CSV, schema.CYCLE_COLUMNS, self.state.rows)

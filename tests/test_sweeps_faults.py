@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from al_runner.sweep_status import report, sweep_status
 from tests.conftest import csv_contents
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,6 +120,9 @@ def test_sigkill_mid_cycle_resumes_from_the_in_cycle_checkpoint_with_the_uninter
     victim.wait()
     directory = run_dir(tmp_path)
     assert not (directory / "checkpoint.pt").exists()  # cycle 0 never finished
+    status = report(sweep_status(tmp_path / "faults"))  # al-run --status: where the relaunch will take it up
+    assert "0 finished, 0 running, 1 stopped" in status
+    assert "cycle 0 of 3, epoch 1/2; resumes after epoch 1 of cycle 0 (its in-cycle save)" in status
     relaunch = finish(tmp_path)  # the default cadence: the same run directory, the cadence is no part of its identity
     assert "in cycle 0 after epoch 1 of 2" in relaunch.stdout
     assert csv_contents(directory) == reference
@@ -130,6 +134,8 @@ def test_a_second_process_refuses_at_once_and_the_first_finishes(tmp_path, refer
     marker = wait_for(lambda: (tmp_path / "faults").glob("*/cycles.csv.stalled"), first)
     marker.unlink()
     directory = run_dir(tmp_path)
+    assert "0 finished, 1 running, 0 stopped" in report(sweep_status(tmp_path / "faults"))
+    assert f"(pid {first.pid} on " in report(sweep_status(tmp_path / "faults"))
     before = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.iterdir()}
     t0 = time.time()
     second = subprocess.run(

@@ -68,18 +68,34 @@ def _under(run_dir: str, sweep_dir: Path) -> bool:
     return Path(run_dir).resolve().is_relative_to(sweep_dir.resolve())
 
 
-def _missing_runs_text(missing: list[tuple[str, str]], all_samplers: list[str]) -> str:
+def missing_runs_text(missing: list[tuple[str, str]], all_samplers: list[str]) -> str:
+    """ "seed 7 (entropy, learn loss); seeds 8–19 (all samplers)": consecutive integer seeds missing the same
+    samplers share one entry."""
     by_seed: dict[str, list[str]] = {}
     for sampler, seed in missing:
         by_seed.setdefault(seed, []).append(sampler)
-    parts = []
+    groups: list[tuple[list[str], list[str]]] = []  # (seeds, samplers)
     for seed, samplers in by_seed.items():
+        last = groups[-1] if groups else None
+        if (
+            last
+            and last[1] == samplers
+            and seed.isdigit()
+            and last[0][-1].isdigit()
+            and int(seed) == int(last[0][-1]) + 1
+        ):
+            last[0].append(seed)
+        else:
+            groups.append(([seed], samplers))
+    parts = []
+    for seeds, samplers in groups:
         which = (
             "all samplers"
             if set(samplers) == set(all_samplers) and len(all_samplers) > 1
             else ", ".join(sampler_label(sampler) for sampler in samplers)
         )
-        parts.append(f"seed {seed} ({which})")
+        named = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}–{seeds[-1]}"
+        parts.append(f"{named} ({which})")
     return "; ".join(parts)
 
 
@@ -110,7 +126,7 @@ def planned_run_notes(cycles: pd.DataFrame, run_roots: list[Path], only: list[st
                 f"{path.parent}: partial sweep: {len(planned) - len(missing)} of {len(planned)} planned runs "
                 f"({_count(len(samplers), 'sampler')} × {_count(len(seeds), 'seed')}, from {MULTIRUN_FILE}) "
                 "have results; "
-                f"none yet for {_missing_runs_text(missing, samplers)}"
+                f"none yet for {missing_runs_text(missing, samplers)}"
             )
     return notes
 

@@ -1,0 +1,231 @@
+"""`al-run --status <sweep dir>`: what a sweep has finished, what runs where and how far it got, what is left, and
+about how long that takes.
+
+Read from the run directories themselves (config.yaml, cycles.csv, run.lock, the job's log) and the sweep's plan
+(multirun.yaml), not from sweep.csv, so it is right under any launcher and when several `al-run` processes share one
+sweep (each writes its own job numbers into sweep.csv). It only reads: no lock is taken, nothing is written, no torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import time
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+
+from al_runner import schema
+from al_runner.errors import ALRunnerError
+from al_runner.figures.labels import sampler_label
+from al_runner.figures.loading import read_run_config
+from al_runner.figures.sweep_plan import MULTIRUN_FILE, missing_runs_text, planned_grid
+from al_runner.runlock import lock_holder
+
+JOB_LOG = "al-run.log"  # conf/config.yaml: hydra.job.name
+LOG_TAIL_BYTES = 65536
+EPOCH_LINE = re.compile(r"cycle (\d+) epoch (\d+)/(\d+)")  # al_runner.loop's progress line
+SAVED_LINE = re.compile(r"cycle (\d+): progress saved after epoch (\d+)")  # runner._save_in_cycle's line
+SECONDS_COLUMNS = ("train_s", "eval_s", "select_s")
+
+
+class SweepStatusError(ALRunnerError):
+    pass
+
+
+@dataclass
+class RunStatus:
+    run_dir: Path
+    sampler: str
+    seed: str
+    cycles_planned: int | None
+    cycle_seconds: list[float] = field(default_factory=list)  # per finished cycle: train + eval + select
+    holder: dict | None = None  # the live lock's owner record, if a process holds the run
+    epoch: tuple[int, int] | None = None  # (epochs done, of) in the cycle under way, from the job's log
+    saved_epoch: int | None = None  # the epoch its in-cycle save holds (where a stopped run resumes), from the log
+    in_cycle_save: bool = False  # whether the run directory holds an in-cycle save
+
+    @property
+    def cycles_done(self) -> int:
+        return len(self.cycle_seconds)
+
+    @property
+    def finished(self) -> bool:
+        return self.cycles_planned is not None and self.cycles_done >= self.cycles_planned
+
+    @property
+    def state(self) -> str:
+        return "finished" if self.finished else "running" if self.holder else "stopped"
+
+    def where(self) -> str:
+        if self.cycles_planned is None:
+            return f"{self.cycles_done} cycles done"
+        text = f"cycle {self.cycles_done} of {self.cycles_planned}"
+        return text + (f", epoch {self.epoch[0]}/{self.epoch[1]}" if self.epoch else "")
+
+    def resumes(self) -> str:
+        """Where the sweep's command takes a stopped run up again."""
+        if self.saved_epoch is not None and self.in_cycle_save:
+            return f"resumes after epoch {self.saved_epoch} of cycle {self.cycles_done} (its in-cycle save)"
+        if self.in_cycle_save:
+            return f"resumes from its in-cycle save in cycle {self.cycles_done}"
+        return f"resumes at the start of cycle {self.cycles_done}"
+
+    def epochs_left_share(self) -> float:
+        """The share of the current cycle still to train: from the log's epoch while running, from the in-cycle
+        save when stopped (what a restart redoes)."""
+        if self.epoch is None:
+            return 1.0
+        done = self.epoch[0] if self.holder else (self.saved_epoch if self.in_cycle_save and self.saved_epoch else 0)
+        return 1.0 - done / max(self.epoch[1], 1)
+
+    def name(self) -> str:
+        return f"{sampler_label(self.sampler)} seed {self.seed}"
+
+
+def _cycle_seconds(run_dir: Path) -> list[float]:
+    path = run_dir / schema.CYCLES_CSV
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = sorted(csv.DictReader(f), key=lambda row: int(row["cycle"]))
+    return [sum(float(row.get(column) or 0.0) for column in SECONDS_COLUMNS) for row in rows]
+
+
+def _log_tail(run_dir: Path) -> str:
+    path = run_dir / JOB_LOG
+    if not path.is_file():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+        return f.read().decode("utf-8", "replace")
+
+
+def _last_match(pattern: re.Pattern, text: str, cycle: int) -> re.Match | None:
+    """The last line of `pattern` about this cycle (the log is appended across restarts: the last is the latest)."""
+    found = [m for m in pattern.finditer(text) if int(m.group(1)) == cycle]
+    return found[-1] if found else None
+
+
+def run_status(run_dir: Path) -> RunStatus | None:
+    """None for a folder that is not a run (no config.yaml)."""
+    config = read_run_config(run_dir)
+    if config is None:
+        return None
+    planned = config.get("schedule.cycles")
+    status = RunStatus(
+        run_dir=run_dir,
+        sampler=str(config.get("sampler.name", "?")),
+        seed=str(config.get("seed", "?")),
+        cycles_planned=int(planned) if planned is not None and str(planned).isdigit() else None,
+        cycle_seconds=_cycle_seconds(run_dir),
+    )
+    if not status.finished:
+        status.holder = lock_holder(run_dir)
+        tail, cycle = _log_tail(run_dir), status.cycles_done
+        epoch, saved = _last_match(EPOCH_LINE, tail, cycle), _last_match(SAVED_LINE, tail, cycle)
+        status.epoch = (int(epoch.group(2)), int(epoch.group(3))) if epoch else None
+        status.saved_epoch = int(saved.group(2)) if saved else None
+        status.in_cycle_save = (run_dir / schema.IN_CYCLE_CHECKPOINT).is_file()
+    return status
+
+
+@dataclass
+class SweepStatus:
+    sweep_dir: Path
+    runs: list[RunStatus]
+    not_started: list[tuple[str, str]]  # (sampler, seed) of the plan with no run directory yet
+    samplers: list[str]  # the plan's, in its order
+
+    def of_state(self, state: str) -> list[RunStatus]:
+        return [run for run in self.runs if run.state == state]
+
+    def mean_cycle_seconds(self) -> dict[tuple[str | None, int], float]:
+        """Mean seconds of cycle c over the finished runs, per sampler and (key None) over all of them."""
+        times: dict[tuple[str | None, int], list[float]] = {}
+        for run in self.of_state("finished"):
+            for cycle, seconds in enumerate(run.cycle_seconds):
+                for key in ((run.sampler, cycle), (None, cycle)):
+                    times.setdefault(key, []).append(seconds)
+        return {key: sum(values) / len(values) for key, values in times.items()}
+
+    def seconds_left(self) -> float | None:
+        """Run time the unfinished and unstarted runs still need, from the finished runs' cycle times (per sampler
+        where it has finished runs); None before any run finished."""
+        means = self.mean_cycle_seconds()
+        if not means:
+            return None
+
+        def cycle_time(sampler: str, cycle: int) -> float:
+            return means.get((sampler, cycle), means.get((None, cycle), 0.0))
+
+        cycles = max((run.cycles_planned or 0 for run in self.runs), default=0) or (
+            max(cycle for _, cycle in means) + 1
+        )
+        left = 0.0
+        for run in self.runs:
+            if run.finished:
+                continue
+            for cycle in range(run.cycles_done, run.cycles_planned or cycles):
+                share = run.epochs_left_share() if cycle == run.cycles_done else 1.0
+                left += share * cycle_time(run.sampler, cycle)
+        for sampler, _ in self.not_started:
+            left += sum(cycle_time(sampler, cycle) for cycle in range(cycles))
+        return left
+
+
+def sweep_status(sweep_dir: Path) -> SweepStatus:
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise SweepStatusError(f"{sweep_dir} is not a folder: give a sweep's folder (outputs/<name>)")
+    runs = [status for path in sorted(sweep_dir.iterdir()) if path.is_dir() and (status := run_status(path))]
+    plan = sweep_dir / MULTIRUN_FILE
+    grid = planned_grid(plan) if plan.is_file() else None
+    present = {(run.sampler, run.seed) for run in runs}
+    samplers = (grid or {}).get("sampler") or sorted({run.sampler for run in runs})
+    seeds = (grid or {}).get("seed") or sorted({run.seed for run in runs}, key=lambda s: (not s.isdigit(), s))
+    not_started = [(s, seed) for seed, s in product(seeds, samplers) if (s, seed) not in present] if grid else []
+    if not runs and not not_started:
+        raise SweepStatusError(
+            f"{sweep_dir} holds no run (no folder with a config.yaml) and no {MULTIRUN_FILE}: is it a sweep's folder?"
+        )
+    return SweepStatus(sweep_dir, runs, not_started, samplers)
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def _owner(holder: dict) -> str:
+    return f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
+
+
+def report(status: SweepStatus, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    finished, running, stopped = (status.of_state(s) for s in ("finished", "running", "stopped"))
+    total = len(status.runs) + len(status.not_started)
+    lines = [
+        f"sweep {status.sweep_dir}: {total} runs"
+        + (f" ({MULTIRUN_FILE}'s plan)" if status.not_started or (status.sweep_dir / MULTIRUN_FILE).is_file() else ""),
+        f"  {len(finished)} finished, {len(running)} running, {len(stopped)} stopped, "
+        f"{len(status.not_started)} not started",
+    ]
+    if running:
+        lines.append("running:")
+        lines += [f"  {run.name()}: {run.where()} ({_owner(run.holder)})" for run in running]
+    if stopped:
+        lines.append("stopped (the sweep's command resumes them from their last save):")
+        lines += [f"  {run.name()}: {run.where()}; {run.resumes()} ({run.run_dir})" for run in stopped]
+    if status.not_started:
+        lines.append(f"not started: {missing_runs_text(status.not_started, status.samplers)}")
+    left = status.seconds_left()
+    if left is None:
+        lines.append("time left: no finished run yet to estimate it from")
+    elif left > 0:
+        workers = max(len(running), 1)
+        end = time.strftime("%Y-%m-%d %H:%M", time.localtime(now + left / workers))
+        lines.append(
+            f"time left: about {_hours(left)} of run time (the finished runs' cycle times); at {workers} run(s) at "
+            f"once, about {_hours(left / workers)}, ending near {end}"
+        )
+    return "\n".join(lines)

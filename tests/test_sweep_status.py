@@ -1,0 +1,154 @@
+"""al_runner.sweep_status (`al-run --status`): a sweep's runs read from their folders, in the formats al-run writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from al_runner import cli, rundir, schema
+from al_runner.runlock import LOCK_FILE, STALE_AFTER_S, RunLock, lock_holder
+from al_runner.sweep_status import report, sweep_status
+
+CYCLE_SECONDS = (100.0, 200.0, 300.0)  # train_s of cycles 0, 1, 2 in every finished cycle below (eval, select 0)
+
+
+def write_plan(sweep: Path, seeds: str, samplers: str) -> None:
+    """multirun.yaml as Hydra writes it for `al-run -m seed=... sampler=...`."""
+    plan = {"hydra": {"sweeper": {"params": None}, "overrides": {"task": [f"seed={seeds}", f"sampler={samplers}"]}}}
+    OmegaConf.save(OmegaConf.create(plan), sweep / "multirun.yaml")
+
+
+def write_run(sweep: Path, sampler: str, seed: int, cycles_done: int, log: list[str] = ()) -> Path:
+    run_dir = sweep / f"synthetic-small_cnn-{sampler}-seed{seed}-0123456789"
+    run_dir.mkdir(parents=True)
+    OmegaConf.save(
+        OmegaConf.create({"seed": seed, "sampler": {"name": sampler}, "schedule": {"cycles": 3}}),
+        run_dir / "config.yaml",
+    )
+    rows = [
+        {
+            **dict.fromkeys(schema.CYCLE_COLUMNS, ""),
+            "sampler": sampler,
+            "seed": seed,
+            "cycle": c,
+            "value": 0.5,
+            "train_s": CYCLE_SECONDS[c],
+            "eval_s": 0.0,
+            "select_s": 0.0,
+        }
+        for c in range(cycles_done)
+    ]
+    if rows:
+        rundir.write_csv(run_dir / schema.CYCLES_CSV, schema.CYCLE_COLUMNS, rows)
+    stamp = "[2026-12-07 19:00:00,000][al_runner.loop][INFO] - "
+    (run_dir / "al-run.log").write_text("".join(f"{stamp}{line}\n" for line in log))
+    return run_dir
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """seeds 0-2 x random, entropy: one finished, one running (this process holds its lock), one stopped with an
+    in-cycle save, one left by a dead process, two not started."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    write_plan(sweep, "0,1,2", "random,entropy")
+    write_run(sweep, "random", 0, 3)
+    running = write_run(sweep, "entropy", 0, 1, ["cycle 1 epoch 40/200 loss 0.5", "cycle 1 epoch 50/200 loss 0.4"])
+    stopped = write_run(
+        sweep,
+        "random",
+        1,
+        2,
+        [
+            "cycle 1 epoch 200/200 loss 0.1",
+            "cycle 2: progress saved after epoch 120 (checkpoint_in_cycle.pt)",
+            "cycle 2 epoch 140/200 loss 0.2",
+        ],
+    )
+    (stopped / schema.IN_CYCLE_CHECKPOINT).write_bytes(b"")
+    with RunLock(stopped):
+        pass  # released
+    dead = write_run(sweep, "entropy", 1, 0, ["cycle 0 epoch 20/200 loss 1.0"])
+    record = {"host": socket.gethostname(), "pid": dead_pid(), "slurm_job": None, "started": "2026-12-07 18:00:00"}
+    (dead / LOCK_FILE).write_text(json.dumps(record))  # a SIGKILLed run's lock: never released
+    with RunLock(running):
+        yield sweep
+
+
+def test_each_run_is_finished_running_stopped_or_not_started(sweep):
+    status = sweep_status(sweep)
+    text = report(status, now=0.0)
+    assert "6 runs (multirun.yaml's plan)" in text
+    assert "1 finished, 1 running, 2 stopped, 2 not started" in text
+    assert f"entropy seed 0: cycle 1 of 3, epoch 50/200 (pid {os.getpid()} on {socket.gethostname()}" in text
+    assert "random seed 1: cycle 2 of 3, epoch 140/200; resumes after epoch 120 of cycle 2 (its in-cycle save)" in text
+    assert "entropy seed 1: cycle 0 of 3, epoch 20/200; resumes at the start of cycle 0" in text
+    assert "not started: seed 2 (all samplers)" in text
+
+
+def test_time_left_adds_the_finished_runs_cycle_times_for_what_remains(sweep):
+    # entropy seed 0 (running, epoch 50/200 of cycle 1): 0.75 x 200 + 300; random seed 1 (stopped, saved after
+    # epoch 120 of cycle 2: the restart redoes from there): 0.4 x 300; entropy seed 1: 600; seed 2: 2 x 600
+    assert sweep_status(sweep).seconds_left() == pytest.approx(450 + 120 + 600 + 1200)
+    assert "about 40 min of run time (the finished runs' cycle times); at 1 run(s) at once" in report(
+        sweep_status(sweep), now=0.0
+    )
+
+
+def test_consecutive_seeds_missing_the_same_samplers_are_one_range(tmp_path):
+    write_plan(tmp_path, "range(5,12)", "random,entropy")
+    write_run(tmp_path, "random", 5, 3)
+    write_run(tmp_path, "random", 8, 3)
+    text = report(sweep_status(tmp_path))
+    assert (
+        "not started: seed 5 (entropy); seeds 6–7 (all samplers); seed 8 (entropy); seeds 9–11 (all samplers)" in text
+    )
+
+
+def test_no_estimate_before_a_run_finished_and_a_folder_without_runs_is_refused(tmp_path):
+    write_plan(tmp_path, "0", "random")
+    assert "time left: no finished run yet" in report(sweep_status(tmp_path))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(Exception, match="holds no run"):
+        sweep_status(empty)
+
+
+def test_lock_holder_reads_only_a_live_owner(tmp_path):
+    with RunLock(tmp_path) as lock:
+        assert lock_holder(tmp_path)["pid"] == os.getpid()
+        assert lock_holder(tmp_path, now=time.time() + STALE_AFTER_S + 1) is None  # no heartbeat for too long
+        with pytest.raises(Exception, match="in use"):
+            RunLock(tmp_path).acquire()  # reading it took no lock: the holder still holds it alone
+    assert lock_holder(tmp_path) is None  # released
+    lock.path.write_text(json.dumps({"host": socket.gethostname(), "pid": dead_pid()}))
+    assert lock_holder(tmp_path) is None  # its process is gone
+    lock.path.write_text(json.dumps({"host": "node-elsewhere", "pid": 1}))
+    assert lock_holder(tmp_path)["host"] == "node-elsewhere"  # another host: its fresh heartbeat says it runs
+
+
+def test_al_run_status_prints_the_report_or_one_line_errors(sweep, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["al-run", "--status", str(sweep)])
+    cli.main()
+    assert "1 finished, 1 running, 2 stopped, 2 not started" in capsys.readouterr().out
+    for argv, expected in (
+        (["--status", str(tmp_path / "nowhere")], "is not a folder"),
+        (["--status", str(sweep), "seed=1"], "--status takes one sweep folder and nothing else"),
+    ):
+        monkeypatch.setattr(sys, "argv", ["al-run", *argv])
+        with pytest.raises(SystemExit, match=expected):
+            cli.main()
