@@ -31,6 +31,7 @@ import al_runner
 from al_runner import config_schema, identity
 from al_runner.errors import ALRunnerError
 from al_runner.identity import threads_for_launcher
+from al_runner.runlock import RunInUseError
 from al_runner.sweep import JobRecord, SweepState, finish_sweep, read_job_records, write_job_record
 
 log = logging.getLogger("al_runner")
@@ -105,6 +106,14 @@ def run_job(cfg: DictConfig) -> None:
         write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "running"))
     try:
         outcome = execute(cfg, run_dir, multirun)
+    except RunInUseError as e:
+        if not multirun:
+            raise SystemExit(f"al-run: error: {e}") from None
+        # another process runs it (a second `al-run -m` on this sweep, or a relaunch while the first still runs):
+        # not this sweep's failure; `al-run --status` shows how that run goes
+        log.warning("%s", e)
+        write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "busy", str(e)))
+        return
     except ALRunnerError as e:
         if not multirun:
             # SystemExit passes Hydra's exception reporting: one clear message, no traceback.

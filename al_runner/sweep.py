@@ -1,11 +1,15 @@
 """What happened to each job of a multirun, under any launcher.
 
 Jobs may run in this process (basic launcher), in joblib worker processes or as SLURM jobs on
-other hosts, so nothing is kept in memory: each job writes `<sweep dir>/.jobs/<job number>.json`
-when it starts ("running") and when it ends (finished / resumed / skipped / failed). After the
+other hosts, so nothing is kept in memory: each job writes `<sweep dir>/.jobs/<launch>/<job number>.json`
+when it starts ("running") and when it ends (finished / resumed / skipped / busy / failed). After the
 sweep, the launching process (a Hydra callback, then `al-run`'s exit code) reads them all, prints
 one line per job and writes `<sweep dir>/sweep.csv`. A job that is still "running" afterwards died
 without reporting (SIGKILL, out of memory, node failure) and counts as failed.
+
+`<launch>` names one `al-run -m` process (host and pid; its jobs find it in `LAUNCH_ENV`), so two processes
+sweeping the same folder (one per core, or a relaunch while the first still runs) keep their records apart: each
+reports its own jobs, and a job whose run the other process holds is "busy" (another process runs it), not failed.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import io
 import json
 import logging
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +38,8 @@ log = logging.getLogger(__name__)
 
 JOBS_DIR = ".jobs"
 SWEEP_CSV = "sweep.csv"
-OUTCOMES = ("finished", "resumed", "skipped", "failed")
+OUTCOMES = ("finished", "resumed", "skipped", "busy", "failed")  # busy: another process holds the run
+LAUNCH_ENV = "AL_RUNNER_SWEEP_LAUNCH"  # the launching process's records folder under .jobs/, for its jobs
 SUMMARY_COLUMNS = ["job", "status", "run_dir", "overrides", "error", "log"]
 REPORT_DIR = "figures"  # <sweep dir>/figures: al-plot's report of the sweep
 ASSIGNMENT_ENV = "AL_RUNNER_DEVICE_ASSIGNMENT"  # the GPU a launcher gave a job (hydra_plugins/al_runner_launchers)
@@ -40,28 +48,65 @@ ASSIGNMENT_ENV = "AL_RUNNER_DEVICE_ASSIGNMENT"  # the GPU a launcher gave a job 
 @dataclass
 class JobRecord:
     job: int
-    status: str  # running | finished | resumed | skipped | failed
+    status: str  # running | finished | resumed | skipped | busy | failed
     run_dir: str
     overrides: str
     error: str = ""
     log: str = ""
 
 
+def jobs_dir(sweep_dir: Path) -> Path:
+    """This launch's records folder (`LAUNCH_ENV`; a process that launched nothing uses .jobs/ itself)."""
+    return Path(sweep_dir) / JOBS_DIR / os.environ.get(LAUNCH_ENV, "")
+
+
+def start_launch(sweep_dir: Path) -> Path:
+    """A new launch of the sweep: its own records folder, named in `LAUNCH_ENV` for its jobs (joblib workers and
+    SLURM jobs inherit the environment). Folders of earlier launches go, except those of a launch still running on
+    this host (another `al-run -m` process on the same sweep) and, from other hosts, those written to in the last
+    day (a launch there cannot be checked)."""
+    launch = f"{socket.gethostname()}-{os.getpid()}"
+    os.environ[LAUNCH_ENV] = launch
+    root = Path(sweep_dir) / JOBS_DIR
+    for stale in root.glob("*.json"):  # records of a version that kept them in .jobs/ itself
+        stale.unlink(missing_ok=True)
+    for folder in root.glob("*-*"):
+        if folder.is_dir() and folder.name != launch and not _launch_alive(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+    folder = root / launch
+    shutil.rmtree(folder, ignore_errors=True)  # a dead launch that had this pid
+    return folder
+
+
+def _launch_alive(folder: Path) -> bool:
+    host, _, pid = folder.name.rpartition("-")
+    if host != socket.gethostname():
+        return time.time() - folder.stat().st_mtime < 86400
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def write_job_record(sweep_dir: Path, record: JobRecord) -> None:
-    jobs = Path(sweep_dir) / JOBS_DIR
+    jobs = jobs_dir(sweep_dir)
     jobs.mkdir(parents=True, exist_ok=True)
     atomic_write_text(jobs / f"{record.job}.json", json.dumps(asdict(record)))
 
 
 def read_job_record(sweep_dir: Path, job: int) -> JobRecord | None:
     """One job's record as written (a "running" one stays "running"), or None if it never started."""
-    path = Path(sweep_dir) / JOBS_DIR / f"{job}.json"
+    path = jobs_dir(sweep_dir) / f"{job}.json"
     return JobRecord(**json.loads(path.read_text())) if path.is_file() else None
 
 
 def read_job_records(sweep_dir: Path) -> list[JobRecord]:
+    """This launch's records."""
     records = []
-    for path in (Path(sweep_dir) / JOBS_DIR).glob("*.json"):
+    for path in jobs_dir(sweep_dir).glob("*.json"):
         record = JobRecord(**json.loads(path.read_text()))
         if record.status not in OUTCOMES:
             record.status, record.error = (
@@ -78,6 +123,8 @@ def summary_lines(records: list[JobRecord]) -> list[str]:
         line = f"  #{r.job} {r.status:<8} {r.run_dir}"
         if r.status == "failed":
             line += f"\n      error: {r.error}\n      log: {r.log}"
+        elif r.status == "busy":
+            line += f"\n      {r.error}"
         lines.append(line)
     counts = {o: sum(r.status == o for r in records) for o in OUTCOMES}
     lines.insert(0, f"sweep: {len(records)} job(s): " + ", ".join(f"{n} {o}" for o, n in counts.items() if n))
@@ -156,8 +203,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         SweepState.sweep_dir, SweepState.records = sweep_dir, None
-        for stale in (sweep_dir / JOBS_DIR).glob("*.json"):  # records of an earlier launch of this sweep
-            stale.unlink(missing_ok=True)
+        start_launch(sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         records = finish_sweep(Path(str(config.hydra.sweep.dir)))

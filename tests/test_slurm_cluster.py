@@ -143,7 +143,7 @@ def array_task_of(run_dir: Path) -> str:
     (array,) = {p.name.split("_")[0] for p in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name)}
     (job,) = [
         record["job"]
-        for record in map(json.loads, map(Path.read_text, (sweep_dir / ".jobs").glob("*.json")))
+        for record in map(json.loads, map(Path.read_text, (sweep_dir / ".jobs").rglob("*.json")))
         if record["run_dir"] == str(run_dir)
     ]
     return f"{array}_{job}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -164,3 +165,30 @@ def test_ctrl_c_prints_one_line_on_how_to_resume(tmp_path):
     assert "Traceback" not in err
     (line,) = [l for l in err.splitlines() if l.strip()]
     assert line.startswith("al-run: interrupted;") and "al-run task=synthetic" in line
+
+
+def test_two_al_run_processes_on_one_sweep_share_its_runs_and_neither_fails(tmp_path):
+    """One `al-run -m` per core on the same sweep: the second skips the run the first holds ("busy", not a failure),
+    runs the other, and each process's summary and records are its own (the second's launch leaves the first's
+    records alone)."""
+    sweep = [sys.executable, "-m", "al_runner", "-m", *ARGS, "seed=0,1", f"paths.output={tmp_path}"]
+    first = subprocess.Popen(
+        sweep,
+        cwd=REPO,
+        env=env(AL_RUNNER_STALL_WRITE="cycles.csv:1", AL_RUNNER_STALL_SECONDS="300"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    marker = wait_for(lambda: (tmp_path / "faults").glob("*seed0*/cycles.csv.stalled"), first)  # holds seed 0
+    second = subprocess.run(sweep, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "2 job(s): 1 finished, 1 busy" in second.stdout and f"is in use by pid {first.pid}" in second.stdout
+    marker.with_name("cycles.csv.release").touch()
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    assert "2 job(s): 1 finished, 1 skipped" in out  # seed 1 was finished by the second process
+    launches = [folder.name for folder in (tmp_path / "faults" / ".jobs").iterdir()]
+    assert len(launches) == 2 and f"{socket.gethostname()}-{first.pid}" in launches  # one records folder each
+    status = report(sweep_status(tmp_path / "faults"))
+    assert "2 finished, 0 running, 0 stopped, 0 not started" in status

@@ -17,7 +17,15 @@ from al_runner.atomic import STALL_ENV, atomic_write_text, remove_stale_temp_fil
 from al_runner.config_schema import check_overrides
 from al_runner.errors import ConfigError
 from al_runner.runlock import LOCK_FILE, RunInUseError, RunLock
-from al_runner.sweep import JobRecord, read_job_records, summary_lines, write_job_record, write_sweep_csv
+from al_runner.sweep import (
+    LAUNCH_ENV,
+    JobRecord,
+    read_job_records,
+    start_launch,
+    summary_lines,
+    write_job_record,
+    write_sweep_csv,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 HOLD_LOCK = (
@@ -96,13 +104,43 @@ def test_job_records_summary_and_sweep_csv(tmp_path):
     write_job_record(tmp_path, JobRecord(0, "finished", "/r/a", "seed=0"))
     write_job_record(tmp_path, JobRecord(1, "failed", "/r/b", "seed=1", error="boom", log="/r/b/al-run.log"))
     write_job_record(tmp_path, JobRecord(2, "running", "/r/c", "seed=2"))  # died without reporting
+    write_job_record(tmp_path, JobRecord(3, "busy", "/r/d", "seed=3", error="run directory /r/d is in use by pid 7"))
     records = read_job_records(tmp_path)
-    assert [r.status for r in records] == ["finished", "failed", "failed"]
+    assert [r.status for r in records] == ["finished", "failed", "failed", "busy"]
     assert "without reporting" in records[2].error
     lines = "\n".join(summary_lines(records))
-    assert "3 job(s): 1 finished, 2 failed" in lines and "boom" in lines and "/r/b/al-run.log" in lines
+    assert "4 job(s): 1 finished, 1 busy, 2 failed" in lines and "boom" in lines and "/r/b/al-run.log" in lines
+    assert "in use by pid 7" in lines
     csv_text = write_sweep_csv(tmp_path, records).read_text().splitlines()
-    assert csv_text[0] == "job,status,run_dir,overrides,error,log" and len(csv_text) == 4
+    assert csv_text[0] == "job,status,run_dir,overrides,error,log" and len(csv_text) == 5
+
+
+def test_a_launch_keeps_its_records_apart_and_clears_only_those_of_ended_launches(tmp_path, monkeypatch):
+    import socket
+
+    host, jobs = socket.gethostname(), tmp_path / ".jobs"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    try:
+        kept = [jobs / f"{host}-{sleeper.pid}", jobs / "node-elsewhere-4242"]  # alive here; another host, recent
+        gone = [jobs / f"{host}-{ended.pid}", jobs / "node-elsewhere-99"]  # ended here; another host, 2 days old
+        for folder in kept + gone:
+            folder.mkdir(parents=True)
+            (folder / "0.json").write_text("{}")
+        os.utime(gone[1], (time.time() - 2 * 86400,) * 2)
+        (jobs / "5.json").write_text("{}")  # a record of a version without launch folders
+        monkeypatch.delenv(LAUNCH_ENV, raising=False)
+        mine = start_launch(tmp_path)
+        assert mine.name == f"{host}-{os.getpid()}" and os.environ[LAUNCH_ENV] == mine.name
+        assert all(folder.is_dir() for folder in kept) and not any(folder.exists() for folder in gone)
+        assert not (jobs / "5.json").exists()
+        write_job_record(tmp_path, JobRecord(0, "finished", "/r/a", "seed=0"))
+        assert [r.run_dir for r in read_job_records(tmp_path)] == ["/r/a"]  # only this launch's
+        assert (mine / "0.json").is_file() and (kept[0] / "0.json").read_text() == "{}"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 @pytest.mark.parametrize(
