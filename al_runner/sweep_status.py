@@ -25,6 +25,7 @@ from al_runner.runlock import lock_holder
 JOB_LOG = "al-run.log"  # conf/config.yaml: hydra.job.name
 LOG_TAIL_BYTES = 65536
 EPOCH_LINE = re.compile(r"cycle (\d+) epoch (\d+)/(\d+)")  # al_runner.loop's progress line
+START_LINE = "run directory: "  # runner.ActiveLearningRun.run's first line
 SAVED_LINE = re.compile(r"cycle (\d+): progress saved after epoch (\d+)")  # runner._save_in_cycle's line
 SECONDS_COLUMNS = ("train_s", "eval_s", "select_s")
 
@@ -93,12 +94,16 @@ def _cycle_seconds(run_dir: Path) -> list[float]:
 
 
 def _log_tail(run_dir: Path) -> str:
+    """The job log from the latest start of the run on (each start logs START_LINE first): lines of a process
+    that was stopped before it are no longer where the run is."""
     path = run_dir / JOB_LOG
     if not path.is_file():
         return ""
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
-        return f.read().decode("utf-8", "replace")
+        tail = f.read().decode("utf-8", "replace")
+    start = tail.rfind(START_LINE)
+    return tail if start < 0 else tail[start:]
 
 
 def _last_match(pattern: re.Pattern, text: str, cycle: int) -> re.Match | None:

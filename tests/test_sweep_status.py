@@ -67,7 +67,13 @@ def sweep(tmp_path):
     sweep.mkdir()
     write_plan(sweep, "0,1,2", "random,entropy")
     write_run(sweep, "random", 0, 3)
-    running = write_run(sweep, "entropy", 0, 1, ["cycle 1 epoch 40/200 loss 0.5", "cycle 1 epoch 50/200 loss 0.4"])
+    running = write_run(
+        sweep,
+        "entropy",
+        0,
+        1,
+        ["run directory: x", "cycle 1 epoch 40/200 loss 0.5", "cycle 1 epoch 50/200 loss 0.4"],
+    )
     stopped = write_run(
         sweep,
         "random",
@@ -82,7 +88,8 @@ def sweep(tmp_path):
     (stopped / schema.IN_CYCLE_CHECKPOINT).write_bytes(b"")
     with RunLock(stopped):
         pass  # released
-    dead = write_run(sweep, "entropy", 1, 0, ["cycle 0 epoch 20/200 loss 1.0"])
+    # a process stopped at epoch 20 of cycle 0 left no save; it was started again and has not logged an epoch yet
+    dead = write_run(sweep, "entropy", 1, 0, ["run directory: x", "cycle 0 epoch 20/200 loss 1.0", "run directory: x"])
     record = {"host": socket.gethostname(), "pid": dead_pid(), "slurm_job": None, "started": "2026-12-07 18:00:00"}
     (dead / LOCK_FILE).write_text(json.dumps(record))  # a SIGKILLed run's lock: never released
     with RunLock(running):
@@ -96,7 +103,7 @@ def test_each_run_is_finished_running_stopped_or_not_started(sweep):
     assert "1 finished, 1 running, 2 stopped, 2 not started" in text
     assert f"entropy seed 0: cycle 1 of 3, epoch 50/200 (pid {os.getpid()} on {socket.gethostname()}" in text
     assert "random seed 1: cycle 2 of 3, epoch 140/200; resumes after epoch 120 of cycle 2 (its in-cycle save)" in text
-    assert "entropy seed 1: cycle 0 of 3, epoch 20/200; resumes at the start of cycle 0" in text
+    assert "entropy seed 1: cycle 0 of 3; resumes at the start of cycle 0" in text
     assert "not started: seed 2 (all samplers)" in text
 
 
