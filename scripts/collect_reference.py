@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -32,6 +33,10 @@ from al_runner.sweep import SWEEP_CSV
 # them digit for digit
 ALWAYS = (CONFIG_FILES[0], CYCLES_CSV, SELECTED_CSV, METRIC_DETAILS_CSV, PLATFORM_FILE)
 RUN_LOG = "al-run.log"  # the job log (conf/config.yaml hydra.job.name)
+
+
+# a line only a run that trained writes (al_runner.loop's epoch line, the runner's cycle line)
+TRAINING_LINE = re.compile(r"cycle \d+ epoch \d+/\d+|cycle \d+ \(\d+/\d+\) \| labeled")
 
 
 def run_sampler(run_dir: Path) -> str | None:
@@ -50,11 +55,18 @@ def is_unfinished(run_dir: Path) -> bool:
 
 def already_collected(run_dir: Path, committed: Path, names: list[str]) -> bool:
     """The committed copy holds the same cycles.csv, byte for byte (the same run, as far), and every file of `names`
-    the run has."""
+    the run has; a log counts only if it records training (a run committed without its log, made in an earlier
+    sweep folder, would otherwise get one holding only the "already finished" lines of the relaunches that skipped
+    it)."""
     copy = committed / CYCLES_CSV
     if not copy.is_file() or copy.read_bytes() != (run_dir / CYCLES_CSV).read_bytes():
         return False
-    return all((committed / name).is_file() for name in names if (run_dir / name).is_file())
+    wanted = [name for name in names if (run_dir / name).is_file()]
+    if RUN_LOG in wanted and not TRAINING_LINE.search(
+        (run_dir / RUN_LOG).read_text(encoding="utf-8", errors="replace")
+    ):
+        wanted.remove(RUN_LOG)
+    return all((committed / name).is_file() for name in wanted)
 
 
 def collect(

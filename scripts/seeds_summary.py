@@ -46,8 +46,8 @@ def p_value(p: float) -> str:
 
 
 def two_figures(x: float) -> str:
-    """3.4, 0.55, 12: two significant figures, no exponent."""
-    return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
+    """3.0, 0.55, 12: two significant figures (trailing zero kept), no exponent."""
+    return f"{x:.0f}" if x >= 10 else f"{x:.1f}" if x >= 1 else f"{x:.2g}"
 
 
 class Difference:

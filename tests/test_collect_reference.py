@@ -80,6 +80,18 @@ def test_a_collected_run_whose_results_did_not_change_is_left_as_committed(tmp_p
     assert (dest / "rnd" / "al-run.log").read_text() == "cycle 0 ...\n"
 
 
+def test_a_run_committed_without_its_log_gets_no_log_of_relaunches(tmp_path):
+    sweep, dest = tmp_path / "sweep", tmp_path / "reference"
+    run = fake_run(sweep, "rnd", "random")
+    collect_reference.main([str(sweep), str(dest)])  # collected without --logs
+    (run / "al-run.log").write_text("run in rnd already finished; nothing to do\n")  # a relaunch skipped it
+    collect_reference.main([str(sweep), str(dest), "--logs"])
+    assert not (dest / "rnd" / "al-run.log").exists()
+    (run / "cycles.csv").write_text((run / "cycles.csv").read_text() + "\n")  # its results changed: copied whole
+    collect_reference.main([str(sweep), str(dest), "--logs"])
+    assert (dest / "rnd" / "al-run.log").is_file()
+
+
 def test_runs_only_leaves_the_committed_plan_and_outcome_alone(tmp_path):
     sweep, dest = tmp_path / "sweep", tmp_path / "reference"
     fake_run(sweep, "rnd", "random")
