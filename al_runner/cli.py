@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import shlex
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -29,23 +28,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 import al_runner
 from al_runner import config_schema, identity
-from al_runner.errors import ALRunnerError
+from al_runner.errors import ALRunnerError, stop_exit_code, stop_word, terminate_like_ctrl_c
 from al_runner.identity import threads_for_launcher
 from al_runner.runlock import RunInUseError
 from al_runner.sweep import JobRecord, SweepState, finish_sweep, read_job_records, write_job_record
 
 log = logging.getLogger("al_runner")
-EXIT_INTERRUPTED = 130  # 128 + SIGINT
-EXIT_TERMINATED = 143  # 128 + SIGTERM
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, what a cluster sends before it kills a job: it unwinds exactly like Ctrl-C (locks released, the
-    last checkpoint kept; every file is written atomically), so the same command resumes."""
-
-
-def _raise_terminated(_signum, _frame) -> None:
-    raise Terminated()
 
 
 def find_config_dir() -> str:
@@ -273,15 +261,15 @@ def main() -> None:
     SweepState.sweep_dir = SweepState.records = None
     if {"-m", "--multirun"} & set(sys.argv[1:]):
         register_launchers()
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    terminate_like_ctrl_c()
     try:
         _run_hydra()
     except KeyboardInterrupt as stop:
-        how = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
         sys.stderr.write(
-            f"\nal-run: {how}; finished cycles are saved, run the same command to resume: {_command_line()}\n"
+            f"\nal-run: {stop_word(stop)}; finished cycles are saved, run the same command to resume: "
+            f"{_command_line()}\n"
         )
-        sys.exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED)
+        sys.exit(stop_exit_code(stop))
     except SystemExit as e:
         if e.code not in (0, None):
             _report_launcher_failure()  # the launcher itself failed (e.g. a worker was killed)

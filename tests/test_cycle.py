@@ -143,7 +143,7 @@ def test_a_killed_next_continues_its_round_and_picks_what_an_uninterrupted_one_d
 
     monkeypatch.setattr(loop_mod, "train_one_epoch", dying_epoch)
     code, _, err = al_label("next", killed, "--k", str(K))
-    assert code == 1 and "interrupted" in err and "its training continues from its last save" in err
+    assert code == 130 and "interrupted" in err and "its training continues from its last save" in err
     assert (killed / "round_progress.pt").is_file() and len(Project(killed).rounds()) == 1
 
     def counting_epoch(*args, **kwargs):

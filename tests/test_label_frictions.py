@@ -11,6 +11,8 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image, ImageDraw
 
+from al_runner.errors import Terminated
+from al_runner.labeling import cli as label_cli
 from al_runner.labeling.exports import CONTACT_SHEET_KEY, contact_sheet, pick_caption
 from al_runner.labeling.project import Project
 from tests.test_label_files import CLASSES, FAST, images, new_project, run, write_csv  # noqa: F401 - fixture
@@ -111,3 +113,15 @@ def test_the_contact_sheet_names_each_number_it_shows(tmp_path, monkeypatch):
         for word in ("#rank: pick order", "guess: the model's class", "p: the model's confidence")
     )
     assert pick_caption(3, {"guess": None}) == ("#3 random pick", "")
+
+
+@pytest.mark.parametrize("stop,code,word", [(KeyboardInterrupt, 130, "interrupted"), (Terminated, 143, "terminated")])
+def test_a_stopped_command_exits_as_al_run_does_with_one_line(monkeypatch, stop, code, word):
+    def stopped(args):
+        raise stop()
+
+    monkeypatch.setattr(label_cli, "cmd_status", stopped)
+    exit_code, _, err = run("status", "any_project")
+    assert exit_code == code
+    (line,) = [line for line in err.splitlines() if line.strip()]
+    assert line.startswith(f"al-label: {word}") and "rerun the same command" in line

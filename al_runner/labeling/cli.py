@@ -31,7 +31,7 @@ from al_runner.atomic import remove_stale_temp_files
 # al_runner.cli: registers the schema and resolvers, finds conf/ (checkout or package), and one_line_error is the
 # one place that turns our errors into one line (al-run's too)
 from al_runner.cli import CONFIG_DIR, one_line_error
-from al_runner.errors import ALRunnerError
+from al_runner.errors import ALRunnerError, stop_exit_code, stop_word, terminate_like_ctrl_c
 from al_runner.labeling.project import Project
 from al_runner.runlock import RunLock
 
@@ -248,13 +248,16 @@ def main(argv: list[str] | None = None) -> None:
         args.overrides = list(args.overrides) + overrides
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the SDK's HTTP client logs every request at INFO
+    terminate_like_ctrl_c()
     try:
         args.run(args)
-    except KeyboardInterrupt:
-        sys.exit(
-            f"\n{PROG}: interrupted; nothing was committed by the interrupted step, rerun the same command"
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM: exit 130 / 143, as al-run
+        sys.stderr.write(
+            f"\n{PROG}: {stop_word(stop)}; nothing was committed by the interrupted step, rerun the same command"
             + (" (its training continues from its last save)" if args.command == "next" else "")
+            + "\n"
         )
+        sys.exit(stop_exit_code(stop))
     except Exception as error:  # noqa: BLE001 - ours or a config error: one line; anything else: its traceback
         message = one_line_error(error)
         if message is None:
