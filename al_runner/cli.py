@@ -94,20 +94,15 @@ def run_job(cfg: DictConfig) -> None:
         write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "running"))
     try:
         outcome = execute(cfg, run_dir, multirun)
-    except RunInUseError as e:
-        if not multirun:
-            raise SystemExit(f"al-run: error: {e}") from None
-        # another process runs it (a second `al-run -m` on this sweep, or a relaunch while the first still runs):
-        # not this sweep's failure; `al-run --status` shows how that run goes
-        log.warning("%s", e)
-        write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "busy", str(e)))
-        return
     except ALRunnerError as e:
         if not multirun:
             # SystemExit passes Hydra's exception reporting: one clear message, no traceback.
             raise SystemExit(f"al-run: error: {e}") from None
-        log.error("%s", e)
-        write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "failed", str(e)))
+        # a run another process holds (a second `al-run -m` on this sweep, or a relaunch while the first still
+        # runs) is not this sweep's failure: "busy"; `al-run --status` shows how that run goes
+        busy = isinstance(e, RunInUseError)
+        log.log(logging.WARNING if busy else logging.ERROR, "%s", e)
+        write_job_record(sweep_dir, _job_record(hydra_cfg, run_dir, "busy" if busy else "failed", str(e)))
         return
     except Exception as e:  # a bug: keep its traceback in the job's log, let the sweep go on
         if not multirun:

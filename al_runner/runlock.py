@@ -86,13 +86,20 @@ def lock_holder(run_dir: Path, now: float | None = None) -> dict | None:
         return None
     if not isinstance(owner, dict) or not owner or owner.get("released") or age >= STALE_AFTER_S:
         return None
-    if owner.get("host") == socket.gethostname():
-        try:
-            os.kill(int(owner.get("pid")), 0)
-        except (OSError, TypeError, ValueError) as e:
-            if not isinstance(e, PermissionError):  # EPERM: alive, another user's
-                return None
+    if owner.get("host") == socket.gethostname() and not pid_alive(owner.get("pid")):
+        return None
     return owner
+
+
+def pid_alive(pid) -> bool:
+    """Whether a process of this host has that pid (EPERM: alive, another user's)."""
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
 
 
 class RunLock:

@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 
 from al_runner.analysis.summary import report_summary
 from al_runner.atomic import atomic_write_text
+from al_runner.runlock import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +83,7 @@ def _launch_alive(folder: Path) -> bool:
     host, _, pid = folder.name.rpartition("-")
     if host != socket.gethostname():
         return time.time() - folder.stat().st_mtime < 86400
-    try:
-        os.kill(int(pid), 0)
-    except PermissionError:
-        return True
-    except (OSError, ValueError):
-        return False
-    return True
+    return pid_alive(pid)
 
 
 def write_job_record(sweep_dir: Path, record: JobRecord) -> None:
