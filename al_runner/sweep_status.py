@@ -183,6 +183,9 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise SweepStatusError(f"{sweep_dir} is not a folder: give a sweep's folder (outputs/<name>)")
+    single = run_status(sweep_dir)  # a single run's folder (al-run without -m) reads as a sweep of that run
+    if single is not None:
+        return SweepStatus(sweep_dir, [single], [], [single.sampler])
     runs = [status for path in sorted(sweep_dir.iterdir()) if path.is_dir() and (status := run_status(path))]
     plan = sweep_dir / MULTIRUN_FILE
     grid = planned_grid(plan) if plan.is_file() else None
@@ -210,7 +213,7 @@ def report(status: SweepStatus, now: float | None = None) -> str:
     finished, running, stopped = (status.of_state(s) for s in ("finished", "running", "stopped"))
     total = len(status.runs) + len(status.not_started)
     lines = [
-        f"sweep {status.sweep_dir}: {total} runs"
+        f"sweep {status.sweep_dir}: {total} run{'' if total == 1 else 's'}"
         + (f" ({MULTIRUN_FILE}'s plan)" if status.not_started or (status.sweep_dir / MULTIRUN_FILE).is_file() else ""),
         f"  {len(finished)} finished, {len(running)} running, {len(stopped)} stopped, "
         f"{len(status.not_started)} not started",

@@ -159,3 +159,10 @@ def test_al_run_status_prints_the_report_or_one_line_errors(sweep, tmp_path, mon
         monkeypatch.setattr(sys, "argv", ["al-run", *argv])
         with pytest.raises(SystemExit, match=expected):
             cli.main()
+
+
+def test_a_single_runs_folder_reads_as_a_sweep_of_that_run(sweep):
+    (run,) = sweep.glob("*entropy-seed0*")
+    text = report(sweep_status(run))
+    assert "1 runs" not in text and "0 finished, 1 running, 0 stopped, 0 not started" in text
+    assert "entropy seed 0: cycle 1 of 3, epoch 50/200" in text
