@@ -237,13 +237,15 @@ def test_results_table_has_mean_std_seeds_and_paper_value(tmp_path):
     assert (row["n_seeds"], row["seeds"], row["last_cycle"], row["n_labeled"]) == (2, "0,1", 1, 2000)
     assert row["mean"] == pytest.approx(0.91)
     assert row["std"] == pytest.approx(math.sqrt(0.0002))
+    # 95 % t-interval of the mean of two seeds: 0.91 ± t(0.975, 1) · std / √2 = 0.91 ± 12.706 · 0.01
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.91 - 0.127062, 0.91 + 0.127062), abs=1e-6)
     assert row["paper_value"] == 0.9101
     assert row["diff_vs_paper"] == pytest.approx(0.91 - 0.9101)
     assert row["ranking_accuracy_mean"] == pytest.approx(0.90)
     assert row["paper_ranking_accuracy"] == 0.9074
     assert "2,000" in row["note"]  # the paper's number is at 10,000 labels, this row is not
     mse = table.loc["learning_loss_mse"]
-    assert math.isnan(mse["paper_value"]) and math.isnan(mse["std"])
+    assert math.isnan(mse["paper_value"]) and math.isnan(mse["std"]) and math.isnan(mse["ci_low"])  # one seed
     assert "no last-cycle number" in mse["note"]
 
 

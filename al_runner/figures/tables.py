@@ -31,6 +31,8 @@ RESULTS_CSV_COLUMNS = [
     "n_labeled",
     "mean",
     "std",
+    "ci_low",
+    "ci_high",
     "paper_value",
     "paper_n_labeled",
     "diff_vs_paper",
@@ -174,6 +176,7 @@ def results_markdown_rows(results: pd.DataFrame) -> list[list[str]]:
                 f"{row['last_cycle']}{marks}",
                 f"{row['n_labeled']:,.0f}",
                 format_mean_std(row["mean"], row["std"]),
+                format_interval(row["ci_low"], row["ci_high"]),
                 _paper_cell(row["paper_value"]),
                 "—" if _is_missing(row["diff_vs_paper"]) else f"{row['diff_vs_paper']:+.4f}",
                 format_mean_std(row["ranking_accuracy_mean"], row["ranking_accuracy_std"]),
@@ -192,6 +195,7 @@ RESULTS_MD_HEADERS = [
     "cycle",
     "labeled",
     "ours (mean ± std)",
+    "95 % CI of the mean",
     "paper",
     "Δ vs paper",
     "ranking acc. (ours)",
@@ -202,7 +206,8 @@ RESULTS_MD_HEADERS = [
 def results_footnotes(results: pd.DataFrame) -> list[str]:
     """Why a paper cell is empty, and what the marks in the cycle column mean; one line per distinct reason."""
     notes = [
-        "Mean ± sample std (ddof=1) over seeds at the last cycle reached by *all* seeds of that row. "
+        "Mean ± sample std (ddof=1) over seeds at the last cycle reached by *all* seeds of that row, and the 95 % "
+        "Student-t interval of that mean (— for one seed). "
         f"Paper values are at the paper's last cycle ({PAPER_N_LABELED_LAST_CYCLE:,} labeled points); "
         "≈ marks values read off the paper's Fig. 5.",
     ]
