@@ -46,7 +46,7 @@ def write_figures(folder: Path) -> Path:
     paired([(a, b, 2, 0.0, -0.01, 0.01, 0.9, 0.9, False, 0.123) for a, b, *_ in last]).to_csv(
         folder / "paired_tests_aubc_selection.csv", index=False
     )
-    for name, mean in (("aubc_selection.csv", 0.6), ("aubc.csv", 0.5)):
+    for name, mean in (("aubc_selection.csv", 0.6), ("aubc.csv", 0.5), ("results.csv", 0.7)):
         pd.DataFrame({"sampler": ["random", "entropy", "learning_loss"], "n_seeds": [3, 2, 2], "mean": mean}).assign(
             ci_low=mean - 0.01, ci_high=mean + 0.01
         ).to_csv(folder / name, index=False)
@@ -63,6 +63,7 @@ def test_differences_are_worded_minuend_first_with_their_interval_turned_around(
     assert "entropy − random +0.1 points [−0.2, +0.4] over 2 (Holm 0.60)" in results
     assert "learn loss − entropy +1.9 points [+0.5, +3.3] over 2 (Holm 0.40)" in results
     assert "AUBC over the selection cycles: random 0.600 [0.590, 0.610] (3 seeds)" in results
+    assert "Accuracy at 1,500 labels (mean, 95 % interval): random 0.700 [0.690, 0.710] (3 seeds)" in results
     assert "Significant after Holm: learn loss − random." in results
     assert "of 12 points for learn loss − random" in results
     assert (
