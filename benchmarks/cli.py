@@ -16,6 +16,14 @@ from benchmarks import __doc__ as PACKAGE_DOC
 from benchmarks.harness import REPO, ForeignLoad, Results, machine_info, tune_glibc_malloc, write_outputs
 
 
+def default_cifar10_jpg(environ=os.environ) -> Path:
+    """Where the presets look for the CIFAR-10 JPEG tree (conf/experiment/cifar10_cpu.yaml's task.root, with
+    `paths.data` = $AL_RUNNER_DATA), so a user who moved the data for al-run needs no --data here."""
+    if environ.get("AL_RUNNER_CIFAR10_JPG"):
+        return Path(environ["AL_RUNNER_CIFAR10_JPG"])
+    return Path(environ.get("AL_RUNNER_DATA") or REPO / "data") / "cifar10-jpg"
+
+
 def cases():
     """number -> benchmark function(args, res); imported here so a child process loads only what it runs."""
     from benchmarks.cycle import bench_cycle
@@ -61,9 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--data",
         type=Path,
-        default=Path(os.environ.get("AL_RUNNER_CIFAR10_JPG", REPO / "data" / "cifar10-jpg")),
-        help="CIFAR-10 JPEG tree (train/<class>/*.jpg, test/<class>/*.jpg); default $AL_RUNNER_CIFAR10_JPG, "
-        "else data/cifar10-jpg",
+        default=default_cifar10_jpg(),
+        help="CIFAR-10 JPEG tree (train/<class>/*.jpg, test/<class>/*.jpg); default as the presets' task.root: "
+        "$AL_RUNNER_CIFAR10_JPG, else $AL_RUNNER_DATA/cifar10-jpg, else data/cifar10-jpg in the repository",
     )
     p.add_argument(
         "--cache",

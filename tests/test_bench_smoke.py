@@ -188,3 +188,12 @@ def test_python_pair_loop_agrees_with_ranking_accuracy():
     real, pred = torch.randint(0, 8, (60,), generator=g).float(), torch.randint(0, 5, (60,), generator=g).float()
     assert ranking_python_loop(pred.tolist(), real.tolist()) == pytest.approx(ranking_accuracy(pred, real))
     assert ranking_chunked(pred, real) == pytest.approx(ranking_accuracy(pred, real))
+
+
+def test_the_benchmarks_find_the_cifar10_tree_where_the_presets_do():
+    from benchmarks.cli import default_cifar10_jpg
+    from benchmarks.harness import REPO
+
+    assert default_cifar10_jpg({"AL_RUNNER_CIFAR10_JPG": "/x/jpg", "AL_RUNNER_DATA": "/d"}) == Path("/x/jpg")
+    assert default_cifar10_jpg({"AL_RUNNER_DATA": "/d"}) == Path("/d/cifar10-jpg")
+    assert default_cifar10_jpg({}) == REPO / "data" / "cifar10-jpg"
