@@ -191,7 +191,7 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
     grid = planned_grid(plan) if plan.is_file() else None
     present = {(run.sampler, run.seed) for run in runs}
     samplers = (grid or {}).get("sampler") or sorted({run.sampler for run in runs})
-    seeds = (grid or {}).get("seed") or sorted({run.seed for run in runs}, key=lambda s: (not s.isdigit(), s))
+    seeds = (grid or {}).get("seed") or sorted({run.seed for run in runs}, key=lambda s: (not s.isdigit(), len(s), s))
     not_started = [(s, seed) for seed, s in product(seeds, samplers) if (s, seed) not in present] if grid else []
     if not runs and not not_started:
         raise SweepStatusError(
