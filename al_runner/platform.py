@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform as _stdlib_platform
 import re
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from functools import lru_cache
 
 import torch
 
+from al_runner.cpuinfo import cpu_model
 from al_runner.schema import PLATFORM_FILE  # noqa: F401 (the run directory's file, named here too)
 from al_runner.schema import PLATFORM_KEYS as COMPARED
 
@@ -33,18 +33,6 @@ ISA_ENVIRONMENT = (
     "ONEDNN_DEFAULT_FPMATH_MODE",
 )
 # COMPARED: the keys a resume compares, by device type (schema.PLATFORM_KEYS: al-plot reads them without torch)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux, else what Python's platform module says)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return _stdlib_platform.processor() or _stdlib_platform.machine() or "unknown"
 
 
 def _build_versions() -> dict[str, str | None]:

@@ -9,6 +9,7 @@ sweep (each writes its own job numbers into sweep.csv). It only reads: no lock i
 from __future__ import annotations
 
 import csv
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from itertools import product
 from pathlib import Path
 
 from al_runner import schema
+from al_runner.cpuinfo import cpu_model
 from al_runner.errors import ALRunnerError
 from al_runner.figures.labels import sampler_label
 from al_runner.figures.loading import read_run_config
@@ -45,6 +47,7 @@ class RunStatus:
     epoch: tuple[int, int] | None = None  # (epochs done, of) in the cycle under way, from the job's log
     saved_epoch: int | None = None  # the epoch its in-cycle save holds (where a stopped run resumes), from the log
     in_cycle_save: bool = False  # whether the run directory holds an in-cycle save
+    cpu: str | None = None  # the CPU its platform.json names (CPU runs; a resume on another CPU type is refused)
 
     @property
     def cycles_done(self) -> int:
@@ -112,6 +115,14 @@ def _last_match(pattern: re.Pattern, text: str, cycle: int) -> re.Match | None:
     return found[-1] if found else None
 
 
+def _cpu_of(run_dir: Path) -> str | None:
+    try:
+        record = json.loads((run_dir / schema.PLATFORM_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record.get("cpu_model") if isinstance(record, dict) and record.get("device") == "cpu" else None
+
+
 def run_status(run_dir: Path) -> RunStatus | None:
     """None for a folder that is not a run (no config.yaml)."""
     config = read_run_config(run_dir)
@@ -124,6 +135,7 @@ def run_status(run_dir: Path) -> RunStatus | None:
         seed=str(config.get("seed", "?")),
         cycles_planned=int(planned) if planned is not None and str(planned).isdigit() else None,
         cycle_seconds=_cycle_seconds(run_dir),
+        cpu=_cpu_of(run_dir),
     )
     if not status.finished:
         status.holder = lock_holder(run_dir)
@@ -144,6 +156,15 @@ class SweepStatus:
 
     def of_state(self, state: str) -> list[RunStatus]:
         return [run for run in self.runs if run.state == state]
+
+    def seeds_mixing_cpus(self) -> dict[str, dict[str, list[str]]]:
+        """Seeds whose runs name different CPUs in platform.json: seed -> CPU -> samplers (their paired
+        differences would mix floating-point paths; al-plot notes them too)."""
+        by_seed: dict[str, dict[str, list[str]]] = {}
+        for run in self.runs:
+            if run.cpu:
+                by_seed.setdefault(run.seed, {}).setdefault(run.cpu, []).append(run.sampler)
+        return {seed: cpus for seed, cpus in by_seed.items() if len(cpus) > 1}
 
     def mean_cycle_seconds(self) -> dict[tuple[str | None, int], float]:
         """Mean seconds of cycle c over the finished runs, per sampler and (key None) over all of them."""
@@ -223,9 +244,28 @@ def report(status: SweepStatus, now: float | None = None) -> str:
         lines += [f"  {run.name()}: {run.where()} ({_owner(run.holder)})" for run in running]
     if stopped:
         lines.append("stopped (the sweep's command resumes them from their last save):")
-        lines += [f"  {run.name()}: {run.where()}; {run.resumes()} ({run.run_dir})" for run in stopped]
+        here = cpu_model()
+        for run in stopped:
+            elsewhere = (
+                f"; made on {run.cpu}: a resume on this machine ({here}) is refused"
+                if run.cpu not in (None, here)
+                else ""
+            )
+            lines.append(f"  {run.name()}: {run.where()}; {run.resumes()}{elsewhere} ({run.run_dir})")
     if status.not_started:
         lines.append(f"not started: {missing_runs_text(status.not_started, status.samplers)}")
+    mixed = status.seeds_mixing_cpus()
+    if mixed:
+
+        def cpus_text(cpus: dict[str, list[str]]) -> str:
+            return ", ".join(
+                f"{cpu}: {' and '.join(map(sampler_label, samplers))}" for cpu, samplers in sorted(cpus.items())
+            )
+
+        lines.append(
+            "seeds whose runs were made on different CPU types (their paired differences mix floating-point paths): "
+            + "; ".join(f"seed {seed} ({cpus_text(cpus)})" for seed, cpus in mixed.items())
+        )
     left = status.seconds_left()
     if left is None:
         lines.append("time left: no finished run yet to estimate it from")

@@ -166,3 +166,29 @@ def test_a_single_runs_folder_reads_as_a_sweep_of_that_run(sweep):
     text = report(sweep_status(run))
     assert "1 runs" not in text and "0 finished, 1 running, 0 stopped, 0 not started" in text
     assert "entropy seed 0: cycle 1 of 3, epoch 50/200" in text
+
+
+def write_platform(run_dir: Path, cpu: str) -> None:
+    (run_dir / schema.PLATFORM_FILE).write_text(json.dumps({"device": "cpu", "cpu_model": cpu, "precision": "fp32"}))
+
+
+def test_runs_made_on_another_cpu_are_named(sweep, monkeypatch):
+    from al_runner import sweep_status as module
+
+    monkeypatch.setattr(module, "cpu_model", lambda: "This CPU")
+    (finished,) = sweep.glob("*random-seed0*")
+    (running,) = sweep.glob("*entropy-seed0*")
+    (stopped,) = sweep.glob("*random-seed1*")
+    write_platform(finished, "AMD EPYC")
+    write_platform(running, "This CPU")
+    write_platform(stopped, "AMD EPYC")
+    text = report(sweep_status(sweep))
+    assert "(its in-cycle save); made on AMD EPYC: a resume on this machine (This CPU) is refused" in text
+    assert (
+        "seeds whose runs were made on different CPU types" in text
+        and "seed 0 (AMD EPYC: random, This CPU: entropy)" in text
+    )
+    write_platform(running, "AMD EPYC")
+    monkeypatch.setattr(module, "cpu_model", lambda: "AMD EPYC")
+    text = report(sweep_status(sweep))
+    assert "made on" not in text and "different CPU types" not in text
