@@ -153,6 +153,7 @@ class SweepStatus:
     runs: list[RunStatus]
     not_started: list[tuple[str, str]]  # (sampler, seed) of the plan with no run directory yet
     samplers: list[str]  # the plan's, in its order
+    unreadable: list[str] = field(default_factory=list)  # "<folder>: <why>" for run folders that could not be read
 
     def of_state(self, state: str) -> list[RunStatus]:
         return [run for run in self.runs if run.state == state]
@@ -207,18 +208,26 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
     single = run_status(sweep_dir)  # a single run's folder (al-run without -m) reads as a sweep of that run
     if single is not None:
         return SweepStatus(sweep_dir, [single], [], [single.sampler])
-    runs = [status for path in sorted(sweep_dir.iterdir()) if path.is_dir() and (status := run_status(path))]
+    runs, unreadable = [], []
+    for path in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
+        try:
+            status = run_status(path)
+        except (ALRunnerError, OSError, ValueError, KeyError) as error:  # one bad folder does not hide the others
+            unreadable.append(f"{path.name}: {error}")
+            continue
+        if status is not None:
+            runs.append(status)
     plan = sweep_dir / MULTIRUN_FILE
     grid = planned_grid(plan) if plan.is_file() else None
     present = {(run.sampler, run.seed) for run in runs}
     samplers = (grid or {}).get("sampler") or sorted({run.sampler for run in runs})
     seeds = (grid or {}).get("seed") or sorted({run.seed for run in runs}, key=lambda s: (not s.isdigit(), len(s), s))
     not_started = [(s, seed) for seed, s in product(seeds, samplers) if (s, seed) not in present] if grid else []
-    if not runs and not not_started:
+    if not runs and not not_started and not unreadable:
         raise SweepStatusError(
             f"{sweep_dir} holds no run (no folder with a config.yaml) and no {MULTIRUN_FILE}: is it a sweep's folder?"
         )
-    return SweepStatus(sweep_dir, runs, not_started, samplers)
+    return SweepStatus(sweep_dir, runs, not_started, samplers, unreadable)
 
 
 def _hours(seconds: float) -> str:
@@ -254,6 +263,9 @@ def report(status: SweepStatus, now: float | None = None) -> str:
             lines.append(f"  {run.name()}: {run.where()}; {run.resumes()}{elsewhere} ({run.run_dir})")
     if status.not_started:
         lines.append(f"not started: {missing_runs_text(status.not_started, status.samplers)}")
+    if status.unreadable:
+        lines.append("not readable (left out above):")
+        lines += [f"  {text}" for text in status.unreadable]
     mixed = status.seeds_mixing_cpus()
     if mixed:
 

@@ -192,3 +192,13 @@ def test_runs_made_on_another_cpu_are_named(sweep, monkeypatch):
     monkeypatch.setattr(module, "cpu_model", lambda: "AMD EPYC")
     text = report(sweep_status(sweep))
     assert "made on" not in text and "different CPU types" not in text
+
+
+def test_a_folder_that_cannot_be_read_is_named_and_the_others_still_reported(sweep):
+    broken = sweep / "synthetic-small_cnn-margin-seed0-0123456789"
+    broken.mkdir()
+    (broken / "config.yaml").write_text("seed: [unclosed\n")
+    (broken / "cycles.csv").write_text("cycle,value\n")
+    text = report(sweep_status(sweep))
+    assert "1 finished, 1 running, 2 stopped, 2 not started" in text
+    assert "not readable (left out above):\n  synthetic-small_cnn-margin-seed0-0123456789: " in text
