@@ -216,13 +216,17 @@ def _print_help() -> None:
 
 def _print_status(args: list[str]) -> None:
     """`al-run --status <sweep dir>`: its finished, running, stopped and unstarted runs (al_runner.sweep_status)."""
-    from al_runner.sweep_status import report, sweep_status
+    from al_runner.sweep_status import as_json, report, sweep_status
 
-    rest = [a for a in args if a != "--status"]
+    rest = [a for a in args if a not in ("--status", "--json")]
     if len(rest) != 1 or rest[0].startswith("-") or "=" in rest[0]:
-        sys.exit("al-run: error: --status takes one sweep folder and nothing else: al-run --status outputs/<name>")
+        sys.exit(
+            "al-run: error: --status takes one sweep folder (and --json) and nothing else: "
+            "al-run --status outputs/<name> [--json]"
+        )
     try:
-        print(report(sweep_status(Path(rest[0]))))
+        status = sweep_status(Path(rest[0]))
+        print(as_json(status) if "--json" in args else report(status))
     except ALRunnerError as e:
         sys.exit(f"al-run: error: {e}")
 

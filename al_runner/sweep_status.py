@@ -230,6 +230,34 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
     return SweepStatus(sweep_dir, runs, not_started, samplers, unreadable)
 
 
+def as_json(status: SweepStatus) -> str:
+    """The same reading as `report`, for scripts and dashboards (`al-run --status DIR --json`)."""
+    runs = [
+        {
+            "sampler": run.sampler,
+            "seed": run.seed,
+            "state": run.state,
+            "cycles_done": run.cycles_done,
+            "cycles_planned": run.cycles_planned,
+            "epoch": list(run.epoch) if run.epoch else None,
+            "saved_epoch": run.saved_epoch if run.in_cycle_save else None,
+            "holder": run.holder,
+            "cpu": run.cpu,
+            "run_dir": str(run.run_dir),
+        }
+        for run in status.runs
+    ]
+    record = {
+        "sweep_dir": str(status.sweep_dir),
+        "runs": runs,
+        "not_started": [{"sampler": sampler, "seed": seed} for sampler, seed in status.not_started],
+        "unreadable": status.unreadable,
+        "seconds_left": status.seconds_left(),
+        "running_at_once": max(len(status.of_state("running")), 1),
+    }
+    return json.dumps(record, indent=1)
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 

@@ -246,7 +246,8 @@ def check_al_run(args: list[str]) -> None:
     if "--config-dir" in args:  # a user's own folder: composed for real in test_a_model_from_a_config_dir_runs
         return
     if "--status" in args:  # reads a sweep's folder (tests/test_sweep_status.py): one folder, nothing else
-        assert len(args) == 2 and args[0] == "--status" and "=" not in args[1], f"al-run {' '.join(args)}"
+        folders = [a for a in args if a not in ("--status", "--json")]
+        assert args[0] == "--status" and len(folders) == 1 and "=" not in folders[0], f"al-run {' '.join(args)}"
         return
     overrides = [a for a in args if not a.startswith("-")]
     check_overrides(overrides)

@@ -154,7 +154,7 @@ def test_al_run_status_prints_the_report_or_one_line_errors(sweep, tmp_path, mon
     assert "1 finished, 1 running, 2 stopped, 2 not started" in capsys.readouterr().out
     for argv, expected in (
         (["--status", str(tmp_path / "nowhere")], "is not a folder"),
-        (["--status", str(sweep), "seed=1"], "--status takes one sweep folder and nothing else"),
+        (["--status", str(sweep), "seed=1"], r"--status takes one sweep folder \(and --json\) and nothing else"),
     ):
         monkeypatch.setattr(sys, "argv", ["al-run", *argv])
         with pytest.raises(SystemExit, match=expected):
@@ -202,3 +202,20 @@ def test_a_folder_that_cannot_be_read_is_named_and_the_others_still_reported(swe
     text = report(sweep_status(sweep))
     assert "1 finished, 1 running, 2 stopped, 2 not started" in text
     assert "not readable (left out above):\n  synthetic-small_cnn-margin-seed0-0123456789: " in text
+
+
+def test_json_gives_the_same_reading(sweep, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["al-run", "--status", str(sweep), "--json"])
+    cli.main()
+    record = json.loads(capsys.readouterr().out)
+    states = {(run["sampler"], run["seed"]): run["state"] for run in record["runs"]}
+    assert states == {
+        ("random", "0"): "finished",
+        ("entropy", "0"): "running",
+        ("random", "1"): "stopped",
+        ("entropy", "1"): "stopped",
+    }
+    stopped = next(run for run in record["runs"] if (run["sampler"], run["seed"]) == ("random", "1"))
+    assert (stopped["cycles_done"], stopped["epoch"], stopped["saved_epoch"]) == (2, [140, 200], 120)
+    assert record["not_started"] == [{"sampler": "random", "seed": "2"}, {"sampler": "entropy", "seed": "2"}]
+    assert record["seconds_left"] == pytest.approx(450 + 120 + 600 + 1200)
