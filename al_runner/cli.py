@@ -226,7 +226,9 @@ def _print_status(args: list[str]) -> None:
         )
     try:
         status = sweep_status(Path(rest[0]))
-        print(as_json(status) if "--json" in args else report(status))
+        print(as_json(status) if "--json" in args else report(status), flush=True)
+    except BrokenPipeError:  # piped into `head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except ALRunnerError as e:
         sys.exit(f"al-run: error: {e}")
 
