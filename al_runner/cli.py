@@ -216,7 +216,7 @@ def _print_help() -> None:
 
 def _print_status(args: list[str]) -> None:
     """`al-run --status <sweep dir>`: its finished, running, stopped and unstarted runs (al_runner.sweep_status)."""
-    from al_runner.sweep_status import as_json, report, sweep_status
+    from al_runner.sweep_status import SweepStatusError, as_json, overview, report, sweep_status, sweeps_under
 
     rest = [a for a in args if a not in ("--status", "--json")]
     if len(rest) != 1 or rest[0].startswith("-") or "=" in rest[0]:
@@ -225,8 +225,16 @@ def _print_status(args: list[str]) -> None:
             "al-run --status outputs/<name> [--json]"
         )
     try:
-        status = sweep_status(Path(rest[0]))
-        print(as_json(status) if "--json" in args else report(status), flush=True)
+        folder = Path(rest[0])
+        try:
+            status = sweep_status(folder)
+            text = as_json(status) if "--json" in args else report(status)
+        except SweepStatusError:  # e.g. outputs/: an overview of the sweeps under it, if it holds any
+            sweeps = sweeps_under(folder) if folder.is_dir() else []
+            if not sweeps:
+                raise
+            text = as_json(sweeps) if "--json" in args else overview(folder, sweeps)
+        print(text, flush=True)
     except BrokenPipeError:  # piped into `head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except ALRunnerError as e:

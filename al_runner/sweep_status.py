@@ -158,6 +158,11 @@ class SweepStatus:
     def of_state(self, state: str) -> list[RunStatus]:
         return [run for run in self.runs if run.state == state]
 
+    def counts(self) -> str:
+        total = len(self.runs) + len(self.not_started)
+        states = ", ".join(f"{len(self.of_state(state))} {state}" for state in ("finished", "running", "stopped"))
+        return f"{total} run{'' if total == 1 else 's'}: {states}, {len(self.not_started)} not started"
+
     def seeds_mixing_cpus(self) -> dict[str, dict[str, list[str]]]:
         """Seeds whose runs name different CPUs in platform.json: seed -> CPU -> samplers (their paired
         differences would mix floating-point paths; al-plot notes them too)."""
@@ -230,8 +235,32 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
     return SweepStatus(sweep_dir, runs, not_started, samplers, unreadable)
 
 
-def as_json(status: SweepStatus) -> str:
-    """The same reading as `report`, for scripts and dashboards (`al-run --status DIR --json`)."""
+def sweeps_under(folder: Path) -> list[SweepStatus]:
+    """The sweeps (or single runs) directly under a folder such as outputs/, for an overview."""
+    found = []
+    for path in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        try:
+            found.append(sweep_status(path))
+        except SweepStatusError:
+            continue
+    return found
+
+
+def overview(folder: Path, statuses: list[SweepStatus]) -> str:
+    lines = [f"{folder}: {len(statuses)} sweep(s); `al-run --status <one of them>` for its runs"]
+    lines += [f"  {status.sweep_dir}: {status.counts()}" for status in statuses]
+    return "\n".join(lines)
+
+
+def as_json(status: SweepStatus | list[SweepStatus]) -> str:
+    """The same reading as `report` (or, for an overview, one record per sweep), for scripts and dashboards
+    (`al-run --status DIR --json`)."""
+    if isinstance(status, list):
+        return json.dumps([as_record(one) for one in status], indent=1)
+    return json.dumps(as_record(status), indent=1)
+
+
+def as_record(status: SweepStatus) -> dict:
     runs = [
         {
             "sampler": run.sampler,
@@ -255,7 +284,7 @@ def as_json(status: SweepStatus) -> str:
         "seconds_left": status.seconds_left(),
         "running_at_once": max(len(status.of_state("running")), 1),
     }
-    return json.dumps(record, indent=1)
+    return record
 
 
 def _hours(seconds: float) -> str:
@@ -268,14 +297,9 @@ def _owner(holder: dict) -> str:
 
 def report(status: SweepStatus, now: float | None = None) -> str:
     now = time.time() if now is None else now
-    finished, running, stopped = (status.of_state(s) for s in ("finished", "running", "stopped"))
-    total = len(status.runs) + len(status.not_started)
-    lines = [
-        f"sweep {status.sweep_dir}: {total} run{'' if total == 1 else 's'}"
-        + (f" ({MULTIRUN_FILE}'s plan)" if status.not_started or (status.sweep_dir / MULTIRUN_FILE).is_file() else ""),
-        f"  {len(finished)} finished, {len(running)} running, {len(stopped)} stopped, "
-        f"{len(status.not_started)} not started",
-    ]
+    running, stopped = status.of_state("running"), status.of_state("stopped")
+    planned = f" (the plan: {MULTIRUN_FILE})" if (status.sweep_dir / MULTIRUN_FILE).is_file() else ""
+    lines = [f"sweep {status.sweep_dir}{planned}: {status.counts()}"]
     if running:
         lines.append("running:")
         lines += [f"  {run.name()}: {run.where()} ({_owner(run.holder)})" for run in running]

@@ -99,8 +99,7 @@ def sweep(tmp_path):
 def test_each_run_is_finished_running_stopped_or_not_started(sweep):
     status = sweep_status(sweep)
     text = report(status, now=0.0)
-    assert "6 runs (multirun.yaml's plan)" in text
-    assert "1 finished, 1 running, 2 stopped, 2 not started" in text
+    assert "(the plan: multirun.yaml): 6 runs: 1 finished, 1 running, 2 stopped, 2 not started" in text
     assert f"entropy seed 0: cycle 1 of 3, epoch 50/200 (pid {os.getpid()} on {socket.gethostname()}" in text
     assert "random seed 1: cycle 2 of 3, epoch 140/200; resumes after epoch 120 of cycle 2 (its in-cycle save)" in text
     assert "entropy seed 1: cycle 0 of 3; resumes at the start of cycle 0" in text
@@ -164,7 +163,7 @@ def test_al_run_status_prints_the_report_or_one_line_errors(sweep, tmp_path, mon
 def test_a_single_runs_folder_reads_as_a_sweep_of_that_run(sweep):
     (run,) = sweep.glob("*entropy-seed0*")
     text = report(sweep_status(run))
-    assert "1 runs" not in text and "0 finished, 1 running, 0 stopped, 0 not started" in text
+    assert "1 run: 0 finished, 1 running, 0 stopped, 0 not started" in text
     assert "entropy seed 0: cycle 1 of 3, epoch 50/200" in text
 
 
@@ -219,3 +218,19 @@ def test_json_gives_the_same_reading(sweep, monkeypatch, capsys):
     assert (stopped["cycles_done"], stopped["epoch"], stopped["saved_epoch"]) == (2, [140, 200], 120)
     assert record["not_started"] == [{"sampler": "random", "seed": "2"}, {"sampler": "entropy", "seed": "2"}]
     assert record["seconds_left"] == pytest.approx(450 + 120 + 600 + 1200)
+
+
+def test_a_folder_of_sweeps_gets_an_overview(sweep, tmp_path, monkeypatch, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    write_plan(other, "0", "random")
+    (tmp_path / "notes").mkdir()  # neither a run nor a sweep: left out
+    monkeypatch.setattr(sys, "argv", ["al-run", "--status", str(tmp_path)])
+    cli.main()
+    out = capsys.readouterr().out
+    assert out.startswith(f"{tmp_path}: 2 sweep(s)")
+    assert f"  {other}: 1 run: 0 finished, 0 running, 0 stopped, 1 not started" in out
+    assert f"  {sweep}: 6 runs: 1 finished, 1 running, 2 stopped, 2 not started" in out
+    monkeypatch.setattr(sys, "argv", ["al-run", "--status", str(tmp_path), "--json"])
+    cli.main()
+    assert [record["sweep_dir"] for record in json.loads(capsys.readouterr().out)] == [str(other), str(sweep)]
