@@ -134,7 +134,8 @@ def run_cycle(
     t2 = time.perf_counter()
     picked, scores = (None, None) if last else pick(parts, candidates, labeled, k)
     t3 = time.perf_counter()
-    return CycleResult(evaluation, picked, scores, t1 - t0, t2 - t1, t3 - t2)
+    trained_before = 0.0 if resume is None else resume.train_seconds  # by the process(es) stopped in this cycle
+    return CycleResult(evaluation, picked, scores, trained_before + t1 - t0, t2 - t1, t3 - t2)
 
 
 def train(

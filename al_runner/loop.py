@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -83,6 +84,9 @@ class TrainingProgress:
     optimizer: dict
     scheduler: dict | None
     train_generator: torch.Tensor
+    # wall-clock seconds of training up to this save, over every process that trained this cycle: a resumed
+    # cycle's train_s counts the time before the stop too
+    train_seconds: float = 0.0
 
     def to_record(self) -> dict:
         """The fields as a plain dict for a checkpoint file (tensors and numbers: loads with weights_only)."""
@@ -90,7 +94,8 @@ class TrainingProgress:
 
     @classmethod
     def from_record(cls, record: dict) -> TrainingProgress:
-        return cls(**{f.name: record[f.name] for f in fields(cls)})
+        """A record of `to_record` (one saved before a field existed gets its default)."""
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
 
 
 class ProgressCheckpoint(Protocol):
@@ -125,7 +130,7 @@ def train_cycle(
     checkpoint: after each epoch, if `checkpoint.due()`, the progress so far goes to `checkpoint.save`."""
     optimizer = make_optimizer(learner.parameters())
     scheduler = make_scheduler(optimizer) if make_scheduler is not None else None
-    start = 0
+    start, began, seconds_before = 0, time.perf_counter(), 0.0 if resume is None else resume.train_seconds
     if resume is not None:
         start = _continue_from(resume, learner, optimizer, scheduler, generator)
     log_every = max(1, epochs // 10)
@@ -154,6 +159,7 @@ def train_cycle(
                     optimizer.state_dict(),
                     None if scheduler is None else scheduler.state_dict(),
                     generator.get_state(),
+                    seconds_before + time.perf_counter() - began,
                 )
             )
         bar.set_postfix(loss=f"{loss:.4f}")

@@ -6,7 +6,7 @@ import torch
 import al_runner.cycle as cycle_mod  # the phases are called from the cycle module
 import al_runner.loop as loop_mod
 from al_runner.errors import ConfigError, NonFiniteLossError
-from al_runner.loop import select
+from al_runner.loop import TrainingProgress, select
 from al_runner.runner import ActiveLearningRun, run_experiment, run_locked
 from al_runner.samplers import RandomSampler
 from al_runner.schema import TIMING_COLUMNS
@@ -136,6 +136,9 @@ def test_killed_mid_cycle_resumes_from_its_in_cycle_checkpoint_with_the_same_num
         run_experiment(smoke_cfg(*overrides), tmp_path / "killed")
     saved = torch.load(tmp_path / "killed" / "checkpoint_in_cycle.pt", weights_only=True)
     assert (saved["cycle"], saved["progress"]["epochs_done"]) == (dies_in_cycle, 2)
+    assert saved["progress"]["train_seconds"] > 0
+    saved["progress"]["train_seconds"] = 1000.0  # as if the stopped process had trained 1,000 s in this cycle
+    torch.save(saved, tmp_path / "killed" / "checkpoint_in_cycle.pt")
 
     epochs_run.clear()
     dying[0] = False
@@ -146,6 +149,8 @@ def test_killed_mid_cycle_resumes_from_its_in_cycle_checkpoint_with_the_same_num
         full, resumed = read_csv(tmp_path / "full" / name), read_csv(tmp_path / "killed" / name)
         assert without_timing(full) == without_timing(resumed), name
     assert not (tmp_path / "killed" / "checkpoint_in_cycle.pt").exists()
+    train_s = [float(row["train_s"]) for row in read_csv(tmp_path / "killed" / "cycles.csv")]
+    assert train_s[dies_in_cycle] > 1000.0 and all(t < 1000.0 for c, t in enumerate(train_s) if c != dies_in_cycle)
 
 
 def test_in_cycle_checkpoint_of_another_config_is_refused(smoke_cfg, tmp_path, monkeypatch):
@@ -359,3 +364,10 @@ def test_background_run_logs_training_progress(smoke_cfg, tmp_path, caplog):
     assert lines and lines[-1].startswith("cycle 0 epoch ") and "loss" in lines[-1]
     epochs = int(lines[-1].split()[3].split("/")[1])
     assert lines[-1].split()[3] == f"{epochs}/{epochs}"
+
+
+def test_an_in_cycle_record_saved_before_train_seconds_existed_still_resumes():
+    old = {"epochs_done": 3, "learner": {}, "optimizer": {}, "scheduler": None, "train_generator": torch.zeros(1)}
+    progress = TrainingProgress.from_record(old)
+    assert progress.epochs_done == 3 and progress.train_seconds == 0.0
+    assert TrainingProgress.from_record(progress.to_record()) == progress
