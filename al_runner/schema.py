@@ -7,6 +7,7 @@ TEST_SCORES_CSV = "test_scores.csv"
 METRIC_DETAILS_CSV = "metric_details.csv"
 CHECKPOINT = "checkpoint.pt"
 IN_CYCLE_CHECKPOINT = "checkpoint_in_cycle.pt"  # training progress within a cycle (`checkpoint_minutes`)
+JOB_LOG = "al-run.log"  # the run's log (conf/config.yaml: hydra.job.name)
 
 # One row per cycle. `metric` names the task's metric (accuracy, mAP@0.5, PCKh@0.5) and `value` holds it;
 # `uncertainty` names what the task's uncertainty measures (softmax_entropy, ...), the right panel of Fig. 8.

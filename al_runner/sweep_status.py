@@ -19,17 +19,16 @@ from pathlib import Path
 from al_runner import schema
 from al_runner.cpuinfo import cpu_model
 from al_runner.errors import ALRunnerError
+from al_runner.figures.errors import FigureDataError
 from al_runner.figures.labels import sampler_label
-from al_runner.figures.loading import read_run_config
-from al_runner.figures.sweep_plan import MULTIRUN_FILE, missing_runs_text, planned_grid
+from al_runner.figures.loading import read_platform, read_run_config
+from al_runner.figures.sweep_plan import MULTIRUN_FILE, cycles_asked, missing_runs_text, planned_grid
 from al_runner.runlock import lock_holder
 
-JOB_LOG = "al-run.log"  # conf/config.yaml: hydra.job.name
 LOG_TAIL_BYTES = 65536
 EPOCH_LINE = re.compile(r"cycle (\d+) epoch (\d+)/(\d+)")  # al_runner.loop's progress line
 START_LINE = "run directory: "  # runner.ActiveLearningRun.run's first line
 SAVED_LINE = re.compile(r"cycle (\d+): progress saved after epoch (\d+)")  # runner._save_in_cycle's line
-SECONDS_COLUMNS = ("train_s", "eval_s", "select_s")
 
 
 class SweepStatusError(ALRunnerError):
@@ -93,13 +92,13 @@ def _cycle_seconds(run_dir: Path) -> list[float]:
         return []
     with open(path, newline="", encoding="utf-8") as f:
         rows = sorted(csv.DictReader(f), key=lambda row: int(row["cycle"]))
-    return [sum(float(row.get(column) or 0.0) for column in SECONDS_COLUMNS) for row in rows]
+    return [sum(float(row.get(column) or 0.0) for column in schema.TIMING_COLUMNS) for row in rows]
 
 
 def _log_tail(run_dir: Path) -> str:
     """The job log from the latest start of the run on (each start logs START_LINE first): lines of a process
     that was stopped before it are no longer where the run is."""
-    path = run_dir / JOB_LOG
+    path = run_dir / schema.JOB_LOG
     if not path.is_file():
         return ""
     with open(path, "rb") as f:
@@ -117,10 +116,10 @@ def _last_match(pattern: re.Pattern, text: str, cycle: int) -> re.Match | None:
 
 def _cpu_of(run_dir: Path) -> str | None:
     try:
-        record = json.loads((run_dir / schema.PLATFORM_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = read_platform(run_dir) or {}
+    except FigureDataError:  # an unreadable record names no CPU; the run is still reported
         return None
-    return record.get("cpu_model") if isinstance(record, dict) and record.get("device") == "cpu" else None
+    return record.get("cpu_model") if record.get("device") == "cpu" else None
 
 
 def run_status(run_dir: Path) -> RunStatus | None:
@@ -128,12 +127,11 @@ def run_status(run_dir: Path) -> RunStatus | None:
     config = read_run_config(run_dir)
     if config is None:
         return None
-    planned = config.get("schedule.cycles")
     status = RunStatus(
         run_dir=run_dir,
         sampler=str(config.get("sampler.name", "?")),
         seed=str(config.get("seed", "?")),
-        cycles_planned=int(planned) if planned is not None and str(planned).isdigit() else None,
+        cycles_planned=cycles_asked(config),
         cycle_seconds=_cycle_seconds(run_dir),
         cpu=_cpu_of(run_dir),
     )

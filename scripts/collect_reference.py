@@ -26,17 +26,17 @@ from al_runner.figures.loading import CONFIG_FILES, read_run_config
 from al_runner.figures.loss_scatter import FIG8_SAMPLER
 from al_runner.figures.sweep_plan import MULTIRUN_FILE, planned_cycles
 from al_runner.platform import PLATFORM_FILE
-from al_runner.schema import CYCLES_CSV, METRIC_DETAILS_CSV, SELECTED_CSV, TEST_SCORES_CSV
+from al_runner.schema import CYCLES_CSV, JOB_LOG, METRIC_DETAILS_CSV, SELECTED_CSV, TEST_SCORES_CSV
 from al_runner.sweep import SWEEP_CSV
+from al_runner.sweep_status import EPOCH_LINE
 
 # platform.json: the CPU, ISA and builds the runs were made on (al_runner.platform): what a rerun must match to repeat
 # them digit for digit
 ALWAYS = (CONFIG_FILES[0], CYCLES_CSV, SELECTED_CSV, METRIC_DETAILS_CSV, PLATFORM_FILE)
-RUN_LOG = "al-run.log"  # the job log (conf/config.yaml hydra.job.name)
 
 
 # a line only a run that trained writes (al_runner.loop's epoch line, the runner's cycle line)
-TRAINING_LINE = re.compile(r"cycle \d+ epoch \d+/\d+|cycle \d+ \(\d+/\d+\) \| labeled")
+TRAINING_LINE = re.compile(rf"{EPOCH_LINE.pattern}|cycle \d+ \(\d+/\d+\) \| labeled")
 
 
 def run_sampler(run_dir: Path) -> str | None:
@@ -62,10 +62,10 @@ def already_collected(run_dir: Path, committed: Path, names: list[str]) -> bool:
     if not copy.is_file() or copy.read_bytes() != (run_dir / CYCLES_CSV).read_bytes():
         return False
     wanted = [name for name in names if (run_dir / name).is_file()]
-    if RUN_LOG in wanted and not TRAINING_LINE.search(
-        (run_dir / RUN_LOG).read_text(encoding="utf-8", errors="replace")
+    if JOB_LOG in wanted and not TRAINING_LINE.search(
+        (run_dir / JOB_LOG).read_text(encoding="utf-8", errors="replace")
     ):
-        wanted.remove(RUN_LOG)
+        wanted.remove(JOB_LOG)
     return all((committed / name).is_file() for name in wanted)
 
 
@@ -87,7 +87,7 @@ def collect(
         names = (
             list(ALWAYS)
             + ([TEST_SCORES_CSV] if run_sampler(run_dir) in test_score_samplers else [])
-            + ([RUN_LOG] if logs else [])
+            + ([JOB_LOG] if logs else [])
         )
         if already_collected(run_dir, dest / run_dir.name, names):
             continue
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also copy runs that have fewer cycles than their config's schedule.cycles (a run still going)",
     )
     parser.add_argument(
-        "--logs", action="store_true", help=f"also copy each run's {RUN_LOG} (its per-epoch losses, timings)"
+        "--logs", action="store_true", help=f"also copy each run's {JOB_LOG} (its per-epoch losses, timings)"
     )
     parser.add_argument(
         "--runs-only",

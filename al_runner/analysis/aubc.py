@@ -75,6 +75,13 @@ def t_interval(mean: float, std: float, n: int, level: float = 0.95) -> tuple[fl
     return float(mean - half), float(mean + half)
 
 
+def with_t_intervals(summary: pd.DataFrame) -> pd.DataFrame:
+    """`summary` (columns mean, std, n_seeds) with ci_low / ci_high: the 95 % t-interval of each row's mean."""
+    intervals = [t_interval(m, sd, n) for m, sd, n in zip(summary["mean"], summary["std"], summary["n_seeds"])]
+    summary["ci_low"], summary["ci_high"] = [lo for lo, _ in intervals], [hi for _, hi in intervals]
+    return summary
+
+
 def aubc_summary(per_run: pd.DataFrame) -> pd.DataFrame:
     """Per task x model x sampler: AUBC mean, sample std (ddof=1) and the 95 % t-interval of the mean over seeds,
     and the budget range."""
@@ -109,6 +116,4 @@ def aubc_summary(per_run: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
-    intervals = [t_interval(m, sd, n) for m, sd, n in zip(summary["mean"], summary["std"], summary["n_seeds"])]
-    summary["ci_low"], summary["ci_high"] = [lo for lo, _ in intervals], [hi for _, hi in intervals]
-    return summary[columns]
+    return with_t_intervals(summary)[columns]

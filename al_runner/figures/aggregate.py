@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 # one figure per task (and per model, if a task was run with several)
-from al_runner.analysis.aubc import EXPERIMENT_KEY, t_interval
+from al_runner.analysis.aubc import EXPERIMENT_KEY, with_t_intervals
 from al_runner.figures.labels import CONTROL_SAMPLER, PAPER_SAMPLERS, ordered_samplers, sampler_label
 
 # Diagnostics, not contenders: controls (train like one sampler, select like another) and oracles (read labels).
@@ -97,9 +97,7 @@ def last_cycle_summary(cycles: pd.DataFrame) -> pd.DataFrame:
         .reset_index()
     )
     summary = last.merge(stats, on=GROUP_KEY)
-    # the 95 % t-interval of the mean over seeds, as for AUBC (`analysis.aubc.t_interval`)
-    intervals = [t_interval(m, sd, n) for m, sd, n in zip(summary["mean"], summary["std"], summary["n_seeds"])]
-    summary["ci_low"], summary["ci_high"] = [lo for lo, _ in intervals], [hi for _, hi in intervals]
+    summary = with_t_intervals(summary)  # the 95 % t-interval of the mean over seeds, as for AUBC
     summary["partial"] = summary["max_cycle"] > summary["last_cycle"]
     if (summary["n_labeled"] % 1 == 0).all():  # the usual case: all seeds agree on the labeled-set size
         summary["n_labeled"] = summary["n_labeled"].astype("int64")

@@ -147,7 +147,12 @@ def planned_experiments(cycles: pd.DataFrame, run_roots: list[Path]) -> set[tupl
 
 def planned_cycles(run_dir: Path) -> int | None:
     """How many cycles the run's config.yaml asked for (None when it has no config or says it another way)."""
-    planned = (read_run_config(Path(run_dir)) or {}).get("schedule.cycles")
+    return cycles_asked(read_run_config(Path(run_dir)) or {})
+
+
+def cycles_asked(config: dict[str, str]) -> int | None:
+    """schedule.cycles of a run's config as `read_run_config` gives it (None when absent or not a plain integer)."""
+    planned = config.get("schedule.cycles")
     return int(planned) if planned is not None and str(planned).isdigit() else None
 
 
