@@ -277,7 +277,7 @@ class LearningLoss:
     def predict(module: LossPredictionModule, features: list[torch.Tensor]) -> torch.Tensor:
         """l̂ in fp32 outside autocast: bf16 would round 1,000 distinct predictions to ~100-160 values."""
         with torch.autocast(features[0].device.type, enabled=False):
-            return module([f.float() for f in features])
+            return module(features)  # its pooling returns fp32 from maps of any dtype
 
     def loss(
         self, module: LossPredictionModule, features: list[torch.Tensor], per_sample_loss: torch.Tensor, epoch: int
@@ -286,8 +286,8 @@ class LearningLoss:
         if self.detaches_at(epoch):
             features = [f.detach() for f in features]
         with torch.autocast(features[0].device.type, enabled=False):
-            features, target = [f.float() for f in features], per_sample_loss.detach().float()
-            value = module.objective_value(self.objective, features, target)
+            # no fp32 copy of the maps: the module's pooling averages them in fp32 (global_average_pool)
+            value = module.objective_value(self.objective, features, per_sample_loss.detach().float())
         return self.weight * value
 
 

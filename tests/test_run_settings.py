@@ -156,6 +156,29 @@ def test_global_average_pool_keeps_values_and_gradients_and_the_memory_format():
     )
 
 
+@pytest.mark.parametrize("shape", [(4, 6, 5, 7), (4, 6, 9), (4, 6)])
+def test_global_average_pool_of_a_bf16_map_is_fp32_without_a_full_fp32_copy(shape):
+    """Same values and gradients as casting the bf16 map to fp32 first, the gradient back in bf16 and in the map's
+    memory format; the backward casts no map-sized tensor (only the [B, C] gradient)."""
+    x = torch.randn(shape).bfloat16()
+    if len(shape) == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    weight = torch.randn(4, 6)
+    new, old = global_average_pool(a.detach()), b.float().flatten(1 if len(shape) == 2 else 2)
+    old = old if len(shape) == 2 else old.mean(dim=2)
+    assert new.dtype == torch.float32 and torch.equal(new, old)
+    pooled = global_average_pool(a)
+    with torch.profiler.profile(record_shapes=True) as profile:
+        (pooled * weight).sum().backward()
+    (old * weight).sum().backward()
+    assert a.grad.dtype == torch.bfloat16 and torch.equal(a.grad, b.grad)
+    if len(shape) == 4:
+        assert a.grad.is_contiguous(memory_format=torch.channels_last)
+        casts = [e for e in profile.events() if e.name == "aten::_to_copy"]  # dtype casts
+        assert casts and all(list(shape) not in e.input_shapes for e in casts)  # only [B, C] casts
+
+
 # ------------------------------------------------------------------ run identity
 
 

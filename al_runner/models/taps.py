@@ -19,36 +19,45 @@ _TAP = re.compile(r"^(?P<module>[^\[\]]*)(?:\[(?P<key>[^\[\]]+)\])?$")
 
 
 class _GlobalAveragePool4d(torch.autograd.Function):
-    """GAP of [B, C, H, W] whose gradient keeps the input's memory format.
+    """GAP of [B, C, H, W] to fp32 whose gradient keeps the input's memory format and dtype.
 
     Autograd's mean sends back an NCHW (expanded) gradient; into channels_last blocks that turns the
     next backward into mixed memory formats (+10.8 % step time at width 16, docs/benchmarks.md "Performance").
-    Same forward values and same gradient values as `x.flatten(2).mean(2)`.
+    Same forward values and same gradient values as `x.float().flatten(2).mean(2)`, in fp32 for a bf16 map, but
+    the gradient goes back as [B, C] values cast to the map's dtype and then broadcast, not as an fp32 map cast to
+    bf16 (casts and copies were 5 % of a bf16 step with the module at width 16, docs/benchmarks.md).
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.shape = x.shape
+        ctx.shape, ctx.dtype = x.shape, x.dtype
         ctx.memory_format = (
             torch.channels_last
             if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
             else torch.contiguous_format
         )
-        return x.flatten(2).mean(dim=2)
+        return x.flatten(2).mean(dim=2, dtype=pooled_dtype(x))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         b, c, h, w = ctx.shape
-        return (grad / (h * w))[:, :, None, None].expand(b, c, h, w).contiguous(memory_format=ctx.memory_format)
+        grad = (grad / (h * w)).to(ctx.dtype)
+        return grad[:, :, None, None].expand(b, c, h, w).contiguous(memory_format=ctx.memory_format)
+
+
+def pooled_dtype(feature: torch.Tensor) -> torch.dtype:
+    """fp32 for bf16 / fp16 / fp32 maps (the module computes in fp32); fp64 stays fp64."""
+    return torch.promote_types(feature.dtype, torch.float32)
 
 
 def global_average_pool(feature: torch.Tensor) -> torch.Tensor:
-    """[B, C, *spatial] -> [B, C]; a [B, C] tensor passes through (works for any spatial size)."""
+    """[B, C, *spatial] -> [B, C] in fp32 (fp64 for fp64), whatever the map's dtype: a bf16 map is averaged in
+    fp32, not copied to fp32 first; a [B, C] tensor passes through, cast (works for any spatial size)."""
     if feature.dim() <= 2:
-        return feature.reshape(feature.shape[0], -1)
+        return feature.reshape(feature.shape[0], -1).to(pooled_dtype(feature))
     if feature.dim() == 4:
         return _GlobalAveragePool4d.apply(feature)
-    return feature.flatten(2).mean(dim=2)
+    return feature.flatten(2).mean(dim=2, dtype=pooled_dtype(feature))
 
 
 def parse_tap(tap: str) -> tuple[str, str | None]:
