@@ -22,7 +22,7 @@ from al_runner.errors import ALRunnerError
 from al_runner.figures.errors import FigureDataError
 from al_runner.figures.labels import sampler_label
 from al_runner.figures.loading import read_platform, read_run_config
-from al_runner.figures.sweep_plan import MULTIRUN_FILE, cycles_asked, missing_runs_text, planned_grid
+from al_runner.figures.sweep_plan import MULTIRUN_FILE, PLANNED_KEYS, cycles_asked, missing_runs_text, planned_sweep
 from al_runner.runlock import lock_holder
 
 LOG_TAIL_BYTES = 65536
@@ -47,6 +47,7 @@ class RunStatus:
     saved_epoch: int | None = None  # the epoch its in-cycle save holds (where a stopped run resumes), from the log
     in_cycle_save: bool = False  # whether the run directory holds an in-cycle save
     cpu: str | None = None  # the CPU its platform.json names (CPU runs; a resume on another CPU type is refused)
+    arm: str = ""  # the other keys the sweep varies, as this run has them: "runtime.amp=true" ("" when none)
 
     @property
     def cycles_done(self) -> int:
@@ -83,7 +84,7 @@ class RunStatus:
         return 1.0 - done / max(self.epoch[1], 1)
 
     def name(self) -> str:
-        return f"{sampler_label(self.sampler)} seed {self.seed}"
+        return f"{sampler_label(self.sampler)} seed {self.seed}" + (f" [{self.arm}]" if self.arm else "")
 
 
 def _cycle_seconds(run_dir: Path) -> list[float]:
@@ -122,8 +123,8 @@ def _cpu_of(run_dir: Path) -> str | None:
     return record.get("cpu_model") if record.get("device") == "cpu" else None
 
 
-def run_status(run_dir: Path) -> RunStatus | None:
-    """None for a folder that is not a run (no config.yaml)."""
+def run_status(run_dir: Path, arm_keys: list[str] | tuple[str, ...] = ()) -> RunStatus | None:
+    """None for a folder that is not a run (no config.yaml). `arm_keys`: the other keys its sweep varies."""
     config = read_run_config(run_dir)
     if config is None:
         return None
@@ -134,6 +135,7 @@ def run_status(run_dir: Path) -> RunStatus | None:
         cycles_planned=cycles_asked(config),
         cycle_seconds=_cycle_seconds(run_dir),
         cpu=_cpu_of(run_dir),
+        arm=arm_text(arm_keys, [config.get(key) for key in arm_keys]),
     )
     if not status.finished:
         status.holder = lock_holder(run_dir)
@@ -149,7 +151,7 @@ def run_status(run_dir: Path) -> RunStatus | None:
 class SweepStatus:
     sweep_dir: Path
     runs: list[RunStatus]
-    not_started: list[tuple[str, str]]  # (sampler, seed) of the plan with no run directory yet
+    not_started: list[tuple[str, str, str]]  # (sampler, seed, arm) of the plan with no run directory yet
     samplers: list[str]  # the plan's, in its order
     unreadable: list[str] = field(default_factory=list)  # "<folder>: <why>" for run folders that could not be read
 
@@ -170,27 +172,32 @@ class SweepStatus:
                 by_seed.setdefault(run.seed, {}).setdefault(run.cpu, []).append(run.sampler)
         return {seed: cpus for seed, cpus in by_seed.items() if len(cpus) > 1}
 
-    def mean_cycle_seconds(self) -> dict[tuple[str | None, int], float]:
-        """Mean seconds of cycle c over the finished runs, per sampler and (key None) over all of them."""
-        times: dict[tuple[str | None, int], list[float]] = {}
+    def mean_cycle_seconds(self) -> dict[tuple[str | None, str | None, int], float]:
+        """Mean seconds of cycle c over the finished runs, keyed (sampler, arm, c), with None for "any": per sampler
+        and arm, per sampler, per arm (e.g. all bf16 runs), and over all of them."""
+        times: dict[tuple[str | None, str | None, int], list[float]] = {}
         for run in self.of_state("finished"):
             for cycle, seconds in enumerate(run.cycle_seconds):
-                for key in ((run.sampler, cycle), (None, cycle)):
-                    times.setdefault(key, []).append(seconds)
+                for sampler, arm in ((run.sampler, run.arm), (run.sampler, None), (None, run.arm), (None, None)):
+                    times.setdefault((sampler, arm, cycle), []).append(seconds)
         return {key: sum(values) / len(values) for key, values in times.items()}
 
     def seconds_left(self) -> float | None:
-        """Run time the unfinished and unstarted runs still need, from the finished runs' cycle times (per sampler
-        where it has finished runs); None before any run finished."""
+        """Run time the unfinished and unstarted runs still need, from the finished runs' cycle times (of the same
+        sampler and arm where there are some, else of the sampler, else of the arm, else of all); None before any
+        run finished."""
         means = self.mean_cycle_seconds()
         if not means:
             return None
 
-        def cycle_time(sampler: str, cycle: int) -> float:
-            return means.get((sampler, cycle), means.get((None, cycle), 0.0))
+        def cycle_time(sampler: str, cycle: int, arm: str = "") -> float:
+            for key in ((sampler, arm, cycle), (sampler, None, cycle), (None, arm, cycle), (None, None, cycle)):
+                if key in means:
+                    return means[key]
+            return 0.0
 
         cycles = max((run.cycles_planned or 0 for run in self.runs), default=0) or (
-            max(cycle for _, cycle in means) + 1
+            max(cycle for _, _, cycle in means) + 1
         )
         left = 0.0
         for run in self.runs:
@@ -198,9 +205,9 @@ class SweepStatus:
                 continue
             for cycle in range(run.cycles_done, run.cycles_planned or cycles):
                 share = run.epochs_left_share() if cycle == run.cycles_done else 1.0
-                left += share * cycle_time(run.sampler, cycle)
-        for sampler, _ in self.not_started:
-            left += sum(cycle_time(sampler, cycle) for cycle in range(cycles))
+                left += share * cycle_time(run.sampler, cycle, run.arm)
+        for sampler, _, arm in self.not_started:
+            left += sum(cycle_time(sampler, cycle, arm) for cycle in range(cycles))
         return left
 
 
@@ -211,26 +218,39 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
     single = run_status(sweep_dir)  # a single run's folder (al-run without -m) reads as a sweep of that run
     if single is not None:
         return SweepStatus(sweep_dir, [single], [], [single.sampler])
+    plan = sweep_dir / MULTIRUN_FILE
+    grid = planned_sweep(plan) if plan.is_file() else None
+    arm_keys = [key for key in (grid or {}) if key not in PLANNED_KEYS]
     runs, unreadable = [], []
     for path in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
         try:
-            status = run_status(path)
+            status = run_status(path, arm_keys)
         except (ALRunnerError, OSError, ValueError, KeyError) as error:  # one bad folder does not hide the others
             unreadable.append(f"{path.name}: {error}")
             continue
         if status is not None:
             runs.append(status)
-    plan = sweep_dir / MULTIRUN_FILE
-    grid = planned_grid(plan) if plan.is_file() else None
-    present = {(run.sampler, run.seed) for run in runs}
+    present = {(run.sampler, run.seed, run.arm) for run in runs}
     samplers = (grid or {}).get("sampler") or sorted({run.sampler for run in runs})
     seeds = (grid or {}).get("seed") or sorted({run.seed for run in runs}, key=lambda s: (not s.isdigit(), len(s), s))
-    not_started = [(s, seed) for seed, s in product(seeds, samplers) if (s, seed) not in present] if grid else []
+    arms = [arm_text(arm_keys, values) for values in product(*(grid[key] for key in arm_keys))]
+    not_started = (
+        [(s, seed, arm) for seed, s, arm in product(seeds, samplers, arms) if (s, seed, arm) not in present]
+        if grid
+        else []
+    )
     if not runs and not not_started and not unreadable:
         raise SweepStatusError(
             f"{sweep_dir} holds no run (no folder with a config.yaml) and no {MULTIRUN_FILE}: is it a sweep's folder?"
         )
     return SweepStatus(sweep_dir, runs, not_started, samplers, unreadable)
+
+
+def arm_text(keys, values) -> str:
+    """ "runtime.amp=true, model.net.width=16": the values as the plan and a run's config.yaml both spell them."""
+    return ", ".join(
+        f"{key}={str(v).lower() if str(v) in ('True', 'False', 'None') else v}" for key, v in zip(keys, values)
+    )
 
 
 def sweeps_under(folder: Path) -> list[SweepStatus]:
@@ -271,13 +291,17 @@ def as_record(status: SweepStatus) -> dict:
             "holder": run.holder,
             "cpu": run.cpu,
             "run_dir": str(run.run_dir),
+            **({"arm": run.arm} if run.arm else {}),
         }
         for run in status.runs
     ]
     record = {
         "sweep_dir": str(status.sweep_dir),
         "runs": runs,
-        "not_started": [{"sampler": sampler, "seed": seed} for sampler, seed in status.not_started],
+        "not_started": [
+            {"sampler": sampler, "seed": seed, **({"arm": arm} if arm else {})}
+            for sampler, seed, arm in status.not_started
+        ],
         "unreadable": status.unreadable,
         "seconds_left": status.seconds_left(),
         "running_at_once": max(len(status.of_state("running")), 1),
@@ -312,7 +336,16 @@ def report(status: SweepStatus, now: float | None = None) -> str:
             )
             lines.append(f"  {run.name()}: {run.where()}; {run.resumes()}{elsewhere} ({run.run_dir})")
     if status.not_started:
-        lines.append(f"not started: {missing_runs_text(status.not_started, status.samplers)}")
+        by_arm: dict[str, list[tuple[str, str]]] = {}
+        for sampler, seed, arm in status.not_started:
+            by_arm.setdefault(arm, []).append((sampler, seed))
+        lines.append(
+            "not started: "
+            + "; ".join(
+                (f"[{arm}] " if arm else "") + missing_runs_text(missing, status.samplers)
+                for arm, missing in by_arm.items()
+            )
+        )
     if status.unreadable:
         lines.append("not readable (left out above):")
         lines += [f"  {text}" for text in status.unreadable]

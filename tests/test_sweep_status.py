@@ -26,8 +26,11 @@ def write_plan(sweep: Path, seeds: str, samplers: str) -> None:
     OmegaConf.save(OmegaConf.create(plan), sweep / "multirun.yaml")
 
 
-def write_run(sweep: Path, sampler: str, seed: int, cycles_done: int, log: list[str] = ()) -> Path:
-    run_dir = sweep / f"synthetic-small_cnn-{sampler}-seed{seed}-0123456789"
+def write_run(
+    sweep: Path, sampler: str, seed: int, cycles_done: int, log: list[str] = (), tag: str = "0123456789", scale=1
+) -> Path:
+    """A run folder as al-run leaves it; `tag` stands for the config hash, `scale` multiplies its cycle times."""
+    run_dir = sweep / f"synthetic-small_cnn-{sampler}-seed{seed}-{tag}"
     run_dir.mkdir(parents=True)
     OmegaConf.save(
         OmegaConf.create({"seed": seed, "sampler": {"name": sampler}, "schedule": {"cycles": 3}}),
@@ -40,7 +43,7 @@ def write_run(sweep: Path, sampler: str, seed: int, cycles_done: int, log: list[
             "seed": seed,
             "cycle": c,
             "value": 0.5,
-            "train_s": CYCLE_SECONDS[c],
+            "train_s": CYCLE_SECONDS[c] * scale,
             "eval_s": 0.0,
             "select_s": 0.0,
         }
@@ -234,3 +237,32 @@ def test_a_folder_of_sweeps_gets_an_overview(sweep, tmp_path, monkeypatch, capsy
     monkeypatch.setattr(sys, "argv", ["al-run", "--status", str(tmp_path), "--json"])
     cli.main()
     assert [record["sweep_dir"] for record in json.loads(capsys.readouterr().out)] == [str(other), str(sweep)]
+
+
+def test_a_sweep_over_another_key_lists_each_arm_and_what_it_has_not_started(tmp_path):
+    """`runtime.amp=false,true` (as scripts/bf16_parity.py sweeps): 2 samplers × 1 seed × 2 precisions = 4 runs;
+    each run is named with its precision and the time left uses its own arm's cycle times."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    plan = {
+        "hydra": {
+            "sweeper": {"params": None},
+            "overrides": {"task": ["seed=0", "sampler=random,entropy", "runtime.amp=false,true", "name=parity"]},
+        }
+    }
+    OmegaConf.save(OmegaConf.create(plan), sweep / "multirun.yaml")
+    for amp, scale in ((False, 3), (True, 1)):  # fp32 cycles take 3x as long as bf16 ones here
+        run_dir = write_run(sweep, "random", 0, 3, tag=f"amp{amp}", scale=scale)
+        config = OmegaConf.load(run_dir / "config.yaml")
+        config.runtime = {"amp": amp}
+        OmegaConf.save(config, run_dir / "config.yaml")
+    status = sweep_status(sweep)
+    assert status.counts() == "4 runs: 2 finished, 0 running, 0 stopped, 2 not started"
+    assert sorted(run.name() for run in status.runs) == [
+        "random seed 0 [runtime.amp=false]",
+        "random seed 0 [runtime.amp=true]",
+    ]
+    assert status.not_started == [("entropy", "0", "runtime.amp=false"), ("entropy", "0", "runtime.amp=true")]
+    assert "not started: [runtime.amp=false] seed 0 (entropy); [runtime.amp=true] seed 0 (entropy)" in report(status)
+    # entropy has no finished run: each arm's time stands in (fp32 1,800 s, bf16 600 s), not their mean twice
+    assert status.seconds_left() == pytest.approx(600.0 * 3 + 600.0 * 1)

@@ -39,6 +39,15 @@ def _sweeper_params(config) -> dict:
 def planned_grid(multirun_yaml: Path) -> dict[str, list[str]] | None:
     """{'sampler': [...], 'seed': [...]} as the sweep asked for them (only the keys it set); None when the
     sweep also varied other keys (then runs are not identified by sampler × seed alone)."""
+    grid = planned_sweep(multirun_yaml)
+    if any(key not in PLANNED_KEYS and len(values) > 1 for key, values in grid.items()):
+        return None
+    return {key: values for key, values in grid.items() if key in PLANNED_KEYS}
+
+
+def planned_sweep(multirun_yaml: Path) -> dict[str, list[str]]:
+    """Every key the sweep set to a list of values (sampler and seed also when set to one), with those values:
+    {'sampler': [...], 'seed': [...], 'runtime.amp': ['false', 'true']}."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
@@ -53,10 +62,10 @@ def planned_grid(multirun_yaml: Path) -> dict[str, list[str]] | None:
     grid: dict[str, list[str]] = {}
     for override in overrides:  # later entries (the command line) replace earlier ones (the preset), as in Hydra
         key = override.get_key_element()
-        if key in PLANNED_KEYS:
+        if key in PLANNED_KEYS or override.is_sweep_override():
             grid[key] = _values(override)
-        elif override.is_sweep_override():
-            return None
+        else:
+            grid.pop(key, None)  # a single value on the command line replaces a preset's list
     return grid
 
 
