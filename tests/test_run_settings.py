@@ -156,7 +156,8 @@ def test_global_average_pool_keeps_values_and_gradients_and_the_memory_format():
     )
 
 
-@pytest.mark.parametrize("shape", [(4, 6, 5, 7), (33, 64, 32, 32), (4, 6, 9), (4, 6)])  # 33 x 64 x 32 x 32: averaged in 9 pieces
+# (33, 64, 32, 32): a bf16 map averaged in 9 pieces of 4 images
+@pytest.mark.parametrize("shape", [(4, 6, 5, 7), (33, 64, 32, 32), (4, 6, 9), (4, 6)])
 def test_global_average_pool_of_a_bf16_map_is_fp32_without_a_full_fp32_copy(shape):
     """Same values and gradients as casting the bf16 map to fp32 first, the gradient back in bf16 and in the map's
     memory format; the backward casts no map-sized tensor (only the [B, C] gradient)."""
