@@ -55,11 +55,30 @@ def _auto_flag(value, device: torch.device) -> bool:
     return device.type == "cuda" if value in (None, "auto") else bool(value)
 
 
+# The CPU units with which runtime.amp=auto may mean bf16 (for the models in runtime.amp_cpu_models): AMX, where the
+# speed and the parity were measured (docs/benchmarks.md "fp32 vs bf16 on CPU"). avx512_bf16 alone was not measured.
+AUTO_BF16_UNITS = ("amx_bf16",)
+
+
+def resolve_amp(value, device: torch.device, model: str | None = None, cpu_models=()) -> bool:
+    """runtime.amp: true / false as given; auto = bf16 autocast on CUDA, and on a CPU with AMX for the models listed
+    in runtime.amp_cpu_models (measured to keep their numbers and train faster there); fp32 elsewhere."""
+    from al_runner import platform
+
+    if value not in (None, "auto"):
+        return bool(value)
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and model in set(cpu_models or ()) and platform.bf16_units() in AUTO_BF16_UNITS
+
+
 def make_runtime(cfg: DictConfig) -> Runtime:
     device = resolve_device(str(cfg.device))
     return Runtime(
         device=device,
-        amp=_auto_flag(cfg.runtime.amp, device),
+        amp=resolve_amp(
+            cfg.runtime.amp, device, cfg.get("model", {}).get("name"), cfg.runtime.get("amp_cpu_models") or ()
+        ),
         channels_last=_auto_flag(cfg.runtime.channels_last, device),
         compile=bool(cfg.runtime.get("compile", False)),
         loss_module=str(cfg.runtime.get("loss_module", "eager")),

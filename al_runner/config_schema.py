@@ -25,7 +25,7 @@ from typing import Any, Callable, List, Optional
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from al_runner.errors import ConfigError
@@ -40,6 +40,7 @@ CLOSED_NAME = "al_runner_closed"  # last in conf/config.yaml's defaults: closes 
 @dataclass
 class RuntimeSchema:
     amp: Any = "auto"  # auto | true | false
+    amp_cpu_models: Any = field(default_factory=list)  # model names for which auto means bf16 on a CPU with AMX
     channels_last: Any = True  # auto | true | false
     compile: bool = False
     threads: Optional[int] = None
@@ -185,6 +186,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "name": (lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a folder name"),
     "runtime.amp": (lambda v: v in ("auto", None) or isinstance(v, bool), "one of auto, true, false"),
+    "runtime.amp_cpu_models": (
+        lambda v: isinstance(v, (list, ListConfig)) and all(isinstance(name, str) for name in v),
+        "a list of model names (model.name), e.g. [resnet18_cifar], or []",
+    ),
     "runtime.channels_last": (lambda v: v in ("auto", None) or isinstance(v, bool), "one of auto, true, false"),
     "runtime.compile": (lambda v: isinstance(v, bool), "one of true, false"),
     "runtime.deterministic": (lambda v: isinstance(v, bool), "one of true, false"),

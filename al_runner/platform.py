@@ -109,6 +109,16 @@ def emulated_bf16_warning(record: dict) -> str | None:
     )
 
 
+def auto_bf16_note(record: dict, amp, model: str | None) -> str | None:
+    """One line for the run's log when runtime.amp=auto chose bf16 on a CPU (runtime.amp_cpu_models)."""
+    if amp not in (None, "auto") or record.get("device") != "cpu" or record.get("precision") != "bf16":
+        return None
+    return (
+        f"runtime.amp=auto: bf16 autocast on this CPU ({record.get('bf16_units')}) for {model} "
+        f"(listed in runtime.amp_cpu_models); runtime.amp=false runs fp32, in its own run directory"
+    )
+
+
 def floating_point_path(device: torch.device | str, threads: int | None, precision: str | None = None) -> dict:
     """What decides this process's floating-point path on `device` with `threads` CPU threads (a flat dict of
     text and numbers, JSON-ready). `precision`: the resolved autocast precision, "fp32" or "bf16" (compared on

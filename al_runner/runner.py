@@ -179,6 +179,9 @@ class ActiveLearningRun:
         emulated = platform.emulated_bf16_warning(self.platform)
         if emulated:  # bf16 asked for where the CPU has no bf16 units: it runs, much slower
             log.warning(emulated)
+        chosen = platform.auto_bf16_note(self.platform, self.cfg.runtime.get("amp"), self.cfg.model.get("name"))
+        if chosen:  # auto picked bf16 on this CPU: say so, and how to get fp32
+            log.info(chosen)
         if ckpt is not None and self.state.finished:
             # its config.yaml and platform.json stay as the run wrote them (a later version would add its keys)
             self._write_csvs()  # a kill between the checkpoint and the CSVs left them one cycle behind

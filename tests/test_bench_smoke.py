@@ -163,8 +163,11 @@ def test_gap_ablation_restores_the_nchw_gradient_and_then_the_pooling():
         old_out, old_grad = grad_of_pool(learning_loss.global_average_pool)
     assert learning_loss.global_average_pool is current
     assert torch.allclose(new_out, old_out) and torch.allclose(new_grad, old_grad)
-    assert new_grad.is_contiguous(memory_format=torch.channels_last)
-    assert not old_grad.is_contiguous(memory_format=torch.channels_last)
+    # autograd adds the pooling's gradient to the map's other (channels_last) gradient, the pooling's first: the
+    # current one (a broadcast view in channels_last order) keeps the sum channels_last, the old one made it NCHW
+    other = torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last)
+    assert new_grad.stride()[1] == 1 and (new_grad + other).is_contiguous(memory_format=torch.channels_last)
+    assert old_grad.is_contiguous() and not (old_grad + other).is_contiguous(memory_format=torch.channels_last)
 
 
 def test_interleaved_alternates_order():

@@ -35,7 +35,7 @@ def al_run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         ("schedul=demo", "did you mean schedule?"),
         ("+schedul=demo", "did you mean schedule?"),
         ("sed=3", "did you mean seed?"),
-        ("+runtime.fast=true", "runtime has amp, channels_last"),
+        ("+runtime.fast=true", "runtime has amp, amp_cpu_models, channels_last"),
     ],
 )
 def test_an_unknown_key_or_group_is_refused_naming_the_closest(override, suggestion):

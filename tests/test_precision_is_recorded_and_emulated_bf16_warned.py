@@ -60,3 +60,45 @@ def test_the_warning_only_for_bf16_on_a_cpu_without_units():
     assert platform.emulated_bf16_warning({**base, "bf16_units": "avx512_bf16"}) is None
     assert platform.emulated_bf16_warning({**base, "precision": "fp32"}) is None
     assert platform.emulated_bf16_warning({**base, "device": "cuda"}) is None
+
+
+AMX = frozenset({"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
+
+
+@pytest.mark.parametrize(
+    "flags,amp,listed,device,expected",
+    [
+        (AMX, "auto", ["small_cnn"], "cpu", True),  # AMX and a listed model: bf16
+        (AMX, "auto", ["resnet18_cifar"], "cpu", False),  # a model not listed stays fp32
+        (AMX, "auto", [], "cpu", False),
+        (frozenset({"avx512f", "avx512_bf16"}), "auto", ["small_cnn"], "cpu", False),  # no AMX: not measured
+        (frozenset({"avx2", "fma"}), "auto", ["small_cnn"], "cpu", False),
+        (frozenset({"avx2", "fma"}), True, [], "cpu", True),  # an explicit choice is kept
+        (AMX, False, ["small_cnn"], "cpu", False),
+        (frozenset(), "auto", [], "cuda", True),
+    ],
+)
+def test_auto_precision_is_bf16_only_on_amx_cpus_for_the_listed_models(
+    monkeypatch, flags, amp, listed, device, expected
+):
+    from al_runner.build import resolve_amp
+
+    monkeypatch.setattr(platform, "cpu_flags", lambda cpuinfo=None: flags)
+    assert resolve_amp(amp, torch.device(device), "small_cnn", listed) is expected
+
+
+def test_a_run_auto_switched_to_bf16_says_so_and_gets_its_own_directory(tmp_path, caplog, monkeypatch):
+    from al_runner.identity import run_id as run_dir_name  # <task>-<model>-<sampler>-seed<seed>-<config hash>
+
+    monkeypatch.setattr(platform, "cpu_flags", lambda cpuinfo=None: AMX)
+    auto = compose_config([*TINY, "runtime.amp_cpu_models=[small_cnn]"])
+    with caplog.at_level(logging.INFO, logger="al_runner"):
+        run_experiment(auto, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / platform.PLATFORM_FILE).read_text())
+    assert (record["precision"], record["bf16_units"]) == ("bf16", "amx_bf16")
+    notes = [m for m in caplog.messages if m.startswith("runtime.amp=auto: bf16")]
+    assert len(notes) == 1 and "small_cnn" in notes[0] and "runtime.amp=false runs fp32" in notes[0]
+    # the identity holds the resolved precision: fp32 (amp=false, or auto without the model listed) is another run
+    fp32 = compose_config([*TINY, "runtime.amp=false", "runtime.amp_cpu_models=[small_cnn]"])
+    assert run_dir_name(auto) == run_dir_name(compose_config([*TINY, "runtime.amp=true"])) != run_dir_name(fp32)
+    assert run_dir_name(fp32) == run_dir_name(compose_config(TINY))
