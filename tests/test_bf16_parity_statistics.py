@@ -109,3 +109,14 @@ def test_refuses_to_start_without_bf16_units_unless_forced(monkeypatch, capsys, 
     assert err.startswith("refused: this CPU") and err.count("\n") == 1 and not started
     parity.main(["--force", "--output", str(tmp_path)])  # forced: the sweep starts (here: a stand-in)
     assert started and "runtime.amp=false,true" in started[0][0] and "schedule.cycles=1" in started[0][0]
+
+
+def test_the_committed_parity_table_is_what_the_committed_runs_give(tmp_path):
+    """outputs/reference/bf16_parity/parity.md (docs/benchmarks.md quotes it) recomputed from the committed runs."""
+    from pathlib import Path
+
+    reference = Path(__file__).resolve().parent.parent / "outputs" / "reference"
+    out = tmp_path / "parity.md"
+    assert parity.main(["--analyse-only", "--output", str(reference), "--name", "bf16_parity", "--out", str(out)]) == 0
+    assert out.read_text() == (reference / "bf16_parity" / "parity.md").read_text()
+    assert len(parity.collect(reference / "bf16_parity")) == 20  # 5 seeds x 2 samplers x 2 precisions
