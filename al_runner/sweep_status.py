@@ -135,7 +135,7 @@ def run_status(run_dir: Path, arm_keys: list[str] | tuple[str, ...] = ()) -> Run
         cycles_planned=cycles_asked(config),
         cycle_seconds=_cycle_seconds(run_dir),
         cpu=_cpu_of(run_dir),
-        arm=arm_text(arm_keys, [config.get(key) for key in arm_keys]),
+        arm=arm_text(arm_keys, [arm_value(config, key) for key in arm_keys]),
     )
     if not status.finished:
         status.holder = lock_holder(run_dir)
@@ -236,7 +236,7 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
     arms = [arm_text(arm_keys, values) for values in product(*(grid[key] for key in arm_keys))]
     not_started = (
         [(s, seed, arm) for seed, s, arm in product(seeds, samplers, arms) if (s, seed, arm) not in present]
-        if grid
+        if grid and not any(item.endswith(f"={MISSING_VALUE}") for run in runs for item in run.arm.split(", "))
         else []
     )
     if not runs and not not_started and not unreadable:
@@ -244,6 +244,14 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
             f"{sweep_dir} holds no run (no folder with a config.yaml) and no {MULTIRUN_FILE}: is it a sweep's folder?"
         )
     return SweepStatus(sweep_dir, runs, not_started, samplers, unreadable)
+
+
+MISSING_VALUE = "?"  # a swept key a run's config.yaml does not hold (then the plan cannot be matched to the runs)
+
+
+def arm_value(config: dict[str, str], key: str) -> str:
+    """The run's value of a swept key: the key itself, or for a config group (`model=a,b`) the group's name."""
+    return config.get(key, config.get(f"{key}.name", MISSING_VALUE))
 
 
 def arm_text(keys, values) -> str:

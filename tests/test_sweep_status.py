@@ -266,3 +266,23 @@ def test_a_sweep_over_another_key_lists_each_arm_and_what_it_has_not_started(tmp
     assert "not started: [runtime.amp=false] seed 0 (entropy); [runtime.amp=true] seed 0 (entropy)" in report(status)
     # entropy has no finished run: each arm's time stands in (fp32 1,800 s, bf16 600 s), not their mean twice
     assert status.seconds_left() == pytest.approx(600.0 * 3 + 600.0 * 1)
+
+
+def test_a_swept_config_group_is_read_by_its_name_and_an_unreadable_key_lists_nothing_as_not_started(tmp_path):
+    """`model=a,b` arms come from each run's model.name; a swept key no run's config holds cannot be matched, so
+    nothing is claimed "not started"."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    plan = {"hydra": {"sweeper": {"params": None}, "overrides": {"task": ["seed=0", "sampler=random", "model=a,b"]}}}
+    OmegaConf.save(OmegaConf.create(plan), sweep / "multirun.yaml")
+    run_dir = write_run(sweep, "random", 0, 3)
+    config = OmegaConf.load(run_dir / "config.yaml")
+    config.model = {"name": "a"}
+    OmegaConf.save(config, run_dir / "config.yaml")
+    status = sweep_status(sweep)
+    assert [run.name() for run in status.runs] == ["random seed 0 [model=a]"]
+    assert status.not_started == [("random", "0", "model=b")]
+    plan["hydra"]["overrides"]["task"].append("+extra.knob=1,2")
+    OmegaConf.save(OmegaConf.create(plan), sweep / "multirun.yaml")
+    status = sweep_status(sweep)
+    assert status.runs[0].name() == "random seed 0 [model=a, extra.knob=?]" and status.not_started == []

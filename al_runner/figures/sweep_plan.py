@@ -61,7 +61,7 @@ def planned_sweep(multirun_yaml: Path) -> dict[str, list[str]]:
         raise FigureDataError(f"{multirun_yaml}: not a readable Hydra multirun.yaml ({error})") from None
     grid: dict[str, list[str]] = {}
     for override in overrides:  # later entries (the command line) replace earlier ones (the preset), as in Hydra
-        key = override.get_key_element()
+        key = override.key_or_group  # "+runtime.x=1,2" -> runtime.x, as the run's config.yaml has it
         if key in PLANNED_KEYS or override.is_sweep_override():
             grid[key] = _values(override)
         else:
