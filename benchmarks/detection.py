@@ -316,16 +316,16 @@ def _bench_data(root: Path, repeats: int, limit: int) -> tuple[list[str], float,
 
 
 def flops_per_image() -> tuple[float, float]:
-    from torch.utils.flop_counter import FlopCounterMode
+    from benchmarks.flops import flop_counter
 
     model = ssd300_vgg16(num_classes=VOC_CLASSES + 1)
     x = torch.rand(1, 3, 300, 300)
     model.eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with flop_counter() as counter, torch.no_grad():
         model(x)
     inference = counter.get_total_flops()
     model.train()
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         out = model(torch.rand(2, 3, 300, 300))
         (out["cls_logits"].float().mean() + out["bbox_regression"].mean()).backward()
     return inference, counter.get_total_flops() / 2

@@ -17,11 +17,11 @@ import statistics
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from al_runner.learning_loss import LossPredictionModule, MarginRankingLoss
 from al_runner.models.taps import FeatureTaps
 from al_runner.tasks.pose.hourglass import hourglass
+from benchmarks.flops import flop_counter
 
 SETTINGS = {  # name: (model kwargs, input size)
     "paper hg2x256 @256": (dict(stacks=2, features=256, blocks=1, depth=4), 256),
@@ -71,7 +71,7 @@ def time_step(step, steps: int) -> float:
 
 
 def count_flops(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         fn()
     return counter.get_total_flops()
 

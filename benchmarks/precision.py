@@ -298,9 +298,9 @@ def model_overrides(
 
 
 def count_flops(fn) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
+    from benchmarks.flops import flop_counter
 
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter:
         fn()
     return float(counter.get_total_flops())

@@ -76,13 +76,13 @@ def step_sides(args, width: int, task: BenchTask) -> dict[str, tuple[Side, str, 
 
 def flops_per_image(args, width: int, task: BenchTask) -> float:
     """GFLOP of one plain NCHW training step per image (counted once, outside the timed runs)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from benchmarks.flops import flop_counter
 
     cfg = compose_config(
         task_overrides(args, False, args.batch, 2) + side_overrides(args, width, loss_module=False, channels_last=False)
     )
     side = build_side(cfg, task)
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter:
         one_step(side, task, args.batch)()
     return counter.get_total_flops() / args.batch / 1e9
