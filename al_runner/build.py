@@ -51,8 +51,11 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _auto_flag(value, device: torch.device) -> bool:
-    return device.type == "cuda" if value in (None, "auto") else bool(value)
+def _auto_flag(value, device: torch.device, on_cpu=lambda: False) -> bool:
+    """true / false as given; auto (or null) = on for CUDA, and on a CPU where `on_cpu()` says so."""
+    if value not in (None, "auto"):
+        return bool(value)
+    return device.type == "cuda" or (device.type == "cpu" and on_cpu())
 
 
 # The CPU units with which runtime.amp=auto may mean bf16 (for the models in runtime.amp_cpu_models): AMX, where the
@@ -65,11 +68,9 @@ def resolve_amp(value, device: torch.device, model: str | None = None, cpu_model
     in runtime.amp_cpu_models (measured to keep their numbers and train faster there); fp32 elsewhere."""
     from al_runner import platform
 
-    if value not in (None, "auto"):
-        return bool(value)
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and model in set(cpu_models or ()) and platform.bf16_units() in AUTO_BF16_UNITS
+    return _auto_flag(
+        value, device, on_cpu=lambda: model in set(cpu_models or ()) and platform.bf16_units() in AUTO_BF16_UNITS
+    )
 
 
 def make_runtime(cfg: DictConfig) -> Runtime:

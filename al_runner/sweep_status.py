@@ -135,7 +135,7 @@ def run_status(run_dir: Path, arm_keys: list[str] | tuple[str, ...] = ()) -> Run
         cycles_planned=cycles_asked(config),
         cycle_seconds=_cycle_seconds(run_dir),
         cpu=_cpu_of(run_dir),
-        arm=arm_text(arm_keys, [arm_value(config, key) for key in arm_keys]),
+        arm=arm_text(arm_keys, [swept_value(config, key) for key in arm_keys]),
     )
     if not status.finished:
         status.holder = lock_holder(run_dir)
@@ -249,7 +249,7 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
 MISSING_VALUE = "?"  # a swept key a run's config.yaml does not hold (then the plan cannot be matched to the runs)
 
 
-def arm_value(config: dict[str, str], key: str) -> str:
+def swept_value(config: dict[str, str], key: str) -> str:
     """The run's value of a swept key: the key itself, or for a config group (`model=a,b`) the group's name."""
     return config.get(key, config.get(f"{key}.name", MISSING_VALUE))
 
