@@ -562,3 +562,29 @@ def test_unreadable_multirun_yaml_names_the_file(tmp_path):
     (tmp_path / "multirun.yaml").write_text("hydra: [unclosed\n")
     with pytest.raises(FigureDataError, match="multirun.yaml: not a readable Hydra multirun.yaml"):
         generate_report([tmp_path], tmp_path / "out")
+
+
+def test_seeds_from_two_floating_point_paths_get_the_difference_per_path(tmp_path):
+    from al_runner.figures.statistics_report import compute_statistics
+
+    for seed in range(4):
+        for sampler, gain in (("random", 0.0), ("entropy", 0.01 * (seed + 1))):
+            run_dir = write_run(tmp_path, "cifar10", sampler, seed, [0.5, 0.6 + gain, 0.7 + gain])
+            if seed >= 2:  # seeds 0-1: made before platform.json existed
+                write_platform(run_dir, cpu_model="Intel Xeon", cpu_capability="AVX512")
+    by_path = compute_statistics(load_cycles([tmp_path]).cycles).selection_by_path.set_index("path")
+    assert by_path["seeds"].to_dict() == {"Intel Xeon, AVX512, fp32": "2,3", "unrecorded": "0,1"}
+    # random − entropy over cycles 1-2 is −gain on every cycle
+    assert by_path["mean_diff"].to_dict() == pytest.approx({"Intel Xeon, AVX512, fp32": -0.035, "unrecorded": -0.015})
+    generate_report([tmp_path], tmp_path / "figures")
+    assert (tmp_path / "figures" / "paired_by_path_aubc_selection.csv").is_file()
+    assert "Paired differences by floating-point path" in (tmp_path / "figures" / "results.md").read_text()
+
+
+def test_seeds_of_one_floating_point_path_get_no_split(tmp_path):
+    for seed in range(3):
+        for sampler in ("random", "entropy"):
+            write_platform(write_run(tmp_path, "cifar10", sampler, seed, [0.5, 0.6 + 0.01 * seed, 0.7]))
+    generate_report([tmp_path], tmp_path / "figures")
+    assert not (tmp_path / "figures" / "paired_by_path_aubc_selection.csv").exists()
+    assert "by floating-point path" not in (tmp_path / "figures" / "results.md").read_text()

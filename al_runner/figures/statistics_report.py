@@ -10,9 +10,11 @@ import pandas as pd
 from al_runner.analysis.aubc import aubc_per_run, aubc_summary
 from al_runner.analysis.efficiency import label_efficiency
 from al_runner.analysis.paired import TestSettings, aubc_tests, per_cycle_tests, significant_wins
+from al_runner.analysis.paths import PATH_COLUMNS, paired_by_path, path_label
 from al_runner.analysis.penalty import CORRECTIONS, penalty_long, penalty_matrix
 from al_runner.analysis.queries import class_balance, class_histograms, load_selected, overlap_summary, pick_overlap
 from al_runner.figures.labels import ordered_samplers, sampler_label
+from al_runner.figures.loading import read_platform
 from al_runner.figures.plots import save_figure
 from al_runner.figures.statistics import plot_penalty_matrices
 from al_runner.figures.tables import (
@@ -24,6 +26,7 @@ from al_runner.figures.tables import (
     aubc_markdown_rows,
     class_balance_markdown_rows,
     efficiency_markdown_rows,
+    format_p,
     markdown_table,
     overlap_markdown_rows,
     paired_tests_markdown_rows,
@@ -51,6 +54,8 @@ class StatisticsTables:
     class_balance: pd.DataFrame
     overlap: pd.DataFrame
     samplers: list[str]
+    # AUBC over the selection cycles, a − b per floating-point path (empty when all seeds share one path)
+    selection_by_path: pd.DataFrame | None = None
 
     def aubc_with_wins(self) -> pd.DataFrame:
         """AUBC per task × model × sampler with its significant wins / losses (aubc.csv; `analysis.summary`)."""
@@ -74,6 +79,11 @@ class StatisticsTables:
             "query_class_histograms.csv": self.class_histograms,
             "query_class_balance.csv": self.class_balance,
             "query_overlap.csv": self.overlap,
+            **(
+                {"paired_by_path_aubc_selection.csv": self.selection_by_path}
+                if self.selection_by_path is not None and len(self.selection_by_path)
+                else {}
+            ),
         }
 
 
@@ -115,7 +125,20 @@ def compute_statistics(cycles: pd.DataFrame) -> StatisticsTables:
         class_balance=_by_sampler_order(class_balance(histograms), samplers),
         overlap=overlap_summary(pick_overlap(selected, samplers)),
         samplers=samplers,
+        selection_by_path=paired_by_path(
+            with_run_paths(selection_per_run, cycles).rename(columns={"aubc": "value"}), samplers
+        )
+        if "run_dir" in cycles.columns
+        else pd.DataFrame(columns=PATH_COLUMNS),
     )
+
+
+def with_run_paths(per_run: pd.DataFrame, cycles: pd.DataFrame) -> pd.DataFrame:
+    """per_run (one row per task × model × sampler × seed) with each run's floating-point path (`path_label` of
+    its platform.json)."""
+    runs = cycles[["task", "model", "sampler", "seed", "run_dir"]].drop_duplicates(["task", "model", "sampler", "seed"])
+    runs = runs.assign(path=[path_label(read_platform(Path(d))) for d in runs["run_dir"]]).drop(columns="run_dir")
+    return per_run.merge(runs, on=["task", "model", "sampler", "seed"], how="left")
 
 
 def testable_pairs(per_cycle: pd.DataFrame) -> set[frozenset]:
@@ -191,6 +214,7 @@ def statistics_sections(stats: StatisticsTables) -> list[str]:
         _tests_table(stats.aubc_tests, with_cycle=False),
         "### Paired tests on AUBC over the selection cycles",
         _tests_table(stats.selection_tests, with_cycle=False),
+        *by_path_section(stats.selection_by_path),
         "### Paired tests per cycle",
         "Cycle 0 precedes any selection: differences there come from training alone (with or without the "
         "loss-prediction module); pairs that trained alike are identical there and are no test. "
@@ -227,6 +251,37 @@ def statistics_sections(stats: StatisticsTables) -> list[str]:
         else "- fewer than two samplers share a seed",
     ]
     return sections
+
+
+def by_path_section(by_path: pd.DataFrame | None) -> list[str]:
+    """The paired AUBC differences (selection cycles) per floating-point path, when the seeds come from several."""
+    if by_path is None or by_path.empty:
+        return []
+    rows = [
+        [
+            row["task"],
+            row["model"],
+            f"{sampler_label(row['sampler_a'])} − {sampler_label(row['sampler_b'])}",
+            row["path"],
+            str(row["n_seeds"]),
+            f"{row['mean_diff']:+.4f}"
+            + ("" if pd.isna(row["ci_low"]) else f" [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"),
+            format_p(row["p_between_paths"]),
+        ]
+        for row in by_path.to_dict("records")
+    ]
+    return [
+        "### Paired differences by floating-point path (AUBC over the selection cycles)",
+        "These seeds were made on more than one floating-point path (CPU type, ISA, precision, as each run's "
+        '`platform.json` records it; "unrecorded" for runs made before it existed). Each seed\'s samplers share '
+        "one path, so its difference compares like with like; pooling the seeds assumes the difference does not "
+        "depend on the path. Per path: mean a − b with its 95 % t-interval; p between paths: one-way ANOVA of the "
+        "per-seed differences across the paths with two seeds or more (few seeds per path give it little power: "
+        "read the intervals too).",
+        markdown_table(
+            ["task", "model", "a − b", "path", "seeds", "mean difference [95 % CI]", "p between paths"], rows
+        ),
+    ]
 
 
 def ranking_change_sentence(everything: pd.DataFrame, selection: pd.DataFrame) -> str:
