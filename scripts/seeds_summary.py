@@ -103,6 +103,8 @@ class Summary:
         self.aubc_selection = pd.read_csv(figures / "aubc_selection.csv").set_index("sampler")
         self.aubc_all = pd.read_csv(figures / "aubc.csv").set_index("sampler")
         self.last_cycle = pd.read_csv(figures / "results.csv").set_index("sampler")
+        by_path = figures / "paired_by_path_aubc_selection.csv"  # written only when the seeds' paths differ
+        self.by_path = pd.read_csv(by_path) if by_path.is_file() else None
 
     def progress(self) -> str:
         extra = "; ".join(
@@ -122,6 +124,37 @@ class Summary:
         ]
         return ", ".join(found) if found else "none"
 
+    def paths_text(self) -> str:
+        """The first pair's AUBC difference (selection cycles) per floating-point path, minuend first, with the
+        ANOVA across paths; empty when every seed shares one path."""
+        if self.by_path is None:
+            return ""
+        minuend, subtrahend = PAIRS[0]
+        rows, sign = self.by_path[(self.by_path.sampler_a == subtrahend) & (self.by_path.sampler_b == minuend)], -1.0
+        if rows.empty:
+            rows, sign = self.by_path[(self.by_path.sampler_a == minuend) & (self.by_path.sampler_b == subtrahend)], 1.0
+        if rows.empty:
+            return ""
+        parts = []
+        for r in rows.itertuples():
+            seeds = seeds_text([int(s) for s in str(r.seeds).split(",")])
+            interval = (
+                ""
+                if pd.isna(r.ci_low)
+                else " [" + ", ".join(signed(100 * v) for v in sorted((sign * r.ci_low, sign * r.ci_high))) + "]"
+            )
+            parts.append(f"{r.path} (seeds {seeds}) {signed(100 * sign * r.mean_diff)}{interval}")
+        p = rows.p_between_paths.iloc[0]
+        test = (
+            "no test (fewer than two paths with two seeds)"
+            if pd.isna(p)
+            else f"one-way ANOVA across paths p {p_value(p)}"
+        )
+        return (
+            f" Split by floating-point path (AUBC over the selection cycles, {LABEL[minuend]} − {LABEL[subtrahend]}, "
+            f"points): " + "; ".join(parts) + f"; {test}."
+        )
+
     def results_text(self) -> str:
         first, *others = self.last
         tests = (
@@ -138,7 +171,7 @@ class Summary:
             f"Paired differences: {tests}. AUBC over the "
             f"selection cycles: {selection}; over all cycles, cycle 0 included: {every}. Significant after Holm: "
             f"{self.significant()}. With the spread observed, a paired t-test on these seeds detects (80 % power, "
-            f"alpha 0.05) an AUBC difference over the selection cycles of {detectable}."
+            f"alpha 0.05) an AUBC difference over the selection cycles of {detectable}." + self.paths_text()
         )
 
     def readme_text(self) -> str:

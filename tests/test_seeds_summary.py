@@ -87,3 +87,25 @@ def test_write_fills_the_blocks_and_leaves_the_rest(tmp_path, monkeypatch):
 @pytest.mark.parametrize("seeds,text", [([5, 6], "5–6"), ([0, 1, 2, 3, 5], "0–3, 5"), ([7], "7"), ([1, 3], "1, 3")])
 def test_seed_lists_are_ranges(seeds, text):
     assert seeds_summary.seeds_text(seeds) == text
+
+
+def test_the_split_by_path_is_worded_minuend_first_and_absent_for_one_path(tmp_path):
+    figures = write_figures(tmp_path / "figures")
+    assert "floating-point path" not in seeds_summary.Summary(figures).results_text()
+    pd.DataFrame(
+        [  # al-plot's orientation, random − learn loss
+            ("random", "learning_loss", "unrecorded", "0,1,2", -0.02, -0.05, 0.01, 0.4),
+            ("random", "learning_loss", "Intel Xeon, AVX512, fp32", "9,10", 0.01, -0.03, 0.05, 0.4),
+            ("random", "entropy", "unrecorded", "0,1,2", 0.5, 0.4, 0.6, 0.01),
+        ],
+        columns=["sampler_a", "sampler_b", "path", "seeds", "mean_diff", "ci_low", "ci_high", "p_between_paths"],
+    ).to_csv(figures / "paired_by_path_aubc_selection.csv", index=False)
+    assert (
+        seeds_summary.Summary(figures)
+        .results_text()
+        .endswith(
+            " Split by floating-point path (AUBC over the selection cycles, learn loss − random, points): "
+            "unrecorded (seeds 0–2) +2.0 [−1.0, +5.0]; Intel Xeon, AVX512, fp32 (seeds 9–10) −1.0 [−5.0, +3.0]; "
+            "one-way ANOVA across paths p 0.40."
+        )
+    )
