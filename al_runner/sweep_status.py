@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import statistics
 import time
 from dataclasses import dataclass, field
 from itertools import product
@@ -172,21 +173,25 @@ class SweepStatus:
                 by_seed.setdefault(run.seed, {}).setdefault(run.cpu, []).append(run.sampler)
         return {seed: cpus for seed, cpus in by_seed.items() if len(cpus) > 1}
 
-    def mean_cycle_seconds(self) -> dict[tuple[str | None, str | None, int], float]:
-        """Mean seconds of cycle c over the finished runs, keyed (sampler, arm, c), with None for "any": per sampler
-        and arm, per sampler, per arm (e.g. all bf16 runs), and over all of them."""
+    def typical_cycle_seconds(self, cpu: str | None = None) -> dict[tuple[str | None, str | None, int], float]:
+        """Median seconds of cycle c over the finished runs, keyed (sampler, arm, c), with None for "any": per sampler
+        and arm, per sampler, per arm (e.g. all bf16 runs), and over all of them. The median, since a run paused or
+        slowed for a while (`kill -STOP`, a benchmark beside it) keeps those hours in its cycle times; only the runs
+        made on `cpu` (platform.json) when some of them finished, since another CPU type runs at another speed."""
+        finished = self.of_state("finished")
+        on_this_cpu = [run for run in finished if cpu is not None and run.cpu == cpu]
         times: dict[tuple[str | None, str | None, int], list[float]] = {}
-        for run in self.of_state("finished"):
+        for run in on_this_cpu or finished:
             for cycle, seconds in enumerate(run.cycle_seconds):
                 for sampler, arm in ((run.sampler, run.arm), (run.sampler, None), (None, run.arm), (None, None)):
                     times.setdefault((sampler, arm, cycle), []).append(seconds)
-        return {key: sum(values) / len(values) for key, values in times.items()}
+        return {key: statistics.median(values) for key, values in times.items()}
 
-    def seconds_left(self) -> float | None:
-        """Run time the unfinished and unstarted runs still need, from the finished runs' cycle times (of the same
-        sampler and arm where there are some, else of the sampler, else of the arm, else of all); None before any
-        run finished."""
-        means = self.mean_cycle_seconds()
+    def seconds_left(self, cpu: str | None = None) -> float | None:
+        """Run time the unfinished and unstarted runs still need, from the finished runs' cycle times
+        (`typical_cycle_seconds`: of the same sampler and arm where there are some, else of the sampler, else of the
+        arm, else of all; those made on `cpu` when some finished there); None before any run finished."""
+        means = self.typical_cycle_seconds(cpu)
         if not means:
             return None
 
@@ -311,10 +316,15 @@ def as_record(status: SweepStatus) -> dict:
             for sampler, seed, arm in status.not_started
         ],
         "unreadable": status.unreadable,
-        "seconds_left": status.seconds_left(),
+        "seconds_left": status.seconds_left(cpu_model()),
         "running_at_once": max(len(status.of_state("running")), 1),
     }
     return record
+
+
+def _where(status: SweepStatus) -> str:
+    here = cpu_model()
+    return f", on this {here}" if any(run.cpu == here for run in status.of_state("finished")) else ""
 
 
 def _hours(seconds: float) -> str:
@@ -369,14 +379,14 @@ def report(status: SweepStatus, now: float | None = None) -> str:
             "seeds whose runs were made on different CPU types (their paired differences mix floating-point paths): "
             + "; ".join(f"seed {seed} ({cpus_text(cpus)})" for seed, cpus in mixed.items())
         )
-    left = status.seconds_left()
+    left = status.seconds_left(cpu_model())
     if left is None:
         lines.append("time left: no finished run yet to estimate it from")
     elif left > 0:
         workers = max(len(running), 1)
         end = time.strftime("%Y-%m-%d %H:%M", time.localtime(now + left / workers))
         lines.append(
-            f"time left: about {_hours(left)} of run time (the finished runs' cycle times); at {workers} run(s) at "
-            f"once, about {_hours(left / workers)}, ending near {end}"
+            f"time left: about {_hours(left)} of run time (the finished runs' median cycle times{_where(status)}); "
+            f"at {workers} run(s) at once, about {_hours(left / workers)}, ending near {end}"
         )
     return "\n".join(lines)

@@ -113,7 +113,7 @@ def test_time_left_adds_the_finished_runs_cycle_times_for_what_remains(sweep):
     # entropy seed 0 (running, epoch 50/200 of cycle 1): 0.75 x 200 + 300; random seed 1 (stopped, saved after
     # epoch 120 of cycle 2: the restart redoes from there): 0.4 x 300; entropy seed 1: 600; seed 2: 2 x 600
     assert sweep_status(sweep).seconds_left() == pytest.approx(450 + 120 + 600 + 1200)
-    assert "about 40 min of run time (the finished runs' cycle times); at 1 run(s) at once" in report(
+    assert "about 40 min of run time (the finished runs' median cycle times); at 1 run(s) at once" in report(
         sweep_status(sweep), now=0.0
     )
 
@@ -286,3 +286,22 @@ def test_a_swept_config_group_is_read_by_its_name_and_an_unreadable_key_lists_no
     OmegaConf.save(OmegaConf.create(plan), sweep / "multirun.yaml")
     status = sweep_status(sweep)
     assert status.runs[0].name() == "random seed 0 [model=a, extra.knob=?]" and status.not_started == []
+
+
+def test_time_left_uses_the_median_cycle_times_of_runs_made_on_this_cpu(tmp_path, monkeypatch):
+    from al_runner import sweep_status as module
+
+    monkeypatch.setattr(module, "cpu_model", lambda: "This CPU")
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    write_plan(sweep, "0,1,2,3,4", "random")
+    for seed, scale in ((0, 1), (1, 1), (2, 50)):  # seed 2 was paused for hours: its times are not the machine's
+        write_platform(write_run(sweep, "random", seed, 3, tag=f"{seed}" * 10, scale=scale), "This CPU")
+    write_platform(write_run(sweep, "random", 3, 3, tag="3" * 10, scale=5), "Other CPU")  # a slower CPU type
+    status = sweep_status(sweep)
+    assert status.seconds_left("This CPU") == pytest.approx(sum(CYCLE_SECONDS))  # seed 4, at this CPU's median
+    assert "(the finished runs' median cycle times, on this This CPU)" in report(status, now=0.0)
+    # no run finished on this CPU yet: every finished run counts (median of scales 1, 1, 5, 50 -> 3)
+    monkeypatch.setattr(module, "cpu_model", lambda: "Third CPU")
+    assert status.seconds_left("Third CPU") == pytest.approx(3 * sum(CYCLE_SECONDS))
+    assert "(the finished runs' median cycle times); at" in report(status, now=0.0)
