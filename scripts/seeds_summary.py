@@ -137,18 +137,19 @@ class Summary:
             return ""
         parts = []
         for r in rows.itertuples():
-            seeds = seeds_text([int(s) for s in str(r.seeds).split(",")])
+            listed = [int(s) for s in str(r.seeds).split(",")]
+            seeds = ("seeds " if len(listed) > 1 else "seed ") + seeds_text(listed)
             interval = (
                 ""
                 if pd.isna(r.ci_low)
                 else " [" + ", ".join(signed(100 * v) for v in sorted((sign * r.ci_low, sign * r.ci_high))) + "]"
             )
-            parts.append(f"{r.path} (seeds {seeds}) {signed(100 * sign * r.mean_diff)}{interval}")
+            parts.append(f"{r.path} ({seeds}) {signed(100 * sign * r.mean_diff)}{interval}")
         p = rows.p_between_paths.iloc[0]
         test = (
             "no test (fewer than two paths with two seeds)"
             if pd.isna(p)
-            else f"one-way ANOVA across paths p {p_value(p)}"
+            else f"one-way ANOVA across the paths with two seeds or more p {p_value(p)}"
         )
         return (
             f" Split by floating-point path (AUBC over the selection cycles, {LABEL[minuend]} − {LABEL[subtrahend]}, "

@@ -96,6 +96,7 @@ def test_the_split_by_path_is_worded_minuend_first_and_absent_for_one_path(tmp_p
         [  # al-plot's orientation, random − learn loss
             ("random", "learning_loss", "unrecorded", "0,1,2", -0.02, -0.05, 0.01, 0.4),
             ("random", "learning_loss", "Intel Xeon, AVX512, fp32", "9,10", 0.01, -0.03, 0.05, 0.4),
+            ("random", "learning_loss", "AMD EPYC, AVX2, fp32", "5", 0.03, None, None, 0.4),
             ("random", "entropy", "unrecorded", "0,1,2", 0.5, 0.4, 0.6, 0.01),
         ],
         columns=["sampler_a", "sampler_b", "path", "seeds", "mean_diff", "ci_low", "ci_high", "p_between_paths"],
@@ -106,6 +107,7 @@ def test_the_split_by_path_is_worded_minuend_first_and_absent_for_one_path(tmp_p
         .endswith(
             " Split by floating-point path (AUBC over the selection cycles, learn loss − random, points): "
             "unrecorded (seeds 0–2) +2.0 [−1.0, +5.0]; Intel Xeon, AVX512, fp32 (seeds 9–10) −1.0 [−5.0, +3.0]; "
-            "one-way ANOVA across paths p 0.40."
+            "AMD EPYC, AVX2, fp32 (seed 5) −3.0; "
+            "one-way ANOVA across the paths with two seeds or more p 0.40."
         )
     )

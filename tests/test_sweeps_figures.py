@@ -118,3 +118,33 @@ def test_a_run_from_before_a_runtime_key_existed_is_one_arm_with_a_run_that_keep
     write_run(tmp_path, "fused", "random", 2, [0.5, 0.8], fused)
     seeds = load_cycles([tmp_path]).cycles.groupby("sampler")["seed"].unique().map(sorted).to_dict()
     assert seeds == {"random [runtime.loss_module=eager]": [0, 1], "random [runtime.loss_module=fused]": [2]}
+
+
+def with_amp(text: str, amp: str, cpu_models: str | None = None) -> str:
+    extra = f"  amp: {amp}\n" + (f"  amp_cpu_models: {cpu_models}\n" if cpu_models is not None else "")
+    return text.replace("runtime:\n", "runtime:\n" + extra)
+
+
+def write_precision(run_dir: Path, precision: str) -> None:
+    (run_dir / "platform.json").write_text(f'{{"device": "cpu", "precision": "{precision}"}}')
+
+
+def test_runs_are_told_apart_by_the_precision_they_ran_in_not_by_how_it_was_asked_for(tmp_path):
+    # seed 0: amp auto before platform.json existed; seed 1: auto, recorded fp32; seed 2: amp=false with the newer
+    # amp_cpu_models key: one arm (all fp32, or not recorded)
+    write_run(tmp_path, "old", "random", 0, [0.5, 0.6], with_amp(config(1.0, 0), "auto"))
+    write_precision(write_run(tmp_path, "auto", "random", 1, [0.5, 0.7], with_amp(config(1.0, 1), "auto")), "fp32")
+    explicit = with_amp(config(1.0, 2), "false", "[]")
+    write_precision(write_run(tmp_path, "false", "random", 2, [0.5, 0.8], explicit), "fp32")
+    assert load_cycles([tmp_path]).cycles["sampler"].unique().tolist() == ["random"]
+    # seed 3 in bf16: now the precision splits, and the run that recorded none is an arm of its own
+    bf16 = with_amp(config(1.0, 3), "true", "[]")
+    write_precision(write_run(tmp_path, "true", "random", 3, [0.5, 0.9], bf16), "bf16")
+    loaded = load_cycles([tmp_path])
+    seeds = loaded.cycles.groupby("sampler")["seed"].unique().map(sorted).to_dict()
+    assert seeds == {
+        "random [precision=bf16]": [3],
+        "random [precision=fp32]": [1, 2],
+        "random [precision=not recorded]": [0],
+    }
+    assert any("runs differ in precision" in note for note in loaded.notes)

@@ -23,6 +23,12 @@ RUN_KEY = ["task", "model", "sampler", "seed"]
 CONFIG_FILES = ("config.yaml", ".hydra/config.yaml")
 # Keys that never make two arms: the seed (averaged over), where files go, how the run was executed.
 NOT_AN_ARM = ("seed", "name", "paths", "progress", "checkpoint_minutes", "device", "hydra", "runtime.threads")
+# runtime.amp and runtime.amp_cpu_models change a run's numbers only through the precision they resolve to (fp32 or
+# bf16, as the run's identity holds it): runs are told apart by that, PRECISION_ARM_KEY, not by how it was asked
+# for (`runtime.amp=false` and `auto` resolving to fp32 are the same arm).
+PRECISION_KEYS = ("runtime.amp", "runtime.amp_cpu_models")
+PRECISION_ARM_KEY = "precision"
+UNKNOWN_PRECISION = "not recorded"  # runtime.amp=auto in a run made before platform.json recorded what it became
 
 
 @dataclass
@@ -271,7 +277,21 @@ def arm_value(config: dict[str, str], key: str) -> str:
 
 
 def _is_arm_key(key: str) -> bool:
-    return not any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_AN_ARM)
+    return not any(key == ignored or key.startswith(ignored + ".") for ignored in (*NOT_AN_ARM, *PRECISION_KEYS))
+
+
+def _arm_values(configs, key: str) -> set[str]:
+    values = {arm_value(config, key) for config in configs}
+    return values - {UNKNOWN_PRECISION} if key == PRECISION_ARM_KEY else values
+
+
+def resolved_precision(config: dict[str, str], record: dict | None) -> str:
+    """fp32 / bf16 as the run computed: its platform.json's, else what an explicit runtime.amp gives; a run with
+    amp auto and no record reads UNKNOWN_PRECISION."""
+    if record and record.get("precision"):
+        return str(record["precision"])
+    asked = config.get("runtime.amp", "auto")
+    return {"True": "bf16", "False": "fp32"}.get(asked, UNKNOWN_PRECISION)
 
 
 def read_run_configs(cycles: pd.DataFrame) -> dict[str, dict[str, str] | None]:
@@ -291,10 +311,12 @@ def split_arms(cycles: pd.DataFrame, notes: list[str], configs: dict[str, dict[s
                 f"{task}/{model}/{sampler}: {len(run_dirs) - len(known)} run(s) have no saved config; "
                 f"they cannot be told apart from the other arms"
             )
+        known = {d: {**c, PRECISION_ARM_KEY: resolved_precision(c, read_platform(Path(d)))} for d, c in known.items()}
         keys = sorted({key for config in known.values() for key in config if _is_arm_key(key)})
         # a key absent from an older run's config reads as null: keys added later with a null default that means
-        # "as before" (seed_data, seed_model) must not split the old runs from the new ones
-        differing = [k for k in keys if len({arm_value(config, k) for config in known.values()}) > 1]
+        # "as before" (seed_data, seed_model) must not split the old runs from the new ones. A precision not
+        # recorded splits nothing by itself: it sides with the one precision the others recorded, if one.
+        differing = [k for k in keys if len(_arm_values(known.values(), k)) > 1]
         for run_dir, config in known.items():
             if differing:
                 arm = ", ".join(f"{k}={arm_value(config, k)}" for k in differing)
