@@ -50,14 +50,20 @@ def two_figures(x: float) -> str:
     return f"{x:.0f}" if x >= 10 else f"{x:.1f}" if x >= 1 else f"{x:.2g}"
 
 
+def oriented(table: pd.DataFrame, minuend: str, subtrahend: str) -> tuple[pd.DataFrame, float]:
+    """The rows of the pair in al-plot's table, and the sign that turns its `sampler_a − sampler_b` into
+    `minuend − subtrahend`."""
+    rows = table[(table.sampler_a == subtrahend) & (table.sampler_b == minuend)]
+    if not rows.empty:
+        return rows, -1.0
+    return table[(table.sampler_a == minuend) & (table.sampler_b == subtrahend)], 1.0
+
+
 class Difference:
     """One paired test's row, oriented `minuend − subtrahend` (al-plot writes sampler_a − sampler_b)."""
 
     def __init__(self, table: pd.DataFrame, minuend: str, subtrahend: str):
-        row = table[(table.sampler_a == subtrahend) & (table.sampler_b == minuend)]
-        sign = -1.0
-        if row.empty:
-            row, sign = table[(table.sampler_a == minuend) & (table.sampler_b == subtrahend)], 1.0
+        row, sign = oriented(table, minuend, subtrahend)
         if len(row) != 1:
             raise SystemExit(f"no single paired test of {minuend} and {subtrahend} in the table")
         r = row.iloc[0]
@@ -130,9 +136,7 @@ class Summary:
         if self.by_path is None:
             return ""
         minuend, subtrahend = PAIRS[0]
-        rows, sign = self.by_path[(self.by_path.sampler_a == subtrahend) & (self.by_path.sampler_b == minuend)], -1.0
-        if rows.empty:
-            rows, sign = self.by_path[(self.by_path.sampler_a == minuend) & (self.by_path.sampler_b == subtrahend)], 1.0
+        rows, sign = oriented(self.by_path, minuend, subtrahend)
         if rows.empty:
             return ""
         parts = []
